@@ -1,0 +1,172 @@
+"""The entry points: :func:`parse` and :func:`diff`."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Callable, Mapping, TypeVar
+
+from . import syntax
+from .diff import derivative
+from .einstein import build, check_shapes, normalize_shapes
+from .errors import EinderivError, IndexMismatchError, LimitError, ParseError, ShapeError
+from .ir import Expr, Index, Sum, all_indices, iter_tensors, outer_origins, walk, Product, Inv
+from .ir import rename, fresh_index, bound_indices, Func, Pow, Det, LogDet
+from .simplify import simplify as _simplify
+
+__all__ = ["parse", "diff", "guard_recursion"]
+
+F = TypeVar("F", bound=Callable)
+
+
+def guard_recursion(fn: F) -> F:
+    """Turn a RecursionError deep inside einderiv into a :class:`LimitError`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise LimitError(
+                "the expression is nested too deeply for einderiv to process; "
+                "split it into smaller parts") from None
+    return wrapper  # type: ignore[return-value]
+
+
+@guard_recursion
+def parse(text: str, shapes: Mapping[str, object] | None = None, *,
+          simplify: bool = True) -> Expr:
+    """Parse an index expression (docs/language.md) into an :class:`~einderiv.ir.Expr`.
+
+    Repeated indices in a product are summed (Einstein rule); ``-> [i,j]`` fixes the
+    free indices. ``shapes`` (name -> tuple of ints or size names) is checked for
+    consistency. With ``simplify=True`` (default) deltas are contracted and like
+    terms collected; ``simplify=False`` keeps the literal structure.
+
+    >>> import einderiv
+    >>> e = einderiv.parse("X[a,b]*theta[b] - Y[a]", shapes={"X": (4, 3)})
+    >>> e.free
+    ('a',)
+    >>> str(e)
+    'X[a,b]*theta[b] - Y[a]'
+    """
+    ast = syntax.parse_ast(text)
+    e = build(ast, text)
+    check_shapes(e, normalize_shapes(shapes))
+    return _simplify(e) if simplify else e
+
+
+_WRT = re.compile(r"^\s*([^\W\d]\w*)\s*(?:\[\s*([^\]]*)\])?\s*$")
+
+
+def _parse_wrt(wrt: str) -> tuple[str, tuple[Index, ...] | None]:
+    if not isinstance(wrt, str):
+        raise ParseError(f"wrt must be a variable name such as 'theta' or 'theta[d]', "
+                         f"got {type(wrt).__name__}")
+    m = _WRT.match(wrt)
+    if not m:
+        pos = next((k for k, ch in enumerate(wrt) if not (ch.isalnum() or ch in "_[], ")), 0)
+        raise ParseError("wrt must be a variable name such as 'theta' or 'theta[d]'", wrt, pos)
+    name, idx = m.group(1), m.group(2)
+    if name in syntax.RESERVED:
+        raise ParseError(f"{name!r} is reserved, not a variable", wrt, wrt.index(name))
+    if idx is None:
+        return name, None
+    names = tuple(s.strip() for s in idx.split(",")) if idx.strip() else ()
+    for n in names:
+        if not n.isidentifier() or n in syntax.RESERVED:
+            raise ParseError(f"bad index name {n!r} in wrt", wrt, wrt.index("[") + 1)
+    if len(set(names)) != len(names):
+        raise IndexMismatchError(f"wrt indices must be distinct: {wrt!r}")
+    return name, names
+
+
+def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = [c for c in letters if c not in avoid]
+    k = 1
+    while len(names) < count:
+        names.extend(f"{c}{k}" for c in letters if f"{c}{k}" not in avoid)
+        k += 1
+    return tuple(names[:count])
+
+
+def _rebind(e: Expr) -> Expr:
+    """``e`` with every summed or closed-scope index renamed to a fresh internal name,
+    so new derivative indices cannot collide with them."""
+    if isinstance(e, Product):
+        mapping = {b: fresh_index() for b in bound_indices(e)}
+        factors = tuple(_rebind(rename(f, mapping)) for f in e.factors)
+        return Product(e.coeff, factors, e.out)
+    if isinstance(e, Sum):
+        return Sum(tuple(_rebind(t) for t in e.terms), e.out, e.hints)
+    if isinstance(e, Func):
+        return Func(e.name, _rebind(e.arg))
+    if isinstance(e, Pow):
+        return Pow(_rebind(e.base), _rebind(e.exponent))
+    if isinstance(e, (Inv, Det, LogDet)):
+        arg = rename(e.arg, {i: fresh_index() for i in e.arg.free})
+        arg = _rebind(arg)
+        return Inv(arg, e.indices) if isinstance(e, Inv) else type(e)(arg)
+    return e
+
+
+@guard_recursion
+def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None) -> Expr:
+    """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
+
+    ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
+    labels for the new axes (``"theta[d]"``). The result's free indices are the new
+    ones first, then those of ``expr``: a gradient has the variable's shape, and
+    d(A x)/dx evaluates to A^T (notes 001_*, A.1 and A.4).
+
+    >>> import einderiv
+    >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
+    >>> print(g)
+    2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n
+    >>> g.free
+    ('d',)
+    """
+    shape_map = normalize_shapes(shapes)
+    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    if not isinstance(e, Expr):
+        raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
+    if shape_map:
+        check_shapes(e, shape_map)
+    name, given = _parse_wrt(wrt)
+    ranks = {t.name: len(t.indices) for t in iter_tensors(e)}
+    if name in ranks:
+        rank = ranks[name]
+    elif name in shape_map:
+        rank = len(shape_map[name])
+    elif given is not None:
+        rank = len(given)
+    else:
+        raise IndexMismatchError(
+            f"{name!r} does not occur in the expression, so its rank is unknown; "
+            f"write it with indices ({name}[i] for a vector) or give its shape")
+    if given is not None and len(given) != rank:
+        raise IndexMismatchError(
+            f"{name!r} has {rank} ax{'is' if rank == 1 else 'es'} but {wrt!r} names {len(given)}")
+    if given is not None:
+        clash = set(given) & set(e.free)
+        if clash:
+            raise IndexMismatchError(
+                f"index {sorted(clash)[0]!r} in {wrt!r} is already a free index of the "
+                f"expression {e.free}; choose another name")
+        new = given
+    else:
+        avoid = all_indices(e) | {t.name for t in iter_tensors(e)}
+        new = _readable_fresh(rank, avoid)
+    origins = outer_origins(e)
+    origins.update({n: (name, axis) for axis, n in enumerate(new)})
+    if name in shape_map:
+        origins.update({n: (name, axis) for axis, n in enumerate(new)})
+    raw = derivative(_rebind(e), name, new)
+    result = _simplify(raw, new + e.free)
+    if isinstance(result, Sum):
+        hints = dict(result.hints)
+        for i in result.out:
+            if hints.get(i) is None and i in origins:
+                hints[i] = origins[i]
+        result = Sum(result.terms, result.out, tuple(hints.items()))
+    return result

@@ -1,0 +1,130 @@
+"""Command line: ``einderiv diff "EXPR" --wrt NAME [--shape X=4,3] [--order 2] [--latex]``.
+
+Exit status 0 on success, 2 on bad input (one-line error with the caret excerpt;
+``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import Sequence
+
+from .api import diff, parse
+from .errors import EinderivError, ParseError
+from .ir import Expr, outer_origins
+
+__all__ = ["main", "DEMO"]
+
+#: The linear-regression example of the notes (001_*, A.5, eq. A.17).
+DEMO = {
+    "expr": "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n",
+    "wrt": "theta",
+    "shapes": {"X": ("n", "d"), "theta": ("d",), "Y": ("n",), "n": ()},
+}
+
+
+def _parse_shape(spec: str) -> tuple[str, tuple[int | str, ...]]:
+    if "=" not in spec:
+        raise EinderivError(f"--shape takes NAME=SIZES such as X=4,3 or n=, got {spec!r}")
+    name, _, sizes = spec.partition("=")
+    dims: list[int | str] = []
+    for part in filter(None, (p.strip() for p in sizes.split(","))):
+        dims.append(int(part) if part.lstrip("-").isdigit() else part)
+    return name.strip(), tuple(dims)
+
+
+def _shape_text(e: Expr, shapes: dict) -> str:
+    origins = outer_origins(e)
+    sizes = []
+    for i in e.free:
+        origin = origins.get(i)
+        size = "?"
+        if isinstance(origin, tuple) and origin[0] in shapes and origin[1] < len(shapes[origin[0]]):
+            size = str(shapes[origin[0]][origin[1]])
+        elif isinstance(origin, (int, str)):
+            size = str(origin)
+        sizes.append(size)
+    inner = ", ".join(sizes) + ("," if len(sizes) == 1 else "")
+    return f"({inner})"
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    if args.expr is None:
+        expr, wrt, shapes = DEMO["expr"], DEMO["wrt"], dict(DEMO["shapes"])
+        print("Linear regression, notes 001_* A.5 (eq. A.17):")
+    else:
+        if args.wrt is None:
+            raise EinderivError("--wrt is required: the variable to differentiate by")
+        expr, wrt, shapes = args.expr, args.wrt, {}
+    shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
+    e = parse(expr, shapes)
+    result = e
+    for _ in range(args.order):
+        result = diff(result, wrt, shapes)
+    name = wrt.split("[")[0]
+    label = f"d{'^' + str(args.order) if args.order > 1 else ''} f / d {name}"
+    if args.latex:
+        print(f"f = {e.to_latex()}")
+        print(f"{label} = {result.to_latex()}")
+    else:
+        print(f"f = {e}")
+        print(f"{label} = {result}")
+    free = ", ".join(result.free)
+    print(f"free indices: ({free})   shape: {_shape_text(result, shapes)}   "
+          f"layout: {name}'s axes first, then f's (denominator layout)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="einderiv", description="Tensor derivatives in Einstein index notation.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command")
+    d = sub.add_parser("diff", help="differentiate an index expression")
+    d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
+    d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
+    d.add_argument("--shape", action="append", metavar="NAME=SIZES",
+                   help="shape of a variable, e.g. X=4,3 or X=n,d (repeatable; n= for a scalar)")
+    d.add_argument("--order", type=int, default=1, choices=range(1, 5),
+                   help="derivative order (2: Hessian)")
+    d.add_argument("--latex", action="store_true", help="print LaTeX")
+    d.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    demo = sub.add_parser("demo", help="the linear-regression example from the notes")
+    demo.add_argument("--latex", action="store_true", help="print LaTeX")
+    demo.add_argument("--order", type=int, default=1, choices=range(1, 5))
+    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        if args.command == "diff":
+            return _run_diff(args)
+        if args.command == "demo" or args.command is None:
+            args.expr, args.wrt, args.shape = None, None, None
+            args.latex = getattr(args, "latex", False)
+            args.order = getattr(args, "order", 1)
+            return _run_diff(args)
+    except EinderivError as exc:
+        if debug:
+            traceback.print_exc()
+        message = str(exc)
+        kind = type(exc).__name__
+        print(f"einderiv: {kind}: {message}", file=sys.stderr)
+        return 2
+    except Exception:  # pragma: no cover - a bug: say so, with the trace under --debug
+        if debug:
+            raise
+        print("einderiv: internal error (a bug; rerun with --debug and report it)",
+              file=sys.stderr)
+        return 3
+    return 0  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

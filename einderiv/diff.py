@@ -1,0 +1,154 @@
+"""Differentiation index by index: one rule per node type.
+
+``d f / d x[p,q,...]`` is built with the new indices ``p, q, ...`` first, then the
+free indices of ``f`` (denominator layout, notes 001_*, A.1; generalised in 003_*,
+Concept 20: axes of the derivative = axes of the input + axes of the output).
+
+Rules:
+
+* variable: ``d x[b] / d x[d] = delta[d,b]`` (001_*, A.18); any other tensor: 0.
+* product: the product rule, one term per factor (A.10, A.13).
+* sum: linearity (A.6).
+* element-wise ``f(u)``: ``f'(u) * du`` element-wise (chain rule A.11; the
+  activation Jacobian is diagonal, 003_* X.22).
+* ``u ** c``: ``c u**(c-1) du``; ``u ** v``: ``u**v (dv log u + v du / u)``.
+* ``inv(M)[k,l]``: ``-inv(M)[k,p] dM[p,q] inv(M)[q,l]``.
+* ``det(M)``: ``det(M) inv(M)[q,p] dM[p,q]`` (Jacobi's formula; 002_*: d|X|/dX = |X| X^-T).
+* ``logdet(M)``: ``inv(M)[q,p] dM[p,q]`` (002_*: d ln|X|/dX = X^-T).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Callable
+
+from .errors import EinderivError
+from .functions import FUNCTIONS
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+                 Tensor, all_indices, const_value, fresh_index, number, outer_origins, rename)
+
+__all__ = ["derivative"]
+
+
+class _Context:
+    def __init__(self, wrt: str, new: tuple[Index, ...]):
+        self.wrt = wrt
+        self.new = new
+
+    def hints(self, e: Expr) -> tuple[tuple[Index, SizeHint], ...]:
+        """Size hints for ``new + e.free``: a derivative may lose every tensor that
+        carried an index (a zero, a broadcast), but evaluation still needs its size."""
+        origins = outer_origins(e)
+        pairs = [(n, (self.wrt, axis)) for axis, n in enumerate(self.new)]
+        pairs += [(i, origins.get(i)) for i in e.free]
+        return tuple(pairs)
+
+
+def derivative(e: Expr, wrt: str, new: tuple[Index, ...]) -> Expr:
+    """The raw (unsimplified) derivative of ``e`` by the variable ``wrt``, whose
+    axes get the labels ``new``. Free indices: ``new + e.free``."""
+    clash = set(new) & all_indices(e)
+    if clash:  # pragma: no cover - callers pass fresh labels
+        raise EinderivError(f"derivative indices {sorted(clash)} already occur in the expression")
+    return _d(e, _Context(wrt, new))
+
+
+def _d(e: Expr, ctx: _Context) -> Expr:
+    return _RULES[type(e)](e, ctx)
+
+
+def _zero(e: Expr, ctx: _Context) -> Expr:
+    return Sum((), ctx.new + e.free, ctx.hints(e))
+
+
+def _tensor(e: Tensor, ctx: _Context) -> Expr:
+    if e.name != ctx.wrt:
+        return _zero(e, ctx)
+    deltas = tuple(Delta(n, i, (e.name, axis)) for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
+    return Product(Fraction(1), deltas, ctx.new + e.free)
+
+
+def _product(e: Product, ctx: _Context) -> Expr:
+    terms = []
+    out = ctx.new + e.out
+    for k, f in enumerate(e.factors):
+        if ctx.wrt not in f.variables:
+            continue
+        rest = e.factors[:k] + e.factors[k + 1:]
+        terms.append(Product(e.coeff, (*rest, _d(f, ctx)), out))
+    return Sum(tuple(terms), out, ctx.hints(e))
+
+
+def _sum(e: Sum, ctx: _Context) -> Expr:
+    terms = tuple(_d(t, ctx) for t in e.terms if ctx.wrt in t.variables)
+    return Sum(terms, ctx.new + e.out, ctx.hints(e))
+
+
+def _func(e: Func, ctx: _Context) -> Expr:
+    if ctx.wrt not in e.variables:
+        return _zero(e, ctx)
+    outer = FUNCTIONS[e.name].derivative(e.arg)
+    return Product(Fraction(1), (outer, _d(e.arg, ctx)), ctx.new + e.free)
+
+
+def _pow(e: Pow, ctx: _Context) -> Expr:
+    if ctx.wrt not in e.variables:
+        return _zero(e, ctx)
+    out = ctx.new + e.free
+    k = const_value(e.exponent)
+    if ctx.wrt not in e.exponent.variables:
+        if k is not None:
+            power = Pow(e.base, number(k - 1))
+            return Product(k, (power, _d(e.base, ctx)), out)
+        minus_one = Sum((e.exponent, number(-1)), ())
+        return Product(Fraction(1), (e.exponent, Pow(e.base, minus_one), _d(e.base, ctx)), out)
+    # u ** v = exp(v log u): d = u**v * (dv * log u + v * du / u)
+    du_term = Product(Fraction(1), (e.exponent, Pow(e.base, number(-1)), _d(e.base, ctx)), out) \
+        if ctx.wrt in e.base.variables else Sum((), out)
+    dv_term = Product(Fraction(1), (Func("log", e.base), _d(e.exponent, ctx)), out)
+    return Product(Fraction(1), (e, Sum((dv_term, du_term), out)), out)
+
+
+def _matrix_derivative(arg: Expr, ctx: _Context, p: Index, q: Index) -> Expr:
+    """``d arg[p,q]``: the derivative of the closed matrix argument, its axes
+    relabelled ``p, q`` (free: new + (p, q))."""
+    inner = _d(arg, ctx)
+    return rename(inner, {arg.free[0]: p, arg.free[1]: q})
+
+
+def _inv(e: Inv, ctx: _Context) -> Expr:
+    if ctx.wrt not in e.variables:
+        return _zero(e, ctx)
+    p, q = fresh_index(), fresh_index()
+    k, l = e.indices
+    dm = _matrix_derivative(e.arg, ctx, p, q)
+    return Product(Fraction(-1), (Inv(e.arg, (k, p)), dm, Inv(e.arg, (q, l))), ctx.new + e.free)
+
+
+def _det(e: Det, ctx: _Context) -> Expr:
+    if ctx.wrt not in e.variables:
+        return _zero(e, ctx)
+    p, q = fresh_index(), fresh_index()
+    dm = _matrix_derivative(e.arg, ctx, p, q)
+    return Product(Fraction(1), (e, Inv(e.arg, (q, p)), dm), ctx.new)
+
+
+def _logdet(e: LogDet, ctx: _Context) -> Expr:
+    if ctx.wrt not in e.variables:
+        return _zero(e, ctx)
+    p, q = fresh_index(), fresh_index()
+    dm = _matrix_derivative(e.arg, ctx, p, q)
+    return Product(Fraction(1), (Inv(e.arg, (q, p)), dm), ctx.new)
+
+
+_RULES: dict[type, Callable[[Expr, _Context], Expr]] = {
+    Tensor: _tensor,
+    Delta: _zero,
+    Product: _product,
+    Sum: _sum,
+    Func: _func,
+    Pow: _pow,
+    Inv: _inv,
+    Det: _det,
+    LogDet: _logdet,
+}

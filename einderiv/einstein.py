@@ -1,0 +1,284 @@
+"""From the positioned AST to the IR: the Einstein summation rule and index checks.
+
+Rules (docs/language.md):
+
+* In a product, an index occurring in two or more factors (or twice in one tensor,
+  as in ``X[a,a]``) is summed; an index occurring once stays free. Free indices are
+  ordered by code point, like ``numpy.einsum``'s implicit mode.
+* ``u / v`` is ``u * v**-1`` under the same rule.
+* ``EXPR -> [i,j]`` fixes the free indices and their order; other indices are summed
+  and repeated ones may stay free (Hadamard ``x[i]*w[i] -> [i]``). On a sum it
+  applies to each term.
+* The terms of a sum must have the same free indices; a term with none broadcasts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from fractions import Fraction
+from typing import Mapping, Sequence
+
+from . import syntax as S
+from .errors import IndexMismatchError, ShapeError, format_caret
+from .functions import FUNCTIONS
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                 factor_indices, fresh_index, iter_tensors, number, walk)
+
+__all__ = ["build", "check_shapes", "normalize_shapes"]
+
+Shape = tuple[int | str, ...]
+
+
+def _fmt(indices: Sequence[Index]) -> str:
+    return "(" + ", ".join(indices) + ")"
+
+
+class _Builder:
+    def __init__(self, text: str):
+        self.text = text
+        self.ranks: dict[str, tuple[int, int]] = {}  # name -> (rank, position of first use)
+
+    def error(self, message: str, pos: int | None, cls: type = IndexMismatchError) -> Exception:
+        return cls(format_caret(message, self.text, pos))
+
+    def note_rank(self, name: str, rank: int, pos: int) -> None:
+        if name in S.RESERVED:
+            raise self.error(f"{name!r} is reserved and cannot name a variable", pos)
+        seen = self.ranks.setdefault(name, (rank, pos))
+        if seen[0] != rank:
+            what = lambda r: "a scalar" if r == 0 else f"{r} indices"  # noqa: E731
+            raise self.error(
+                f"{name!r} is used with {what(rank)} here but with {what(seen[0])} "
+                f"at position {seen[1]}", pos)
+
+    # -------------------------------------------------------------------- dispatch
+    def build(self, node: S.Node) -> Expr:
+        if isinstance(node, S.Num):
+            return number(node.value)
+        if isinstance(node, S.Ref):
+            if node.indices is None:
+                self.note_rank(node.name, 0, node.pos)
+                return Tensor(node.name, ())
+            self.note_rank(node.name, len(node.indices), node.pos)
+            return Tensor(node.name, tuple(i for i, _ in node.indices))
+        if isinstance(node, S.DeltaRef):
+            return Delta(node.i[0], node.j[0])
+        if isinstance(node, S.Call):
+            return self.call(node)
+        if isinstance(node, S.SumOver):
+            return self.sum_over(node)
+        if isinstance(node, S.Power):
+            return self.power(node)
+        if isinstance(node, (S.Mul, S.Neg)):
+            return self.product(node, None)
+        if isinstance(node, S.Add):
+            return self.add(node, None)
+        if isinstance(node, S.Arrow):
+            return self.arrow(node)
+        raise TypeError(node)  # pragma: no cover
+
+    # ------------------------------------------------------------------ functions
+    def call(self, node: S.Call) -> Expr:
+        if node.func in FUNCTIONS:
+            return Func(node.func, self.build(node.arg))
+        # inv / det / logdet: a bare name is a matrix; otherwise two free indices.
+        if isinstance(node.arg, S.Ref) and node.arg.indices is None:
+            self.note_rank(node.arg.name, 2, node.arg.pos)
+            arg: Expr = Tensor(node.arg.name, (fresh_index(), fresh_index()))
+        else:
+            arg = self.build(node.arg)
+            if len(arg.free) != 2:
+                raise self.error(
+                    f"{node.func}(...) needs a matrix: a name or an expression with exactly "
+                    f"two free indices, but its argument has {_fmt(arg.free)}", node.pos)
+        if node.func == "inv":
+            assert node.indices is not None
+            return Inv(arg, (node.indices[0][0], node.indices[1][0]))
+        return Det(arg) if node.func == "det" else LogDet(arg)
+
+    def sum_over(self, node: S.SumOver) -> Expr:
+        arg = self.build(node.arg)
+        names = [i for i, _ in node.indices]
+        for name, pos in node.indices:
+            if names.count(name) > 1:
+                raise self.error(f"index {name!r} is listed twice in sum[...]", pos)
+            if name not in arg.free:
+                raise self.error(
+                    f"sum over {name!r}, but it is not a free index of the argument "
+                    f"(free: {_fmt(arg.free)})", pos)
+        return Product(Fraction(1), (arg,), tuple(i for i in arg.free if i not in names))
+
+    def power(self, node: S.Power) -> Expr:
+        base = self.build(node.base)
+        exponent = self.build(node.exponent)
+        if exponent.free:
+            raise self.error(
+                f"an exponent must have no free indices, but it has {_fmt(exponent.free)}",
+                node.pos)
+        return Pow(base, exponent)
+
+    # ------------------------------------------------------------------- products
+    def collect(self, node: S.Node, sign: Fraction,
+                factors: list[tuple[Expr, int]]) -> Fraction:
+        """Flatten a product chain into ``factors``; return the numeric coefficient."""
+        if isinstance(node, S.Neg):
+            return self.collect(node.arg, -sign, factors)
+        if isinstance(node, S.Num):
+            return sign * node.value
+        if isinstance(node, S.Mul):
+            coeff = sign
+            for op, item in node.items:
+                if op == "*":
+                    coeff = self.collect(item, coeff, factors)
+                    continue
+                if isinstance(item, S.Num):
+                    if item.value == 0:
+                        raise self.error("division by zero", item.pos, IndexMismatchError)
+                    coeff /= item.value
+                    continue
+                factors.append((Pow(self.build(item), number(-1)), _pos(item)))
+            return coeff
+        factors.append((self.build(node), _pos(node)))
+        return sign
+
+    def product(self, node: S.Node, out: list[tuple[Index, int]] | None,
+                in_sum: bool = False) -> Expr:
+        factors: list[tuple[Expr, int]] = []
+        coeff = self.collect(node, Fraction(1), factors)
+        counts: Counter[Index] = Counter()
+        for f, _ in factors:
+            counts.update(factor_indices(f))
+        fs = tuple(f for f, _ in factors)
+        if out is None:
+            free = tuple(sorted(i for i, c in counts.items() if c == 1))
+        elif in_sum and not counts:
+            free = ()  # an index-free term of a sum broadcasts along the output
+        else:
+            free = tuple(i for i, _ in out)
+            for name, pos in out:
+                if free.count(name) > 1:
+                    raise self.error(f"output index {name!r} is listed twice after '->'", pos)
+                if name not in counts:
+                    raise self.error(
+                        f"output index {name!r} does not occur in the expression before '->' "
+                        f"(its indices: {_fmt(sorted(counts))})", pos)
+        if len(fs) == 1 and coeff == 1 and fs[0].free == free and out is None:
+            return fs[0]
+        return Product(coeff, fs, free)
+
+    def add(self, node: S.Add, out: list[tuple[Index, int]] | None) -> Expr:
+        terms: list[Expr] = []
+        reference: tuple[Expr, int] | None = None
+        for op, item, pos in node.items:
+            term = self.build(item) if out is None else self.with_out(item, out, in_sum=True)
+            if op == "-":
+                term = Product(Fraction(-1), (term,), term.free)
+            if term.free:
+                if reference is None:
+                    reference = (term, pos)
+                elif set(term.free) != set(reference[0].free):
+                    raise self.error(
+                        f"the terms of a sum must have the same free indices: this term has "
+                        f"{_fmt(term.free)} but an earlier one has {_fmt(reference[0].free)} "
+                        "(a term with no free indices broadcasts)", pos)
+            terms.append(term)
+        free = reference[0].free if reference else ()
+        return Sum(tuple(terms), free)
+
+    def with_out(self, node: S.Node, out: list[tuple[Index, int]], in_sum: bool = False) -> Expr:
+        if isinstance(node, S.Add):
+            return self.add(node, out)
+        return self.product(node, out, in_sum)
+
+    def arrow(self, node: S.Arrow) -> Expr:
+        return self.with_out(node.arg, node.indices)
+
+
+def _pos(node: S.Node) -> int:
+    return node.pos
+
+
+def build(ast: S.Node, text: str) -> Expr:
+    """The IR for a parsed AST (Einstein rule applied, index sets checked)."""
+    return _Builder(text).build(ast)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def normalize_shapes(shapes: Mapping[str, object] | None) -> dict[str, Shape]:
+    """Validate a ``shapes`` mapping: name -> tuple of ints or size names (an int or
+    a size name alone is a vector; ``()`` a scalar)."""
+    if shapes is None:
+        return {}
+    if not isinstance(shapes, Mapping):
+        raise ShapeError(f"shapes must be a mapping of names to shapes, got {type(shapes).__name__}")
+    result: dict[str, Shape] = {}
+    for name, shape in shapes.items():
+        if isinstance(shape, (int, str)) and not isinstance(shape, bool):
+            shape = (shape,)
+        try:
+            dims = tuple(shape)  # type: ignore[arg-type]
+        except TypeError:
+            raise ShapeError(f"shape of {name!r} must be a tuple of sizes, got {shape!r}") from None
+        for d in dims:
+            if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int) and d < 0):
+                raise ShapeError(
+                    f"shape of {name!r} has the size {d!r}: sizes are non-negative integers "
+                    "or size names such as 'n'")
+            if isinstance(d, str) and not d.isidentifier():
+                raise ShapeError(f"shape of {name!r} has the size name {d!r}, not an identifier")
+        result[str(name)] = dims
+    return result
+
+
+def check_shapes(e: Expr, shapes: Mapping[str, Shape]) -> dict[Index, int | str]:
+    """Check ``e`` against ``shapes``; return the size of every index that has one.
+
+    Each tensor's rank must match its shape, and an index must have one size
+    everywhere it is used (closed scopes of inv/det/logdet are checked separately).
+    """
+    sizes: dict[Index, tuple[int | str, str]] = {}
+    for t in iter_tensors(e):
+        if t.name not in shapes:
+            continue
+        shape = shapes[t.name]
+        if len(shape) != len(t.indices):
+            raise ShapeError(
+                f"{t.name!r} has shape {shape} ({len(shape)} axes) but is used with "
+                f"{len(t.indices)} indices: {_ref(t)}")
+    # Index sizes per scope: walk products and closed arguments.
+    _scope_sizes(e, shapes, sizes)
+    return {i: s for i, (s, _) in sizes.items()}
+
+
+def _ref(t: Tensor) -> str:
+    return t.name + ("[" + ",".join(t.indices) + "]" if t.indices else "")
+
+
+def _scope_sizes(e: Expr, shapes: Mapping[str, Shape],
+                 sizes: dict[Index, tuple[int | str, str]]) -> None:
+    for n in walk(e):
+        if isinstance(n, Tensor) and n.name in shapes:
+            for idx, d in zip(n.indices, shapes[n.name]):
+                seen = sizes.setdefault(idx, (d, _ref(n)))
+                if seen[0] != d:
+                    raise ShapeError(
+                        f"index {idx!r} has size {seen[0]} in {seen[1]} but size {d} in {_ref(n)}")
+        if isinstance(n, (Inv, Det, LogDet)):
+            arg = n.arg
+            # A determinant or inverse needs a square matrix.
+            inner: dict[Index, tuple[int | str, str]] = {}
+            _scope_sizes_flat(arg, shapes, inner)
+            rows, cols = (inner.get(i, (None, ""))[0] for i in arg.free)
+            if rows is not None and cols is not None and rows != cols:
+                raise ShapeError(f"the argument of {type(n).__name__.lower()}(...) is "
+                                 f"{rows} x {cols}, not square")
+
+
+def _scope_sizes_flat(e: Expr, shapes: Mapping[str, Shape],
+                      sizes: dict[Index, tuple[int | str, str]]) -> None:
+    for t in iter_tensors(e):
+        if t.name in shapes:
+            for idx, d in zip(t.indices, shapes[t.name]):
+                sizes.setdefault(idx, (d, _ref(t)))

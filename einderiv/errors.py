@@ -1,0 +1,79 @@
+"""The one exception family einderiv raises.
+
+Every error is an :class:`EinderivError`, itself a :class:`ValueError`, so callers
+can catch a single type.  Subclasses say which stage rejected the input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EinderivError",
+    "ParseError",
+    "IndexMismatchError",
+    "ShapeError",
+    "EvaluationError",
+    "LimitError",
+]
+
+
+class EinderivError(ValueError):
+    """Base class of every error einderiv raises on bad input."""
+
+
+class ParseError(EinderivError):
+    """Malformed expression text.
+
+    The message shows the text with a caret under the offending character;
+    ``text`` and ``position`` (0-based) are kept as attributes.
+
+    >>> import einderiv
+    >>> try:
+    ...     einderiv.parse("x[i] + * y[i]")
+    ... except einderiv.ParseError as e:
+    ...     print(e)
+    unexpected '*': expected a number, a name or '('
+      x[i] + * y[i]
+             ^
+    """
+
+    def __init__(self, message: str, text: str = "", position: int | None = None):
+        self.reason = message
+        self.text = text
+        self.position = position
+        super().__init__(format_caret(message, text, position))
+
+
+class IndexMismatchError(EinderivError):
+    """Index sets that do not fit: terms of a sum with different free indices,
+    an output index that does not occur, a tensor used with two ranks, ..."""
+
+
+class ShapeError(EinderivError):
+    """Sizes that conflict: one index with two sizes, a shape of the wrong rank."""
+
+
+class EvaluationError(EinderivError):
+    """Arrays passed to ``evaluate`` that are missing, of the wrong shape or type."""
+
+
+class LimitError(EinderivError):
+    """An input beyond a documented limit (nesting depth, tensor rank, memory)."""
+
+
+def format_caret(message: str, text: str, position: int | None) -> str:
+    """``message`` followed by the line of ``text`` holding ``position`` and a caret under it."""
+    if not text or position is None:
+        return message
+    position = max(0, min(position, len(text)))
+    line_start = text.rfind("\n", 0, position) + 1
+    line_end = text.find("\n", position)
+    line = text[line_start: len(text) if line_end < 0 else line_end]
+    column = position - line_start
+    # Keep very long lines readable: show a window around the caret.
+    if len(line) > 100:
+        lo = max(0, column - 50)
+        shown = ("..." if lo else "") + line[lo: lo + 100] + ("..." if lo + 100 < len(line) else "")
+        column = column - lo + (3 if lo else 0)
+        line = shown
+    line = "".join(ch if ch.isprintable() else "?" for ch in line)
+    return f"{message}\n  {line}\n  {' ' * column}^"

@@ -1,0 +1,85 @@
+"""The element-wise function table: one entry per function.
+
+Each :class:`ElementwiseFunction` holds the name used in expressions, the numpy
+implementation (numerically stable where a naive formula overflows), the derivative
+as an expression of the argument, and the LaTeX template. Differentiation, printing
+and evaluation all read this table; adding a function is adding one line.
+
+The derivative ``f'(u)`` has the same free indices as ``u``; the chain rule in
+:mod:`einderiv.diff` multiplies it element-wise with ``du``
+(notes 003_*, X.22-X.23: the activation Jacobian is diagonal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .ir import Expr, Func, Pow, Product, Sum, number
+
+__all__ = ["ElementwiseFunction", "FUNCTIONS"]
+
+
+@dataclass(frozen=True)
+class ElementwiseFunction:
+    name: str
+    numpy: Callable[..., object]
+    derivative: Callable[[Expr], Expr]
+    latex: str  # a format string with one "{}" for the argument
+
+
+def _times(coeff: Fraction | int, *factors: Expr, like: Expr) -> Product:
+    """``coeff * factors``, element-wise over the free indices of ``like``."""
+    return Product(Fraction(coeff), factors, like.free)
+
+
+def _one_minus(e: Expr) -> Sum:
+    return Sum((number(1), _times(-1, e, like=e)), e.free)
+
+
+def _square(e: Expr) -> Pow:
+    return Pow(e, number(2))
+
+
+def _sigmoid(x):
+    # sigmoid(x) = exp(-log(1 + exp(-x))): no overflow for large |x|.
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def _f(name: str, u: Expr) -> Func:
+    return Func(name, u)
+
+
+_TABLE = [
+    ElementwiseFunction("exp", np.exp, lambda u: _f("exp", u), r"\exp\left({}\right)"),
+    ElementwiseFunction("log", np.log, lambda u: Pow(u, number(-1)), r"\log\left({}\right)"),
+    ElementwiseFunction("sin", np.sin, lambda u: _f("cos", u), r"\sin\left({}\right)"),
+    ElementwiseFunction("cos", np.cos, lambda u: _times(-1, _f("sin", u), like=u),
+                        r"\cos\left({}\right)"),
+    ElementwiseFunction("tan", np.tan, lambda u: Sum((number(1), _square(_f("tan", u))), u.free),
+                        r"\tan\left({}\right)"),
+    ElementwiseFunction("tanh", np.tanh, lambda u: _one_minus(_square(_f("tanh", u))),
+                        r"\tanh\left({}\right)"),
+    ElementwiseFunction("sigmoid", _sigmoid,
+                        lambda u: _times(1, _f("sigmoid", u), _one_minus(_f("sigmoid", u)), like=u),
+                        r"\sigma\left({}\right)"),
+    ElementwiseFunction("softplus", lambda x: np.logaddexp(0.0, x), lambda u: _f("sigmoid", u),
+                        r"\operatorname{{softplus}}\left({}\right)"),
+    ElementwiseFunction("sqrt", np.sqrt,
+                        lambda u: _times(Fraction(1, 2), Pow(_f("sqrt", u), number(-1)), like=u),
+                        r"\sqrt{{{}}}"),
+    ElementwiseFunction("relu", lambda x: np.maximum(x, 0), lambda u: _f("step", u),
+                        r"\operatorname{{relu}}\left({}\right)"),
+    ElementwiseFunction("abs", np.abs, lambda u: _f("sign", u), r"\left|{}\right|"),
+    # Derivatives of step and sign are zero almost everywhere (their jumps are not
+    # differentiable; einderiv, like autograd and JAX, returns 0 there).
+    ElementwiseFunction("step", lambda x: np.heaviside(x, 0.0),
+                        lambda u: Sum((), u.free), r"\operatorname{{step}}\left({}\right)"),
+    ElementwiseFunction("sign", np.sign, lambda u: Sum((), u.free),
+                        r"\operatorname{{sign}}\left({}\right)"),
+]
+
+FUNCTIONS: Mapping[str, ElementwiseFunction] = {f.name: f for f in _TABLE}

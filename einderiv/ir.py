@@ -1,0 +1,381 @@
+"""The intermediate representation: frozen, index-labelled expression nodes.
+
+Every axis is named by an index label, never by a position (the lesson of SymPy's
+array expressions). A :class:`Product` is one einsum term: its factors carry index
+labels and ``out`` lists the labels that stay free, in axis order; every other label
+is summed. A :class:`Sum` adds terms with the same free labels (a term with fewer
+labels broadcasts along the missing ones).
+
+Scopes: the argument of an element-wise :class:`Func` or a :class:`Pow` base shares
+its free labels with the enclosing product (``exp(x[i]) * y[i]``); the argument of
+:class:`Inv`, :class:`Det` and :class:`LogDet` is closed: its two free labels are
+bound by the node, and the outside sees only ``Inv.indices``.
+
+Sizes are not part of an expression. Where an index occurs on no tensor (a Kronecker
+delta, a broadcast, a zero) the node keeps a *size hint* -- an int, a symbolic size
+name, or ``(tensor_name, axis)`` -- used only by evaluation, never by equality.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+Index = str
+SizeHint = Union[int, str, tuple[str, int], None]
+
+__all__ = [
+    "Expr", "Tensor", "Delta", "Func", "Pow", "Inv", "Det", "LogDet", "Product", "Sum",
+    "number", "zero", "const_value", "fresh_index",
+]
+
+_fresh_counter = itertools.count()
+
+
+def fresh_index() -> Index:
+    """A new internal index name. Internal names start with ``_`` and are renamed
+    to readable letters by :func:`einderiv.simplify.canonicalize` before printing."""
+    return f"_{next(_fresh_counter)}"
+
+
+class Expr:
+    """Base class of all expression nodes (immutable, hashable, compared structurally).
+
+    >>> import einderiv
+    >>> e = einderiv.parse("A[i,k]*B[k,j]")
+    >>> e.free
+    ('i', 'j')
+    >>> str(e)
+    'A[i,k]*B[k,j]'
+    >>> sorted(e.variables)
+    ['A', 'B']
+    """
+
+    __slots__ = ()
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        """The free index labels, in axis order."""
+        raise NotImplementedError
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """Names of the tensors and scalar variables the expression depends on."""
+        return frozenset(t.name for t in iter_tensors(self))
+
+    def __str__(self) -> str:
+        from .printing import to_text
+        return to_text(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def to_latex(self) -> str:
+        """The expression in LaTeX index notation (lower indices, implicit sums).
+
+        >>> import einderiv
+        >>> einderiv.parse("2*x[i]/n").to_latex()
+        '\\\\frac{2 x_{i}}{n}'
+        """
+        from .printing import to_latex
+        return to_latex(self)
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.to_latex()}$"
+
+    def evaluate(self, **arrays: Any) -> "np.ndarray":
+        """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
+
+        Scalar variables may be Python numbers or 0-d arrays. Names the expression
+        does not use are ignored. A scalar result is a 0-d array.
+
+        >>> import numpy as np, einderiv
+        >>> e = einderiv.parse("A[i,k]*x[k]")
+        >>> e.evaluate(A=np.eye(2), x=np.array([3.0, 4.0]))
+        array([3., 4.])
+        """
+        from .evaluate import evaluate
+        return evaluate(self, arrays)
+
+
+# ---------------------------------------------------------------------------- atoms
+
+
+@dataclass(frozen=True, repr=False)
+class Tensor(Expr):
+    """A variable ``name[i, j, ...]``; a scalar variable has no indices.
+
+    A repeated label (``X[a,a]``) reads the diagonal, as in numpy.einsum.
+    """
+
+    name: str
+    indices: tuple[Index, ...] = ()
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return tuple(dict.fromkeys(self.indices))
+
+
+@dataclass(frozen=True, repr=False)
+class Delta(Expr):
+    """The Kronecker delta ``delta[i,j]``. ``Delta(i, i)`` with ``i`` free is a
+    vector of ones along ``i`` (a broadcast); summed, it is the size of ``i``."""
+
+    i: Index
+    j: Index
+    size: SizeHint = field(default=None, compare=False)
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return (self.i,) if self.i == self.j else (self.i, self.j)
+
+
+@dataclass(frozen=True, repr=False)
+class Func(Expr):
+    """An element-wise function (see :mod:`einderiv.functions`) of ``arg``."""
+
+    name: str
+    arg: Expr
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return self.arg.free
+
+
+@dataclass(frozen=True, repr=False)
+class Pow(Expr):
+    """``base ** exponent`` element-wise; ``exponent`` has no free indices."""
+
+    base: Expr
+    exponent: Expr
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return self.base.free
+
+
+@dataclass(frozen=True, repr=False)
+class Inv(Expr):
+    """``inv(arg)[k,l]``: the matrix inverse of ``arg`` (rows ``arg.free[0]``,
+    columns ``arg.free[1]``), its axes labelled ``indices``."""
+
+    arg: Expr
+    indices: tuple[Index, Index]
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return tuple(dict.fromkeys(self.indices))
+
+
+@dataclass(frozen=True, repr=False)
+class Det(Expr):
+    """``det(arg)`` of a matrix-valued ``arg`` (two free indices)."""
+
+    arg: Expr
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return ()
+
+
+@dataclass(frozen=True, repr=False)
+class LogDet(Expr):
+    """``logdet(arg)`` = log |det(arg)|, evaluated with ``slogdet``."""
+
+    arg: Expr
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return ()
+
+
+# ------------------------------------------------------------------------ composites
+
+
+@dataclass(frozen=True, repr=False)
+class Product(Expr):
+    """One einsum term: ``coeff * factors``, free labels ``out``, all others summed.
+
+    ``Product(2, (X[a,d], r[a]), ("d",))`` is ``2 * sum_a X[a,d] r[a]``.
+    A product with no factors is a number.
+    """
+
+    coeff: Fraction
+    factors: tuple[Expr, ...]
+    out: tuple[Index, ...]
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return self.out
+
+
+@dataclass(frozen=True, repr=False)
+class Sum(Expr):
+    """A sum of terms. ``out`` is the axis order; a term missing some of ``out``
+    broadcasts along them. ``Sum((), out)`` is the zero tensor. ``hints`` maps
+    indices to size hints for evaluation (not part of equality)."""
+
+    terms: tuple[Expr, ...]
+    out: tuple[Index, ...]
+    hints: tuple[tuple[Index, SizeHint], ...] = field(default=(), compare=False)
+
+    @property
+    def free(self) -> tuple[Index, ...]:
+        return self.out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def number(value: Fraction | int) -> Product:
+    """The constant ``value`` as an expression."""
+    return Product(Fraction(value), (), ())
+
+
+def zero(out: tuple[Index, ...] = (), hints: Mapping[Index, SizeHint] | None = None) -> Sum:
+    """The zero tensor with free labels ``out``."""
+    return Sum((), tuple(out), tuple((hints or {}).items()))
+
+
+def const_value(e: Expr) -> Fraction | None:
+    """The value of ``e`` if it is a plain number, else None."""
+    if isinstance(e, Product) and not e.factors and not e.out:
+        return e.coeff
+    if isinstance(e, Sum) and not e.out:
+        if not e.terms:
+            return Fraction(0)
+        if len(e.terms) == 1:
+            return const_value(e.terms[0])
+    return None
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    if isinstance(e, (Func, Inv, Det, LogDet)):
+        return (e.arg,)
+    if isinstance(e, Pow):
+        return (e.base, e.exponent)
+    if isinstance(e, Product):
+        return e.factors
+    if isinstance(e, Sum):
+        return e.terms
+    return ()
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """All nodes of ``e``, parents before children (iterative: no recursion limit)."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
+
+def iter_tensors(e: Expr) -> Iterator[Tensor]:
+    return (n for n in walk(e) if isinstance(n, Tensor))
+
+
+def all_indices(e: Expr) -> set[Index]:
+    """Every index label used anywhere in ``e``, in any scope."""
+    out: set[Index] = set()
+    for n in walk(e):
+        if isinstance(n, Tensor):
+            out.update(n.indices)
+        elif isinstance(n, Delta):
+            out.update((n.i, n.j))
+        elif isinstance(n, Inv):
+            out.update(n.indices)
+        elif isinstance(n, (Product, Sum)):
+            out.update(n.out)
+    return out
+
+
+def factor_indices(f: Expr) -> tuple[Index, ...]:
+    """The labels a factor exposes to its product, with multiplicity for tensors
+    and deltas (``X[a,a]`` exposes ``a`` twice: the Einstein rule sums it)."""
+    if isinstance(f, (Tensor, Inv)):
+        return f.indices
+    if isinstance(f, Delta):
+        return (f.i, f.j)
+    return f.free
+
+
+def outer_origins(e: Expr) -> dict[Index, SizeHint]:
+    """For the labels visible at the top of ``e`` (and any in open scopes), a size
+    hint: the first ``(tensor, axis)`` carrying the label, else a delta's hint."""
+    found: dict[Index, SizeHint] = {}
+    for n in walk(e):
+        if isinstance(n, Tensor):
+            for axis, idx in enumerate(n.indices):
+                found.setdefault(idx, (n.name, axis))
+        elif isinstance(n, Sum):
+            for idx, hint in n.hints:
+                found.setdefault(idx, hint)
+    for n in walk(e):
+        if isinstance(n, Delta) and n.size is not None:
+            found.setdefault(n.i, n.size)
+            found.setdefault(n.j, n.size)
+    return found
+
+
+def bound_indices(p: Product) -> set[Index]:
+    """Labels summed by the product ``p`` itself (not those of inner scopes)."""
+    seen: set[Index] = set()
+    for f in p.factors:
+        seen.update(factor_indices(f))
+    return seen - set(p.out)
+
+
+def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
+    """Rename the free labels of ``e`` by ``mapping``, avoiding capture: a label
+    bound inside ``e`` that a new name would collide with is renamed fresh first."""
+    if not mapping:
+        return e
+    mapping = {k: v for k, v in mapping.items() if k != v}
+    if not mapping:
+        return e
+    if isinstance(e, Tensor):
+        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices))
+    if isinstance(e, Delta):
+        return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
+    if isinstance(e, Func):
+        return Func(e.name, rename(e.arg, mapping))
+    if isinstance(e, Pow):
+        return Pow(rename(e.base, mapping), e.exponent)
+    if isinstance(e, Inv):
+        return Inv(e.arg, tuple(mapping.get(i, i) for i in e.indices))  # type: ignore[arg-type]
+    if isinstance(e, (Det, LogDet)):
+        return e
+    if isinstance(e, Product):
+        free = set(e.out)
+        local = {k: v for k, v in mapping.items() if k in free}
+        if not local:
+            return e
+        targets = set(local.values())
+        clash = bound_indices(e) & targets
+        full = dict(local)
+        for b in clash:
+            full[b] = fresh_index()
+        factors = tuple(rename(f, full) for f in e.factors)
+        return Product(e.coeff, factors, tuple(full.get(i, i) for i in e.out))
+    if isinstance(e, Sum):
+        local = {k: v for k, v in mapping.items() if k in set(e.out)}
+        if not local:
+            return e
+        hints = tuple((local.get(i, i), h) for i, h in e.hints)
+        return Sum(tuple(rename(t, local) for t in e.terms),
+                   tuple(local.get(i, i) for i in e.out), hints)
+    raise TypeError(f"unknown node {type(e).__name__}")  # pragma: no cover
+
+
+def freshen_bound(p: Product, avoid: set[Index]) -> Product:
+    """``p`` with every summed label that is in ``avoid`` renamed fresh."""
+    clash = bound_indices(p) & avoid
+    if not clash:
+        return p
+    mapping = {b: fresh_index() for b in clash}
+    return Product(p.coeff, tuple(rename(f, mapping) for f in p.factors), p.out)

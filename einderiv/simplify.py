@@ -1,0 +1,528 @@
+"""Simplification: named rules applied bottom-up, one function per node type.
+
+The rules (each a function below):
+
+* :func:`flatten_product` -- a product inside a product is one einsum term; numbers
+  fold into the coefficient; equal scalar factors merge into powers (``n * n**-1 = 1``).
+* :func:`contract_deltas` -- ``delta[i,j]`` with ``j`` summed renames ``j`` to ``i``
+  (notes 001_*, A.18 -> A.19); a delta with both indices free stays
+  (``d x[i] / d x[j] = delta[j,i]``).
+* :func:`expand_delta_sums` -- a sum factor whose terms carry deltas is multiplied
+  out, so the deltas can be contracted; other sums stay factored (the residual
+  ``X theta - Y`` is kept whole, as in A.20).
+* :func:`collect_terms` -- terms equal up to the names of summed indices and the
+  order of factors are added (A.19 -> A.20: two equal terms become one with
+  coefficient 2); zeros are dropped.
+* :func:`canonical_key` -- a name-independent key of a term, used for ordering and
+  for recognising equal terms.
+* :func:`prettify` -- summed indices renamed to readable letters, never shadowing an
+  index of an enclosing scope.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from fractions import Fraction
+from typing import Callable, Iterable, Mapping
+
+from .functions import FUNCTIONS
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+                 Tensor, bound_indices, const_value, factor_indices, freshen_bound,
+                 number, outer_origins, rename)
+
+__all__ = ["simplify", "canonical_key", "prettify"]
+
+
+# ============================================================================ driver
+
+
+def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
+    """Simplify ``e`` and return it with free indices in the order ``free``
+    (default: ``e.free``), summed indices renamed readably.
+
+    >>> import einderiv
+    >>> str(einderiv.parse("delta[i,j]*x[j] + x[i]"))
+    '2*x[i]'
+    """
+    order = tuple(e.free if free is None else free)
+    hints = outer_origins(e)
+    result = _simplify(e)
+    result = _with_order(result, order, hints)
+    return prettify(result)
+
+
+def _simplify(e: Expr) -> Expr:
+    rule = _RULES.get(type(e))
+    return rule(e) if rule else e
+
+
+def _with_order(e: Expr, order: tuple[Index, ...], hints: Mapping[Index, SizeHint]) -> Expr:
+    """``e`` with its free indices in ``order`` (a root needs a definite axis order)."""
+    if e.free == order:
+        if isinstance(e, Sum) and not e.terms:
+            return Sum((), order, tuple((i, hints.get(i)) for i in order))
+        return e
+    if isinstance(e, Sum):
+        terms = tuple(_reorder_term(t, order) for t in e.terms)
+        return Sum(terms, order, tuple((i, hints.get(i)) for i in order))
+    return _reorder_term(e, order)
+
+
+def _reorder_term(t: Expr, order: tuple[Index, ...]) -> Expr:
+    want = tuple(i for i in order if i in set(t.free))
+    if t.free == want:
+        return t
+    if isinstance(t, Product):
+        return Product(t.coeff, t.factors, want)
+    return Product(Fraction(1), (t,), want)
+
+
+# ===================================================================== atoms & calls
+
+
+def _simplify_func(e: Func) -> Expr:
+    arg = _simplify(e.arg)
+    value = const_value(arg)
+    if value is not None:
+        folded = _fold_number(e.name, value)
+        if folded is not None:
+            return number(folded)
+    return Func(e.name, arg)
+
+
+def _fold_number(name: str, x: Fraction) -> Fraction | None:
+    """A function of a number, when the result is exactly rational."""
+    exact: dict[str, Callable[[Fraction], Fraction | None]] = {
+        "exp": lambda v: Fraction(1) if v == 0 else None,
+        "log": lambda v: Fraction(0) if v == 1 else None,
+        "sin": lambda v: Fraction(0) if v == 0 else None,
+        "tan": lambda v: Fraction(0) if v == 0 else None,
+        "tanh": lambda v: Fraction(0) if v == 0 else None,
+        "cos": lambda v: Fraction(1) if v == 0 else None,
+        "sigmoid": lambda v: Fraction(1, 2) if v == 0 else None,
+        "relu": lambda v: max(v, Fraction(0)),
+        "abs": abs,
+        "sign": lambda v: Fraction((v > 0) - (v < 0)),
+        "step": lambda v: Fraction(1 if v > 0 else 0),
+        "sqrt": _exact_sqrt,
+    }
+    fold = exact.get(name)
+    return fold(x) if fold else None
+
+
+def _exact_sqrt(v: Fraction) -> Fraction | None:
+    if v < 0:
+        return None
+    n, d = math.isqrt(v.numerator), math.isqrt(v.denominator)
+    return Fraction(n, d) if n * n == v.numerator and d * d == v.denominator else None
+
+
+def _simplify_pow(e: Pow) -> Expr:
+    base = _simplify(e.base)
+    exponent = _simplify(e.exponent)
+    k = const_value(exponent)
+    if k is not None:
+        if k == 1:
+            return base
+        if k == 0:
+            return _ones_like(base)
+        b = const_value(base)
+        if b is not None and k.denominator == 1 and not (b == 0 and k < 0):
+            return number(b ** int(k))
+        if isinstance(base, Pow):
+            inner = const_value(base.exponent)
+            if inner is not None and k.denominator == 1:
+                return _simplify_pow(Pow(base.base, number(inner * k)))
+    return Pow(base, exponent)
+
+
+def _ones_like(e: Expr) -> Expr:
+    hints = outer_origins(e)
+    if not e.free:
+        return number(1)
+    return Product(Fraction(1), tuple(Delta(i, i, hints.get(i)) for i in e.free), e.free)
+
+
+def _simplify_closed(e: Inv | Det | LogDet) -> Expr:
+    """The argument of inv/det/logdet is a closed scope: simplified as a root, so its
+    axis order (rows, columns) is kept."""
+    arg = _with_order(_simplify(e.arg), e.arg.free, outer_origins(e.arg))
+    return Inv(arg, e.indices) if isinstance(e, Inv) else type(e)(arg)
+
+
+# ========================================================================== products
+
+
+def _simplify_product(e: Product) -> Expr:
+    factors = [_simplify(f) for f in e.factors]
+    return normalize_product(Product(e.coeff, tuple(factors), e.out))
+
+
+def normalize_product(p: Product) -> Expr:
+    """Apply the product rules to a product whose factors are already simplified."""
+    p = flatten_product(p)
+    if not isinstance(p, Product):
+        return p
+    p = contract_deltas(p)
+    expanded = expand_delta_sums(p)
+    if expanded is not None:
+        return expanded
+    p = merge_scalar_powers(p)
+    if p.coeff == 0:
+        return _zero_like(p)
+    if len(p.factors) == 1 and p.coeff == 1 and set(p.factors[0].free) == set(p.out) \
+            and len(p.out) == len(set(factor_indices(p.factors[0]))):
+        inner = p.factors[0]
+        return inner if inner.free == p.out else p
+    if len(p.factors) == 1 and isinstance(p.factors[0], Sum) and \
+            set(p.factors[0].out) == set(p.out):
+        # c * (a + b) with no summation: distribute the number, keep one sum.
+        s = p.factors[0]
+        return collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), p.out, s.hints))
+    return Product(p.coeff, _sorted_factors(p.factors, set(p.out)), p.out)
+
+
+def _scale(t: Expr, c: Fraction) -> Expr:
+    if c == 1:
+        return t
+    if isinstance(t, Product):
+        return Product(t.coeff * c, t.factors, t.out)
+    return Product(c, (t,), t.free)
+
+
+def _zero_like(e: Expr) -> Sum:
+    hints = outer_origins(e)
+    return Sum((), e.free, tuple((i, hints.get(i)) for i in e.free))
+
+
+def flatten_product(p: Product) -> Expr:
+    """Merge nested products and one-term sums, fold numbers; zero if any factor is."""
+    coeff = p.coeff
+    out: list[Expr] = []
+    taken = set(p.out)
+    for f in p.factors:
+        taken.update(factor_indices(f))
+    queue = list(p.factors)
+    while queue:
+        f = queue.pop(0)
+        if isinstance(f, Sum) and len(f.terms) == 1:
+            t = f.terms[0]
+            f = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
+        if isinstance(f, Sum) and not f.terms:
+            return _zero_like(p)
+        if isinstance(f, Product):
+            f = freshen_bound(f, taken)
+            taken.update(bound_indices(f))
+            coeff *= f.coeff
+            queue[:0] = list(f.factors)
+            continue
+        out.append(f)
+    if coeff == 0:
+        return _zero_like(p)
+    return Product(coeff, tuple(out), p.out)
+
+
+def _broadcast_term(t: Expr, s: Sum) -> Expr:
+    """Term ``t`` of sum ``s`` made explicit along the indices it broadcasts over."""
+    missing = [i for i in s.out if i not in set(t.free)]
+    hints = dict(s.hints)
+    hints.update({k: v for k, v in outer_origins(s).items() if k not in hints})
+    markers = tuple(Delta(i, i, hints.get(i)) for i in missing)
+    return Product(Fraction(1), (t, *markers), s.out)
+
+
+def contract_deltas(p: Product) -> Product:
+    """Eliminate Kronecker deltas by renaming (notes 001_*, A.18 -> A.19)."""
+    factors = list(p.factors)
+    out = set(p.out)
+    changed = True
+    while changed:
+        changed = False
+        for k, f in enumerate(factors):
+            if not isinstance(f, Delta):
+                continue
+            others = factors[:k] + factors[k + 1:]
+            if f.i == f.j:
+                if any(f.i in factor_indices(g) for g in others):
+                    del factors[k]  # ones along an index that is already there
+                    changed = True
+                    break
+                continue
+            if f.j not in out or f.i not in out:
+                keep, gone = (f.i, f.j) if f.j not in out else (f.j, f.i)
+                renamed = [rename(g, {gone: keep}) for g in others]
+                factors = renamed[:k] + [Delta(keep, keep, f.size)] + renamed[k:]
+                changed = True
+                break
+    return Product(p.coeff, tuple(factors), p.out)
+
+
+def expand_delta_sums(p: Product) -> Expr | None:
+    """Multiply out a sum factor that carries deltas, then simplify each term."""
+    for k, f in enumerate(p.factors):
+        if isinstance(f, Sum) and any(_has_delta(t) for t in f.terms):
+            rest = p.factors[:k] + p.factors[k + 1:]
+            terms = []
+            for t in f.terms:
+                t = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
+                terms.append(normalize_product(Product(p.coeff, (*rest, t), p.out)))
+            return collect_terms(Sum(tuple(terms), p.out, ()))
+    return None
+
+
+def _has_delta(t: Expr) -> bool:
+    if isinstance(t, Delta):
+        return True
+    return isinstance(t, Product) and any(isinstance(f, Delta) for f in t.factors)
+
+
+def merge_scalar_powers(p: Product) -> Product:
+    """``n * n`` -> ``n**2`` and ``n * n**-1`` -> 1 for factors without free indices;
+    numeric factors (after folding) go into the coefficient."""
+    coeff = p.coeff
+    powers: dict[tuple, list] = {}
+    order: list[tuple] = []
+    rest: list[Expr] = []
+    for f in p.factors:
+        value = const_value(f)
+        if value is not None:
+            coeff *= value
+            continue
+        base, k = (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, Fraction(1))
+        if f.free or k is None:
+            rest.append(f)
+            continue
+        key = canonical_key(base)
+        if key not in powers:
+            powers[key] = [base, Fraction(0)]
+            order.append(key)
+        powers[key][1] += k
+    for key in order:
+        base, k = powers[key]
+        if k == 0:
+            continue
+        rest.append(base if k == 1 else Pow(base, number(k)))
+    return Product(coeff, tuple(rest), p.out)
+
+
+# ============================================================================== sums
+
+
+def _simplify_sum(e: Sum) -> Expr:
+    return collect_terms(Sum(tuple(_simplify(t) for t in e.terms), e.out, e.hints))
+
+
+def collect_terms(s: Sum) -> Expr:
+    """Flatten nested sums, add terms equal up to dummy names, drop zeros."""
+    flat: list[Expr] = []
+    queue = [(t, Fraction(1)) for t in s.terms]
+    while queue:
+        t, scale = queue.pop(0)
+        if isinstance(t, Sum):
+            queue[:0] = [(u, scale) for u in t.terms]
+            continue
+        if isinstance(t, Product) and len(t.factors) == 1 and isinstance(t.factors[0], Sum) \
+                and set(t.factors[0].out) == set(t.out) and \
+                len(set(factor_indices(t.factors[0]))) == len(t.out):
+            queue[:0] = [(u, scale * t.coeff) for u in t.factors[0].terms]
+            continue
+        flat.append(_scale(t, scale))
+    groups: dict[tuple, list] = {}
+    for t in flat:
+        coeff, body = (t.coeff, Product(Fraction(1), t.factors, t.out)) \
+            if isinstance(t, Product) else (Fraction(1), t)
+        key = canonical_key(body)
+        if key in groups:
+            groups[key][1] += coeff
+        else:
+            groups[key] = [body, coeff]
+    terms = []
+    for key in sorted(groups, key=lambda k: (bool(groups[k][0].free) or
+                                             bool(getattr(groups[k][0], "factors", 1)),
+                                             _sort_key(k))):
+        body, coeff = groups[key]
+        if coeff == 0:
+            continue
+        if isinstance(body, Product):
+            body = Product(coeff, body.factors, body.out)
+            if coeff == 1 and len(body.factors) == 1 and body.factors[0].free == body.out \
+                    and len(set(factor_indices(body.factors[0]))) == len(body.out):
+                body = body.factors[0]
+        else:
+            body = _scale(body, coeff)
+        terms.append(body)
+    hints = dict(s.hints)
+    if len(terms) == 1 and set(terms[0].free) == set(s.out):
+        return terms[0]
+    if not terms:
+        return Sum((), s.out, tuple((i, hints.get(i)) for i in s.out) if s.hints else
+                   tuple(outer_origins(s).items()))
+    return Sum(tuple(terms), s.out, s.hints)
+
+
+# ==================================================================== canonical keys
+
+_Key = tuple
+
+
+def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
+    """A key equal for expressions equal up to summed-index names and factor order.
+
+    ``naming`` maps the free indices of ``e`` to tokens; unmapped free indices keep
+    their names. Summed indices are numbered by first appearance after sorting.
+    """
+    naming = naming or {}
+    name = lambda i: naming.get(i, i)  # noqa: E731
+    if isinstance(e, Tensor):
+        return ("T", e.name, tuple(name(i) for i in e.indices))
+    if isinstance(e, Delta):
+        return ("D", tuple(sorted((name(e.i), name(e.j)))))
+    if isinstance(e, Func):
+        return ("F", e.name, canonical_key(e.arg, naming))
+    if isinstance(e, Pow):
+        return ("P", canonical_key(e.base, naming), canonical_key(e.exponent))
+    if isinstance(e, (Inv, Det, LogDet)):
+        closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
+        tail = tuple(name(i) for i in e.indices) if isinstance(e, Inv) else ()
+        return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
+    if isinstance(e, Product):
+        return _product_key(e, naming)
+    if isinstance(e, Sum):
+        terms = sorted((canonical_key(t, naming) for t in e.terms), key=_sort_key)
+        return ("S", tuple(terms), tuple(sorted(name(i) for i in e.out)))
+    raise TypeError(e)  # pragma: no cover
+
+
+def _sort_key(key: _Key) -> str:
+    return repr(key)
+
+
+_MAX_TIE_PERMUTATIONS = 720
+
+
+def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
+    bound = bound_indices(p)
+    outer = {i: naming.get(i, i) for i in p.out}
+    blind = dict(outer)
+    blind.update({b: "#?" for b in bound})
+    local = [(_sort_key(canonical_key(f, blind)), f) for f in p.factors]
+    local.sort(key=lambda x: x[0])
+    groups = [list(g) for _, g in itertools.groupby(local, key=lambda x: x[0])]
+    n_perm = 1
+    for g in groups:
+        n_perm *= math.factorial(len(g))
+    candidates: Iterable = itertools.product(*(itertools.permutations(g) for g in groups)) \
+        if n_perm <= _MAX_TIE_PERMUTATIONS else [tuple(tuple(g) for g in groups)]
+    best = None
+    for choice in candidates:
+        ordered = [f for g in choice for _, f in g]
+        numbering = dict(outer)
+        for f in ordered:
+            for i in _indices_in_order(f):
+                if i in bound and i not in numbering:
+                    numbering[i] = f"#{len(numbering) - len(outer)}"
+        key = tuple(canonical_key(f, numbering) for f in ordered)
+        if best is None or _sort_key(key) < _sort_key(best):
+            best = key
+    coeff = (p.coeff.numerator, p.coeff.denominator)
+    return ("*", coeff, best or (), tuple(sorted(outer.values())))
+
+
+def _indices_in_order(f: Expr) -> list[Index]:
+    if isinstance(f, (Tensor, Inv)):
+        return list(f.indices)
+    if isinstance(f, Delta):
+        return [f.i, f.j]
+    if isinstance(f, (Func, Pow)):
+        return _indices_in_order(f.arg if isinstance(f, Func) else f.base)
+    if isinstance(f, Product):
+        seen = [i for g in f.factors for i in _indices_in_order(g) if i in set(f.out)]
+        return list(dict.fromkeys(seen))
+    if isinstance(f, Sum):
+        seen = [i for t in f.terms for i in _indices_in_order(t)]
+        return [i for i in dict.fromkeys(seen) if i in set(f.out)]
+    return []
+
+
+def _sorted_factors(factors: tuple[Expr, ...], out: set[Index]) -> tuple[Expr, ...]:
+    """Factors in canonical order: scalars first, then by name-blind key."""
+    p = Product(Fraction(1), factors, tuple(out))
+    bound = bound_indices(p)
+    blind = {b: "#?" for b in bound}
+    def rank(f: Expr) -> tuple:
+        negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
+        kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
+        return (negative_power, bool(f.free), kind, _sort_key(canonical_key(f, blind)),
+                tuple(_indices_in_order(f)))
+    return tuple(sorted(factors, key=rank))
+
+
+# ========================================================================= prettify
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _pool(taken: set[Index]) -> Iterable[Index]:
+    for n in itertools.count():
+        for ch in _LETTERS:
+            name = ch if n == 0 else f"{ch}{n}"
+            if name not in taken:
+                yield name
+
+
+def prettify(e: Expr, taken: set[Index] | None = None) -> Expr:
+    """Rename summed indices (and the internal indices of closed scopes) to readable
+    letters in order of appearance. Each scope gets names used nowhere else in the
+    expression, so sibling sums read ``b`` and ``c`` as in the notes (001_*, A.17)."""
+    return _pretty(e, set(e.free) if taken is None else set(taken))
+
+
+def _pretty(e: Expr, used: set[Index]) -> Expr:
+    """``used`` holds every name assigned so far; it grows as scopes are visited."""
+    if isinstance(e, (Tensor, Delta)):
+        return e
+    if isinstance(e, Func):
+        return Func(e.name, _pretty(e.arg, used))
+    if isinstance(e, Pow):
+        return Pow(_pretty(e.base, used), _pretty(e.exponent, used))
+    if isinstance(e, (Inv, Det, LogDet)):
+        arg = e.arg
+        names = list(itertools.islice(_pool(used), 2))
+        used.update(names)
+        inner = _pretty(_rename_apart(arg, dict(zip(arg.free, names))), used)
+        return Inv(inner, e.indices) if isinstance(e, Inv) else type(e)(inner)
+    if isinstance(e, Sum):
+        used.update(e.out)
+        return Sum(tuple(_pretty(t, used) for t in e.terms), e.out, e.hints)
+    if isinstance(e, Product):
+        used.update(e.out)
+        bound = bound_indices(e)
+        order = [i for f in e.factors for i in _indices_in_order(f) if i in bound]
+        order = list(dict.fromkeys(order)) + sorted(bound - set(order))
+        names = _pool(used)
+        mapping = {b: next(names) for b in order}
+        used.update(mapping.values())
+        factors = [_rename_apart(f, mapping) for f in e.factors]
+        return Product(e.coeff, tuple(_pretty(f, used) for f in factors), e.out)
+    raise TypeError(e)  # pragma: no cover
+
+
+def _rename_apart(f: Expr, mapping: Mapping[Index, Index]) -> Expr:
+    """Rename through fresh intermediate names, so a swap (a <-> b) cannot collide."""
+    from .ir import fresh_index
+    temp = {k: fresh_index() for k in mapping}
+    step = rename(f, temp)
+    return rename(step, {temp[k]: v for k, v in mapping.items()})
+
+
+_RULES: dict[type, Callable[..., Expr]] = {
+    Func: _simplify_func,
+    Pow: _simplify_pow,
+    Inv: _simplify_closed,
+    Det: _simplify_closed,
+    LogDet: _simplify_closed,
+    Product: _simplify_product,
+    Sum: _simplify_sum,
+}

@@ -1,0 +1,367 @@
+"""Lexer and recursive-descent parser for index expressions (docs/language.md).
+
+The parser produces a small positioned AST; :mod:`einderiv.einstein` turns it into
+the IR, applying the Einstein summation rule. Every syntax error is a
+:class:`~einderiv.errors.ParseError` with a caret under the offending character.
+
+Grammar (lowest precedence first)::
+
+    expr    := sum ( '->' '[' [names] ']' )?
+    sum     := product ( ('+' | '-') product )*
+    product := unary ( ('*' | '/' | <juxtaposition>) unary )*
+    unary   := ('-' | '+')* power
+    power   := primary ( '**' unary )?            # right-associative
+    primary := NUMBER | NAME | NAME '[' names ']' | '(' expr ')'
+             | FUNC '(' expr ')' | 'sum' '[' names ']' '(' expr ')'
+             | 'delta' '[' NAME ',' NAME ']' | 'inv' '(' expr ')' '[' NAME ',' NAME ']'
+             | 'det' '(' expr ')' | 'logdet' '(' expr ')'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Union
+
+from .errors import LimitError, ParseError
+from .functions import FUNCTIONS
+
+__all__ = ["parse_ast", "MAX_DEPTH", "RESERVED"]
+
+#: Deepest nesting of parentheses, function calls, signs and powers accepted.
+MAX_DEPTH = 150
+MATRIX_FUNCTIONS = ("inv", "det", "logdet")
+RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", *MATRIX_FUNCTIONS}
+
+# ------------------------------------------------------------------------ AST nodes
+
+
+@dataclass
+class Num:
+    value: Fraction
+    pos: int
+
+
+@dataclass
+class Ref:
+    name: str
+    indices: list[tuple[str, int]] | None  # None: a bare name (scalar variable)
+    pos: int
+
+
+@dataclass
+class DeltaRef:
+    i: tuple[str, int]
+    j: tuple[str, int]
+    pos: int
+
+
+@dataclass
+class Call:
+    func: str
+    arg: "Node"
+    pos: int
+    indices: list[tuple[str, int]] | None = None  # inv(M)[i,j]
+
+
+@dataclass
+class SumOver:
+    indices: list[tuple[str, int]]
+    arg: "Node"
+    pos: int
+
+
+@dataclass
+class Neg:
+    arg: "Node"
+    pos: int
+
+
+@dataclass
+class Power:
+    base: "Node"
+    exponent: "Node"
+    pos: int
+
+
+@dataclass
+class Mul:
+    items: list[tuple[str, "Node"]]  # ('*' | '/', node); the first item's op is '*'
+    pos: int
+
+
+@dataclass
+class Add:
+    items: list[tuple[str, "Node", int]]  # ('+' | '-', node, position of the operator)
+    pos: int
+
+
+@dataclass
+class Arrow:
+    arg: "Node"
+    indices: list[tuple[str, int]]
+    pos: int
+
+
+Node = Union[Num, Ref, DeltaRef, Call, SumOver, Neg, Power, Mul, Add, Arrow]
+
+# -------------------------------------------------------------------------- lexer
+
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
+
+
+@dataclass
+class Token:
+    kind: str  # 'name', 'number', 'op', 'end'
+    text: str
+    pos: int
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch.isalpha() or ch == "_":
+            j = i + 1
+            while j < n and (text[j].isalnum() or text[j] == "_"):
+                j += 1
+            tokens.append(Token("name", text[i:j], i))
+            i = j
+            continue
+        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+            m = _NUMBER.match(text, i)
+            assert m is not None
+            j = m.end()
+            tokens.append(Token("number", m.group(0), i))
+            i = j
+            continue
+        for op in _OPERATORS:
+            if text.startswith(op, i):
+                tokens.append(Token("op", op, i))
+                i += len(op)
+                break
+        else:
+            shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
+            hint = ""
+            if ch == "^":
+                hint = " (powers are written '**'; matrix notation goes through parse_matrix)"
+            elif ch in "{}":
+                hint = " (indices go in square brackets: x[i])"
+            raise ParseError(f"unexpected character {shown}{hint}", text, i)
+    tokens.append(Token("end", "", n))
+    return tokens
+
+
+# ------------------------------------------------------------------------- parser
+
+
+def _describe(tok: Token) -> str:
+    return "end of input" if tok.kind == "end" else repr(tok.text)
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = tokenize(text)
+        self.k = 0
+        self.depth = 0
+
+    # -- token helpers
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.k]
+
+    def error(self, message: str, tok: Token | None = None) -> ParseError:
+        tok = tok or self.tok
+        return ParseError(message, self.text, tok.pos)
+
+    def at(self, text: str) -> bool:
+        return self.tok.kind == "op" and self.tok.text == text
+
+    def expect(self, text: str, context: str = "") -> Token:
+        if not self.at(text):
+            extra = f" {context}" if context else ""
+            raise self.error(f"expected {text!r}{extra}, found {_describe(self.tok)}")
+        tok = self.tok
+        self.k += 1
+        return tok
+
+    def enter(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise LimitError(
+                f"expression nested deeper than {MAX_DEPTH} levels (parentheses, calls, "
+                f"signs and powers) at position {tok.pos}; split it into parts")
+
+    # -- grammar
+    def parse(self) -> Node:
+        node = self.expr()
+        if self.tok.kind != "end":
+            if self.at(")"):
+                raise self.error("unmatched ')'")
+            raise self.error(f"unexpected {_describe(self.tok)} after a complete expression")
+        return node
+
+    def expr(self) -> Node:
+        node = self.sum()
+        if self.at("->"):
+            arrow = self.tok
+            self.k += 1
+            indices = self.index_list(allow_empty=True, what="after '->'")
+            node = Arrow(node, indices, arrow.pos)
+            if self.at("->"):
+                raise self.error("a second '->' needs parentheses around the first: (EXPR -> [i]) -> [j]")
+        return node
+
+    def sum(self) -> Node:
+        start = self.tok.pos
+        first = self.product()
+        items: list[tuple[str, Node, int]] = [("+", first, start)]
+        while self.at("+") or self.at("-"):
+            op = self.tok
+            self.k += 1
+            items.append((op.text, self.product(), op.pos))
+        return first if len(items) == 1 else Add(items, start)
+
+    def _starts_primary(self) -> bool:
+        tok = self.tok
+        return tok.kind in ("name", "number") or (tok.kind == "op" and tok.text == "(")
+
+    def product(self) -> Node:
+        start = self.tok.pos
+        items: list[tuple[str, Node]] = [("*", self.unary())]
+        while True:
+            if self.at("*") or self.at("/"):
+                op = self.tok.text
+                self.k += 1
+                items.append((op, self.unary()))
+            elif self._starts_primary():  # juxtaposition: X[a,b] theta[b]
+                items.append(("*", self.unary()))
+            else:
+                break
+        return items[0][1] if len(items) == 1 else Mul(items, start)
+
+    def unary(self) -> Node:
+        signs: list[Token] = []
+        while self.at("-") or self.at("+"):
+            signs.append(self.tok)
+            self.k += 1
+            if len(signs) > MAX_DEPTH:
+                raise LimitError(f"more than {MAX_DEPTH} signs in a row at position {signs[0].pos}")
+        node = self.power()
+        for sign in reversed(signs):
+            if sign.text == "-":
+                node = Neg(node, sign.pos)
+        return node
+
+    def power(self) -> Node:
+        base = self.primary()
+        if self.at("**"):
+            op = self.tok
+            self.k += 1
+            self.enter(op)
+            exponent = self.unary()
+            self.depth -= 1
+            return Power(base, exponent, op.pos)
+        return base
+
+    def index_list(self, *, allow_empty: bool = False, what: str = "") -> list[tuple[str, int]]:
+        self.expect("[", what)
+        names: list[tuple[str, int]] = []
+        if self.at("]"):
+            if not allow_empty:
+                raise self.error("empty index list: write a bare name for a scalar")
+            self.k += 1
+            return names
+        while True:
+            tok = self.tok
+            if tok.kind != "name":
+                raise self.error(f"expected an index name, found {_describe(tok)}")
+            if tok.text in RESERVED:
+                raise self.error(f"{tok.text!r} is reserved and cannot be an index name")
+            names.append((tok.text, tok.pos))
+            self.k += 1
+            if self.at(","):
+                self.k += 1
+                continue
+            if self.at("]"):
+                self.k += 1
+                return names
+            raise self.error(f"expected ',' or ']' in the index list, found {_describe(self.tok)}")
+
+    def parenthesized(self, opener: Token, what: str) -> Node:
+        open_tok = self.tok
+        self.expect("(", what)
+        self.enter(opener)
+        if self.at(")"):
+            raise self.error(f"empty parentheses {what}".rstrip())
+        node = self.expr()
+        if not self.at(")"):
+            if self.tok.kind == "end":
+                raise self.error("'(' is never closed", open_tok)
+            raise self.error(f"expected ')' , found {_describe(self.tok)}")
+        self.k += 1
+        self.depth -= 1
+        return node
+
+    def primary(self) -> Node:
+        tok = self.tok
+        if tok.kind == "number":
+            self.k += 1
+            return Num(Fraction(tok.text), tok.pos)
+        if tok.kind == "name":
+            return self.named(tok)
+        if self.at("("):
+            return self.parenthesized(tok, "")
+        if tok.kind == "end":
+            raise self.error("unexpected end of input: expected a number, a name or '('")
+        raise self.error(f"unexpected {tok.text!r}: expected a number, a name or '('")
+
+    def named(self, tok: Token) -> Node:
+        name = tok.text
+        self.k += 1
+        if name == "delta":
+            idx = self.index_list(what="after 'delta'")
+            if len(idx) != 2:
+                raise self.error(f"delta takes exactly two indices, got {len(idx)}", tok)
+            return DeltaRef(idx[0], idx[1], tok.pos)
+        if name == "sum":
+            if not self.at("["):
+                raise self.error("sum needs the indices to sum over: sum[i](EXPR)")
+            idx = self.index_list(what="after 'sum'")
+            arg = self.parenthesized(tok, "after sum[...]")
+            return SumOver(idx, arg, tok.pos)
+        if name in FUNCTIONS or name in MATRIX_FUNCTIONS:
+            if not self.at("("):
+                raise self.error(f"{name!r} is a function: write {name}(...)", tok)
+            arg = self.parenthesized(tok, f"after {name!r}")
+            indices = None
+            if name == "inv":
+                if not self.at("["):
+                    raise self.error("inv(M) needs indices for its axes: inv(M)[i,j]")
+                indices = self.index_list(what="after inv(...)")
+                if len(indices) != 2:
+                    raise self.error(f"inv(M)[i,j] takes two indices, got {len(indices)}", tok)
+            elif self.at("["):
+                raise self.error(f"{name}(...) cannot be indexed")
+            return Call(name, arg, tok.pos, indices)
+        if self.at("("):
+            known = ", ".join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))
+            raise self.error(f"unknown function {name!r}; known functions: {known}", tok)
+        indices = self.index_list() if self.at("[") else None
+        return Ref(name, indices, tok.pos)
+
+
+def parse_ast(text: str) -> Node:
+    """Parse ``text`` into the positioned AST (no index semantics yet)."""
+    if not isinstance(text, str):
+        raise ParseError(f"expected the expression as a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ParseError("empty expression", text, 0)
+    return _Parser(text).parse()
