@@ -53,7 +53,7 @@ def _number(k: Fraction) -> Product:
 def to_text(e: Expr) -> str:
     """Index notation for ``e``, with the root's axis order made explicit if needed."""
     body = _text(e, top=True)
-    if not e.free or _natural_order(e) == e.free:
+    if not e.free or _natural_order(e) == e.free or (isinstance(e, Sum) and not e.terms):
         return body
     if isinstance(e, Sum) and any(set(t.free) != set(e.out) for t in e.terms):
         return f"({body}) -> [{','.join(e.free)}]"
@@ -161,7 +161,11 @@ def _product_text(p: Product, top: bool) -> str:
 
 def _sum_text(s: Sum) -> str:
     if not s.terms:
-        return "0"
+        if not s.out:
+            return "0"
+        # A zero tensor: 0 times ones along each axis (delta[i,i] with i free is ones).
+        ones = "*".join(f"delta[{i},{i}]" for i in s.out)
+        return f"0*{ones} -> [{','.join(s.out)}]"
     pieces: list[str] = []
     for k, t in enumerate(s.terms):
         if t.free and set(t.free) != set(s.out):
