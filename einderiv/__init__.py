@@ -2,7 +2,7 @@
 
 >>> import einderiv
 >>> print(einderiv.diff("x[i]*A[i,j]*x[j]", "x"))
-A[a,i]*x[a] + A[i,a]*x[a]
+A[a,c]*x[a] + A[c,b]*x[b]
 """
 
 from .api import diff, parse

@@ -50,8 +50,8 @@ class Expr:
     >>> e = einderiv.parse("A[i,k]*B[k,j]")
     >>> e.free
     ('i', 'j')
-    >>> str(e)
-    'A[i,k]*B[k,j]'
+    >>> str(e)  # summed indices get canonical names: a, b, ... in order of appearance
+    'A[i,a]*B[a,j]'
     >>> sorted(e.variables)
     ['A', 'B']
     """
