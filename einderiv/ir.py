@@ -88,6 +88,13 @@ class Expr:
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.to_latex()}$"
 
+    def to_matrix(self, **options: Any) -> Any:
+        """The expression in denominator-layout matrix notation (see
+        :func:`einderiv.matrix.to_matrix`); raises ``NotMatrixExpressible`` where none
+        exists."""
+        from .matrix import to_matrix
+        return to_matrix(self, **options)
+
     def evaluate(self, **arrays: Any) -> "np.ndarray":
         """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
 
