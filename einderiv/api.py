@@ -10,8 +10,8 @@ from . import syntax
 from .diff import derivative
 from .einstein import build, check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, LimitError, ParseError, ShapeError
-from .ir import Expr, Index, Sum, all_indices, iter_tensors, outer_origins, walk, Product, Inv
-from .ir import rename, fresh_index, bound_indices, Func, Pow, Det, LogDet
+from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, bound_indices,
+                 fresh_index, iter_tensors, outer_origins, rename, visible_indices)
 from .simplify import simplify as _simplify
 
 __all__ = ["parse", "diff", "guard_recursion"]
@@ -155,7 +155,7 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
                 f"expression {e.free}; choose another name")
         new = given
     else:
-        avoid = all_indices(e) | {t.name for t in iter_tensors(e)}
+        avoid = visible_indices(e) | {t.name for t in iter_tensors(e)}
         new = _readable_fresh(rank, avoid)
     origins = outer_origins(e)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})

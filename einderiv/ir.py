@@ -301,6 +301,26 @@ def all_indices(e: Expr) -> set[Index]:
     return out
 
 
+def visible_indices(e: Expr) -> set[Index]:
+    """Index labels used outside the closed scopes of inv/det/logdet arguments
+    (those are private to their node and never meet another label)."""
+    out: set[Index] = set()
+    stack = [e]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Tensor):
+            out.update(n.indices)
+        elif isinstance(n, Delta):
+            out.update((n.i, n.j))
+        elif isinstance(n, Inv):
+            out.update(n.indices)
+        elif isinstance(n, (Product, Sum)):
+            out.update(n.out)
+        if not isinstance(n, (Inv, Det, LogDet)):
+            stack.extend(children(n))
+    return out
+
+
 def factor_indices(f: Expr) -> tuple[Index, ...]:
     """The labels a factor exposes to its product, with multiplicity for tensors
     and deltas (``X[a,a]`` exposes ``a`` twice: the Einstein rule sums it)."""
