@@ -9,7 +9,7 @@ from typing import Callable, Mapping, TypeVar
 from . import syntax
 from .diff import derivative
 from .einstein import build, check_shapes, normalize_shapes
-from .errors import EinderivError, IndexMismatchError, LimitError, ParseError, ShapeError
+from .errors import EinderivError, IndexMismatchError, LimitError, ParseError
 from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, bound_indices,
                  fresh_index, iter_tensors, outer_origins, rename, visible_indices)
 from .simplify import simplify as _simplify

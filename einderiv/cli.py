@@ -12,7 +12,7 @@ import traceback
 from typing import Sequence
 
 from .api import diff, parse
-from .errors import EinderivError, ParseError
+from .errors import EinderivError
 from .ir import Expr, outer_origins
 
 __all__ = ["main", "DEMO"]

@@ -64,7 +64,8 @@ def _zero(e: Expr, ctx: _Context) -> Expr:
 def _tensor(e: Tensor, ctx: _Context) -> Expr:
     if e.name != ctx.wrt:
         return _zero(e, ctx)
-    deltas = tuple(Delta(n, i, (e.name, axis)) for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
+    deltas = tuple(Delta(n, i, (e.name, axis))
+                   for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
     return Product(Fraction(1), deltas, ctx.new + e.free)
 
 
@@ -120,9 +121,10 @@ def _inv(e: Inv, ctx: _Context) -> Expr:
     if ctx.wrt not in e.variables:
         return _zero(e, ctx)
     p, q = fresh_index(), fresh_index()
-    k, l = e.indices
+    row, col = e.indices
     dm = _matrix_derivative(e.arg, ctx, p, q)
-    return Product(Fraction(-1), (Inv(e.arg, (k, p)), dm, Inv(e.arg, (q, l))), ctx.new + e.free)
+    factors = (Inv(e.arg, (row, p)), dm, Inv(e.arg, (q, col)))
+    return Product(Fraction(-1), factors, ctx.new + e.free)
 
 
 def _det(e: Det, ctx: _Context) -> Expr:

@@ -22,7 +22,7 @@ import opt_einsum as oe
 from .errors import EvaluationError
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, factor_indices, iter_tensors)
+                 Tensor, iter_tensors)
 
 __all__ = ["evaluate", "prepare_arrays"]
 
@@ -151,10 +151,11 @@ class _Evaluator:
         operands, labels = [], []
         for f, arr in zip(p.factors, arrays):
             if arr is None:
-                hint = f.size if isinstance(f, Delta) else dict(f.hints).get(f.free[0]) if f.free else None  # type: ignore[union-attr]
+                hints = {f.i: f.size, f.j: f.size} if isinstance(f, Delta) \
+                    else dict(f.hints)  # type: ignore[union-attr]
                 for i in f.free:
                     if i not in local:
-                        local[i] = self.size(i, local, hint)
+                        local[i] = self.size(i, local, hints.get(i))
                 arr = self.eval(f, local)
             operands.append(arr)
             labels.append(f.indices if isinstance(f, (Tensor, Inv)) else

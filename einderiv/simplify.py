@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import Counter
 from fractions import Fraction
 from typing import Callable, Iterable, Mapping
 
-from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, bound_indices, const_value, factor_indices, freshen_bound,
                  number, outer_origins, rename)

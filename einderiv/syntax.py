@@ -216,7 +216,8 @@ class _Parser:
             indices = self.index_list(allow_empty=True, what="after '->'")
             node = Arrow(node, indices, arrow.pos)
             if self.at("->"):
-                raise self.error("a second '->' needs parentheses around the first: (EXPR -> [i]) -> [j]")
+                raise self.error("a second '->' needs parentheses around the first: "
+                                 "(EXPR -> [i]) -> [j]")
         return node
 
     def sum(self) -> Node:
