@@ -88,6 +88,20 @@ class Expr:
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.to_latex()}$"
 
+    def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
+                **options: Any) -> Any:
+        """Plan the evaluation once and return a callable ``f(**arrays)`` (see
+        :func:`einderiv.compile.compile_expr`).
+
+        >>> import numpy as np, einderiv
+        >>> f = einderiv.diff("x[i]*A[i,j]*x[j]", "x").compile()
+        >>> A, x = np.arange(9.0).reshape(3, 3), np.ones(3)
+        >>> bool(np.allclose(f(A=A, x=x), (A + A.T) @ x))
+        True
+        """
+        from .compile import compile_expr
+        return compile_expr(self, shapes=shapes, backend=backend, **options)
+
     def to_matrix(self, **options: Any) -> Any:
         """The expression in denominator-layout matrix notation (see
         :func:`einderiv.matrix.to_matrix`); raises ``NotMatrixExpressible`` where none
