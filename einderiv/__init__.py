@@ -5,20 +5,31 @@
 A[a,c]*x[a] + A[c,b]*x[b]
 """
 
-from .api import diff, parse
+from .api import diff, hvp, jvp, parse
+from .compile import CompiledExpr, compile_expr
 from .check import CheckResult, check
 from .errors import (EinderivError, EvaluationError, IndexMismatchError, LimitError,
-                     ParseError, ShapeError)
+                     NotMatrixExpressible, ParseError, ShapeError)
+from .inspect import StructureReport
 from .ir import Expr
 from .layout import flatten
+from .matrix import MatrixExpr
+from .matrix_syntax import parse_matrix
+from .plot import plot
 
 __version__ = "0.1.0"
 
 __all__ = [
     "parse",
     "diff",
+    "jvp",
+    "hvp",
     "check",
     "flatten",
+    "plot",
+    "StructureReport",
+    "compile_expr",
+    "CompiledExpr",
     "Expr",
     "CheckResult",
     "EinderivError",
@@ -27,4 +38,7 @@ __all__ = [
     "ShapeError",
     "EvaluationError",
     "LimitError",
+    "parse_matrix",
+    "MatrixExpr",
+    "NotMatrixExpressible",
 ]

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
+from fractions import Fraction
 from typing import Callable, Mapping, TypeVar
 
 from . import syntax
 from .diff import derivative
 from .einstein import build, check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, LimitError, ParseError
-from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, bound_indices,
+from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, bound_indices,
                  fresh_index, iter_tensors, outer_origins, rename, visible_indices)
 from .simplify import simplify as _simplify
 
-__all__ = ["parse", "diff", "guard_recursion"]
+__all__ = ["parse", "diff", "jvp", "hvp", "guard_recursion"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -23,13 +25,24 @@ def guard_recursion(fn: F) -> F:
     """Turn a RecursionError deep inside einderiv into a :class:`LimitError`."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # The parser bounds nesting at syntax.MAX_DEPTH; each level costs a few
+        # frames in every pass, so make sure Python's limit is not the one hit first.
+        old = sys.getrecursionlimit()
+        if old < _RECURSION_HEADROOM:
+            sys.setrecursionlimit(_RECURSION_HEADROOM)
         try:
             return fn(*args, **kwargs)
         except RecursionError:
             raise LimitError(
                 "the expression is nested too deeply for einderiv to process; "
                 "split it into smaller parts") from None
+        finally:
+            if old < _RECURSION_HEADROOM:
+                sys.setrecursionlimit(old)
     return wrapper  # type: ignore[return-value]
+
+
+_RECURSION_HEADROOM = 8000
 
 
 @guard_recursion
@@ -170,3 +183,48 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
                 hints[i] = origins[i]
         result = Sum(result.terms, result.out, tuple(hints.items()))
     return result
+
+
+@guard_recursion
+def jvp(expr: Expr | str, wrt: str, vector: str = "v",
+        shapes: Mapping[str, object] | None = None) -> Expr:
+    """The derivative of ``expr`` by ``wrt`` applied to a direction ``vector`` (a new
+    variable with ``wrt``'s shape): ``sum_p d expr / d wrt[p] * vector[p]``, built
+    and simplified symbolically, so the full Jacobian is never formed. Free indices:
+    those of ``expr``.
+
+    >>> import numpy as np, einderiv
+    >>> j = einderiv.jvp("tanh(W[i,j]*x[j])", "x", "v")
+    >>> print(j)
+    W[i,a]*v[a]*(1 - tanh(W[i,b]*x[b])**2) -> [i]
+    """
+    shape_map = normalize_shapes(shapes)
+    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    name, given = _parse_wrt(wrt)
+    if not isinstance(vector, str) or not vector.isidentifier() or vector in syntax.RESERVED:
+        raise ParseError(f"vector must be a variable name, got {vector!r}")
+    if vector in e.variables or vector == name:
+        raise IndexMismatchError(
+            f"the direction {vector!r} is already a variable of the expression; choose another name")
+    d = diff(e, wrt, shape_map)
+    axes = d.free[: len(d.free) - len(e.free)]
+    product = Product(Fraction(1), (d, Tensor(vector, axes)), e.free)
+    return _simplify(product, e.free)
+
+
+@guard_recursion
+def hvp(expr: Expr | str, wrt: str, vector: str = "v",
+        shapes: Mapping[str, object] | None = None) -> Expr:
+    """The second derivative of ``expr`` by ``wrt`` applied to ``vector``:
+    ``sum_q d2 expr / d wrt[p] d wrt[q] * vector[q]``, without forming the Hessian.
+    Free indices: ``wrt``'s axes, then those of ``expr``.
+
+    >>> import numpy as np, einderiv
+    >>> h = einderiv.hvp("x[i]*A[i,j]*x[j]", "x")
+    >>> A, x, v = np.arange(9.0).reshape(3, 3), np.ones(3), np.array([1.0, 0.0, 2.0])
+    >>> bool(np.allclose(h.evaluate(A=A, x=x, v=v), (A + A.T) @ v))
+    True
+    """
+    shape_map = normalize_shapes(shapes)
+    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    return jvp(diff(e, wrt, shape_map), wrt, vector, shape_map)

@@ -24,13 +24,14 @@ class CheckResult:
     symbolic: np.ndarray
     numeric: np.ndarray
     derivative: Expr
+    wrt: str = ""
 
     def ok(self, rtol: float = 1e-5) -> bool:
         """Whether the relative error is within ``rtol``."""
         return self.max_rel_error <= rtol
 
     def __str__(self) -> str:
-        return (f"d/d{self.derivative.free and ''}: max relative error "
+        return (f"d/d{self.wrt}: max relative error "
                 f"{self.max_rel_error:.2e} (absolute {self.max_abs_error:.2e}) over "
                 f"{self.symbolic.size} entries")
 
@@ -71,4 +72,4 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
         raise EinderivError(f"derivative has shape {symbolic.shape}, expected {numeric.shape}")
     abs_err = float(np.max(np.abs(symbolic - numeric))) if symbolic.size else 0.0
     scale = max(float(np.max(np.abs(numeric))) if numeric.size else 0.0, 1e-12)
-    return CheckResult(abs_err, abs_err / scale, symbolic, numeric, d)
+    return CheckResult(abs_err, abs_err / scale, symbolic, numeric, d, name)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .api import diff, parse
 from .errors import EinderivError
-from .ir import Expr, outer_origins
+from .ir import Expr, iter_tensors, outer_origins
 
 __all__ = ["main", "DEMO"]
 
@@ -77,6 +77,52 @@ def _run_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
+    """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
+    import numpy as np
+
+    from .einstein import check_shapes
+    ranks = {t.name: t.indices for t in iter_tensors(e)}
+    index_sizes = check_shapes(e, shapes)
+    arrays, described = {}, []
+    rng = np.random.default_rng(0)
+    for name in sorted(ranks):
+        shape = shapes.get(name)
+        if shape is None and all(i in index_sizes for i in ranks[name]):
+            shape = tuple(index_sizes[i] for i in ranks[name])
+        if shape is None or not all(isinstance(n, int) for n in shape):
+            raise EinderivError(
+                f"--plot draws random data, so every variable needs integer sizes: give "
+                f"--shape {name}={','.join(['4'] * len(ranks[name]))} (say), got "
+                f"{'no shape' if shape is None else 'the sizes ' + str(shape)} for {name!r}")
+        arrays[name] = rng.uniform(0.5, 1.5, size=shape)
+        described.append(f"{name} {tuple(shape)}")
+    note = (f"random data, uniform in [0.5, 1.5) with seed 0 (positive, away from zero, "
+            f"so every blank cell is a structural zero): {', '.join(described)}")
+    return arrays, note
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    from .inspect import structure
+    shapes = dict(_parse_shape(s) for s in args.shape or ())
+    e = parse(args.expr, shapes)
+    d = diff(e, args.wrt, shapes)
+    name = args.wrt.split("[")[0].strip()
+    ranks = {t.name: len(t.indices) for t in iter_tensors(e)}
+    rank = None if name in shapes or "[" in args.wrt else ranks.get(name)
+    report = structure(d, args.wrt, shapes=shapes, var_axes=rank)
+    print(f"f = {e}")
+    print(report._repr_markdown_() if args.markdown else report)
+    if args.plot:
+        from .plot import plot
+        arrays, note = _plot_arrays(e, shapes)
+        plot(report, kind="slices" if args.slices else "matrix", order=args.order,
+             path=args.plot, **arrays)
+        what = "slices" if args.slices else f"flattened, order {args.order}"
+        print(f"picture: {args.plot} ({what}); {note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="einderiv", description="Tensor derivatives in Einstein index notation.")
@@ -90,11 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
-    d.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    ins = sub.add_parser("inspect", help="structure of a derivative: deltas, nonzeros, "
+                         "compressed form, flattening; optionally a picture")
+    ins.add_argument("expr", help="the expression")
+    ins.add_argument("--wrt", required=True, help="the variable: W or W[p,q]")
+    ins.add_argument("--shape", action="append", metavar="NAME=SIZES",
+                     help="shape of a variable, e.g. W=4,3 (repeatable; integers to --plot)")
+    ins.add_argument("--plot", metavar="PNG", help="save a heat map of the flattened derivative")
+    ins.add_argument("--order", choices=("F", "C"), default="F",
+                     help="flattening order of the picture (default F, column-major)")
+    ins.add_argument("--slices", action="store_true",
+                     help="picture: one panel per entry of the last axis")
+    ins.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    ins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help=argparse.SUPPRESS)
     demo = sub.add_parser("demo", help="the linear-regression example from the notes")
     demo.add_argument("--latex", action="store_true", help="print LaTeX")
     demo.add_argument("--order", type=int, default=1, choices=range(1, 5))
-    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                      help=argparse.SUPPRESS)
     return parser
 
 
@@ -105,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "diff":
             return _run_diff(args)
+        if args.command == "inspect":
+            return _run_inspect(args)
         if args.command == "demo" or args.command is None:
             args.expr, args.wrt, args.shape = None, None, None
             args.latex = getattr(args, "latex", False)

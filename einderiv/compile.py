@@ -1,24 +1,719 @@
-"""Compiled evaluation: plan once, evaluate many times (issue 5; being built)."""
+"""Compiled evaluation: plan once, evaluate many times.
+
+:func:`compile_expr` lowers a simplified expression into a straight-line program:
+
+* **Common subexpressions** are computed once: two nodes that are equal up to the
+  names of their summed indices (the residual ``X theta - Y`` in both terms, the
+  same ``exp(...)`` in a numerator and a denominator) share one slot. Keys come from
+  :func:`einderiv.simplify.canonical_key` with free axes named by position.
+* **Each product** is one ``opt_einsum.contract_expression``, planned once per input
+  shape signature (``optimize="auto-hq"``: optimal for small terms, dynamic
+  programming for long chains such as ``x^T A1 ... A16 x``).
+* **Kronecker deltas** never become dense identities on numpy: a delta with both
+  indices free is applied by computing the term once with the two indices merged,
+  then writing it into a strided diagonal view of a zero array; a ones-marker
+  becomes a broadcast.
+* **Memory**: before running, shapes are propagated through the program and the
+  result and every intermediate are checked against ``memory_limit`` (default: half
+  the machine's RAM), so a 8 TB Hessian raises :class:`~einderiv.errors.LimitError`
+  instead of swapping.
+
+Backends: ``"numpy"`` (default) and ``"dask"`` (dask arrays in, a lazy dask array out;
+``.compute()`` equals numpy). Element-wise functions go through numpy ufuncs, which
+dask arrays implement; nothing calls ``np.asarray`` on a dask input.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Mapping
 
-from .ir import Expr
+import numpy as np
+import opt_einsum as oe
 
-__all__ = ["compile_expr", "CompiledExpr"]
+from .errors import EinderivError, EvaluationError, LimitError
+from .functions import FUNCTIONS
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                 const_value, factor_indices, iter_tensors, outer_origins, rename)
+from .simplify import canonical_key
+
+__all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
+
+#: numpy's limit on the number of axes of an array.
+MAX_RANK = 64
+
+#: Supported backends and what they need.
+BACKENDS: dict[str, str] = {
+    "numpy": "numpy arrays in and out (default)",
+    "dask": "dask arrays in, a lazy dask array out (requires dask)",
+}
+
+
+def _default_memory_limit() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+# ============================================================================ program
+
+# A size reference: where a label's size comes from at run time.
+#   ("input", name, axis) | ("slot", slot, axis) | ("int", n)
+SizeRef = tuple
+
+
+@dataclass
+class _Step:
+    kind: str
+    args: tuple
+    # filled by shape inference
+    shape: tuple[int, ...] = ()
+
+
+@dataclass
+class _Program:
+    steps: list[_Step] = field(default_factory=list)
+    inputs: dict[str, int] = field(default_factory=dict)  # name -> slot
+    output: int = -1
+    output_labels: tuple[Index, ...] = ()
+
+
+class _Lowering:
+    """IR -> program. Each method returns ``(slot, labels)``: the slot holding the
+    value and the labels of its axes."""
+
+    def __init__(self) -> None:
+        self.program = _Program()
+        self.memo: dict[tuple, int] = {}
+        self.context: list[dict] = []  # size hints of enclosing sums, innermost last
+
+    def emit(self, kind: str, *args: Any) -> int:
+        self.program.steps.append(_Step(kind, args))
+        return len(self.program.steps) - 1
+
+    def input(self, name: str) -> int:
+        if name not in self.program.inputs:
+            self.program.inputs[name] = self.emit("input", name)
+        return self.program.inputs[name]
+
+    # ------------------------------------------------------------------ dispatch
+    def value(self, e: Expr) -> tuple[int, tuple[Index, ...]]:
+        """Lower ``e`` with common-subexpression sharing; axes follow ``e.free``."""
+        if isinstance(e, Tensor):
+            slot = self.input(e.name)
+            if len(set(e.indices)) == len(e.indices):
+                return slot, e.indices
+        if not _context_free(e):  # its sizes may come from around it: never shared
+            return self.lower(e), e.free
+        key = canonical_key(e, {f: f"@{k}" for k, f in enumerate(e.free)})
+        if key not in self.memo:
+            self.memo[key] = self.lower(e)
+        return self.memo[key], e.free
+
+    def lower(self, e: Expr) -> int:
+        if isinstance(e, Tensor):  # repeated indices: a diagonal
+            return self.einsum(Fraction(1), [(self.input(e.name), e.indices)], e.free)
+        if isinstance(e, Delta):
+            return self.product(Product(Fraction(1), (e,), e.free))
+        if isinstance(e, Func):
+            slot, labels = self.value(e.arg)
+            slot = self.align(slot, labels, e.arg.free)
+            return self.emit("func", e.name, slot)
+        if isinstance(e, Pow):
+            return self.power(e)
+        if isinstance(e, (Inv, Det, LogDet)):
+            slot, labels = self.value(e.arg)
+            slot = self.align(slot, labels, e.arg.free)
+            if isinstance(e, Inv):
+                out = self.emit("inv", slot)
+                if e.indices[0] == e.indices[1]:
+                    return self.einsum(Fraction(1), [(out, e.indices)], e.free)
+                return out
+            return self.emit("det" if isinstance(e, Det) else "logdet", slot)
+        if isinstance(e, Product):
+            return self.product(e)
+        if isinstance(e, Sum):
+            return self.sum(e)
+        raise TypeError(e)  # pragma: no cover
+
+    def align(self, slot: int, have: tuple[Index, ...], want: tuple[Index, ...]) -> int:
+        if have == want:
+            return slot
+        return self.emit("transpose", slot, tuple(have.index(i) for i in want))
+
+    def power(self, e: Pow) -> int:
+        slot, labels = self.value(e.base)
+        slot = self.align(slot, labels, e.base.free)
+        k = const_value(e.exponent)
+        if k is not None:
+            return self.emit("pow", slot, _float(k))
+        exp_slot, _ = self.value(e.exponent)
+        return self.emit("powslot", slot, exp_slot)
+
+    # ------------------------------------------------------------------ products
+    def einsum(self, coeff: Fraction, operands: list[tuple[int, tuple[Index, ...]]],
+               out: tuple[Index, ...], names: tuple[str, ...] = ()) -> int:
+        if len(operands) == 1 and coeff == 1 and operands[0][1] == out:
+            return operands[0][0]
+        return self.emit("einsum", _float(coeff), tuple(operands), out, names)
+
+    def product(self, p: Product) -> int:
+        self.context.append(outer_origins(p))  # sizes the factors may need
+        try:
+            return self._product(p)
+        finally:
+            self.context.pop()
+
+    def _product(self, p: Product) -> int:
+        factors = list(p.factors)
+        out = p.out
+        # 1. A delta with both indices free: compute the term with them merged, embed.
+        for k, f in enumerate(factors):
+            if isinstance(f, Delta) and f.i != f.j and f.i in out and f.j in out:
+                others = factors[:k] + factors[k + 1:]
+                used = {i for g in others for i in factor_indices(g)}
+                keep, gone = (f.j, f.i) if f.i not in used else (f.i, f.j)
+                rest = Product(p.coeff, tuple(rename(g, {gone: keep}) for g in others),
+                               tuple(i for i in out if i != gone))
+                inner = self.product_with_hint(rest, keep, f)
+                return self.emit("embed", inner, rest.out, out, ((keep, gone),))
+        # 2. A ones-marker along a free index no other factor carries: broadcast.
+        for k, f in enumerate(factors):
+            if isinstance(f, Delta) and f.i == f.j and f.i in out:
+                others = factors[:k] + factors[k + 1:]
+                if not any(f.i in factor_indices(g) for g in others):
+                    rest = Product(p.coeff, tuple(others), tuple(i for i in out if i != f.i))
+                    inner = self.product(rest)
+                    size = self.size_ref(f.i, others, f)
+                    return self.emit("broadcast", inner, rest.out, out, ((f.i, size),))
+        # 3. Everything else is one einsum; summed markers and deltas become vectors.
+        operands: list[tuple[int, tuple[Index, ...]]] = []
+        present = {i for f in factors for i in factor_indices(f)}
+        for f in factors:
+            if isinstance(f, Delta):
+                size = self.size_ref(f.i, [g for g in factors if g is not f], f)
+                slot = self.emit("ones" if f.i == f.j else "eye", size)
+                operands.append((slot, (f.i,) if f.i == f.j else (f.i, f.j)))
+            elif isinstance(f, Tensor):
+                operands.append((self.input(f.name), f.indices))
+            else:
+                operands.append(self.value(f))
+        for i in out:
+            if i not in present:  # pragma: no cover - simplified input never has this
+                raise EinderivError(f"index {i!r} of the output occurs in no factor")
+        if not operands:
+            return self.emit("const", _float(p.coeff))
+        from .printing import to_text
+        return self.einsum(p.coeff, operands, out, tuple(to_text(f) for f in factors))
+
+    def product_with_hint(self, rest: Product, label: Index, delta: Delta) -> int:
+        present = {i for f in rest.factors for i in factor_indices(f)}
+        if label in present:
+            return self.product(rest)
+        # The merged label lives on no factor (a bare identity): add a ones-marker.
+        marker = Delta(label, label, delta.size)
+        return self.product(Product(rest.coeff, (*rest.factors, marker), rest.out))
+
+    def size_ref(self, label: Index, siblings: list[Expr], delta: Delta | None) -> SizeRef:
+        labels = [label] if delta is None or delta.i == delta.j else [delta.i, delta.j]
+        for g in siblings:
+            for lab in labels:  # a delta is square: either index gives the size
+                if isinstance(g, Tensor) and lab in g.indices:
+                    return ("input", g.name, g.indices.index(lab))
+        if delta is not None and isinstance(delta.size, tuple):
+            self.input_hint(delta.size[0])
+            return ("input", delta.size[0], delta.size[1])
+        if delta is not None and isinstance(delta.size, int):
+            return ("int", delta.size)
+        for g in siblings:
+            for lab in labels:
+                if lab in g.free and not isinstance(g, Delta):
+                    slot, free = self.value(g)
+                    return ("slot", slot, free.index(lab))
+        for origins in reversed(self.context):  # a sibling term of an enclosing sum
+            for lab in labels:
+                hint = origins.get(lab)
+                if isinstance(hint, tuple):
+                    self.input_hint(hint[0])
+                    return ("input", hint[0], hint[1])
+                if isinstance(hint, int):
+                    return ("int", hint)
+        return ("unknown", label)
+
+    def input_hint(self, name: str) -> None:
+        """A size may come from a variable the expression no longer uses."""
+        self.program.inputs.setdefault(name, self.emit("input", name))
+
+    # ---------------------------------------------------------------------- sums
+    def sum(self, s: Sum) -> int:
+        origins = outer_origins(s)
+        origins.update({i: h for i, h in s.hints if h is not None})
+        self.context.append(origins)
+        try:
+            return self._sum(s)
+        finally:
+            self.context.pop()
+
+    def _sum(self, s: Sum) -> int:
+        parts = []
+        for t in s.terms:
+            if isinstance(t, Product):
+                want = tuple(i for i in s.out if i in set(t.out))
+                slot = self.value(Product(t.coeff, t.factors, want))[0]
+                parts.append((slot, want))
+            else:
+                parts.append(self.value(t))
+        if not parts:
+            hints = dict(s.hints)
+            sizes = []
+            for i in s.out:
+                hint = hints.get(i)
+                if isinstance(hint, tuple):
+                    self.input_hint(hint[0])
+                    sizes.append(("input", hint[0], hint[1]))
+                elif isinstance(hint, int):
+                    sizes.append(("int", hint))
+                else:
+                    sizes.append(("unknown", i))
+            return self.emit("zeros", tuple(sizes))
+        if len(parts) == 1 and parts[0][1] == s.out:
+            return parts[0][0]
+        return self.emit("add", tuple(parts), s.out)
+
+
+# ============================================================================ running
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """What a plan for one set of input shapes costs.
+
+    ``flops`` is opt_einsum's estimate summed over the contractions plus one
+    operation per element for element-wise steps; ``largest_bytes`` is the largest
+    array the plan creates, ``result_bytes`` the result's size."""
+
+    flops: int
+    largest_bytes: int
+    result_bytes: int
+    result_shape: tuple[int, ...]
+    contractions: int
 
 
 class CompiledExpr:
-    """A planned expression; call it with the arrays as keyword arguments."""
+    """A planned expression; call it with the arrays as keyword arguments.
 
-    def __init__(self, expr: Expr):
+    Plans (contraction orders, shapes, memory checks) are cached per input shape
+    signature, so repeated calls with same-shaped arrays only run the arithmetic.
+    """
+
+    def __init__(self, expr: Expr, backend: str, memory_limit: int | None,
+                 optimize: str = "auto-hq"):
+        if backend not in BACKENDS:
+            valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
+            raise EinderivError(f"unknown backend {backend!r}; valid backends: {valid}")
         self.expr = expr
+        self.backend = backend
+        self.memory_limit = _default_memory_limit() if memory_limit is None else memory_limit
+        self.optimize = optimize
+        lowering = _Lowering()
+        slot, labels = lowering.value(expr)
+        lowering.program.output = lowering.align(slot, labels, expr.free)
+        lowering.program.output_labels = expr.free
+        self.program = lowering.program
+        self.variables = sorted({t.name for t in iter_tensors(expr)})
+        self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
+        self._plans: dict[tuple, tuple[list, PlanInfo]] = {}
 
-    def __call__(self, **arrays: Any):
-        return self.expr.evaluate(**arrays)
+    def __repr__(self) -> str:
+        return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"
+
+    # -------------------------------------------------------------------- inputs
+    def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [n for n in self.variables if n not in arrays]
+        if missing:
+            raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; "
+                                  f"the expression uses {', '.join(self.variables)}")
+        out: dict[str, Any] = {}
+        for name in self.program.inputs:
+            if name not in arrays:
+                raise EvaluationError(
+                    f"missing value for {name!r}: the result has an axis of its size")
+            value = arrays[name]
+            if self.backend == "numpy":
+                try:
+                    value = np.asarray(value)
+                except (ValueError, TypeError) as exc:
+                    raise EvaluationError(f"{name!r} is not a valid array: {exc}") from None
+                if value.dtype.kind in "biu":
+                    value = value.astype(np.float64)
+                elif value.dtype.kind not in "fc":
+                    raise EvaluationError(f"{name!r} must be numeric, got dtype {value.dtype}")
+            elif not hasattr(value, "shape"):
+                value = np.asarray(value, dtype=float)
+            rank = self._ranks.get(name)
+            if rank is not None and len(value.shape) != rank:
+                raise EvaluationError(
+                    f"{name!r} is used with {rank} indices but was given shape {tuple(value.shape)}")
+            out[name] = value
+        return out
+
+    # ---------------------------------------------------------------- planning
+    def plan_info(self, **arrays: Any) -> PlanInfo:
+        """Cost of the plan for these arrays (or anything with a ``.shape``)."""
+        return self._plan(self._inputs(arrays))[1]
+
+    def _plan(self, inputs: Mapping[str, Any]) -> tuple[list, PlanInfo]:
+        key = tuple((n, tuple(inputs[n].shape)) for n in self.program.inputs)
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        shapes: list[tuple[int, ...]] = []
+        exprs: list[Any] = []
+        flops = 0
+        largest = 0
+        itemsize = 16 if any(np.dtype(getattr(v, "dtype", float)).kind == "c"
+                             for v in inputs.values()) else 8
+
+        def size(ref: SizeRef) -> int:
+            if ref[0] == "input":
+                return int(inputs[ref[1]].shape[ref[2]])
+            if ref[0] == "slot":
+                return shapes[ref[1]][ref[2]]
+            if ref[0] == "unknown":
+                raise EvaluationError(
+                    f"cannot tell the size of index {ref[1]!r}: it occurs on no tensor given "
+                    "(the tensor that carried it cancelled or was differentiated away)")
+            return int(ref[1])
+
+        for step in self.program.steps:
+            kind, a = step.kind, step.args
+            planned = None
+            if kind == "input":
+                shape = tuple(int(d) for d in inputs[a[0]].shape)
+            elif kind == "einsum":
+                shape, planned, cost = self._plan_einsum(a, shapes)
+                flops += cost
+            elif kind in ("func", "pow", "powslot"):
+                shape = shapes[a[1] if kind == "func" else a[0]]
+                flops += math.prod(shape)
+            elif kind == "transpose":
+                shape = tuple(shapes[a[0]][k] for k in a[1])
+            elif kind == "inv":
+                shape = shapes[a[0]]
+                _square(shape, "inv")
+                flops += 2 * shape[0] ** 3
+            elif kind in ("det", "logdet"):
+                _square(shapes[a[0]], kind)
+                shape = ()
+                flops += shapes[a[0]][0] ** 3
+            elif kind in ("ones", "eye"):
+                n = size(a[0])
+                shape = (n,) if kind == "ones" else (n, n)
+            elif kind == "const":
+                shape = ()
+            elif kind == "zeros":
+                shape = tuple(size(r) for r in a[0])
+            elif kind == "add":
+                sizes: dict[Index, int] = {}
+                for slot, labels in a[0]:
+                    for lab, n in zip(labels, shapes[slot]):
+                        if sizes.setdefault(lab, n) != n:
+                            raise EvaluationError(
+                                f"index {lab!r} has size {sizes[lab]} in one term of a sum "
+                                f"but size {n} in another; check the shapes of the arrays")
+                shape = tuple(sizes[i] for i in a[1])
+                flops += math.prod(shape) * len(a[0])
+            elif kind == "embed":
+                inner, rest_labels, out, pairs = a
+                sizes = dict(zip(rest_labels, shapes[inner]))
+                for keep, gone in pairs:
+                    sizes[gone] = sizes[keep]
+                shape = tuple(sizes[i] for i in out)
+            elif kind == "broadcast":
+                inner, rest_labels, out, extra = a
+                sizes = dict(zip(rest_labels, shapes[inner]))
+                for lab, ref in extra:
+                    sizes[lab] = size(ref)
+                shape = tuple(sizes[i] for i in out)
+            else:  # pragma: no cover
+                raise AssertionError(kind)
+            shapes.append(shape)
+            exprs.append(planned)
+            largest = max(largest, math.prod(shape) * itemsize)
+        result_shape = shapes[self.program.output]
+        result_bytes = math.prod(result_shape) * itemsize
+        deepest = max((len(sh) for sh in shapes), default=0)
+        if deepest > MAX_RANK:
+            raise LimitError(f"evaluating needs an array with {deepest} axes; numpy supports "
+                             f"at most {MAX_RANK}")
+        if largest > self.memory_limit:
+            what = "the result" if largest == result_bytes else "an intermediate"
+            raise LimitError(
+                f"evaluating would need {format_bytes(largest)} for {what} (result shape "
+                f"{result_shape}, {format_bytes(result_bytes)}), over the memory limit of "
+                f"{format_bytes(self.memory_limit)}; use einderiv.hvp/jvp to apply the "
+                "derivative without forming it, or raise memory_limit")
+        info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
+                        sum(1 for s in self.program.steps if s.kind == "einsum"))
+        self._plans[key] = (exprs, info)
+        return exprs, info
+
+    def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int]:
+        _, operands, out, names = args
+        symbols: dict[Index, str] = {}
+        for _, labels in operands:
+            for i in labels:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
+        sizes: dict[Index, int] = {}
+        where: dict[Index, str] = {}
+        for k, (slot, labels) in enumerate(operands):
+            if len(labels) != len(shapes[slot]):  # pragma: no cover - lowering bug guard
+                raise EvaluationError(f"rank mismatch in a contraction: {labels} vs {shapes[slot]}")
+            name = names[k] if k < len(names) else "a factor"
+            for lab, n in zip(labels, shapes[slot]):
+                if sizes.setdefault(lab, n) != n:
+                    raise EvaluationError(
+                        f"index {lab!r} has size {sizes[lab]} in {where[lab]} but size {n} "
+                        f"in {name}; check the shapes of the arrays")
+                where.setdefault(lab, name)
+        spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
+        spec += "->" + "".join(symbols[i] for i in out)
+        op_shapes = [shapes[slot] for slot, _ in operands]
+        _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=self.optimize)
+        planned = oe.contract_expression(spec, *op_shapes, optimize=self.optimize)
+        return tuple(sizes[i] for i in out), planned, int(info.opt_cost)
+
+    # ------------------------------------------------------------------- running
+    def __call__(self, **arrays: Any) -> Any:
+        inputs = self._inputs(arrays)
+        planned, _ = self._plan(inputs)
+        values: list[Any] = []
+        # Constants (deltas, ones, zeros) take the inputs' common dtype, as numpy would.
+        dtype = np.result_type(*(getattr(v, "dtype", np.float64) for v in inputs.values())) \
+            if inputs else np.dtype(np.float64)
+        for step, plan in zip(self.program.steps, planned):
+            values.append(_run(step, plan, values, inputs, self.backend, dtype))
+        result = values[self.program.output]
+        if self.backend == "numpy":
+            result = np.asarray(result)
+            if any(np.may_share_memory(result, v) for v in inputs.values()
+                   if isinstance(v, np.ndarray)):
+                result = result.copy()  # never hand back (a view of) an input
+        return result
+
+    def flops(self, **arrays: Any) -> int:
+        """opt_einsum's FLOP estimate for evaluating with arrays of these shapes."""
+        return self.plan_info(**arrays).flops
+
+
+def _float(c: Fraction) -> float:
+    """``float(c)``, or +-inf beyond float64's range (as numpy overflows)."""
+    try:
+        return float(c)
+    except OverflowError:
+        return math.copysign(math.inf, c)
+
+
+def _linalg_ready(m: Any) -> Any:
+    """numpy.linalg supports float32/64 and complex64/128: promote other floats
+    (float16, longdouble) to float64, as numpy does for integers."""
+    if isinstance(m, np.ndarray) and m.dtype.kind == "f" and m.dtype.itemsize not in (4, 8):
+        return m.astype(np.float64)
+    return m
+
+
+def _context_free(e: Expr) -> bool:
+    """Whether the value of ``e`` is fixed by its inputs alone: deltas and zeros take
+    their sizes from the surrounding expression, so equal nodes may differ in size."""
+    from .ir import walk
+    return not any(isinstance(n, Delta) or (isinstance(n, Sum) and not n.terms) for n in walk(e))
+
+
+def _square(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise EvaluationError(f"{what}(...) needs a square matrix, got shape {shape}")
+
+
+def _size(ref: SizeRef, values: list, inputs: Mapping[str, Any]) -> int:
+    if ref[0] == "unknown":  # pragma: no cover - planning raises first
+        raise EvaluationError(f"cannot tell the size of index {ref[1]!r}")
+    if ref[0] == "input":
+        return int(inputs[ref[1]].shape[ref[2]])
+    if ref[0] == "slot":
+        return int(values[ref[1]].shape[ref[2]])
+    return int(ref[1])
+
+
+def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+         dtype: np.dtype) -> Any:
+    kind, a = step.kind, step.args
+    if kind == "input":
+        return inputs[a[0]]
+    if kind == "einsum":
+        coeff, operands, _, _ = a
+        ops = [values[slot] for slot, _ in operands]
+        if coeff != 1.0:
+            # Scale the smallest array involved: the output or one operand.
+            smallest = min(range(len(ops)), key=lambda k: math.prod(ops[k].shape))
+            if math.prod(ops[smallest].shape) < math.prod(step.shape or (10**18,)):
+                ops[smallest] = ops[smallest] * coeff
+                coeff = 1.0
+        result = plan(*ops, backend=backend)
+        return result if coeff == 1.0 else result * coeff
+    if kind == "func":
+        fn, arg = FUNCTIONS[a[0]], values[a[1]]
+        if fn.real_only and np.iscomplexobj(arg):
+            raise EvaluationError(f"{fn.name}(...) is defined for real input only, "
+                                  "but its argument is complex")
+        return fn.numpy(arg)
+    if kind == "pow":
+        base, k = values[a[0]], a[1]
+        if k == 2.0:
+            return base * base
+        if k == -1.0:
+            return 1.0 / base
+        if k == 0.5:
+            return np.sqrt(base)
+        if k < 0 and float(k).is_integer():
+            return 1.0 / base ** (-k)
+        return base ** k
+    if kind == "powslot":
+        return values[a[0]] ** values[a[1]]
+    if kind == "transpose":
+        return values[a[0]].transpose(a[1])
+    if kind == "inv":
+        try:
+            return np.linalg.inv(_linalg_ready(values[a[0]]))
+        except np.linalg.LinAlgError:
+            raise EvaluationError("inv(...) of a singular matrix") from None
+    if kind == "det":
+        return np.linalg.det(_linalg_ready(values[a[0]]))
+    if kind == "logdet":
+        return np.linalg.slogdet(_linalg_ready(values[a[0]]))[1]
+    if kind == "ones":
+        return np.ones(_size(a[0], values, inputs), dtype=dtype)
+    if kind == "eye":
+        return np.eye(_size(a[0], values, inputs), dtype=dtype)
+    if kind == "const":
+        return np.asarray(a[0], dtype=dtype)
+    if kind == "zeros":
+        return np.zeros(tuple(_size(r, values, inputs) for r in a[0]), dtype=dtype)
+    if kind == "add":
+        parts, out = a
+        total = None
+        for slot, labels in parts:
+            v = _aligned(values[slot], labels, out)
+            total = v if total is None else total + v
+        full = tuple(_label_sizes(parts, values).get(i) for i in out)
+        return total if tuple(total.shape) == full else _broadcast(total, full, backend)
+    if kind == "embed":
+        return _embed(values[a[0]], a[1], a[2], a[3], backend, dtype)
+    if kind == "broadcast":
+        inner, rest_labels, out, extra = a
+        sizes = dict(zip(rest_labels, values[inner].shape))
+        sizes.update({lab: _size(ref, values, inputs) for lab, ref in extra})
+        v = _aligned(values[inner], rest_labels, out)
+        return _broadcast(v, tuple(sizes[i] for i in out), backend)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _label_sizes(parts, values) -> dict[Index, int]:
+    sizes: dict[Index, int] = {}
+    for slot, labels in parts:
+        sizes.update(zip(labels, values[slot].shape))
+    return sizes
+
+
+def _aligned(v: Any, have: tuple[Index, ...], want: tuple[Index, ...]) -> Any:
+    """``v`` transposed to the order of ``want`` with size-1 axes for missing labels."""
+    if have == want:
+        return v
+    present = [i for i in want if i in have]
+    perm = [have.index(i) for i in present]
+    if perm != list(range(len(perm))):
+        v = v.transpose(perm)
+    shape = []
+    it = iter(v.shape)
+    for i in want:
+        shape.append(next(it) if i in have else 1)
+    return v.reshape(tuple(shape))
+
+
+def _broadcast(v: Any, shape: tuple[int, ...], backend: str) -> Any:
+    if backend == "numpy":
+        return np.array(np.broadcast_to(v, shape))  # a real array, not a read-only view
+    return np.broadcast_to(v, shape)
+
+
+def _embed(inner: Any, rest_labels: tuple[Index, ...], out: tuple[Index, ...],
+           pairs: tuple[tuple[Index, Index], ...], backend: str, dtype: np.dtype) -> Any:
+    """Place ``inner`` (axes ``rest_labels``) on the diagonal ``keep == gone`` of a
+    zero array with axes ``out``."""
+    sizes = dict(zip(rest_labels, inner.shape))
+    for keep, gone in pairs:
+        sizes[gone] = sizes[keep]
+    shape = tuple(sizes[i] for i in out)
+    if backend != "numpy":
+        # Lazy backends: multiply by a dense identity (no in-place writes).
+        operands = [inner] + [np.eye(sizes[keep], dtype=dtype) for keep, _ in pairs]
+        labels = [rest_labels] + [(keep, gone) for keep, gone in pairs]
+        symbols: dict[Index, str] = {}
+        for lab in (*labels, out):
+            for i in lab:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
+        spec = ",".join("".join(symbols[i] for i in lab) for lab in labels)
+        spec += "->" + "".join(symbols[i] for i in out)
+        return oe.contract(spec, *operands, backend=backend)
+    result = np.zeros(shape, dtype=np.result_type(inner, dtype))
+    strides = dict(zip(out, result.strides))
+    for keep, gone in pairs:
+        strides[keep] += strides.pop(gone)
+    view = np.lib.stride_tricks.as_strided(
+        result, shape=tuple(sizes[i] for i in rest_labels),
+        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+    view[...] = inner
+    return result
 
 
 def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
-                 **options: Any) -> CompiledExpr:
-    return CompiledExpr(expr)
+                 *, memory_limit: int | None = None, optimize: str = "auto-hq") -> CompiledExpr:
+    """Plan the evaluation of ``expr`` once; return a callable ``f(**arrays)``.
+
+    ``backend`` is a key of :data:`BACKENDS`; ``memory_limit`` (bytes, default half
+    the RAM) bounds the result and every intermediate; ``optimize`` is passed to
+    opt_einsum. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
+    result is refused at compile time.
+
+    >>> import numpy as np, einderiv
+    >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
+    >>> f = g.compile()
+    >>> X, th, Y = np.ones((4, 3)), np.ones(3), np.zeros(4)
+    >>> f(X=X, theta=th, Y=Y, n=4.0)
+    array([6., 6., 6.])
+    """
+    compiled = CompiledExpr(expr, backend, memory_limit, optimize)
+    if shapes and all(n in shapes for n in compiled.program.inputs):
+        known = {n: _ShapeOnly(tuple(shapes[n])) for n in compiled.program.inputs}
+        if all(isinstance(d, int) for s in known.values() for d in s.shape):
+            compiled._plan(known)
+    return compiled
+
+
+class _ShapeOnly:
+    """Stands in for an array when only its shape is known (eager planning)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.dtype = np.dtype(float)

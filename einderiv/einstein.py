@@ -19,10 +19,10 @@ from fractions import Fraction
 from typing import Mapping, Sequence
 
 from . import syntax as S
-from .errors import IndexMismatchError, ShapeError, format_caret
+from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 factor_indices, fresh_index, iter_tensors, number, walk)
+                 children, factor_indices, fresh_index, iter_tensors, number)
 
 __all__ = ["build", "check_shapes", "normalize_shapes"]
 
@@ -46,7 +46,7 @@ class _Builder:
             raise self.error(f"{name!r} is reserved and cannot name a variable", pos)
         seen = self.ranks.setdefault(name, (rank, pos))
         if seen[0] != rank:
-            what = lambda r: "a scalar" if r == 0 else f"{r} indices"  # noqa: E731
+            what = lambda r: "a scalar" if r == 0 else f"{r} index" + "es" * (r > 1)  # noqa: E731
             raise self.error(
                 f"{name!r} is used with {what(rank)} here but with {what(seen[0])} "
                 f"at position {seen[1]}", pos)
@@ -55,16 +55,8 @@ class _Builder:
     def build(self, node: S.Node) -> Expr:
         if isinstance(node, S.Num):
             return number(node.value)
-        if isinstance(node, S.Ref):
-            if node.indices is None:
-                self.note_rank(node.name, 0, node.pos)
-                return Tensor(node.name, ())
-            self.note_rank(node.name, len(node.indices), node.pos)
-            return Tensor(node.name, tuple(i for i, _ in node.indices))
-        if isinstance(node, S.DeltaRef):
-            return Delta(node.i[0], node.j[0])
-        if isinstance(node, S.Call):
-            return self.call(node)
+        if isinstance(node, (S.Ref, S.DeltaRef, S.Call)):
+            return self.einstein_atom(self.atom(node))
         if isinstance(node, S.SumOver):
             return self.sum_over(node)
         if isinstance(node, S.Power):
@@ -76,6 +68,25 @@ class _Builder:
         if isinstance(node, S.Arrow):
             return self.arrow(node)
         raise TypeError(node)  # pragma: no cover
+
+    def atom(self, node: S.Ref | S.DeltaRef | S.Call) -> Expr:
+        if isinstance(node, S.Ref):
+            if node.indices is None:
+                self.note_rank(node.name, 0, node.pos)
+                return Tensor(node.name, ())
+            self.note_rank(node.name, len(node.indices), node.pos)
+            return Tensor(node.name, tuple(i for i, _ in node.indices))
+        if isinstance(node, S.DeltaRef):
+            return Delta(node.i[0], node.j[0])
+        return self.call(node)
+
+    @staticmethod
+    def einstein_atom(atom: Expr) -> Expr:
+        """The Einstein rule for a lone reference, as ``numpy.einsum`` implicit mode:
+        ``X[a,a]`` sums (``einsum('aa', X)``) and ``A[p,i]`` has free indices (i, p)."""
+        counts = Counter(factor_indices(atom))
+        free = tuple(sorted(i for i, c in counts.items() if c == 1))
+        return atom if atom.free == free else Product(Fraction(1), (atom,), free)
 
     # ------------------------------------------------------------------ functions
     def call(self, node: S.Call) -> Expr:
@@ -125,6 +136,9 @@ class _Builder:
             return self.collect(node.arg, -sign, factors)
         if isinstance(node, S.Num):
             return sign * node.value
+        if isinstance(node, (S.Ref, S.DeltaRef, S.Call)):
+            factors.append((self.atom(node), node.pos))
+            return sign
         if isinstance(node, S.Mul):
             coeff = sign
             for op, item in node.items:
@@ -133,7 +147,7 @@ class _Builder:
                     continue
                 if isinstance(item, S.Num):
                     if item.value == 0:
-                        raise self.error("division by zero", item.pos, IndexMismatchError)
+                        raise self.error("division by zero", item.pos, ParseError)
                     coeff /= item.value
                     continue
                 factors.append((Pow(self.build(item), number(-1)), _pos(item)))
@@ -151,8 +165,9 @@ class _Builder:
         fs = tuple(f for f, _ in factors)
         if out is None:
             free = tuple(sorted(i for i, c in counts.items() if c == 1))
-        elif in_sum and not counts:
-            free = ()  # an index-free term of a sum broadcasts along the output
+        elif in_sum and not any(name in counts for name, _ in out) and \
+                all(c > 1 for c in counts.values()):
+            free = ()  # a term of a sum without free indices broadcasts along the output
         else:
             free = tuple(i for i, _ in out)
             for name, pos in out:
@@ -166,7 +181,8 @@ class _Builder:
             return fs[0]
         return Product(coeff, fs, free)
 
-    def add(self, node: S.Add, out: list[tuple[Index, int]] | None) -> Expr:
+    def add(self, node: S.Add, out: list[tuple[Index, int]] | None,
+            in_sum: bool = False) -> Expr:
         terms: list[Expr] = []
         reference: tuple[Expr, int] | None = None
         for op, item, pos in node.items:
@@ -182,12 +198,16 @@ class _Builder:
                         f"{_fmt(term.free)} but an earlier one has {_fmt(reference[0].free)} "
                         "(a term with no free indices broadcasts)", pos)
             terms.append(term)
+        if out and reference is None and not in_sum:  # 'x + y -> [i]': i is nowhere
+            name, pos = out[0]
+            raise self.error(f"output index {name!r} does not occur in the expression before "
+                             "'->' (no term has free indices)", pos)
         free = reference[0].free if reference else ()
         return Sum(tuple(terms), free)
 
     def with_out(self, node: S.Node, out: list[tuple[Index, int]], in_sum: bool = False) -> Expr:
         if isinstance(node, S.Add):
-            return self.add(node, out)
+            return self.add(node, out, in_sum)
         return self.product(node, out, in_sum)
 
     def arrow(self, node: S.Arrow) -> Expr:
@@ -233,21 +253,19 @@ def normalize_shapes(shapes: Mapping[str, object] | None) -> dict[str, Shape]:
 
 
 def check_shapes(e: Expr, shapes: Mapping[str, Shape]) -> dict[Index, int | str]:
-    """Check ``e`` against ``shapes``; return the size of every index that has one.
+    """Check ``e`` against ``shapes``; return the size of every visible index that has one.
 
     Each tensor's rank must match its shape, and an index must have one size
-    everywhere it is used (closed scopes of inv/det/logdet are checked separately).
+    everywhere it is used. The argument of inv/det/logdet is its own scope: it must
+    be square, and ``inv(M)[i,j]`` gives ``i`` and ``j`` the sizes of M's rows and columns.
     """
-    sizes: dict[Index, tuple[int | str, str]] = {}
     for t in iter_tensors(e):
-        if t.name not in shapes:
-            continue
-        shape = shapes[t.name]
-        if len(shape) != len(t.indices):
+        shape = shapes.get(t.name)
+        if shape is not None and len(shape) != len(t.indices):
             raise ShapeError(
                 f"{t.name!r} has shape {shape} ({len(shape)} axes) but is used with "
                 f"{len(t.indices)} indices: {_ref(t)}")
-    # Index sizes per scope: walk products and closed arguments.
+    sizes: dict[Index, tuple[int | str, str]] = {}
     _scope_sizes(e, shapes, sizes)
     return {i: s for i, (s, _) in sizes.items()}
 
@@ -256,29 +274,31 @@ def _ref(t: Tensor) -> str:
     return t.name + ("[" + ",".join(t.indices) + "]" if t.indices else "")
 
 
+def _note(sizes: dict[Index, tuple[int | str, str]], idx: Index, d: int | str, where: str) -> None:
+    seen = sizes.setdefault(idx, (d, where))
+    if seen[0] != d:
+        raise ShapeError(f"index {idx!r} has size {seen[0]} in {seen[1]} but size {d} in {where}")
+
+
 def _scope_sizes(e: Expr, shapes: Mapping[str, Shape],
                  sizes: dict[Index, tuple[int | str, str]]) -> None:
-    for n in walk(e):
+    stack = [e]
+    while stack:
+        n = stack.pop()
         if isinstance(n, Tensor) and n.name in shapes:
             for idx, d in zip(n.indices, shapes[n.name]):
-                seen = sizes.setdefault(idx, (d, _ref(n)))
-                if seen[0] != d:
-                    raise ShapeError(
-                        f"index {idx!r} has size {seen[0]} in {seen[1]} but size {d} in {_ref(n)}")
-        if isinstance(n, (Inv, Det, LogDet)):
-            arg = n.arg
-            # A determinant or inverse needs a square matrix.
+                _note(sizes, idx, d, _ref(n))
+        elif isinstance(n, (Inv, Det, LogDet)):
             inner: dict[Index, tuple[int | str, str]] = {}
-            _scope_sizes_flat(arg, shapes, inner)
-            rows, cols = (inner.get(i, (None, ""))[0] for i in arg.free)
+            _scope_sizes(n.arg, shapes, inner)
+            rows, cols = (inner.get(i, (None, ""))[0] for i in n.arg.free)
+            what = type(n).__name__.lower()
             if rows is not None and cols is not None and rows != cols:
-                raise ShapeError(f"the argument of {type(n).__name__.lower()}(...) is "
-                                 f"{rows} x {cols}, not square")
-
-
-def _scope_sizes_flat(e: Expr, shapes: Mapping[str, Shape],
-                      sizes: dict[Index, tuple[int | str, str]]) -> None:
-    for t in iter_tensors(e):
-        if t.name in shapes:
-            for idx, d in zip(t.indices, shapes[t.name]):
-                sizes.setdefault(idx, (d, _ref(t)))
+                raise ShapeError(f"the argument of {what}(...) is {rows} x {cols}, not square")
+            if isinstance(n, Inv):
+                for idx, d in zip(n.indices, (rows, cols)):
+                    if d is not None:
+                        _note(sizes, idx, d, f"inv(...)[{','.join(n.indices)}]")
+            continue
+        else:
+            stack.extend(children(n))

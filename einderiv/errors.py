@@ -13,6 +13,7 @@ __all__ = [
     "ShapeError",
     "EvaluationError",
     "LimitError",
+    "NotMatrixExpressible",
 ]
 
 
@@ -58,6 +59,12 @@ class EvaluationError(EinderivError):
 
 class LimitError(EinderivError):
     """An input beyond a documented limit (nesting depth, tensor rank, memory)."""
+
+
+class NotMatrixExpressible(EinderivError):
+    """An expression with no matrix-notation form (more than two free axes, or an
+    index pattern that needs indices). The message says why and what to use instead:
+    the index form, or ``einderiv.flatten`` / ``to_matrix(flatten=...)``."""
 
 
 def format_caret(message: str, text: str, position: int | None) -> str:

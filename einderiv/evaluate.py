@@ -22,7 +22,7 @@ import opt_einsum as oe
 from .errors import EvaluationError
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, iter_tensors)
+                 Tensor, iter_tensors, outer_origins)
 
 __all__ = ["evaluate", "prepare_arrays"]
 
@@ -63,7 +63,10 @@ def evaluate(e: Expr, arrays: Mapping[str, Any]) -> np.ndarray:
     ev = _Evaluator(prepared, arrays)
     sizes = {i: s for i, h in (e.hints if isinstance(e, Sum) else ())
              if (s := ev.resolve(h)) is not None}
-    return ev.eval(e, sizes)
+    result = np.asarray(ev.eval(e, sizes))
+    if any(np.may_share_memory(result, a) for a in prepared.values()):
+        result = result.copy()  # writing into the result must not change an input
+    return result
 
 
 class _Evaluator:
@@ -97,8 +100,9 @@ class _Evaluator:
             if len(set(e.indices)) != len(e.indices):
                 return _einsum([arr], [e.indices], e.free)
             return arr
-        if isinstance(e, Delta):
-            n = self.size(e.i, sizes, e.size) if e.i not in sizes else sizes[e.i]
+        if isinstance(e, Delta):  # square: either index gives the size
+            known = sizes.get(e.i, sizes.get(e.j))
+            n = known if known is not None else self.size(e.i, sizes, e.size)
             return np.ones(n) if e.i == e.j else np.eye(n)
         if isinstance(e, Func):
             return FUNCTIONS[e.name].numpy(self.eval(e.arg, sizes))
@@ -145,6 +149,11 @@ class _Evaluator:
             if isinstance(f, Delta) or (isinstance(f, Sum) and not f.terms):
                 arrays.append(None)  # needs sizes from the other factors
                 continue
+            if isinstance(f, Tensor):  # raw: a repeated label reads the diagonal
+                arr = self.arrays[f.name]
+                self._note_sizes(Tensor(f.name, f.indices), arr, local, where, f.indices)
+                arrays.append(arr)
+                continue
             arr = self.eval(f, local)
             self._note_sizes(f, arr, local, where)
             arrays.append(arr)
@@ -153,13 +162,15 @@ class _Evaluator:
             if arr is None:
                 hints = {f.i: f.size, f.j: f.size} if isinstance(f, Delta) \
                     else dict(f.hints)  # type: ignore[union-attr]
+                if isinstance(f, Delta) and (f.i in local) != (f.j in local):
+                    local.setdefault(f.i, local.get(f.j, 0))
+                    local.setdefault(f.j, local[f.i])
                 for i in f.free:
                     if i not in local:
                         local[i] = self.size(i, local, hints.get(i))
                 arr = self.eval(f, local)
             operands.append(arr)
-            labels.append(f.indices if isinstance(f, (Tensor, Inv)) else
-                          (f.i, f.j) if isinstance(f, Delta) and f.i != f.j else f.free)
+            labels.append(f.indices if isinstance(f, Tensor) else f.free)
         for i in p.out:
             if i not in local:
                 local[i] = self.size(i, sizes)
@@ -174,9 +185,9 @@ class _Evaluator:
         return result if p.coeff == 1 else result * _scalar(p.coeff)
 
     def _note_sizes(self, f: Expr, arr: np.ndarray, local: dict[Index, int],
-                    where: dict[Index, str]) -> None:
+                    where: dict[Index, str], labels: tuple[Index, ...] | None = None) -> None:
         from .printing import to_text
-        for i, n in zip(f.free, np.shape(arr)):
+        for i, n in zip(f.free if labels is None else labels, np.shape(arr)):
             if i in local and local[i] != n:
                 origin = where.get(i, "the enclosing expression")
                 raise EvaluationError(
@@ -187,6 +198,10 @@ class _Evaluator:
 
     def _sum(self, s: Sum, sizes: Mapping[Index, int]) -> np.ndarray:
         local = dict(sizes)
+        # A term may take its sizes from a sibling (delta[i,p] + y[i]*y[p]).
+        for i, hint in outer_origins(s).items():
+            if i in s.out and i not in local and (n := self.resolve(hint)) is not None:
+                local[i] = n
         values: list[tuple[Expr, np.ndarray]] = []
         for t in s.terms:
             arr = self.eval(t, local)

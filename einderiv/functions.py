@@ -29,6 +29,7 @@ class ElementwiseFunction:
     numpy: Callable[..., object]
     derivative: Callable[[Expr], Expr]
     latex: str  # a format string with one "{}" for the argument
+    real_only: bool = False  # defined (or differentiable) for real input only
 
 
 def _times(coeff: Fraction | int, *factors: Expr, like: Expr) -> Product:
@@ -65,21 +66,23 @@ _TABLE = [
                         r"\tanh\left({}\right)"),
     ElementwiseFunction("sigmoid", _sigmoid,
                         lambda u: _times(1, _f("sigmoid", u), _one_minus(_f("sigmoid", u)), like=u),
-                        r"\sigma\left({}\right)"),
+                        r"\sigma\left({}\right)", real_only=True),
     ElementwiseFunction("softplus", lambda x: np.logaddexp(0.0, x), lambda u: _f("sigmoid", u),
-                        r"\operatorname{{softplus}}\left({}\right)"),
+                        r"\operatorname{{softplus}}\left({}\right)", real_only=True),
     ElementwiseFunction("sqrt", np.sqrt,
                         lambda u: _times(Fraction(1, 2), Pow(_f("sqrt", u), number(-1)), like=u),
                         r"\sqrt{{{}}}"),
     ElementwiseFunction("relu", lambda x: np.maximum(x, 0), lambda u: _f("step", u),
-                        r"\operatorname{{relu}}\left({}\right)"),
-    ElementwiseFunction("abs", np.abs, lambda u: _f("sign", u), r"\left|{}\right|"),
+                        r"\operatorname{{relu}}\left({}\right)", real_only=True),
+    ElementwiseFunction("abs", np.abs, lambda u: _f("sign", u), r"\left|{}\right|",
+                        real_only=True),
     # Derivatives of step and sign are zero almost everywhere (their jumps are not
     # differentiable; einderiv, like autograd and JAX, returns 0 there).
     ElementwiseFunction("step", lambda x: np.heaviside(x, 0.0),
-                        lambda u: Sum((), u.free), r"\operatorname{{step}}\left({}\right)"),
+                        lambda u: Sum((), u.free), r"\operatorname{{step}}\left({}\right)",
+                        real_only=True),
     ElementwiseFunction("sign", np.sign, lambda u: Sum((), u.free),
-                        r"\operatorname{{sign}}\left({}\right)"),
+                        r"\operatorname{{sign}}\left({}\right)", real_only=True),
 ]
 
 FUNCTIONS: Mapping[str, ElementwiseFunction] = {f.name: f for f in _TABLE}

@@ -109,19 +109,28 @@ class Expr:
         from .matrix import to_matrix
         return to_matrix(self, **options)
 
+    def structure(self, *args: Any, **kw: Any) -> Any:
+        """The structure report of a derivative (see :func:`einderiv.inspect.structure`)."""
+        from .inspect import structure
+        return structure(self, *args, **kw)
+
     def evaluate(self, **arrays: Any) -> "np.ndarray":
         """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
 
         Scalar variables may be Python numbers or 0-d arrays. Names the expression
-        does not use are ignored. A scalar result is a 0-d array.
+        does not use are ignored. A scalar result is a 0-d array. The evaluation plan
+        (:meth:`compile`) is made on the first call and reused.
 
         >>> import numpy as np, einderiv
         >>> e = einderiv.parse("A[i,k]*x[k]")
         >>> e.evaluate(A=np.eye(2), x=np.array([3.0, 4.0]))
         array([3., 4.])
         """
-        from .evaluate import evaluate
-        return evaluate(self, arrays)
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            compiled = self.compile()
+            object.__setattr__(self, "_compiled", compiled)
+        return compiled(**arrays)
 
 
 # ---------------------------------------------------------------------------- atoms
@@ -356,10 +365,19 @@ def outer_origins(e: Expr) -> dict[Index, SizeHint]:
         elif isinstance(n, Sum):
             for idx, hint in n.hints:
                 found.setdefault(idx, hint)
+        elif isinstance(n, Inv):  # inv(M)[i,j]: i, j have the sizes of M's rows, columns
+            inner = outer_origins(n.arg)
+            for idx, axis_label in zip(n.indices, n.arg.free):
+                if inner.get(axis_label) is not None:
+                    found.setdefault(idx, inner[axis_label])
     for n in walk(e):
         if isinstance(n, Delta) and n.size is not None:
             found.setdefault(n.i, n.size)
             found.setdefault(n.j, n.size)
+    for n in walk(e):  # a delta is square: its indices share one size
+        if isinstance(n, Delta) and (n.i in found) != (n.j in found):
+            found.setdefault(n.i, found.get(n.j))
+            found.setdefault(n.j, found.get(n.i))
     return found
 
 
@@ -373,7 +391,8 @@ def bound_indices(p: Product) -> set[Index]:
 
 def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
     """Rename the free labels of ``e`` by ``mapping``, avoiding capture: a label
-    bound inside ``e`` that a new name would collide with is renamed fresh first."""
+    bound inside ``e`` that a new name would collide with is renamed fresh first.
+    Mapping two free labels to one takes the diagonal, as a repeated einsum label does."""
     if not mapping:
         return e
     mapping = {k: v for k, v in mapping.items() if k != v}
@@ -402,14 +421,14 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
         for b in clash:
             full[b] = fresh_index()
         factors = tuple(rename(f, full) for f in e.factors)
-        return Product(e.coeff, factors, tuple(full.get(i, i) for i in e.out))
+        return Product(e.coeff, factors, tuple(dict.fromkeys(full.get(i, i) for i in e.out)))
     if isinstance(e, Sum):
         local = {k: v for k, v in mapping.items() if k in set(e.out)}
         if not local:
             return e
-        hints = tuple((local.get(i, i), h) for i, h in e.hints)
+        hints = tuple(dict((local.get(i, i), h) for i, h in e.hints).items())
         return Sum(tuple(rename(t, local) for t in e.terms),
-                   tuple(local.get(i, i) for i in e.out), hints)
+                   tuple(dict.fromkeys(local.get(i, i) for i in e.out)), hints)
     raise TypeError(f"unknown node {type(e).__name__}")  # pragma: no cover
 
 

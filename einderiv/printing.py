@@ -22,7 +22,13 @@ __all__ = ["to_text", "to_latex", "format_number"]
 
 def format_number(value: Fraction) -> str:
     """``2``, ``-1/3``: integers plain, other rationals as a fraction."""
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    if max(value.numerator.bit_length(), value.denominator.bit_length()) > 13000:
+        from .errors import LimitError
+        raise LimitError("a number in the expression has more than 4000 digits; "
+                         "einderiv cannot print it")
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator}"
 
 
 def _implicit(factors: tuple[Expr, ...]) -> tuple[Index, ...]:
@@ -52,12 +58,12 @@ def _number(k: Fraction) -> Product:
 
 def to_text(e: Expr) -> str:
     """Index notation for ``e``, with the root's axis order made explicit if needed."""
+    if isinstance(e, Sum):
+        e = _printable_sum(e)
     body = _text(e, top=True)
     if not e.free or _natural_order(e) == e.free or (isinstance(e, Sum) and not e.terms):
         return body
-    if isinstance(e, Sum) and any(set(t.free) != set(e.out) for t in e.terms):
-        return f"({body}) -> [{','.join(e.free)}]"
-    if isinstance(e, Product) and not _is_plain(e):
+    if isinstance(e, Product) and not _is_plain(e) and not _summation_only(e):
         return body  # already printed with an explicit arrow in root order
     return f"{_wrap_sum(e, body)} -> [{','.join(e.free)}]"
 
@@ -69,7 +75,9 @@ def _wrap_sum(e: Expr, body: str) -> str:
 def _natural_order(e: Expr) -> tuple[Index, ...]:
     """The axis order :func:`einderiv.parse` gives the printed text."""
     if isinstance(e, Product):
-        return _implicit(e.factors) if _is_plain(e) else e.out
+        if _is_plain(e) or _summation_only(e):
+            return tuple(sorted(e.out))
+        return e.out
     if isinstance(e, Sum):
         for t in e.terms:
             if t.free:
@@ -80,8 +88,32 @@ def _natural_order(e: Expr) -> tuple[Index, ...]:
     return tuple(sorted(e.free))
 
 
+def _summation_only(p: Product) -> bool:
+    """Printed as ``sum[...](...)``: only single-occurrence indices are summed."""
+    implicit = set(_implicit(p.factors))
+    return set(p.out) <= implicit and bool(implicit - set(p.out))
+
+
 def _is_plain(p: Product) -> bool:
     return set(_implicit(p.factors)) == set(p.out) and len(p.out) == len(set(p.out))
+
+
+def _diagonal(e: Expr) -> bool:
+    """An atom with a repeated index (``M[a,a]``): inside a product its labels are
+    einsum labels, but standing alone it is the diagonal and must say so."""
+    if not isinstance(e, (Tensor, Delta, Inv)):
+        return False
+    labels = factor_indices(e)
+    return len(set(labels)) < len(labels)
+
+
+def _standalone(e: Expr, parens: bool) -> str:
+    """``e`` where it stands alone (a function argument, a term, a power's base);
+    ``parens``: whether an explicit '->' there needs parentheses."""
+    if _diagonal(e):
+        text = f"{_text(e)} -> [{','.join(e.free)}]"
+        return f"({text})" if parens else text
+    return _text(e, top=not parens)
 
 
 def _text(e: Expr, top: bool = False) -> str:
@@ -90,7 +122,7 @@ def _text(e: Expr, top: bool = False) -> str:
     if isinstance(e, Delta):
         return f"delta[{e.i},{e.j}]"
     if isinstance(e, Func):
-        return f"{e.name}({_text(e.arg, top=True)})"
+        return f"{e.name}({_standalone(e.arg, parens=False)})"
     if isinstance(e, Pow):
         return f"{_atom(e.base)}**{_atom(e.exponent)}"
     if isinstance(e, Inv):
@@ -121,12 +153,17 @@ def _atom(e: Expr) -> str:
     if value is not None:
         s = format_number(value)
         return s if value >= 0 and value.denominator == 1 else f"({s})"
+    if _diagonal(e):
+        return _standalone(e, parens=True)
     if isinstance(e, (Tensor, Delta, Func, Inv, Det, LogDet)):
         return _text(e)
-    return f"({_text(e)})"
+    return f"({_text(e, top=True)})"
 
 
 def _factor(e: Expr) -> str:
+    value = const_value(e)
+    if value is not None and value >= 0:
+        return format_number(value) if value.denominator == 1 else f"({format_number(value)})"
     if isinstance(e, (Sum, Product)) and not (isinstance(e, Sum) and len(e.terms) == 1):
         return f"({_text(e)})"
     return _text(e)
@@ -151,15 +188,29 @@ def _product_text(p: Product, top: bool) -> str:
     for f in p.factors:
         counts.update(factor_indices(f))
     summed_single = sorted(implicit - set(p.out))
-    if set(p.out) <= implicit and summed_single and tuple(sorted(p.out)) == p.out:
+    if set(p.out) <= implicit and summed_single:
         if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
             text = _text(p.factors[0])
-        return f"sum[{','.join(summed_single)}]({text})"
+        return f"sum[{','.join(summed_single)}]({text})"  # the root adds its order
+    if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
+        # '(a + b) -> [i]' would apply '->' to each term; one factor keeps it whole.
+        text = "1*" + text
     arrow = f"{text} -> [{','.join(p.out)}]"
     return arrow if top else f"({arrow})"
 
 
+def _printable_sum(s: Sum) -> Sum:
+    """``s`` with broadcast terms written out (``t*delta[i,i] -> [...]``) where the
+    language needs it: an index-free term broadcasts by itself only next to a term
+    that carries all the indices."""
+    carried = any(set(t.free) == set(s.out) for t in s.terms)
+    terms = tuple(_explicit_broadcast(t, s) if set(t.free) != set(s.out) and
+                  (t.free or not carried) else t for t in s.terms)
+    return Sum(terms, s.out, s.hints)
+
+
 def _sum_text(s: Sum) -> str:
+    s = _printable_sum(s)
     if not s.terms:
         if not s.out:
             return "0"
@@ -168,16 +219,17 @@ def _sum_text(s: Sum) -> str:
         return f"0*{ones} -> [{','.join(s.out)}]"
     pieces: list[str] = []
     for k, t in enumerate(s.terms):
-        if t.free and set(t.free) != set(s.out):
-            t = _explicit_broadcast(t, s)
         negative = isinstance(t, Product) and t.coeff < 0
-        body = _text(Product(-t.coeff, t.factors, t.out) if negative else t)  # type: ignore[union-attr]
+        if k == 0:
+            # The first term fixes the sum's axis order when parsed: its sign stays
+            # inside its own '-> [...]' (a leading '-(...)' would re-sort the indices).
+            pieces.append(f"({_text(t)})" if isinstance(t, Sum) else _standalone(t, parens=True))
+            continue
+        body = _text(Product(-t.coeff, t.factors, t.out)) if negative else \
+            _standalone(t, parens=True)  # type: ignore[union-attr]
         if isinstance(t, Sum):
             body = f"({body})"
-        if k == 0:
-            pieces.append(("-" if negative else "") + body)
-        else:
-            pieces.append((" - " if negative else " + ") + body)
+        pieces.append((" - " if negative else " + ") + body)
     return "".join(pieces)
 
 

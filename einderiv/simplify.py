@@ -46,9 +46,8 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
     """
     order = tuple(e.free if free is None else free)
     hints = outer_origins(e)
-    result = _simplify(e)
-    result = _with_order(result, order, hints)
-    return prettify(result)
+    result = prettify(_simplify(e))
+    return _with_order(result, order, hints)
 
 
 def _simplify(e: Expr) -> Expr:
@@ -87,7 +86,27 @@ def _simplify_func(e: Func) -> Expr:
         folded = _fold_number(e.name, value)
         if folded is not None:
             return number(folded)
+    if e.name == "log":
+        w = one_plus_exp(arg)
+        if w is not None:  # log(1 + exp(w)) = softplus(w): stable, and sigmoid' is closed
+            return Func("softplus", w)
     return Func(e.name, arg)
+
+
+def one_plus_exp(s: Expr) -> Expr | None:
+    """``w`` if ``s`` is ``1 + exp(w)`` (the pattern of the logistic loss), else None."""
+    if not isinstance(s, Sum) or len(s.terms) != 2:
+        return None
+    one, other = sorted(s.terms, key=lambda t: const_value(t) is None)
+    if const_value(one) != 1 or not isinstance(other, Func) or other.name != "exp":
+        return None
+    return other.arg if set(other.arg.free) == set(s.out) else None
+
+
+def _negated(w: Expr) -> Expr:
+    if isinstance(w, Product):
+        return Product(-w.coeff, w.factors, w.out)
+    return Product(Fraction(-1), (w,), w.free)
 
 
 def _fold_number(name: str, x: Fraction) -> Fraction | None:
@@ -127,12 +146,16 @@ def _simplify_pow(e: Pow) -> Expr:
         if k == 0:
             return _ones_like(base)
         b = const_value(base)
-        if b is not None and k.denominator == 1 and not (b == 0 and k < 0):
-            return number(b ** int(k))
+        if b is not None and k.denominator == 1 and not (b == 0 and k < 0) and \
+                abs(k) * max(b.numerator.bit_length(), b.denominator.bit_length()) <= 4096:
+            return number(b ** int(k))  # fold only while the result stays small
         if isinstance(base, Pow):
             inner = const_value(base.exponent)
             if inner is not None and k.denominator == 1:
                 return _simplify_pow(Pow(base.base, number(inner * k)))
+        w = one_plus_exp(base) if k == -1 else None
+        if w is not None:  # 1 / (1 + exp(w)) = sigmoid(-w)
+            return Func("sigmoid", _negated(w))
     return Pow(base, exponent)
 
 
@@ -170,16 +193,25 @@ def normalize_product(p: Product) -> Expr:
     p = merge_scalar_powers(p)
     if p.coeff == 0:
         return _zero_like(p)
-    if len(p.factors) == 1 and p.coeff == 1 and set(p.factors[0].free) == set(p.out) \
-            and len(p.out) == len(set(factor_indices(p.factors[0]))):
-        inner = p.factors[0]
-        return inner if inner.free == p.out else p
-    if len(p.factors) == 1 and isinstance(p.factors[0], Sum) and \
-            set(p.factors[0].out) == set(p.out):
-        # c * (a + b) with no summation: distribute the number, keep one sum.
+    if len(p.factors) == 1 and p.coeff == 1 and _bare(p.factors[0], set(p.out)):
+        # Below the root only the labels matter, not their order; simplify() restores
+        # the root's order, so one canonical form serves every spelling.
+        return p.factors[0]
+    if len(p.factors) == 1 and isinstance(p.factors[0], Sum):
         s = p.factors[0]
-        return collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), p.out, s.hints))
+        scaled = collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), s.out, s.hints))
+        if set(s.out) == set(p.out):
+            return scaled  # c * (a + b): distribute the number, keep one sum
+        if p.coeff != 1:  # c * sum[i](a + b): the number goes inside too (one spelling)
+            return normalize_product(Product(Fraction(1), (scaled,), p.out))
     return Product(p.coeff, _sorted_factors(p.factors, set(p.out)), p.out)
+
+
+def _bare(f: Expr, out: set[Index]) -> bool:
+    """Whether the one-factor product ``f -> out`` means the same as ``f`` alone:
+    same free set and no index repeated within ``f`` (``X[a,a]`` alone is a trace)."""
+    labels = factor_indices(f)
+    return set(f.free) == out and len(labels) == len(set(labels))
 
 
 def _scale(t: Expr, c: Fraction) -> Expr:
@@ -313,8 +345,13 @@ def _simplify_sum(e: Sum) -> Expr:
 
 
 def collect_terms(s: Sum) -> Expr:
-    """Flatten nested sums, add terms equal up to dummy names, drop zeros."""
+    """Flatten nested sums, add terms equal up to dummy names, drop zeros.
+
+    A term that carries some but not all of the sum's indices is written with
+    ones-markers along the others (``2*delta[l,k]*delta[i,i]*delta[j,j] -> [k,l,i,j]``),
+    so only index-free terms broadcast implicitly: one spelling per expression."""
     flat: list[Expr] = []
+    hinted: Sum | None = None
     queue = [(t, Fraction(1)) for t in s.terms]
     while queue:
         t, scale = queue.pop(0)
@@ -326,38 +363,60 @@ def collect_terms(s: Sum) -> Expr:
                 len(set(factor_indices(t.factors[0]))) == len(t.out):
             queue[:0] = [(u, scale * t.coeff) for u in t.factors[0].terms]
             continue
+        if t.free and set(t.free) != set(s.out):
+            hinted = hinted or Sum(s.terms, s.out, tuple(_hints_for(s).items()))
+            t = normalize_product(_broadcast_term(t, hinted))
         flat.append(_scale(t, scale))
     groups: dict[tuple, list] = {}
     for t in flat:
         coeff, body = (t.coeff, Product(Fraction(1), t.factors, t.out)) \
-            if isinstance(t, Product) else (Fraction(1), t)
+            if isinstance(t, Product) else (Fraction(1), Product(Fraction(1), (t,), t.free))
         key = canonical_key(body)
         if key in groups:
             groups[key][1] += coeff
         else:
             groups[key] = [body, coeff]
     terms = []
-    for key in sorted(groups, key=lambda k: (bool(groups[k][0].free) or
-                                             bool(getattr(groups[k][0], "factors", 1)),
-                                             _sort_key(k))):
+    for key in sorted(groups, key=lambda k: (bool(groups[k][0].factors), _sort_key(k))):
         body, coeff = groups[key]
         if coeff == 0:
             continue
-        if isinstance(body, Product):
-            body = Product(coeff, body.factors, body.out)
-            if coeff == 1 and len(body.factors) == 1 and body.factors[0].free == body.out \
-                    and len(set(factor_indices(body.factors[0]))) == len(body.out):
-                body = body.factors[0]
-        else:
-            body = _scale(body, coeff)
+        body = Product(coeff, body.factors, body.out)
+        if coeff == 1 and len(body.factors) == 1 and _bare(body.factors[0], set(body.out)):
+            body = body.factors[0]
         terms.append(body)
-    hints = dict(s.hints)
     if len(terms) == 1 and set(terms[0].free) == set(s.out):
         return terms[0]
-    if not terms:
-        return Sum((), s.out, tuple((i, hints.get(i)) for i in s.out) if s.hints else
-                   tuple(outer_origins(s).items()))
-    return Sum(tuple(terms), s.out, s.hints)
+    hints = dict(s.hints)
+    carried = {i for t in terms for i in t.free}
+    if terms and carried != set(s.out):
+        # No term carries some axes: (sum of the terms) times ones along them, so a
+        # broadcast has one canonical spelling: (1 - tanh(s)**2)*delta[i,i] -> [i].
+        inner = terms[0] if len(terms) == 1 else \
+            Sum(tuple(terms), tuple(i for i in s.out if i in carried), ())
+        with_hints = Sum((inner,), s.out, tuple(_hints_for(s).items()))
+        return normalize_product(_broadcast_term(inner, with_hints))
+    if not terms or any(set(t.free) != set(s.out) for t in terms):
+        hints = _hints_for(s)
+    return Sum(tuple(terms), s.out, tuple(hints.items()))
+
+
+def _term_order(t: Expr) -> tuple:
+    """Terms in canonical order: numbers first, then by name-blind key."""
+    body = Product(Fraction(1), t.factors, t.out) if isinstance(t, Product) \
+        else Product(Fraction(1), (t,), t.free)
+    return (bool(body.factors), _sort_key(canonical_key(body)))
+
+
+def _hints_for(s: Sum) -> dict[Index, SizeHint]:
+    """Size hints for the axes of ``s`` taken before its terms are combined, so a
+    size survives when the tensors that carried it cancel (``M[j,i] + s - M[j,i]``)."""
+    hints = dict(s.hints)
+    origins = outer_origins(s)
+    for i in s.out:
+        if hints.get(i) is None and origins.get(i) is not None:
+            hints[i] = origins[i]
+    return hints
 
 
 # ==================================================================== canonical keys
@@ -372,6 +431,20 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     their names. Summed indices are numbered by first appearance after sorting.
     """
     naming = naming or {}
+    # Memoised on the (immutable) node, by the naming of its free labels -- the only
+    # part of ``naming`` a key depends on. Without it, nested products recompute
+    # their children's keys at every level: exponential in depth.
+    memo_key = tuple(naming.get(i, i) for i in e.free)
+    cache = e.__dict__.get("_canonical_keys")
+    if cache is None:
+        cache = {}
+        object.__setattr__(e, "_canonical_keys", cache)
+    if memo_key not in cache:
+        cache[memo_key] = _canonical_key(e, naming)
+    return cache[memo_key]
+
+
+def _canonical_key(e: Expr, naming: Mapping[Index, str]) -> _Key:
     name = lambda i: naming.get(i, i)  # noqa: E731
     if isinstance(e, Tensor):
         return ("T", e.name, tuple(name(i) for i in e.indices))
@@ -393,29 +466,56 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     raise TypeError(e)  # pragma: no cover
 
 
+_REPRS: dict[int, tuple[_Key, str]] = {}
+
+
 def _sort_key(key: _Key) -> str:
-    return repr(key)
+    """A total order on keys (their repr); cached, since keys are compared often."""
+    hit = _REPRS.get(id(key))
+    if hit is not None and hit[0] is key:
+        return hit[1]
+    text = repr(key)
+    if len(_REPRS) > 100_000:
+        _REPRS.clear()
+    _REPRS[id(key)] = (key, text)
+    return text
 
 
 _MAX_TIE_PERMUTATIONS = 720
 
 
-def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
+def _rank(f: Expr, blind: Mapping[Index, str]) -> tuple:
+    """Name-blind position of a factor: scalars first, divisions last, then by key."""
+    negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
+    kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
+    return (negative_power, bool(f.free), kind, _sort_key(canonical_key(f, blind)))
+
+
+def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
+                    ) -> tuple[tuple, tuple[Expr, ...]]:
+    """The canonical key of ``p`` and its factors in canonical order.
+
+    Factors are ranked by name-blind keys; ties are broken by trying the orders of
+    tied factors and keeping the one whose numbering of summed indices (by first
+    appearance) gives the smallest key, so the result does not depend on the names
+    of summed indices (capped at 720 orders; beyond that the ranked order is kept).
+    """
+    naming = naming or {}
     bound = bound_indices(p)
     outer = {i: naming.get(i, i) for i in p.out}
     blind = dict(outer)
     blind.update({b: "#?" for b in bound})
-    local = [(_sort_key(canonical_key(f, blind)), f) for f in p.factors]
-    local.sort(key=lambda x: x[0])
-    groups = [list(g) for _, g in itertools.groupby(local, key=lambda x: x[0])]
+    ranked = sorted(((_rank(f, blind), f) for f in p.factors), key=lambda x: x[0])
+    groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     n_perm = 1
     for g in groups:
         n_perm *= math.factorial(len(g))
     candidates: Iterable = itertools.product(*(itertools.permutations(g) for g in groups)) \
         if n_perm <= _MAX_TIE_PERMUTATIONS else [tuple(tuple(g) for g in groups)]
-    best = None
+    best: tuple | None = None
+    best_order: tuple[Expr, ...] = ()
     for choice in candidates:
-        ordered = [f for g in choice for _, f in g]
+        ordered = tuple(f for g in choice for _, f in g)
         numbering = dict(outer)
         for f in ordered:
             for i in _indices_in_order(f):
@@ -423,9 +523,13 @@ def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
                     numbering[i] = f"#{len(numbering) - len(outer)}"
         key = tuple(canonical_key(f, numbering) for f in ordered)
         if best is None or _sort_key(key) < _sort_key(best):
-            best = key
+            best, best_order = key, ordered
     coeff = (p.coeff.numerator, p.coeff.denominator)
-    return ("*", coeff, best or (), tuple(sorted(outer.values())))
+    return ("*", coeff, best or (), tuple(sorted(outer.values()))), best_order
+
+
+def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
+    return canonical_order(p, naming)[0]
 
 
 def _indices_in_order(f: Expr) -> list[Index]:
@@ -445,16 +549,8 @@ def _indices_in_order(f: Expr) -> list[Index]:
 
 
 def _sorted_factors(factors: tuple[Expr, ...], out: set[Index]) -> tuple[Expr, ...]:
-    """Factors in canonical order: scalars first, then by name-blind key."""
-    p = Product(Fraction(1), factors, tuple(out))
-    bound = bound_indices(p)
-    blind = {b: "#?" for b in bound}
-    def rank(f: Expr) -> tuple:
-        negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
-        kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
-        return (negative_power, bool(f.free), kind, _sort_key(canonical_key(f, blind)),
-                tuple(_indices_in_order(f)))
-    return tuple(sorted(factors, key=rank))
+    """Factors in canonical order (see :func:`canonical_order`)."""
+    return canonical_order(Product(Fraction(1), factors, tuple(sorted(out))))[1]
 
 
 # ========================================================================= prettify
@@ -473,8 +569,21 @@ def _pool(taken: set[Index]) -> Iterable[Index]:
 def prettify(e: Expr, taken: set[Index] | None = None) -> Expr:
     """Rename summed indices (and the internal indices of closed scopes) to readable
     letters in order of appearance. Each scope gets names used nowhere else in the
-    expression, so sibling sums read ``b`` and ``c`` as in the notes (001_*, A.17)."""
+    expression, so sibling sums read ``b`` and ``c`` as in the notes (001_*, A.17).
+    Axes are put in sorted order everywhere (only labels matter inside an expression;
+    one order makes one canonical form); the argument of inv/det/logdet keeps rows
+    before columns, and :func:`simplify` gives the root its axis order afterwards."""
     return _pretty(e, set(e.free) if taken is None else set(taken))
+
+
+def _node(e: Expr) -> Expr:
+    """An atom with a repeated index standing alone (``exp(M[i,i])`` after a delta
+    renamed ``M[i,l]``) is its diagonal: spelled as the parser spells it,
+    ``M[i,i] -> [i]``, so each expression has one canonical form."""
+    labels = factor_indices(e)
+    if isinstance(e, (Tensor, Delta, Inv)) and len(set(labels)) < len(labels):
+        return Product(Fraction(1), (e,), tuple(sorted(e.free)))
+    return e
 
 
 def _pretty(e: Expr, used: set[Index]) -> Expr:
@@ -482,28 +591,33 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
     if isinstance(e, (Tensor, Delta)):
         return e
     if isinstance(e, Func):
-        return Func(e.name, _pretty(e.arg, used))
+        return Func(e.name, _node(_pretty(e.arg, used)))
     if isinstance(e, Pow):
-        return Pow(_pretty(e.base, used), _pretty(e.exponent, used))
+        return Pow(_node(_pretty(e.base, used)), _pretty(e.exponent, used))
     if isinstance(e, (Inv, Det, LogDet)):
         arg = e.arg
         names = list(itertools.islice(_pool(used), 2))
         used.update(names)
         inner = _pretty(_rename_apart(arg, dict(zip(arg.free, names))), used)
+        inner = _with_order(inner, tuple(names), outer_origins(inner))
         return Inv(inner, e.indices) if isinstance(e, Inv) else type(e)(inner)
     if isinstance(e, Sum):
         used.update(e.out)
-        return Sum(tuple(_pretty(t, used) for t in e.terms), e.out, e.hints)
+        out = tuple(sorted(e.out))
+        terms = sorted((_node(_pretty(t, used)) for t in e.terms), key=_term_order)
+        return Sum(tuple(terms), out, e.hints)
     if isinstance(e, Product):
         used.update(e.out)
         bound = bound_indices(e)
+        e = Product(e.coeff, _sorted_factors(e.factors, set(e.out)), e.out)
         order = [i for f in e.factors for i in _indices_in_order(f) if i in bound]
         order = list(dict.fromkeys(order)) + sorted(bound - set(order))
         names = _pool(used)
         mapping = {b: next(names) for b in order}
         used.update(mapping.values())
         factors = [_rename_apart(f, mapping) for f in e.factors]
-        return Product(e.coeff, tuple(_pretty(f, used) for f in factors), e.out)
+        out = tuple(sorted(e.out))
+        return Product(e.coeff, tuple(_pretty(f, used) for f in factors), out)
     raise TypeError(e)  # pragma: no cover
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Union
 
@@ -30,7 +31,7 @@ from .functions import FUNCTIONS
 __all__ = ["parse_ast", "MAX_DEPTH", "RESERVED"]
 
 #: Deepest nesting of parentheses, function calls, signs and powers accepted.
-MAX_DEPTH = 150
+MAX_DEPTH = 100
 MATRIX_FUNCTIONS = ("inv", "det", "logdet")
 RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", *MATRIX_FUNCTIONS}
 
@@ -108,8 +109,23 @@ Node = Union[Num, Ref, DeltaRef, Call, SumOver, Neg, Power, Mul, Add, Arrow]
 
 # -------------------------------------------------------------------------- lexer
 
-_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_DIGITS = "0123456789"
 _OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
+
+
+#: Numeric literals must lie within float64's range (about 1e-308 to 1e308).
+MAX_DECIMAL_EXPONENT = 308
+
+
+def _check_number(m: re.Match, text: str, pos: int) -> None:
+    mantissa, exponent = m.group(1), m.group(2)
+    if len(mantissa) > 400 or (exponent and len(exponent) > 8):
+        raise LimitError(f"number too long at position {pos}: at most 400 digits")
+    value = Decimal(m.group(0))
+    if value and not -323 <= value.adjusted() <= MAX_DECIMAL_EXPONENT:
+        raise LimitError(f"number out of range at position {pos}: numbers must lie within "
+                         "float64's range (about 1e-323 to 1.8e+308)")
 
 
 @dataclass
@@ -127,17 +143,19 @@ def tokenize(text: str) -> list[Token]:
         if ch.isspace():
             i += 1
             continue
-        if ch.isalpha() or ch == "_":
+        if ch.isidentifier():
             j = i + 1
-            while j < n and (text[j].isalnum() or text[j] == "_"):
+            while j < n and ("a" + text[j]).isidentifier():
                 j += 1
             tokens.append(Token("name", text[i:j], i))
             i = j
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER.match(text, i)
-            assert m is not None
+            if m is None:  # pragma: no cover - guarded by the test above
+                raise ParseError("malformed number", text, i)
             j = m.end()
+            _check_number(m, text, i)
             tokens.append(Token("number", m.group(0), i))
             i = j
             continue
@@ -149,8 +167,8 @@ def tokenize(text: str) -> list[Token]:
         else:
             shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
             hint = ""
-            if ch == "^":
-                hint = " (powers are written '**'; matrix notation goes through parse_matrix)"
+            if ch == "^" or ch in "\u00b2\u00b3\u00b9\u2070\u2074\u2075\u2076\u2077\u2078\u2079":
+                hint = " (powers are written '**', as in x**2)"
             elif ch in "{}":
                 hint = " (indices go in square brackets: x[i])"
             raise ParseError(f"unexpected character {shown}{hint}", text, i)

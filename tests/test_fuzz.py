@@ -1,0 +1,477 @@
+"""Robustness (issue 6): the fuzzer's generators inside the test suite, every failure it
+found as a named regression test, and the extreme inputs.
+
+* ``test_fuzz_*``: a few thousand inputs from ``benchmarks/fuzz.py`` (token soup,
+  mutations of valid expressions, matrix notation, well-formed random expressions
+  checked against finite differences), deterministic seeds. Only ``EinderivError``
+  may escape; no wrong answers; no input may run past the time limit.
+* ``test_bug_*``: the minimal input of each failure the fuzzer found (the report is
+  /tmp/einderiv-bugs/fuzz.md while the work is going on; each test says the bug).
+* ``test_extreme_*``: the cases of ``benchmarks/extremes.py`` (5,000-deep nesting,
+  20,000-term sums, 200-character names, 10-axis tensors), each in a child process
+  with a generous time limit: they work, or raise an EinderivError naming the limit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import einderiv
+from einderiv import EinderivError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_einderiv_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _load("fuzz")
+extremes = _load("extremes")
+
+SEED = 20241122
+
+
+def _report(runner) -> str:
+    lines = [f"{len(runner.failures)} failures"]
+    seen = set()
+    for f in runner.failures:
+        if f.signature in seen:
+            continue
+        seen.add(f.signature)
+        lines.append(f.report())
+        if len(seen) >= 5:
+            break
+    return "\n".join(lines)
+
+
+def _only_einderiv_errors(fn):
+    """Call ``fn``; an EinderivError is fine, anything else propagates."""
+    try:
+        return fn()
+    except EinderivError:
+        return None
+
+
+def _run_python(code: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (a hang in C code cannot be interrupted
+    in-process); fails the test on a timeout."""
+    try:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                              text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"hang: no answer within {timeout:.0f} s:\n{textwrap.dedent(code)}")
+
+
+# ====================================================================== generators
+
+
+def test_fuzz_soup_only_einderiv_errors():
+    runner = fuzz.run_range(SEED, range(700), "soup", 0.0, timeout=5.0)
+    assert sum(runner.tried.values()) > 2000
+    assert not runner.failures, _report(runner)
+
+
+def test_fuzz_mutations_only_einderiv_errors():
+    runner = fuzz.run_range(SEED, range(900), "mutation", 0.0, timeout=5.0)
+    assert runner.tried.get("evaluate", 0) > 50  # mutations often stay valid
+    assert not runner.failures, _report(runner)
+
+
+def test_fuzz_matrix_notation_only_einderiv_errors():
+    runner = fuzz.run_range(SEED, range(500), "matrix", 0.0, timeout=5.0)
+    assert not runner.failures, _report(runner)
+
+
+def test_fuzz_math_derivatives_match_finite_differences():
+    """Random well-formed expressions: diff == central differences, Hessians symmetric,
+    mixed partials commute, parse(str(e)) == e, printing/simplification keep values."""
+    runner = fuzz.run_range(SEED, range(150), "math", 1.0, timeout=10.0)
+    assert runner.tried["math"] == 150
+    assert not runner.failures, _report(runner)
+
+
+def test_fuzz_inputs_are_reproducible():
+    a = fuzz.make_input(7, 123)
+    b = fuzz.make_input(7, 123)
+    assert (a.kind, a.text, a.wrt, a.cli) == (b.kind, b.text, b.wrt, b.cli)
+
+
+def test_math_generator_makes_valid_expressions():
+    """The generator's own contract: its text parses with exactly the promised free
+    indices (a generator bug must not hide as an einderiv bug)."""
+    import random
+    for k in range(200):
+        mc = fuzz.math_case(random.Random(k), 3)
+        e = einderiv.parse(mc.text)
+        assert set(e.free) == set(mc.free), mc.text
+        assert set(e.variables) <= set(mc.variables), mc.text
+
+
+def test_fuzzer_reports_a_non_einderiv_exception(monkeypatch):
+    """The harness itself: a KeyError escaping parse is a failure with a traceback."""
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(einderiv, "parse", broken)
+    runner = fuzz.Runner(timeout=5.0, targets={"parse"})
+    runner.run(fuzz.Input(0, "soup", "x[i]", "x"))
+    assert runner.failures and "KeyError" in runner.failures[0].summary
+    assert "boom" in runner.failures[0].trace
+
+
+def test_fuzzer_reports_a_hang(monkeypatch):
+    import time
+
+    def slow(*args, **kwargs):
+        while True:
+            time.sleep(0.01)
+    monkeypatch.setattr(einderiv, "parse", slow)
+    runner = fuzz.Runner(timeout=0.3, targets={"parse"})
+    runner.run(fuzz.Input(0, "soup", "x", "x"))
+    assert runner.failures and runner.failures[0].signature == "parse: hang"
+
+
+# ==================================================================== regressions
+# Each: the minimal input of a failure the fuzzer found, and the expected behaviour.
+
+
+def test_bug_unicode_superscript_digit():
+    """F1: '²'.isdigit() is True but the number pattern did not match it: an
+    AssertionError escaped the tokenizer."""
+    for text in ["²", "x + ²", "2 ³", "½", "٣", "𝟙", "x ¹"]:
+        with pytest.raises(einderiv.ParseError):
+            einderiv.parse(text)
+
+
+def test_bug_huge_number_str():
+    """F2: printing a huge constant raised a plain ValueError (int -> str digit limit)."""
+    for text in ["1e5000*x", "2**20000", "1e5000"]:
+        e = _only_einderiv_errors(lambda: einderiv.parse(text))
+        if e is not None:
+            _only_einderiv_errors(lambda: str(e))
+            _only_einderiv_errors(e.to_latex)
+
+
+def test_bug_huge_number_in_a_product_parse():
+    """F2: canonical keys are compared through repr(): a 5001-digit constant raised a
+    plain ValueError at parse time (and the CLI exited 3, "internal error")."""
+    _only_einderiv_errors(lambda: str(einderiv.parse("y[d]*softplus(1e5000)")))
+    from einderiv.cli import main
+    import contextlib
+    import io
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["diff", "y[d]*softplus(1e5000)", "--wrt", "y"])
+    assert rc in (0, 2)
+
+
+def test_bug_huge_number_to_matrix():
+    """F2: to_matrix printed a 5001-digit constant: ValueError."""
+    e = _only_einderiv_errors(lambda: einderiv.parse("1e5000*x"))
+    if e is not None:
+        m = _only_einderiv_errors(e.to_matrix)
+        if m is not None:
+            _only_einderiv_errors(lambda: str(m))
+
+
+def test_bug_huge_negative_power_evaluate():
+    """F2: x**-1e4001 evaluated float(Fraction) of a 4001-digit integer: OverflowError."""
+    e = _only_einderiv_errors(lambda: einderiv.parse("x**-1e4001 + x"))
+    if e is not None:
+        with np.errstate(all="ignore"):
+            _only_einderiv_errors(lambda: e.evaluate(x=2.0))
+
+
+def test_bug_huge_number_evaluate():
+    """F2: float(Fraction(10**400)) raised OverflowError in evaluate."""
+    e = _only_einderiv_errors(lambda: einderiv.parse("1e400*x"))
+    if e is not None:
+        with np.errstate(all="ignore"):
+            value = _only_einderiv_errors(lambda: e.evaluate(x=1.0))
+        assert value is None or np.isinf(value)
+
+
+def test_bug_power_tower_hang():
+    """F3: constant folding of 10**10**10 computed a 10-billion-digit integer."""
+    r = _run_python("""
+        import einderiv
+        for text in ["10**10**10", "2**99999999", "(10**100)**(10**100)"]:
+            try:
+                einderiv.parse(text)
+            except einderiv.EinderivError:
+                pass
+        print("done")
+        """)
+    assert r.stdout.strip() == "done", r.stderr[-2000:]
+
+
+def test_bug_huge_exponent_hang():
+    """F3: Fraction("1e99999999") builds a 100-million-digit integer (both parsers)."""
+    r = _run_python("""
+        import einderiv
+        for text in ["1e99999999", "1e399999999999999999999999", "x*1e-99999999"]:
+            for fn in (einderiv.parse, einderiv.parse_matrix):
+                try:
+                    fn(text)
+                except einderiv.EinderivError:
+                    pass
+        print("done")
+        """)
+    assert r.stdout.strip() == "done", r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("func", ["step", "sigmoid", "softplus", "relu", "sign", "abs"])
+def test_bug_step_complex(func):
+    """F4: numpy has no complex loop for heaviside/logaddexp: a TypeError escaped.
+    Complex input must give a value or an EvaluationError."""
+    e = einderiv.parse(f"{func}(x[i])")
+    _only_einderiv_errors(lambda: e.evaluate(x=np.array([1 + 1j, -2 + 0.5j])))
+
+
+def test_bug_evaluate_oversized_result():
+    """F5: results too big for memory: MemoryError (or minutes in C) instead of a
+    LimitError naming the size."""
+    r = _run_python("""
+        import numpy as np, einderiv
+        cases = [
+            (einderiv.parse("a[i]*b[j]*c[k]*d[l]*e[m]"), {n: np.ones(1000) for n in "abcde"}),
+            (einderiv.diff("T[a,b,c,d,e,f,g,h,i,j]", "T"), {"T": np.ones((4,) * 10)}),
+        ]
+        for e, arrays in cases:
+            try:
+                e.evaluate(**arrays)
+                print("ok")
+            except einderiv.EinderivError as exc:
+                print(type(exc).__name__)
+        """, timeout=60)
+    assert r.stdout.split() == ["LimitError", "LimitError"], r.stderr[-2000:]
+
+
+def test_bug_delta_partner_size():
+    """F6: the printed Jacobian of an element-wise function did not evaluate: a delta's
+    partner index gives its size."""
+    x = np.array([0.1, 0.2, 0.3])
+    v = einderiv.parse("delta[a,i]*y[i] -> [a,i]").evaluate(y=x)
+    assert np.allclose(v, np.diag(x))
+    d = einderiv.diff("cos(y[i])", "y")
+    again = einderiv.parse(str(d))
+    assert np.allclose(again.evaluate(y=x), d.evaluate(y=x))
+
+
+def test_bug_arrow_on_scalar_sum():
+    """F7: '-> [i]' on a sum of index-free terms silently dropped the output index
+    (a single term is an IndexMismatchError)."""
+    for text in ["x + y -> [i]", "2 + 3 -> [i,j]"]:
+        with pytest.raises(einderiv.IndexMismatchError):
+            einderiv.parse(text)
+
+
+def test_bug_nested_sum_product_diff_is_fast():
+    """F8: simplify recomputed canonical keys of shared sub-trees: time doubled with
+    each level of ((x+y)*x+y)*x... (12 levels: 20 s)."""
+    r = _run_python("""
+        import einderiv
+        d = einderiv.diff("(" * 12 + "x" + "+y)*x" * 12, "x")
+        print(float(d.evaluate(x=0.5, y=0.25)) != 0)
+        """, timeout=15)
+    assert r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+def test_bug_many_labels_message():
+    """F9: a product with more than 52 distinct indices (numpy.einsum's letters) failed
+    with "the arrays do not fit together: 'ascii' codec can't encode ..."."""
+    idx = ",".join(f"i{k}" for k in range(30))
+    d = einderiv.diff(f"T[{idx}]", "T")
+    try:
+        value = d.evaluate(T=np.ones((1,) * 30))
+    except einderiv.LimitError as exc:
+        assert "codec" not in str(exc)
+    else:
+        assert value.shape == (1,) * 60
+
+
+def test_bug_negated_sum_under_arrow_roundtrip():
+    """F15: a negated sum under '-> []' stayed factored, its printed form (with
+    sum[...]) was distributed on reparse: parse(str(e)) != e."""
+    for text in ["-(q[d] - y) -> []", "-(2*q[a] - y) -> []", "-(q[d] - y) + x[d] -> []"]:
+        e = einderiv.parse(text)
+        assert einderiv.parse(str(e)) == e, (text, str(e))
+    d = einderiv.diff("(-(p[a,b]**2) - logdet(S))*(q[a,b] - c)", "c")
+    assert einderiv.parse(str(d)) == d, str(d)
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.float16])
+@pytest.mark.parametrize("func", ["inv(M)[i,j]", "det(M)", "logdet(M)"])
+def test_bug_longdouble_linalg(func, dtype):
+    """F16: float128/float16 inputs pass the dtype check but numpy.linalg has no loop
+    for them: a TypeError escaped."""
+    m = (np.eye(2) * 2).astype(dtype)
+    value = _only_einderiv_errors(lambda: einderiv.parse(func).evaluate(M=m))
+    if value is not None:
+        expected = {"inv(M)[i,j]": np.eye(2) / 2, "det(M)": 4.0, "logdet(M)": np.log(4.0)}[func]
+        assert np.allclose(np.asarray(value, dtype=float), expected)
+
+
+def test_bug_diagonal_inside_function_roundtrip():
+    """F17: a delta contracted into an element-wise scope printed as Q[a,a] inside the
+    function, which the parser reads as a trace: str(e) did not parse back."""
+    rng = np.random.default_rng(0)
+    Q = rng.uniform(0.1, 1.0, size=(3, 3))
+    cases = {
+        "delta[i,j]*exp(Q[i,j])": np.exp(np.diag(Q)).sum(),
+        "delta[i,j]*Q[i,j]**2": (np.diag(Q) ** 2).sum(),
+    }
+    for text, expected in cases.items():
+        e = einderiv.parse(text)
+        assert np.isclose(e.evaluate(Q=Q), expected)
+        again = einderiv.parse(str(e))
+        assert again == e, (text, str(e))
+        assert np.isclose(again.evaluate(Q=Q), expected)
+    Q3 = rng.uniform(0.1, 1.0, size=(3, 2, 3))
+    e = einderiv.parse("delta[i,j]*(Q[j,k,i]**0.5) -> [k]")
+    expected = np.sqrt(np.einsum("aka->ak", Q3)).sum(axis=0)
+    assert np.allclose(einderiv.parse(str(e)).evaluate(Q=Q3), expected)
+
+
+def test_bug_delta_into_sum_of_diagonals_roundtrip():
+    """F17 (related): the two diagonal terms printed differently, one as
+    '(Y[i,a,a,j] -> [a,i,j])': values agree but parse(str(e)) != e."""
+    e = einderiv.parse("delta[d,e]*(P[j,e,d,i] - Y[i,d,e,j]) -> [j,i]")
+    again = einderiv.parse(str(e))
+    assert again == e, str(e)
+    rng = np.random.default_rng(1)
+    P, Y = rng.normal(size=(3, 2, 2, 4)), rng.normal(size=(4, 2, 2, 3))
+    expected = np.einsum("jaai->ji", P) - np.einsum("iaaj->ji", Y)
+    assert np.allclose(again.evaluate(P=P, Y=Y), expected)
+
+
+def test_bug_hvp_of_linear_function():
+    """F18: hvp = jvp(diff(e, x), x): the first derivative no longer contains x, so the
+    second could not tell its rank (IndexMismatchError). The Hessian is zero."""
+    h = einderiv.hvp("a[i]*x[i]", "x")
+    value = h.evaluate(a=np.ones(3), x=np.ones(3), v=np.ones(3))
+    assert value.shape == (3,) and not value.any()
+    h = einderiv.hvp("p", "p")
+    assert float(h.evaluate(p=1.0, v=2.0)) == 0.0
+    import contextlib
+    import io
+    from einderiv.cli import main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["diff", "a[i]*x[i]", "--wrt", "x", "--order", "2"]) == 0
+
+
+def test_bug_printed_big_constant_reparses():
+    """F19: after the literal limit (F3), folded constants and parse_matrix literals
+    could still print as numbers the lexer refuses: str(e) did not parse back."""
+    for make in (lambda: einderiv.parse("(10**300)*(10**300)*x"),
+                 lambda: einderiv.parse_matrix("1e-400"),
+                 lambda: einderiv.parse_matrix("1e300 * 1e300")):
+        e = _only_einderiv_errors(make)
+        if e is not None:
+            assert einderiv.parse(str(e)) == e, str(e)[:80]
+
+
+def test_bug_folded_zero_roundtrip():
+    """F20: a function of a number folded to Product(0) while "0" parses to Sum((), ()):
+    two representations of zero, so parse(str(e)) != e."""
+    zero = einderiv.parse("0")
+    for text in ["sin(0)", "tanh(x*0)", "tan(tanh(-0.5*y*0.0*2*y))", "x*0", "x - x"]:
+        e = einderiv.parse(text)
+        assert e == zero, (text, repr(e))
+        assert einderiv.parse(str(e)) == e
+
+
+def test_bug_equal_diagonal_terms_collected():
+    """F17 (another form): two equal diagonal terms stayed apart; their printed form
+    was collected on reparse."""
+    e = einderiv.parse("delta[b,c]*(x[a,b,c] + x[a,c,b]) -> []")
+    assert einderiv.parse(str(e)) == e, str(e)
+    x = np.random.default_rng(2).normal(size=(2, 3, 3))
+    assert np.isclose(e.evaluate(x=x), 2 * np.einsum("abb->", x))
+
+
+def test_bug_check_complex_values():
+    """F21: check() cast complex values to float with a ComplexWarning (the imaginary
+    part silently dropped). Expected: an EinderivError, or a check of the real value
+    without the warning."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        _only_einderiv_errors(lambda: einderiv.check(
+            "x[i]*x[i]", "x", {"x": np.array([1 + 1j, 2.0])}))
+
+
+def test_bug_chained_delta_sizes():
+    """F12: delta sizes were propagated in one pass in factor order."""
+    x = np.arange(3.0)
+    for text in ["delta[a,i]*delta[b,a]*x[b]", "delta[b,a]*delta[a,i]*x[b]"]:
+        for simplify in (False, True):
+            v = einderiv.parse(text, simplify=simplify).evaluate(x=x)
+            assert np.allclose(v, x), (text, simplify)
+
+
+# ======================================================================= extremes
+
+#: case -> what is acceptable: "ok" (works) and/or "limit" (an EinderivError naming
+#: the limit; for these cases it must be a LimitError).
+EXTREMES = {
+    "deep_parens_5000": {"limit"},
+    "deep_functions_5000": {"limit"},
+    "deep_signs_5000": {"limit"},
+    "deep_power_tower_5000": {"limit"},
+    "deep_sum_over_5000": {"limit"},
+    "deep_neg_parens_5000": {"limit"},
+    "deep_inv_5000": {"limit"},
+    "deep_diff_5000": {"limit"},
+    "deep_cli_5000": {"ok"},
+    "deep_signs_times_parens": {"ok", "limit"},
+    "deep_tanh_at_limit_diff": {"ok", "limit"},
+    "deep_tanh_at_limit_hessian": {"ok", "limit"},
+    "deep_nested_sum_product_diff": {"ok", "limit"},
+    "deep_power_chain_at_limit_diff": {"ok", "limit"},
+    "sum_20000_equal_terms": {"ok"},
+    "sum_20000_terms_parse_print": {"ok"},
+    "sum_20000_terms_diff": {"ok"},
+    "sum_20000_terms_evaluate": {"ok"},
+    "sum_20000_terms_cli": {"ok"},
+    "product_20000_factors": {"ok", "limit"},
+    "product_20000_scalars_diff": {"ok"},
+    "index_names_200_chars": {"ok"},
+    "variable_names_200_chars": {"ok"},
+    "names_100000_chars": {"ok"},
+    "long_name_error_message": {"ok"},
+    "rank_10_diff_evaluate": {"ok"},
+    "rank_10_jacobian_20_axes": {"ok"},
+    "rank_10_hessian": {"ok"},
+    "rank_10_jacobian_too_big": {"limit"},
+    "outer_product_too_big": {"limit"},
+    "rank_30_jacobian": {"ok", "limit"},
+    "rank_40_hessian_axes": {"ok", "limit"},
+}
+
+#: Generous: "a few seconds" on a quiet machine, with room for a loaded CI runner.
+EXTREME_LIMIT_S = 30.0
+
+
+def test_extremes_table_covers_every_case():
+    assert set(EXTREMES) == set(extremes.CASES)
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+def test_extreme(name):
+    r = extremes.run_case(name, EXTREME_LIMIT_S)
+    assert r["status"] != "FAIL", f"{name}: {r['detail']} ({r['seconds']} s)"
+    assert r["status"] in EXTREMES[name], f"{name}: {r['status']}: {r['detail']}"
+    if r["status"] == "limit":
+        assert r["detail"].startswith("LimitError"), f"{name}: {r['detail']}"
