@@ -16,7 +16,7 @@ from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  fresh_index, iter_tensors, outer_origins, rename, visible_indices)
 from .simplify import simplify as _simplify
 
-__all__ = ["parse", "diff", "jvp", "hvp", "guard_recursion"]
+__all__ = ["parse", "diff", "jvp", "hvp", "with_axes", "guard_recursion"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -227,4 +227,17 @@ def hvp(expr: Expr | str, wrt: str, vector: str = "v",
     """
     shape_map = normalize_shapes(shapes)
     e = parse(expr, shape_map) if isinstance(expr, str) else expr
-    return jvp(diff(e, wrt, shape_map), wrt, vector, shape_map)
+    first = diff(e, wrt, shape_map)
+    # The first derivative may no longer contain the variable (a linear function):
+    # name its axes explicitly so the second knows its rank.
+    name, _ = _parse_wrt(wrt)
+    return jvp(first, with_axes(first, name, len(first.free) - len(e.free)), vector, shape_map)
+
+
+def with_axes(e: Expr, name: str, rank: int) -> str:
+    """``"name[i,j]"`` with ``rank`` index names new to ``e``: a ``wrt`` that fixes the
+    variable's rank even where ``e`` no longer contains it."""
+    if rank == 0:
+        return f"{name}[]"  # a scalar, said explicitly
+    avoid = visible_indices(e) | {t.name for t in iter_tensors(e)}
+    return f"{name}[{','.join(_readable_fresh(rank, avoid))}]"

@@ -55,7 +55,15 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
     if name not in values:
         raise EinderivError(f"values has no entry for the variable {name!r}")
     d = diff(e, wrt, shapes)
-    point = {k: np.array(v, dtype=float) for k, v in values.items()}
+    point = {}
+    for k, v in values.items():
+        arr = np.asarray(v)
+        if arr.dtype.kind == "c":
+            raise EinderivError(f"check compares real derivatives; {k!r} is complex")
+        try:
+            point[k] = np.array(arr, dtype=float)
+        except (TypeError, ValueError):
+            raise EinderivError(f"{k!r} must be a numeric array for check") from None
     symbolic = np.asarray(d.evaluate(**point), dtype=float)
     x = point[name]
     base_shape = np.shape(e.evaluate(**point))

@@ -11,7 +11,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from .api import diff, parse
+from .api import diff, parse, with_axes
 from .errors import EinderivError
 from .ir import Expr, iter_tensors, outer_origins
 
@@ -60,10 +60,11 @@ def _run_diff(args: argparse.Namespace) -> int:
         expr, wrt, shapes = args.expr, args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
     e = parse(expr, shapes)
-    result = e
-    for _ in range(args.order):
-        result = diff(result, wrt, shapes)
+    result = diff(e, wrt, shapes)
     name = wrt.split("[")[0]
+    rank = len(result.free) - len(e.free)
+    for _ in range(args.order - 1):  # later orders: the variable may have dropped out
+        result = diff(result, with_axes(result, name, rank), shapes)
     label = f"d{'^' + str(args.order) if args.order > 1 else ''} f / d {name}"
     if args.latex:
         print(f"f = {e.to_latex()}")

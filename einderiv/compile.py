@@ -523,7 +523,7 @@ def _float(c: Fraction) -> float:
     try:
         return float(c)
     except OverflowError:
-        return math.copysign(math.inf, c)
+        return math.inf if c > 0 else -math.inf
 
 
 def _linalg_ready(m: Any) -> Any:

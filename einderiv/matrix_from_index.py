@@ -665,6 +665,22 @@ def _parallel_step(pieces: list[_Piece], out: set[Index]) -> bool:
 
 
 def _series_step(pieces: list[_Piece], out: set[Index], scalars: list[MatrixExpr]) -> bool:
+    for v in pieces:  # a vector on a label it shares with one matrix only: A x
+        lab = v.ends[0]
+        if not v.is_vector or lab in out or _degree(pieces, lab) != 2:
+            continue
+        found = [(b, j) for b in pieces if b is not v and not b.is_vector
+                 and None not in b.ends and b.ends[0] != b.ends[1]
+                 for j in (0, 1) if b.ends[j] == lab]
+        if len(found) != 1:
+            continue
+        b, j = found[0]
+        other = b.ends[1 - j]
+        assert other is not None
+        column = mat_mul(1, [b.make((other, lab)), v.column()])
+        pieces[pieces.index(v)] = _vector_piece(other, column)
+        pieces.remove(b)
+        return True
     for a in pieces:
         if a.is_vector or None in a.ends:
             continue

@@ -23,8 +23,8 @@ __all__ = ["to_text", "to_latex", "format_number"]
 def format_number(value: Fraction) -> str:
     """``2``, ``-1/3``: integers plain, other rationals as a fraction."""
     if max(value.numerator.bit_length(), value.denominator.bit_length()) > 13000:
-        from .errors import LimitError
-        raise LimitError("a number in the expression has more than 4000 digits; "
+        from .errors import LimitError  # ~3900 digits: what the lexer reads back
+        raise LimitError("a number in the expression has more than 3900 digits; "
                          "einderiv cannot print it")
     if value.denominator == 1:
         return str(value.numerator)

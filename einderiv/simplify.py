@@ -85,7 +85,7 @@ def _simplify_func(e: Func) -> Expr:
     if value is not None:
         folded = _fold_number(e.name, value)
         if folded is not None:
-            return number(folded)
+            return _constant(folded)
     if e.name == "log":
         w = one_plus_exp(arg)
         if w is not None:  # log(1 + exp(w)) = softplus(w): stable, and sigmoid' is closed
@@ -129,6 +129,11 @@ def _fold_number(name: str, x: Fraction) -> Fraction | None:
     return fold(x) if fold else None
 
 
+def _constant(v: Fraction) -> Expr:
+    """A number in canonical form: zero is the empty sum, as ``parse("0")`` gives."""
+    return Sum((), ()) if v == 0 else number(v)
+
+
 def _exact_sqrt(v: Fraction) -> Fraction | None:
     if v < 0:
         return None
@@ -148,7 +153,7 @@ def _simplify_pow(e: Pow) -> Expr:
         b = const_value(base)
         if b is not None and k.denominator == 1 and not (b == 0 and k < 0) and \
                 abs(k) * max(b.numerator.bit_length(), b.denominator.bit_length()) <= 4096:
-            return number(b ** int(k))  # fold only while the result stays small
+            return _constant(b ** int(k))  # fold only while the result stays small
         if isinstance(base, Pow):
             inner = const_value(base.exponent)
             if inner is not None and k.denominator == 1:
@@ -187,6 +192,9 @@ def normalize_product(p: Product) -> Expr:
     if not isinstance(p, Product):
         return p
     p = contract_deltas(p)
+    if any(isinstance(f, Product) or (isinstance(f, Sum) and len(f.terms) <= 1)
+           for f in p.factors):
+        return normalize_product(p)  # a renamed factor simplified to a product: flatten
     expanded = expand_delta_sums(p)
     if expanded is not None:
         return expanded
@@ -276,17 +284,40 @@ def contract_deltas(p: Product) -> Product:
             others = factors[:k] + factors[k + 1:]
             if f.i == f.j:
                 if any(f.i in factor_indices(g) for g in others):
+                    if f.size is not None:  # keep its size for a delta that stays
+                        factors = _share_delta_hints(
+                            [Delta(g.i, g.j, g.size or f.size) if isinstance(g, Delta) and
+                             f.i in (g.i, g.j) else g for g in factors])
                     del factors[k]  # ones along an index that is already there
                     changed = True
                     break
                 continue
             if f.j not in out or f.i not in out:
                 keep, gone = (f.i, f.j) if f.j not in out else (f.j, f.i)
-                renamed = [rename(g, {gone: keep}) for g in others]
+                # Renaming can make terms of a sum factor equal: simplify them again.
+                renamed = [_resimplify(rename(g, {gone: keep})) for g in others]
                 factors = renamed[:k] + [Delta(keep, keep, f.size)] + renamed[k:]
                 changed = True
                 break
-    return Product(p.coeff, tuple(factors), p.out)
+    return Product(p.coeff, tuple(_share_delta_hints(factors)), p.out)
+
+
+def _resimplify(g: Expr) -> Expr:
+    return g if isinstance(g, (Tensor, Delta)) else _simplify(g)
+
+
+def _share_delta_hints(factors: list[Expr]) -> list[Expr]:
+    """Give every delta the size hint any factor knows for its index (a dropped
+    ones-marker may have been the only one that knew it)."""
+    if not any(isinstance(f, Delta) and f.size is None for f in factors):
+        return factors
+    known: dict[Index, SizeHint] = {}
+    for f in factors:
+        for i, hint in outer_origins(f).items():
+            if hint is not None:
+                known.setdefault(i, hint)
+    return [Delta(f.i, f.j, known.get(f.i, known.get(f.j)))
+            if isinstance(f, Delta) and f.size is None else f for f in factors]
 
 
 def expand_delta_sums(p: Product) -> Expr | None:
@@ -507,6 +538,13 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     blind.update({b: "#?" for b in bound})
     ranked = sorted(((_rank(f, blind), f) for f in p.factors), key=lambda x: x[0])
     groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
+    if any(len(g) > 1 for g in groups) and bound:
+        # Break ties by what each summed index touches (colour refinement), which
+        # does not depend on names; only truly symmetric ties are left to permute.
+        refined = dict(outer)
+        refined.update({b: f"#{c}" for b, c in _index_colours(p, bound, outer).items()})
+        ranked = sorted(((_rank(f, refined), f) for f in p.factors), key=lambda x: x[0])
+        groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     n_perm = 1
     for g in groups:
         n_perm *= math.factorial(len(g))
@@ -517,8 +555,9 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     for choice in candidates:
         ordered = tuple(f for g in choice for _, f in g)
         numbering = dict(outer)
+        blind_bound = frozenset(bound)
         for f in ordered:
-            for i in _indices_in_order(f):
+            for i in _indices_in_order(f, blind_bound):
                 if i in bound and i not in numbering:
                     numbering[i] = f"#{len(numbering) - len(outer)}"
         key = tuple(canonical_key(f, numbering) for f in ordered)
@@ -528,22 +567,51 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     return ("*", coeff, best or (), tuple(sorted(outer.values()))), best_order
 
 
+def _index_colours(p: Product, bound: set[Index], outer: Mapping[Index, str],
+                   rounds: int = 3) -> dict[Index, str]:
+    """A name-independent colour per summed index: the sorted keys of the factors it
+    occurs in, seen with that index marked and the others by their current colour."""
+    colours = {b: "" for b in bound}
+    occurs = {b: [f for f in p.factors if b in factor_indices(f)] for b in bound}
+    for _ in range(rounds):
+        signatures = {}
+        for b in bound:
+            naming = dict(outer)
+            naming.update({c: f"#{colours[c]}" for c in bound})
+            naming[b] = "*"
+            signatures[b] = "|".join(sorted(_sort_key(canonical_key(f, naming))
+                                            for f in occurs[b]))
+        palette = sorted(set(signatures.values()))
+        new = {b: str(palette.index(signatures[b])) for b in bound}
+        if new == colours:
+            break
+        colours = new
+    return colours
+
+
 def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
     return canonical_order(p, naming)[0]
 
 
-def _indices_in_order(f: Expr) -> list[Index]:
+def _indices_in_order(f: Expr, blind: frozenset[Index] = frozenset()) -> list[Index]:
+    """Free labels of ``f`` in order of first appearance, inner factors and terms in
+    an order that does not depend on the names in ``blind`` (the summed indices of
+    the enclosing product, which are about to be renamed)."""
     if isinstance(f, (Tensor, Inv)):
         return list(f.indices)
     if isinstance(f, Delta):
         return [f.i, f.j]
     if isinstance(f, (Func, Pow)):
-        return _indices_in_order(f.arg if isinstance(f, Func) else f.base)
+        return _indices_in_order(f.arg if isinstance(f, Func) else f.base, blind)
+    naming = {i: "#?" for i in blind if i in set(f.free)}
     if isinstance(f, Product):
-        seen = [i for g in f.factors for i in _indices_in_order(g) if i in set(f.out)]
+        ordered = canonical_order(f, naming)[1] if naming else f.factors
+        seen = [i for g in ordered for i in _indices_in_order(g, blind) if i in set(f.out)]
         return list(dict.fromkeys(seen))
     if isinstance(f, Sum):
-        seen = [i for t in f.terms for i in _indices_in_order(t)]
+        terms = sorted(f.terms, key=lambda t: _sort_key(canonical_key(t, naming))) \
+            if naming else f.terms
+        seen = [i for t in terms for i in _indices_in_order(t, blind)]
         return [i for i in dict.fromkeys(seen) if i in set(f.out)]
     return []
 
@@ -610,7 +678,8 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
         used.update(e.out)
         bound = bound_indices(e)
         e = Product(e.coeff, _sorted_factors(e.factors, set(e.out)), e.out)
-        order = [i for f in e.factors for i in _indices_in_order(f) if i in bound]
+        order = [i for f in e.factors for i in _indices_in_order(f, frozenset(bound))
+                 if i in bound]
         order = list(dict.fromkeys(order)) + sorted(bound - set(order))
         names = _pool(used)
         mapping = {b: next(names) for b in order}

@@ -114,18 +114,20 @@ _DIGITS = "0123456789"
 _OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
 
 
-#: Numeric literals must lie within float64's range (about 1e-308 to 1e308).
-MAX_DECIMAL_EXPONENT = 308
+#: Bounds on numeric literals: digits and decimal exponent (evaluation overflows to
+#: inf beyond float64's range, as numpy does; exact arithmetic stays bounded).
+MAX_NUMBER_DIGITS = 4000
 
 
 def _check_number(m: re.Match, text: str, pos: int) -> None:
     mantissa, exponent = m.group(1), m.group(2)
-    if len(mantissa) > 400 or (exponent and len(exponent) > 8):
-        raise LimitError(f"number too long at position {pos}: at most 400 digits")
+    if len(mantissa) > MAX_NUMBER_DIGITS or (exponent and len(exponent) > 8):
+        raise LimitError(f"number too long at position {pos}: at most "
+                         f"{MAX_NUMBER_DIGITS} digits")
     value = Decimal(m.group(0))
-    if value and not -323 <= value.adjusted() <= MAX_DECIMAL_EXPONENT:
-        raise LimitError(f"number out of range at position {pos}: numbers must lie within "
-                         "float64's range (about 1e-323 to 1.8e+308)")
+    if value and not -MAX_NUMBER_DIGITS <= value.adjusted() <= MAX_NUMBER_DIGITS:
+        raise LimitError(f"number out of range at position {pos}: its decimal exponent must "
+                         f"lie within +-{MAX_NUMBER_DIGITS}")
 
 
 @dataclass

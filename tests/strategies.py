@@ -1,13 +1,18 @@
 """Hypothesis strategies: random well-formed index expressions over a fixed set of
 tensors with distinct axis sizes, and the numeric values to evaluate them at.
 
-The generator is goal-directed: ``_gen(F)`` writes the text of an expression whose
+The generator is goal-directed: ``_Gen.gen(F)`` writes the text of an expression whose
 free indices are exactly the set ``F``, tracking the Einstein rule itself (how often
 each index is exposed to the enclosing product), so sums always get terms with
 matching free indices and contractions always pair axes of equal size. Every index
 name has one size everywhere (``SIZE``), but names are freely reused in separate
 scopes (function arguments, ``sum[..](..)``, powers, inv/det arguments), so
-shadowing (``x[j]*exp(A[p,j]*x[j])``) is exercised.
+shadowing (``x[j]*exp(A[p,j]*x[j])``) is exercised. It writes products (with
+contractions, juxtaposition, signed and fractional coefficients), sums (with
+index-free broadcasting terms), element-wise functions, integer / fractional /
+negative / symbolic powers, divisions, ``sum[..](..)``, ``->`` (reordering, Hadamard
+products, single-occurrence sums), traces ``2*M[k,k]``, Kronecker deltas contracted
+with another factor, and ``inv``/``det``/``logdet`` of well-conditioned matrices.
 
 Numerical tameness: inputs are O(1); logs, square roots, negative and fractional
 powers only see positive arguments (``1 + g**2``, ``exp(g)``, ``sigmoid(g)``, ``s``);
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["SHAPES", "SIZE", "Generated", "expressions", "make_values", "index_names"]
+__all__ = ["SHAPES", "SIZE", "Generated", "expressions", "make_values"]
 
 #: The tensors every expression is built from (distinct axis sizes).
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -50,10 +55,6 @@ def make_values(seed: int) -> dict[str, np.ndarray]:
     vals["M"] = 3.0 * np.eye(3) + 0.3 * rng.uniform(-1.0, 1.0, size=(3, 3))
     vals["s"] = np.array(rng.uniform(0.5, 1.5))
     return vals
-
-
-def index_names() -> list[str]:
-    return list(SIZE)
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -114,7 +115,7 @@ def _by_size(F) -> dict[int, list[str]]:
     return out
 
 
-def _leaf_options(F: frozenset, traces: bool) -> list[str]:
+def _leaf_options(F: frozenset) -> list[str]:
     """Single tensors (or numbers) with exactly the free indices ``F``."""
     if not F:
         return ["s", "2", "3"]
@@ -136,7 +137,7 @@ def _leaf_options(F: frozenset, traces: bool) -> list[str]:
 def _leaf_product(draw, F: frozenset, traces: bool, avoid: frozenset = frozenset()) -> Node:
     """``F`` covered by tensors without contractions (depth 0). With ``traces``, an
     index-free leaf may be a trace ``2*M[k,k]`` (an index twice on one tensor)."""
-    opts = _leaf_options(F, traces)
+    opts = _leaf_options(F)
     ks = [k for k in _BY_SIZE[3] if k not in avoid]
     if not F and traces and ks and draw(st.integers(0, 3)) == 0:
         k = draw(st.sampled_from(ks))
@@ -150,14 +151,14 @@ def _leaf_product(draw, F: frozenset, traces: bool, avoid: frozenset = frozenset
         partner = None
         if remaining and draw(st.booleans()):
             for b in remaining:
-                if _leaf_options(frozenset((a, b)), traces):
+                if _leaf_options(frozenset((a, b))):
                     partner = b
                     break
         if partner is not None:
             remaining.remove(partner)
-            parts.append(draw(st.sampled_from(_leaf_options(frozenset((a, partner)), traces))))
+            parts.append(draw(st.sampled_from(_leaf_options(frozenset((a, partner))))))
         else:
-            parts.append(_leaf_options(frozenset((a,)), traces)[0])
+            parts.append(_leaf_options(frozenset((a,)))[0])
     if len(parts) == 1:
         return _atom(parts[0], F)
     return Node("*".join(parts), frozenset(F), "prod", Counter(F))
@@ -290,7 +291,7 @@ class _Gen:
             return _atom(f"{base}**{self.d(st.sampled_from(['(1/2)', '(3/2)']))}", F)
         # An exponent that is itself an (index-free, bounded) expression.
         e = self.gen(frozenset(), depth - 1)
-        expo = self.d(st.sampled_from(["s", f"tanh({e.text})", f"(s/2)"]))
+        expo = self.d(st.sampled_from(["s", f"tanh({e.text})", "(s/2)"]))
         return _atom(f"{base}**{expo if expo == 's' else '(' + expo + ')'}", F)
 
     def _div(self, F, depth, avoid):

@@ -141,9 +141,22 @@ def test_3_tensor_is_not_matrix_expressible() -> None:
 
 
 def test_summed_index_on_three_matrices_is_not_matrix_expressible() -> None:
-    e = einderiv.parse("A[a,b]*B[a,c]*C[a,d]*x[b]*y[c]*z[d]")
+    """Six matrices on the edges of a complete graph of four summed indices: no
+    chain of products and element-wise products reaches it (not series-parallel)."""
+    e = einderiv.parse("A[a,b]*B[a,c]*C[a,d]*D[b,c]*F[c,d]*G[b,d]")
     with pytest.raises(NotMatrixExpressible, match="shared by 3 factors"):
         e.to_matrix()
+
+
+def test_summed_index_on_three_chains_is_a_hadamard_product() -> None:
+    e = einderiv.parse("A[a,b]*B[a,c]*C[a,d]*x[b]*y[c]*z[d]")
+    m = e.to_matrix()
+    assert str(m) == "((B y) .* (C z))^T A x"
+    rng = np.random.default_rng(11)
+    values = {"A": rng.normal(size=(4, 3)), "B": rng.normal(size=(4, 5)),
+              "C": rng.normal(size=(4, 2)), "x": rng.normal(size=3),
+              "y": rng.normal(size=5), "z": rng.normal(size=2)}
+    np.testing.assert_allclose(m.evaluate(**values), e.evaluate(**values))
 
 
 def test_elementwise_function_of_a_3_tensor_is_not_matrix_expressible() -> None:
@@ -272,6 +285,23 @@ def test_patterns(index: str, matrix: str) -> None:
     np.testing.assert_allclose(m.evaluate(**values), expected, rtol=1e-10)
     np.testing.assert_allclose(parse_matrix(matrix, shapes).evaluate(**values), expected,
                                rtol=1e-10)
+
+
+def test_layer_gradient_with_a_batch_is_backpropagation() -> None:
+    loss = ("(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*"
+            "(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])")
+    d = einderiv.diff(loss, "W1")
+    m = d.to_matrix()
+    assert str(m) == "2 ((W2^T (W2 tanh(W1 X) - T)) .* (1 - tanh(W1 X).^2)) X^T"
+    rng = np.random.default_rng(12)
+    shapes = {"W1": (5, 3), "W2": (2, 5), "X": (3, 4), "T": (2, 4)}
+    values = {k: rng.normal(size=s) for k, s in shapes.items()}
+    W1, W2, X, T = values["W1"], values["W2"], values["X"], values["T"]
+    H = np.tanh(W1 @ X)
+    expected = 2 * ((W2.T @ (W2 @ H - T)) * (1 - H ** 2)) @ X.T
+    np.testing.assert_allclose(d.evaluate(**values), expected)
+    np.testing.assert_allclose(m.evaluate(**values), expected)
+    np.testing.assert_allclose(parse_matrix(str(m), shapes).evaluate(**values), expected)
 
 
 def test_backpropagation_reads_as_a_chain() -> None:

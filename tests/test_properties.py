@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
+from strategies import SHAPES, SIZE, Generated, expressions, make_values
 
 import einderiv
 from einderiv import EvaluationError
-
-from strategies import SHAPES, SIZE, Generated, expressions, make_values
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -502,5 +501,27 @@ def test_regression_summed_sum_with_root_arrow(text: str) -> None:
 @pytest.mark.parametrize("text", ["z[r] + (s + 2) -> [r]", "(z[r] - (s + 2)) -> [r]"])
 def test_regression_arrow_over_sum_with_scalar_subsum(text: str) -> None:
     v = _vals()
-    sign = -1 if "-" in text else 1
+    sign = -1 if " - " in text else 1
     np.testing.assert_allclose(einderiv.parse(text).evaluate(**v), v["z"] + sign * (v["s"] + 2))
+
+
+@pytest.mark.parametrize("text", ["sum[l,w](A[w,l]*y[p] + A[p,l]*y[w])",
+                                  "sum[l,w](A[w,l]*y[p]*y[q] + A[p,l]*y[q]*y[w]) -> [p,q]"])
+def test_regression_sum_over_sum_names_fixed_point(text: str) -> None:
+    e = einderiv.parse(text)
+    assert str(einderiv.parse(str(e))) == str(e)
+    assert einderiv.parse(str(e)) == e
+
+
+@pytest.mark.parametrize("text", ["sum[q](y[q] - s)", "sum[l](x[l] - s - x[l])"])
+def test_regression_differentiated_carrier_keeps_size_in_text(text: str) -> None:
+    """d/ds sums a constant over an index whose only carrier was differentiated away."""
+    v = _vals()
+    d = einderiv.diff(text, "s")
+    want = -4.0 if "y" in text else -3.0
+    np.testing.assert_allclose(d.evaluate(**v), want)
+    # The text cannot say which array sizes the summed index (documented limit).
+    back = einderiv.parse(str(d))
+    assert back == d
+    with pytest.raises(einderiv.EvaluationError, match="size of index"):
+        back.evaluate(**v)
