@@ -18,6 +18,12 @@
   the machine's RAM), so a 8 TB Hessian raises :class:`~einderiv.errors.LimitError`
   instead of swapping.
 
+Inputs: every variable of the expression must be given; names it does not use are
+ignored (except that one may give the size of an axis). Integer and boolean arrays
+are promoted to float64; complex arrays are supported (functions marked real-only in
+:mod:`einderiv.functions` refuse them); NaN and inf pass through as in numpy; inputs
+are never modified and the result never aliases an input.
+
 Backends: ``"numpy"`` (default) and ``"dask"`` (dask arrays in, a lazy dask array out;
 ``.compute()`` equals numpy). Element-wise functions go through numpy ufuncs, which
 dask arrays implement; nothing calls ``np.asarray`` on a dask input.

@@ -50,6 +50,11 @@ _SCALAR: Orient = (None, None)
 
 def convert(expr: Expr, *, wrt_rank: int | None = None, flatten: str | None = None) -> MatrixExpr:
     """See :func:`einderiv.matrix.to_matrix`."""
+    from .api import guard_recursion
+    return guard_recursion(_convert)(expr, wrt_rank=wrt_rank, flatten=flatten)
+
+
+def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> MatrixExpr:
     from .simplify import simplify
     if not isinstance(expr, Expr):
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")

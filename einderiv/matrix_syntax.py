@@ -454,14 +454,14 @@ class _Parser:
 
     # ---------------------------------------------------------------- operations
     def negate(self, v: _Val, pos: int) -> _Val:
-        return _Val(Product(Fraction(-1), (v.expr,), v.labels), v.row, v.col, v.rdim, v.cdim,
+        return _Val(_mul(-1, (v.expr,), v.labels), v.row, v.col, v.rdim, v.cdim,
                     pos, v.end)
 
     def transpose(self, v: _Val, pos: int) -> _Val:
         return _Val(v.expr, v.col, v.row, v.cdim, v.rdim, v.start, pos + 1)
 
     def scale(self, s: _Val, v: _Val, start: int, end: int) -> _Val:
-        return _Val(Product(Fraction(1), (s.expr, v.expr), v.labels), v.row, v.col, v.rdim,
+        return _Val(_mul(1, (s.expr, v.expr), v.labels), v.row, v.col, v.rdim,
                     v.cdim, start, end)
 
     def matmul(self, a: _Val, b: _Val, pos: int) -> _Val:
@@ -472,7 +472,7 @@ class _Parser:
             return self.scale(b, a, start, end)
         assert a.expr is not None and b.expr is not None
         if a.col is None and b.row is None:  # column times row: an outer product
-            return _Val(Product(Fraction(1), (a.expr, b.expr), _labels(a.row, b.col)),
+            return _Val(_mul(1, (a.expr, b.expr), _labels(a.row, b.col)),
                         a.row, b.col, a.rdim, b.cdim, start, end)
         if a.col is not None and b.row is not None:
             if not _unify(a.cdim, b.rdim):
@@ -481,7 +481,7 @@ class _Parser:
                     f"{_size_text(a.cdim, a.col)} columns against "
                     f"{_size_text(b.rdim, b.row)} rows", pos)
             right = rename(b.expr, {b.row: a.col})
-            return _Val(Product(Fraction(1), (a.expr, right), _labels(a.row, b.col)),
+            return _Val(_mul(1, (a.expr, right), _labels(a.row, b.col)),
                         a.row, b.col, a.rdim, b.cdim, start, end)
         raise self.shape_error(
             f"cannot multiply {self.describe(a)} by {self.describe(b)}: the inner sizes "
@@ -505,11 +505,11 @@ class _Parser:
         assert a.expr is not None and b.expr is not None
         if a.is_scalar or b.is_scalar:
             wide = b if a.is_scalar else a
-            return _Val(Sum((a.expr, b.expr), wide.labels), wide.row, wide.col, wide.rdim,
+            return _Val(_add((a.expr, b.expr), wide.labels), wide.row, wide.col, wide.rdim,
                         wide.cdim, start, end)
         b = self._same_shape(a, b, op, "add")
         assert b.expr is not None
-        return _Val(Sum((a.expr, b.expr), a.labels), a.row, a.col, a.rdim, a.cdim, start, end)
+        return _Val(_add((a.expr, b.expr), a.labels), a.row, a.col, a.rdim, a.cdim, start, end)
 
     def hadamard(self, a: _Val, b: _Val, op: _Token) -> _Val:
         if a.is_scalar or b.is_scalar:
@@ -517,7 +517,7 @@ class _Parser:
             return self.scale(s, v, a.start, b.end)
         b2 = self._same_shape(a, b, op, "multiply element-wise")
         assert a.expr is not None and b2.expr is not None
-        return _Val(Product(Fraction(1), (a.expr, b2.expr), a.labels), a.row, a.col, a.rdim,
+        return _Val(_mul(1, (a.expr, b2.expr), a.labels), a.row, a.col, a.rdim,
                     a.cdim, a.start, b.end)
 
     def divide(self, a: _Val, b: _Val, op: _Token) -> _Val:
@@ -606,6 +606,31 @@ class _Parser:
         raise AssertionError(name)  # pragma: no cover
 
 
+def _mul(coeff: int, factors: tuple[Expr, ...], out: tuple[Index, ...]) -> Product:
+    """A product, with products among the factors spliced in (every label the parser
+    makes is fresh, so nothing is captured); keeps long chains flat, not deep."""
+    c = Fraction(coeff)
+    flat: list[Expr] = []
+    for f in factors:
+        if isinstance(f, Product) and sum(g is f for g in factors) == 1:
+            c *= f.coeff
+            flat.extend(f.factors)
+        else:
+            flat.append(f)
+    return Product(c, tuple(flat), out)
+
+
+def _add(terms: tuple[Expr, ...], out: tuple[Index, ...]) -> Sum:
+    """A sum, with sums among the terms (on the same labels) spliced in."""
+    flat: list[Expr] = []
+    for t in terms:
+        if isinstance(t, Sum) and set(t.out) == set(out) and t.terms:
+            flat.extend(t.terms)
+        else:
+            flat.append(t)
+    return Sum(tuple(flat), out)
+
+
 def _labels(*labels: Optional[Index]) -> tuple[Index, ...]:
     return tuple(x for x in labels if x is not None)
 
@@ -667,6 +692,12 @@ def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
       X theta
        ^
     """
+    from .api import guard_recursion
+    return guard_recursion(_parse_matrix)(text, shapes, simplify=simplify)
+
+
+def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
+                  simplify: bool = True) -> Expr:
     from .simplify import simplify as _simplify
     if not isinstance(text, str):
         raise ParseError(f"expected the matrix expression as a string, got {type(text).__name__}")
