@@ -295,7 +295,8 @@ class MathGen:
         kind = "pos" if pos or rng.random() < 0.3 else "normal"
         return self.var(order, kind)
 
-    g_leaf = lambda self, idx, depth, pos: self.leaf(idx, pos)  # noqa: E731
+    def g_leaf(self, idx: list[str], depth: int, pos: bool) -> str:
+        return self.leaf(idx, pos)
 
     def g_product(self, idx: list[str], depth: int, pos: bool) -> str:
         rng = self.rng
@@ -646,7 +647,7 @@ class Runner:
         self.failures: list[Failure] = []
         self.skipped = 0
         try:
-            from einderiv import matrix as _m  # noqa: F401
+            from einderiv import matrix as _m
             self.matrix = _m
         except Exception:
             self.matrix = None
@@ -689,7 +690,7 @@ class Runner:
             self.attempt("print", inp, lambda: _check_print(raw, equal=False))
         d = None
         if inp.wrt is not None:
-            ok_d, d = self.attempt("diff", inp, lambda: _check_diff(
+            _, d = self.attempt("diff", inp, lambda: _check_diff(
                 e if ok and inp.array_seed % 2 else text, inp.wrt, inp.shapes))
         if ok:
             arrays = _arrays_for(e, d, inp)
@@ -740,11 +741,9 @@ class Runner:
     def run_math(self, inp: Input) -> None:
         mc = inp.math
         assert mc is not None
+        # check_math turns an EinderivError on its well-formed input into a failure.
         ok, result = self.attempt("math", inp, lambda: check_math(mc, inp.wrt, inp.array_seed))
-        if not ok:
-            # An EinderivError on a well-formed input is a failure too.
-            pass
-        elif result == "skipped":
+        if ok and result == "skipped":
             self.skipped += 1
 
 
@@ -1426,13 +1425,13 @@ def summarize(totals: Totals, seconds: float, show: int, shrunk: dict[str, Input
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("``", "'"),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="number of inputs (default 20000)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--start", type=int, default=0, help="first input number (to resume)")
     ap.add_argument("--mode", choices=["mixed", "soup", "mutation", "matrix", "math"],
-                    default="mixed")
+                    default="mixed", help="input kind (default: mixed, all kinds)")
     ap.add_argument("--math-fraction", type=float, default=0.05,
                     help="share of math inputs in mixed mode (default 0.05)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per input (default 5)")

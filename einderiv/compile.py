@@ -134,6 +134,8 @@ class _Lowering:
         if isinstance(e, Delta):
             return self.product(Product(Fraction(1), (e,), e.free))
         if isinstance(e, Func):
+            if e.name == "log" and _sum_of_exp(e.arg) is not None:
+                return self.logsumexp(e.arg)  # max-shifted: no overflow
             slot, labels = self.value(e.arg)
             slot = self.align(slot, labels, e.arg.free)
             return self.emit("func", e.name, slot)
@@ -153,6 +155,40 @@ class _Lowering:
         if isinstance(e, Sum):
             return self.sum(e)
         raise TypeError(e)  # pragma: no cover
+
+    def logsumexp(self, s: Product) -> int:
+        """``log(c * sum_j exp(u))`` as ``log c + m + log(sum_j exp(u - m))``, m the max
+        over the summed axes (issue 6: no overflow for large u). Axes: ``s.out``."""
+        u = _sum_of_exp(s)
+        assert u is not None
+        slot, labels = self.value(u)
+        keep = tuple(i for i in labels if i in set(s.out))
+        reduced = tuple(k for k, i in enumerate(labels) if i not in set(s.out))
+        out = self.emit("logsumexp", slot, reduced, _float(s.coeff))
+        return self.align(out, keep, s.out)
+
+    def stable_exponentials(self, factors: list[Expr]) -> list[Expr]:
+        """``exp(u) * ... / (sum exp(w))**k`` evaluated as one ``exp(u + ... - k lse(w))``:
+        a softmax and its derivatives never form exp of a large number."""
+        exps = [f for f in factors if isinstance(f, Func) and f.name == "exp"]
+        sums = [f for f in factors if isinstance(f, Pow) and _sum_of_exp(f.base) is not None
+                and (const_value(f.exponent) or 0) < 0]
+        if not exps or not sums:
+            return factors
+        parts: list[tuple[int, tuple[Index, ...]]] = []
+        for f in exps:
+            parts.append(self.value(f.arg))
+        for f in sums:
+            k = _float(const_value(f.exponent))  # type: ignore[arg-type]
+            lse_slot = self.lower(Func("log", f.base)) if _context_free(f.base) else \
+                self.logsumexp(f.base)  # type: ignore[arg-type]
+            scaled = self.emit("scale", lse_slot, k)
+            parts.append((scaled, tuple(f.base.free)))
+        labels = tuple(dict.fromkeys(i for _, lab in parts for i in lab))
+        total = self.emit("add", tuple(parts), labels)
+        combined = self.emit("func", "exp", total)
+        rest = [f for f in factors if not any(f is g for g in exps + sums)]
+        return rest + [_Slot(combined, labels)]
 
     def align(self, slot: int, have: tuple[Index, ...], want: tuple[Index, ...]) -> int:
         if have == want:
@@ -207,8 +243,12 @@ class _Lowering:
         # 3. Everything else is one einsum; summed markers and deltas become vectors.
         operands: list[tuple[int, tuple[Index, ...]]] = []
         present = {i for f in factors for i in factor_indices(f)}
+        factors = self.stable_exponentials(factors)
+        factors = self.solves(factors, set(out))
         for f in factors:
-            if isinstance(f, Delta):
+            if isinstance(f, _Slot):
+                operands.append((f.slot, f.labels))
+            elif isinstance(f, Delta):
                 size = self.size_ref(f.i, [g for g in factors if g is not f], f)
                 slot = self.emit("ones" if f.i == f.j else "eye", size)
                 operands.append((slot, (f.i,) if f.i == f.j else (f.i, f.j)))
@@ -222,7 +262,42 @@ class _Lowering:
         if not operands:
             return self.emit("const", _float(p.coeff))
         from .printing import to_text
-        return self.einsum(p.coeff, operands, out, tuple(to_text(f) for f in factors))
+        names = tuple(to_text(f) if isinstance(f, Expr) else "an intermediate" for f in factors)
+        return self.einsum(p.coeff, operands, out, names)
+
+    def solves(self, factors: list, out: set[Index]) -> list:
+        """``inv(M)[k,l] * g[l,...]`` with ``l`` summed and in no other factor is
+        ``solve(M, g)``: no explicit inverse (issue 6). Likewise ``g[k,...] * inv(M)[k,l]``
+        is ``solve(M^T, g)``."""
+        result = list(factors)
+        for f in factors:
+            if not isinstance(f, Inv) or f.indices[0] == f.indices[1] or not _context_free(f):
+                continue
+            for axis, shared in enumerate(f.indices):
+                partners = [g for g in result if g is not f and isinstance(g, Expr) and
+                            shared in factor_indices(g)]
+                if shared in out or len(partners) != 1 or isinstance(partners[0], Delta):
+                    continue
+                g = partners[0]
+                g_labels = factor_indices(g)
+                if g_labels.count(shared) != 1 or f.indices[1 - axis] in g_labels:
+                    continue
+                m_slot, m_labels = self.value(f.arg)
+                m_slot = self.align(m_slot, m_labels, f.arg.free)
+                g_slot, g_free = (self.input(g.name), g.indices) if isinstance(g, Tensor) \
+                    else self.value(g)
+                if len(set(g_free)) != len(g_free):
+                    continue
+                rhs = self.align(g_slot, g_free, (shared,) + tuple(i for i in g_free
+                                                                    if i != shared))
+                solved = self.emit("solve", m_slot, rhs, axis == 0)
+                labels = (f.indices[1 - axis],) + tuple(i for i in g_free if i != shared)
+                result = [h for h in result if h is not f and h is not g] + \
+                    [_Slot(solved, labels)]
+                break
+            else:
+                continue
+        return result
 
     def product_with_hint(self, rest: Product, label: Index, delta: Delta) -> int:
         present = {i for f in rest.factors for i in factor_indices(f)}
@@ -416,6 +491,15 @@ class CompiledExpr:
                 flops += math.prod(shape)
             elif kind == "transpose":
                 shape = tuple(shapes[a[0]][k] for k in a[1])
+            elif kind == "logsumexp":
+                shape = tuple(n for k, n in enumerate(shapes[a[0]]) if k not in a[1])
+                flops += 3 * math.prod(shapes[a[0]])
+            elif kind == "scale":
+                shape = shapes[a[0]]
+            elif kind == "solve":
+                _square(shapes[a[0]], "inv")
+                shape = shapes[a[1]]
+                flops += 2 * shapes[a[0]][0] ** 3 // 3 + 2 * shapes[a[0]][0] * math.prod(shape)
             elif kind == "inv":
                 shape = shapes[a[0]]
                 _square(shape, "inv")
@@ -540,6 +624,23 @@ def _linalg_ready(m: Any) -> Any:
     return m
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """An already computed value standing in for factors of a product."""
+    slot: int
+    labels: tuple[Index, ...]
+
+
+def _sum_of_exp(e: Expr) -> Expr | None:
+    """``u`` if ``e`` is ``c * sum_j exp(u)`` (c > 0, some axes of u summed), else None."""
+    if isinstance(e, Product) and len(e.factors) == 1 and e.coeff > 0:
+        f = e.factors[0]
+        if isinstance(f, Func) and f.name == "exp" and set(e.out) < set(f.free) and \
+                len(set(factor_indices(f))) == len(factor_indices(f)):
+            return f.arg
+    return None
+
+
 def _context_free(e: Expr) -> bool:
     """Whether the value of ``e`` is fixed by its inputs alone: deltas and zeros take
     their sizes from the surrounding expression, so equal nodes may differ in size."""
@@ -595,6 +696,26 @@ def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backen
         if k < 0 and float(k).is_integer():
             return 1.0 / base ** (-k)
         return base ** k
+    if kind == "logsumexp":
+        u, axes, c = values[a[0]], a[1], a[2]
+        if not axes:
+            return np.log(c * np.exp(u))
+        m = np.max(u, axis=axes, keepdims=True) if u.size else np.zeros(
+            tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
+        m = np.where(np.isfinite(m), m, 0.0)
+        with np.errstate(divide="ignore"):
+            total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
+        return np.squeeze(total, axis=axes) + (np.log(c) if c != 1.0 else 0.0)
+    if kind == "scale":
+        return values[a[0]] * a[1]
+    if kind == "solve":
+        m, rhs, transposed = _linalg_ready(values[a[0]]), values[a[1]], a[2]
+        flat = rhs.reshape(rhs.shape[0], -1) if rhs.ndim != 1 else rhs
+        try:
+            x = np.linalg.solve(m.T if transposed else m, flat)
+        except np.linalg.LinAlgError:
+            raise EvaluationError("inv(...) of a singular matrix") from None
+        return x.reshape(rhs.shape)
     if kind == "powslot":
         return values[a[0]] ** values[a[1]]
     if kind == "transpose":

@@ -525,3 +525,24 @@ def test_regression_differentiated_carrier_keeps_size_in_text(text: str) -> None
     assert back == d
     with pytest.raises(einderiv.EvaluationError, match="size of index"):
         back.evaluate(**v)
+
+
+@pytest.mark.parametrize("text, wrt", [
+    ("sum[k](M[l,k] + s - M[l,k])*x[l]", None),
+    ("sum[k](M[l,k] + s - M[l,k])", None),
+    ("(x[l] - s)*x[k] -> []", "s"),
+    ("sum[l](M[l,i]*x[i] + s)", "s"),
+    ("(x[l] - s)*x[k]*M[i,k] -> [i]", "s"),
+])
+def test_regression_size_factor_prints_evaluably(text: str, wrt: str | None) -> None:
+    """A summed size factor (``delta[a,a]`` whose carrier cancelled or was
+    differentiated away) must keep its size in the printed text."""
+    v = _vals()
+    e = einderiv.parse(text)
+    if wrt is None:
+        want = einderiv.parse(text, simplify=False).evaluate(**v)
+        np.testing.assert_allclose(e.evaluate(**v), want)
+    else:
+        e = einderiv.diff(e, wrt)
+        want = e.evaluate(**v)
+    np.testing.assert_allclose(einderiv.parse(str(e)).evaluate(**v), want)
