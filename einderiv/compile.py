@@ -185,7 +185,7 @@ class _Lowering:
             scaled = self.emit("scale", lse_slot, k)
             parts.append((scaled, tuple(f.base.free)))
         labels = tuple(dict.fromkeys(i for _, lab in parts for i in lab))
-        total = self.emit("add", tuple(parts), labels)
+        total = self.emit("add", tuple((slot, lab, 1.0) for slot, lab in parts), labels)
         combined = self.emit("func", "exp", total)
         rest = [f for f in factors if not any(f is g for g in exps + sums)]
         return rest + [_Slot(combined, labels)]
@@ -207,8 +207,9 @@ class _Lowering:
     # ------------------------------------------------------------------ products
     def einsum(self, coeff: Fraction, operands: list[tuple[int, tuple[Index, ...]]],
                out: tuple[Index, ...], names: tuple[str, ...] = ()) -> int:
-        if len(operands) == 1 and coeff == 1 and operands[0][1] == out:
-            return operands[0][0]
+        if len(operands) == 1 and operands[0][1] == out:
+            slot = operands[0][0]
+            return slot if coeff == 1 else self.emit("scale", slot, _float(coeff))
         return self.emit("einsum", _float(coeff), tuple(operands), out, names)
 
     def product(self, p: Product) -> int:
@@ -352,10 +353,15 @@ class _Lowering:
         for t in s.terms:
             if isinstance(t, Product):
                 want = tuple(i for i in s.out if i in set(t.out))
+                if len(t.factors) == 1 and isinstance(t.factors[0], Tensor) and \
+                        t.factors[0].indices == want and t.coeff in (1, -1):
+                    # +-x[i]: the sign is applied in the addition, no extra pass
+                    parts.append((self.input(t.factors[0].name), want, float(t.coeff)))
+                    continue
                 slot = self.value(Product(t.coeff, t.factors, want))[0]
-                parts.append((slot, want))
+                parts.append((slot, want, 1.0))
             else:
-                parts.append(self.value(t))
+                parts.append((*self.value(t), 1.0))
         if not parts:
             hints = dict(s.hints)
             sizes = []
@@ -369,7 +375,7 @@ class _Lowering:
                 else:
                     sizes.append(("unknown", i))
             return self.emit("zeros", tuple(sizes))
-        if len(parts) == 1 and parts[0][1] == s.out:
+        if len(parts) == 1 and parts[0][1] == s.out and parts[0][2] == 1.0:
             return parts[0][0]
         return self.emit("add", tuple(parts), s.out)
 
@@ -517,7 +523,7 @@ class CompiledExpr:
                 shape = tuple(size(r) for r in a[0])
             elif kind == "add":
                 sizes: dict[Index, int] = {}
-                for slot, labels in a[0]:
+                for slot, labels, _ in a[0]:
                     for lab, n in zip(labels, shapes[slot]):
                         if sizes.setdefault(lab, n) != n:
                             raise EvaluationError(
@@ -582,7 +588,9 @@ class CompiledExpr:
         spec += "->" + "".join(symbols[i] for i in out)
         op_shapes = [shapes[slot] for slot, _ in operands]
         _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=self.optimize)
-        planned = oe.contract_expression(spec, *op_shapes, optimize=self.optimize)
+        planned = _scalars_apart(operands, out, op_shapes, self.optimize, self.backend)
+        if planned is None:
+            planned = oe.contract_expression(spec, *op_shapes, optimize=self.optimize)
         return tuple(sizes[i] for i in out), planned, int(info.opt_cost)
 
     # ------------------------------------------------------------------- running
@@ -606,6 +614,72 @@ class CompiledExpr:
     def flops(self, **arrays: Any) -> int:
         """opt_einsum's FLOP estimate for evaluating with arrays of these shapes."""
         return self.plan_info(**arrays).flops
+
+
+def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: str,
+                   backend: str) -> Callable[..., Any] | None:
+    """Scalar (0-d) operands multiply the result; the rest is contracted by the BLAS
+    fast path where it applies. None: use one opt_einsum expression for everything."""
+    if backend != "numpy":
+        return None
+    scalar_at = [k for k, (_, labels) in enumerate(operands) if not labels]
+    rest = tuple(op for k, op in enumerate(operands) if k not in scalar_at)
+    if not rest:
+        return None
+    inner = _matmul_plan(rest, out)
+    if inner is None:
+        if not scalar_at:
+            return None
+        symbols: dict[Index, str] = {}
+        for _, labels in rest:
+            for i in labels:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
+        spec = ",".join("".join(symbols[i] for i in lab) for _, lab in rest)
+        spec += "->" + "".join(symbols[i] for i in out)
+        rest_shapes = [sh for k, sh in enumerate(shapes) if k not in scalar_at]
+        inner = oe.contract_expression(spec, *rest_shapes, optimize=optimize)
+    if not scalar_at:
+        return inner
+    keep = [k for k in range(len(operands)) if k not in scalar_at]
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        factor = ops[scalar_at[0]]
+        for k in scalar_at[1:]:
+            factor = factor * ops[k]
+        return inner(*(ops[k] for k in keep), backend=backend) * factor
+    return run
+
+
+def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """A direct BLAS call for the commonest products: two operands of at most two
+    axes, one contracted index, no batch or diagonal indices (matrix-vector, matrix-
+    matrix, ``X^T r``). ``a @ b`` on transposed views needs no copy, and numpy runs
+    ``X.T @ X`` as the symmetric syrk. Anything else goes to opt_einsum."""
+    if len(operands) != 2:
+        return None
+    (_, la), (_, lb) = operands
+    if len(la) > 2 or len(lb) > 2 or len(set(la)) != len(la) or len(set(lb)) != len(lb):
+        return None
+    shared = set(la) & set(lb)
+    if len(shared) != 1 or shared & set(out):
+        return None
+    (c,) = shared
+    ka = tuple(i for i in la if i != c)
+    kb = tuple(i for i in lb if i != c)
+    if set(ka + kb) != set(out) or len(ka + kb) != len(out):
+        return None
+    ta = ka + (c,)  # a as (kept, contracted)
+    tb = (c,) + kb  # b as (contracted, kept)
+    perm_a = tuple(la.index(i) for i in ta)
+    perm_b = tuple(lb.index(i) for i in tb)
+    natural = ka + kb
+    perm_out = tuple(natural.index(i) for i in out)
+    identity = tuple(range(len(out)))
+
+    def run(a: Any, b: Any, backend: str = "numpy") -> Any:
+        r = a.transpose(perm_a) @ b.transpose(perm_b)
+        return r if perm_out == identity else r.transpose(perm_out)
+    return run
 
 
 def _float(c: Fraction) -> float:
@@ -740,9 +814,12 @@ def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backen
     if kind == "add":
         parts, out = a
         total = None
-        for slot, labels in parts:
+        for slot, labels, sign in parts:
             v = _aligned(values[slot], labels, out)
-            total = v if total is None else total + v
+            if total is None:
+                total = v if sign == 1.0 else -v
+            else:
+                total = total + v if sign == 1.0 else total - v
         full = tuple(_label_sizes(parts, values).get(i) for i in out)
         return total if tuple(total.shape) == full else _broadcast(total, full, backend)
     if kind == "embed":
@@ -758,7 +835,7 @@ def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backen
 
 def _label_sizes(parts, values) -> dict[Index, int]:
     sizes: dict[Index, int] = {}
-    for slot, labels in parts:
+    for slot, labels, _ in parts:
         sizes.update(zip(labels, values[slot].shape))
     return sizes
 

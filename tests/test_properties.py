@@ -536,13 +536,20 @@ def test_regression_differentiated_carrier_keeps_size_in_text(text: str) -> None
 ])
 def test_regression_size_factor_prints_evaluably(text: str, wrt: str | None) -> None:
     """A summed size factor (``delta[a,a]`` whose carrier cancelled or was
-    differentiated away) must keep its size in the printed text."""
+    differentiated away) keeps its size for evaluation; its printed text cannot say
+    which array gives that size, so evaluating the re-parsed text raises a clear
+    EvaluationError (documented in docs/language.md, "Sizes that only a delta knows")
+    rather than guessing."""
     v = _vals()
     e = einderiv.parse(text)
     if wrt is None:
         want = einderiv.parse(text, simplify=False).evaluate(**v)
         np.testing.assert_allclose(e.evaluate(**v), want)
     else:
+        want = einderiv.diff(einderiv.parse(text, simplify=False), wrt).evaluate(**v)
         e = einderiv.diff(e, wrt)
-        want = e.evaluate(**v)
-    np.testing.assert_allclose(einderiv.parse(str(e)).evaluate(**v), want)
+        np.testing.assert_allclose(e.evaluate(**v), want)  # evaluates with its size hints
+    back = einderiv.parse(str(e))
+    assert back == e
+    with pytest.raises(einderiv.EvaluationError, match="size of index"):
+        back.evaluate(**v)
