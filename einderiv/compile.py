@@ -7,8 +7,9 @@
   same ``exp(...)`` in a numerator and a denominator) share one slot. Keys come from
   :func:`einderiv.simplify.canonical_key` with free axes named by position.
 * **Each product** is one ``opt_einsum.contract_expression``, planned once per input
-  shape signature (``optimize="auto-hq"``: optimal for small terms, dynamic
-  programming for long chains such as ``x^T A1 ... A16 x``).
+  shape signature (exhaustive search for small terms, dynamic programming for long
+  chains such as ``x^T A1 ... A16 x``, greedy beyond 40 factors); a product of two
+  vectors/matrices is one direct BLAS call.
 * **Kronecker deltas** never become dense identities on numpy: a delta with both
   indices free is applied by computing the term once with the two indices merged,
   then writing it into a strided diagonal view of a zero array; a ones-marker
@@ -406,7 +407,7 @@ class CompiledExpr:
     """
 
     def __init__(self, expr: Expr, backend: str, memory_limit: int | None,
-                 optimize: str = "auto-hq"):
+                 optimize: str = "auto"):
         if backend not in BACKENDS:
             valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
             raise EinderivError(f"unknown backend {backend!r}; valid backends: {valid}")
@@ -587,10 +588,11 @@ class CompiledExpr:
         spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
         spec += "->" + "".join(symbols[i] for i in out)
         op_shapes = [shapes[slot] for slot, _ in operands]
-        _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=self.optimize)
-        planned = _scalars_apart(operands, out, op_shapes, self.optimize, self.backend)
+        optimize = _path_strategy(self.optimize, len(operands))
+        _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=optimize)
+        planned = _scalars_apart(operands, out, op_shapes, optimize, self.backend)
         if planned is None:
-            planned = oe.contract_expression(spec, *op_shapes, optimize=self.optimize)
+            planned = oe.contract_expression(spec, *op_shapes, optimize=optimize)
         return tuple(sizes[i] for i in out), planned, int(info.opt_cost)
 
     # ------------------------------------------------------------------- running
@@ -614,6 +616,18 @@ class CompiledExpr:
     def flops(self, **arrays: Any) -> int:
         """opt_einsum's FLOP estimate for evaluating with arrays of these shapes."""
         return self.plan_info(**arrays).flops
+
+
+def _path_strategy(requested: str, n_operands: int) -> str:
+    """opt_einsum's strategy for one product. ``"auto"``: exhaustive search for a few
+    operands, dynamic programming (optimal, and fast for chains such as
+    x^T A1 ... A16 x, which it runs as matrix-vector products) up to 40, greedy
+    beyond; any other value is passed to opt_einsum as it is."""
+    if requested != "auto":
+        return requested
+    if n_operands <= 4:
+        return "optimal"
+    return "dp" if n_operands <= 40 else "greedy"
 
 
 def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: str,
@@ -892,12 +906,12 @@ def _embed(inner: Any, rest_labels: tuple[Index, ...], out: tuple[Index, ...],
 
 
 def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
-                 *, memory_limit: int | None = None, optimize: str = "auto-hq") -> CompiledExpr:
+                 *, memory_limit: int | None = None, optimize: str = "auto") -> CompiledExpr:
     """Plan the evaluation of ``expr`` once; return a callable ``f(**arrays)``.
 
     ``backend`` is a key of :data:`BACKENDS`; ``memory_limit`` (bytes, default half
-    the RAM) bounds the result and every intermediate; ``optimize`` is passed to
-    opt_einsum. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
+    the RAM) bounds the result and every intermediate; ``optimize`` is ``"auto"`` or an
+    opt_einsum path strategy. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
     result is refused at compile time.
 
     >>> import numpy as np, einderiv

@@ -405,9 +405,13 @@ ADD, MUL, NEG, POST, ATOM = 1, 2, 3, 4, 5
 
 
 def format_fraction(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{value.numerator}/{value.denominator}"
+    """``2``, ``1/3`` (LimitError beyond the digits the parsers read back)."""
+    from .printing import format_number
+    return format_number(value)
+
+
+def _digits(n: int) -> str:
+    return format_fraction(Fraction(n))
 
 
 class _Printer:
@@ -490,9 +494,9 @@ class _Printer:
             text, _ = self.number(-value)
             return "-" + text, NEG
         if value.denominator == 1:
-            return str(value.numerator), ATOM
+            return _digits(value.numerator), ATOM
         if self.latex:
-            return f"\\frac{{{value.numerator}}}{{{value.denominator}}}", ATOM
+            return f"\\frac{{{_digits(value.numerator)}}}{{{_digits(value.denominator)}}}", ATOM
         return format_fraction(value), MUL
 
     def power(self, m: Power) -> tuple[str, int]:
@@ -503,13 +507,13 @@ class _Printer:
         if self.latex:
             return f"{base}^{{{self.text(m.exponent)}}}", POST
         if k is not None and k.denominator == 1 and k >= 0:
-            exponent = str(k.numerator)
+            exponent = _digits(k.numerator)
         elif isinstance(m.exponent, Symbol) and m.exponent.name != "T":  # x^T: transpose
             exponent = self.text(m.exponent)
         else:
             exponent = "(" + self.text(m.exponent) + ")"
             if k is not None and k.denominator == 1:
-                exponent = str(k.numerator)  # negative integer: ^-2 is element-wise
+                exponent = _digits(k.numerator)  # negative integer: ^-2 is element-wise
         elementwise_marker = m.kind == MATRIX or (m.kind != SCALAR and k == -1)
         if self.s is _UNICODE and not elementwise_marker and k is not None \
                 and k.denominator == 1 and k >= 0:
@@ -535,9 +539,9 @@ class _Printer:
             else:
                 rest.append(f)
         if coeff.denominator != 1:
-            denom.insert(0, str(coeff.denominator))
+            denom.insert(0, _digits(coeff.denominator))
         if coeff.numerator != 1:
-            numer.insert(0, str(coeff.numerator))
+            numer.insert(0, _digits(coeff.numerator))
         rest_text = self.chain(rest)
         if self.latex:
             if denom:
@@ -636,7 +640,7 @@ class _Evaluator:
         if isinstance(m, Symbol):
             return self.array(m.name, m.rank)
         if isinstance(m, Number):
-            return np.full((1, 1), float(m.value))
+            return np.full((1, 1), _float(m.value))
         if isinstance(m, Identity):
             return np.eye(self.size(m.size, "I"))
         if isinstance(m, Ones):
@@ -655,7 +659,7 @@ class _Evaluator:
             except np.linalg.LinAlgError:
                 raise EvaluationError("inverse of a singular matrix") from None
         if isinstance(m, MatMul):
-            acc = np.full((1, 1), float(m.coeff))
+            acc = np.full((1, 1), _float(m.coeff))
             for f in m.factors:
                 acc = _multiply(acc, self.value(f))
             return acc
@@ -692,6 +696,16 @@ class _Evaluator:
         if isinstance(m, Kron):
             return np.kron(self.value(m.left), self.value(m.right))
         raise TypeError(m)  # pragma: no cover
+
+
+def _float(value: Fraction) -> float:
+    """``value`` as a float; beyond float64's range, +-inf (as numpy overflows)."""
+    try:
+        return float(value)
+    except OverflowError:
+        if abs(value) < 1:
+            return 0.0
+        return float("inf") if value > 0 else float("-inf")
 
 
 def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""Compiled evaluation (issue 5): values against closed forms, shared subexpressions,
+contraction order, memory limits, dask, hvp/jvp. Timings live in benchmarks/."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import einderiv
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import HESSIANS, IDENTITIES  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("case", IDENTITIES + HESSIANS, ids=lambda c: c.name)
+def test_compiled_derivative_equals_closed_form(case):
+    d = einderiv.diff(case.expr, case.wrt, case.shapes)
+    if case in HESSIANS:
+        d = einderiv.diff(d, case.wrt, case.shapes)
+    values = case.arrays(RNG)
+    f = d.compile()
+    np.testing.assert_allclose(f(**values), case.closed_form(values), atol=1e-12)
+    np.testing.assert_allclose(f(**values), case.closed_form(values), atol=1e-12)  # reused plan
+
+
+def test_common_subexpressions_are_computed_once():
+    loss = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
+    h = einderiv.diff(einderiv.diff(loss, "theta"), "theta")
+    steps = [s for s in h.compile().program.steps if s.kind == "func"]
+    assert [s.args[0] for s in steps] == ["sigmoid"]   # sigmoid(u) once, used twice
+    X, y, th = RNG.normal(size=(6, 3)), RNG.choice([-1.0, 1.0], 6), RNG.normal(size=3)
+    s = 1 / (1 + np.exp(y * (X @ th)))
+    np.testing.assert_allclose(h.evaluate(X=X, y=y, theta=th), X.T @ np.diag(s * (1 - s)) @ X)
+
+
+def test_chain_gradient_runs_as_matrix_vector_products():
+    k, d = 16, 30
+    text = "*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, k + 1)] + [f"x[i{k}]"])
+    g = einderiv.diff(text, "x")
+    assert len(g.terms) == 2
+    mats = {f"A{m}": RNG.normal(size=(d, d)) for m in range(1, k + 1)}
+    x = RNG.normal(size=d)
+    B = np.linalg.multi_dot([mats[f"A{m}"] for m in range(1, k + 1)])
+    f = g.compile()
+    np.testing.assert_allclose(f(x=x, **mats), (B + B.T) @ x, rtol=1e-9)
+    # matrix-vector products only: 2 terms x 16 products of d^2 multiply-adds each;
+    # forming any matrix-matrix product would cost d^3 = 27000 alone
+    assert f.flops(x=x, **mats) < 2 * k * 2 * d * d * 1.5
+
+
+def test_memory_limit_refuses_huge_results():
+    f = einderiv.diff("x[i]*x[j]*x[k] -> [i,j,k]", "x").compile(memory_limit=10**6)
+    big = np.ones(200)
+    with pytest.raises(einderiv.LimitError, match="would need .* over the memory limit"):
+        f(x=big)   # 200^4 entries * 8 bytes = 12.8 GB
+    assert f(x=np.ones(3)).shape == (3, 3, 3, 3)   # small sizes: fine
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(einderiv.EinderivError, match="'numpy'.*'dask'"):
+        einderiv.parse("x[i]").compile(backend="cupyy")
+
+
+def test_dask_arrays_in_lazy_dask_array_out():
+    da = pytest.importorskip("dask.array")  # in the test extra: never skipped in CI
+    g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
+    X, th, Y = RNG.normal(size=(40, 3)), RNG.normal(size=3), RNG.normal(size=40)
+    f = g.compile(backend="dask")
+    lazy = f(X=da.from_array(X, chunks=(10, 3)), theta=da.from_array(th), Y=da.from_array(Y, chunks=10),
+             n=40.0)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), 2 / 40 * X.T @ (X @ th - Y))
+    J = einderiv.diff("tanh(z[i])", "z").compile(backend="dask")
+    z = RNG.normal(size=5)
+    out = J(z=da.from_array(z))
+    assert isinstance(out, da.Array)
+    np.testing.assert_allclose(out.compute(), np.diag(1 - np.tanh(z) ** 2))
+
+
+def test_jvp_and_hvp_match_dense_derivatives():
+    f = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
+    X, y = RNG.normal(size=(7, 4)), RNG.choice([-1.0, 1.0], 7)
+    th, v = RNG.normal(size=4), RNG.normal(size=4)
+    H = einderiv.diff(einderiv.diff(f, "theta"), "theta").evaluate(X=X, y=y, theta=th)
+    hv = einderiv.hvp(f, "theta", "v").evaluate(X=X, y=y, theta=th, v=v)
+    np.testing.assert_allclose(hv, H @ v)
+    J = einderiv.diff("tanh(W[i,j]*x[j])", "x").evaluate(W=X, x=th)   # (x axes, f axes)
+    jv = einderiv.jvp("tanh(W[i,j]*x[j])", "x", "v").evaluate(W=X, x=th, v=v)
+    np.testing.assert_allclose(jv, J.T @ v)
