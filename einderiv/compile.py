@@ -275,6 +275,8 @@ class _Lowering:
         for f in factors:
             if not isinstance(f, Inv) or f.indices[0] == f.indices[1] or not _context_free(f):
                 continue
+            if not any(f is h for h in result):
+                continue  # already consumed by an earlier solve
             for axis, shared in enumerate(f.indices):
                 partners = [g for g in result if g is not f and isinstance(g, Expr) and
                             shared in factor_indices(g)]

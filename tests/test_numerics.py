@@ -92,3 +92,17 @@ def test_logdet_uses_slogdet_for_large_determinants():
     A = np.diag(np.full(400, 10.0))   # det = 1e400 overflows; logdet does not
     e = einderiv.parse("logdet(A)")
     np.testing.assert_allclose(e.evaluate(A=A), 400 * np.log(10.0))
+
+
+def test_chained_inverses_with_solve():
+    """Regression: two inverses contracted with each other, the first rewritten as a
+    solve, the second must not be rewritten again (the trace of an inverse by S)."""
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(3, 3))
+    S = B @ B.T + 3 * np.eye(3)
+    x, V = rng.normal(size=3), rng.normal(size=(3, 3))
+    Si = np.linalg.inv(S)
+    np.testing.assert_allclose(einderiv.parse("inv(A)[i,k]*inv(A)[k,j]*x[j]").evaluate(A=S, x=x),
+                               Si @ Si @ x)
+    jv = einderiv.jvp("inv(S)[k,k]", "S", "v").evaluate(S=S, v=V)
+    np.testing.assert_allclose(jv, -np.trace(Si @ V @ Si))   # d tr(S^-1) = -tr(S^-1 dS S^-1)
