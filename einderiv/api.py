@@ -182,6 +182,9 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
             if hints.get(i) is None and i in origins:
                 hints[i] = origins[i]
         result = Sum(result.terms, result.out, tuple(hints.items()))
+    # Which axes belong to the variable (not part of equality): the structure report
+    # reads it when the variable no longer occurs in the derivative.
+    object.__setattr__(result, "derivative_of", (name, new))
     return result
 
 

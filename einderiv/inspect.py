@@ -119,7 +119,10 @@ def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
         name = _parse_wrt(wrt)[0] if wrt is not None else None
         return name, e.free[:var_axes]
     if wrt is None:
-        return None, None
+        recorded = e.__dict__.get("derivative_of")  # diff() knows the variable
+        if recorded is None or e.free[:len(recorded[1])] != recorded[1]:
+            return None, None
+        return recorded
     name, given = _parse_wrt(wrt)
     if given is not None:
         if e.free[:len(given)] != given:
@@ -138,6 +141,9 @@ def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
 def _rank(e: Expr, name: str, shapes: Mapping[str, tuple]) -> int:
     if name in shapes:
         return len(shapes[name])
+    recorded = e.__dict__.get("derivative_of")  # set by diff(): (variable, its axes)
+    if recorded is not None and recorded[0] == name:
+        return len(recorded[1])
     for t in iter_tensors(e):
         if t.name == name:
             return len(t.indices)

@@ -205,8 +205,14 @@ def test_scalar_function_gradient():
     assert "f is a scalar: T is its gradient" in str(s)
 
 
+def test_layout_from_diff_without_wrt():
+    d = einderiv.diff("x[i]*y[j]", "x")
+    assert d.structure().var_axes == ("a",)    # diff() records the variable's axes
+
+
 def test_layout_unknown_without_wrt():
-    s = einderiv.diff("x[i]*y[j]", "x").structure()
+    d = einderiv.diff("x[i]*y[j]", "x")
+    s = einderiv.parse(str(d)).structure()     # the re-parsed text carries no record
     assert s.var_axes is None
     assert "which belong to the variable is unknown" in str(s)
     assert "nonzero only where a == i" in str(s)
@@ -220,8 +226,9 @@ def test_wrt_forms():
     assert d.structure(var_axes=2).var_axes == ("p", "q")
     with pytest.raises(einderiv.IndexMismatchError, match="variable's axes come first"):
         d.structure("W[q,p]")
+    assert d.structure("W").var_axes == ("p", "q")   # recorded by diff()
     with pytest.raises(einderiv.EinderivError, match="rank of 'W'"):
-        d.structure("W")
+        einderiv.parse(str(d)).structure("W")
     with pytest.raises(einderiv.EinderivError, match="var_axes must be"):
         d.structure(var_axes=7)
     with pytest.raises(einderiv.EinderivError, match="needs an expression"):
@@ -325,7 +332,7 @@ def test_plot_errors(monkeypatch):
     d = einderiv.diff("W[j,i]*A[j]", "W")
     arrays = {"W": np.ones((4, 3)), "A": np.ones(4)}
     with pytest.raises(einderiv.EinderivError, match="pass wrt="):
-        einderiv.plot(d, **arrays)
+        einderiv.plot(einderiv.parse(str(d)), **arrays)
     with pytest.raises(einderiv.EinderivError, match="kind must be"):
         einderiv.plot(d, "W", kind="pie", **arrays)
     with pytest.raises(einderiv.EinderivError, match="needs a derivative"):
