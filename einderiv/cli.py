@@ -35,6 +35,42 @@ def _parse_shape(spec: str) -> tuple[str, tuple[int | str, ...]]:
     return name.strip(), tuple(dims)
 
 
+_MATRIX_MARKS = ("'", "^", "@", "\u2299", "tr(", "norm2(")
+
+
+def _looks_like_matrix(text: str) -> bool:
+    """Matrix notation uses marks the index language does not have (' ^ @ tr() ...)."""
+    return "[" not in text and any(mark in text for mark in _MATRIX_MARKS)
+
+
+def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
+    """Index notation, or matrix notation with --matrix. Without the flag, text that
+    index notation rejects but that has matrix marks (' ^ @ tr() ...) is read as
+    matrix notation; if that fails too, the index-notation error is the one shown."""
+    from .matrix_syntax import parse_matrix
+    if matrix:
+        return parse_matrix(text, shapes=shapes)
+    try:
+        return parse(text, shapes)
+    except EinderivError:
+        if not _looks_like_matrix(text):
+            raise
+        first = sys.exc_info()[1]
+    try:
+        return parse_matrix(text, shapes=shapes)
+    except EinderivError:
+        raise first from None
+
+
+def _matrix_form(e: Expr, wrt_rank: int):
+    """The denominator-layout matrix form, or None and the reason in a few words.
+    ``wrt_rank`` tells which axes are the variable's (a vector by a scalar is a row)."""
+    try:
+        return e.to_matrix(wrt_rank=wrt_rank), ""
+    except EinderivError as exc:
+        return None, str(exc).splitlines()[0]
+
+
 def _shape_text(e: Expr, shapes: dict) -> str:
     origins = outer_origins(e)
     sizes = []
@@ -59,19 +95,23 @@ def _run_diff(args: argparse.Namespace) -> int:
             raise EinderivError("--wrt is required: the variable to differentiate by")
         expr, wrt, shapes = args.expr, args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
-    e = parse(expr, shapes)
+    e = _parse_either(expr, shapes, getattr(args, "matrix", False))
     result = diff(e, wrt, shapes)
     name = wrt.split("[")[0]
     rank = len(result.free) - len(e.free)
     for _ in range(args.order - 1):  # later orders: the variable may have dropped out
         result = diff(result, with_axes(result, name, rank), shapes)
     label = f"d{'^' + str(args.order) if args.order > 1 else ''} f / d {name}"
+    matrix, why_not = _matrix_form(result, rank)
     if args.latex:
         print(f"f = {e.to_latex()}")
         print(f"{label} = {result.to_latex()}")
+        if matrix is not None:
+            print(f"{label} = {matrix.to_latex()}   % matrix form, denominator layout")
     else:
         print(f"f = {e}")
         print(f"{label} = {result}")
+        print(f"matrix form: {matrix}" if matrix is not None else f"matrix form: none ({why_not})")
     free = ", ".join(result.free)
     print(f"free indices: ({free})   shape: {_shape_text(result, shapes)}   "
           f"layout: {name}'s axes first, then f's (denominator layout)")
@@ -137,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
+    d.add_argument("--matrix", action="store_true",
+                   help="read EXPR as matrix notation (X'*X, inv(A), tr(), ...); detected "
+                        "automatically when EXPR has ' ^ @ or tr(")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
     ins = sub.add_parser("inspect", help="structure of a derivative: deltas, nonzeros, "

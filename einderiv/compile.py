@@ -278,9 +278,9 @@ class _Lowering:
             if not any(f is h for h in result):
                 continue  # already consumed by an earlier solve
             for axis, shared in enumerate(f.indices):
-                partners = [g for g in result if g is not f and isinstance(g, Expr) and
-                            shared in factor_indices(g)]
-                if shared in out or len(partners) != 1 or isinstance(partners[0], Delta):
+                partners = [g for g in result if g is not f and shared in _labels(g)]
+                if shared in out or len(partners) != 1 or \
+                        isinstance(partners[0], (Delta, _Slot)):
                     continue
                 g = partners[0]
                 g_labels = factor_indices(g)
@@ -311,12 +311,14 @@ class _Lowering:
         marker = Delta(label, label, delta.size)
         return self.product(Product(rest.coeff, (*rest.factors, marker), rest.out))
 
-    def size_ref(self, label: Index, siblings: list[Expr], delta: Delta | None) -> SizeRef:
+    def size_ref(self, label: Index, siblings: list, delta: Delta | None) -> SizeRef:
         labels = [label] if delta is None or delta.i == delta.j else [delta.i, delta.j]
         for g in siblings:
             for lab in labels:  # a delta is square: either index gives the size
                 if isinstance(g, Tensor) and lab in g.indices:
                     return ("input", g.name, g.indices.index(lab))
+                if isinstance(g, _Slot) and lab in g.labels:
+                    return ("slot", g.slot, g.labels.index(lab))
         if delta is not None and isinstance(delta.size, tuple):
             self.input_hint(delta.size[0])
             return ("input", delta.size[0], delta.size[1])
@@ -324,7 +326,7 @@ class _Lowering:
             return ("int", delta.size)
         for g in siblings:
             for lab in labels:
-                if lab in g.free and not isinstance(g, Delta):
+                if isinstance(g, Expr) and lab in g.free and not isinstance(g, Delta):
                     slot, free = self.value(g)
                     return ("slot", slot, free.index(lab))
         for origins in reversed(self.context):  # a sibling term of an enclosing sum
@@ -508,6 +510,11 @@ class CompiledExpr:
             elif kind == "solve":
                 _square(shapes[a[0]], "inv")
                 shape = shapes[a[1]]
+                if shape[0] != shapes[a[0]][0]:
+                    raise EvaluationError(
+                        f"inv(...) is {shapes[a[0]][0]} x {shapes[a[0]][0]} but the factor it "
+                        f"multiplies has size {shape[0]} along the shared index; check the "
+                        "shapes of the arrays")
                 flops += 2 * shapes[a[0]][0] ** 3 // 3 + 2 * shapes[a[0]][0] * math.prod(shape)
             elif kind == "inv":
                 shape = shapes[a[0]]
@@ -719,6 +726,10 @@ class _Slot:
     """An already computed value standing in for factors of a product."""
     slot: int
     labels: tuple[Index, ...]
+
+
+def _labels(g: Any) -> tuple[Index, ...]:
+    return g.labels if isinstance(g, _Slot) else factor_indices(g)
 
 
 def _sum_of_exp(e: Expr) -> Expr | None:

@@ -374,10 +374,15 @@ def outer_origins(e: Expr) -> dict[Index, SizeHint]:
         if isinstance(n, Delta) and n.size is not None:
             found.setdefault(n.i, n.size)
             found.setdefault(n.j, n.size)
-    for n in walk(e):  # a delta is square: its indices share one size
-        if isinstance(n, Delta) and (n.i in found) != (n.j in found):
-            found.setdefault(n.i, found.get(n.j))
-            found.setdefault(n.j, found.get(n.i))
+    deltas = [n for n in walk(e) if isinstance(n, Delta)]
+    changed = True
+    while changed:  # a delta is square: its indices share one size (chains: fixpoint)
+        changed = False
+        for n in deltas:
+            if (n.i in found) != (n.j in found):
+                found.setdefault(n.i, found.get(n.j))
+                found.setdefault(n.j, found.get(n.i))
+                changed = True
     return found
 
 

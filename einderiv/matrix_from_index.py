@@ -226,7 +226,7 @@ def dims(m: MatrixExpr) -> tuple[SizeHint, SizeHint]:
 # ======================================================================== converter
 
 
-@dataclass
+@dataclass(eq=False)  # pieces are told apart by identity
 class _Piece:
     """A factor seen as a matrix: ``ends`` = (row label, column label) in its natural
     orientation (a vector: (label, None)); ``make(orient)`` builds it oriented."""
@@ -294,10 +294,10 @@ class _Converter:
         k = const_number(exponent)
         if k == 1:
             return base
-        if isinstance(base, Power) and k is not None and \
-                const_number(base.exponent) is not None:
-            inner = const_number(base.exponent)
-            return Power(base.base, Number(k * inner))  # type: ignore[operator]
+        inner = const_number(base.exponent) if isinstance(base, Power) else None
+        if isinstance(base, Power) and k is not None and inner is not None and \
+                k.denominator == 1 and inner.denominator == 1:  # (x^2)^3; not (x^2)^(1/2)
+            return Power(base.base, Number(k * inner))
         return Power(base, Number(k) if k is not None else exponent)
 
     # --------------------------------------------------------------------- pieces
@@ -873,8 +873,10 @@ def shaped_zero(o: Orient, rows: SizeHint, cols: SizeHint) -> MatrixExpr:
 
 
 def _term_order(t: MatrixExpr) -> tuple[int, int, int, str]:
-    coeff, scalars, _ = _split(t)
-    return (int(coeff < 0), _outer_transposes(t), int(abs(coeff) != 1 or bool(scalars)), str(t))
+    coeff, scalars, chain = _split(t)
+    scaled = abs(coeff) != 1 or (bool(scalars) and bool(chain))
+    return (int(coeff < 0), _outer_transposes(t), int(scaled),
+            str(t) if t.kind != SCALAR else "")  # scalars keep their order
 
 
 def _outer_transposes(m: MatrixExpr) -> int:
@@ -891,6 +893,9 @@ def _split(t: MatrixExpr) -> tuple[Fraction, list[MatrixExpr], list[MatrixExpr]]
     value = const_number(t)
     if value is not None:
         return value, [], []
+    if isinstance(t, MatMul) and t.kind == SCALAR:  # x^T y: a scalar, not a chain
+        unit = t.factors[0] if len(t.factors) == 1 else MatMul(Fraction(1), t.factors)
+        return t.coeff, [unit], []
     if isinstance(t, MatMul):
         return (t.coeff, [f for f in t.factors if f.kind == SCALAR],
                 [f for f in t.factors if f.kind != SCALAR])
@@ -952,12 +957,16 @@ def _pulled(terms: list[MatrixExpr], parts: list, group: list[int], factor: Matr
             rest.remove(s)
         body = chain if chain or all_scalar else [ident]
         cofactors.append(mat_mul(coeff / common_coeff, rest + body))
+    if len({x.kind for x in cofactors} - {SCALAR}) > 1:
+        return None  # cofactors of different shapes cannot be added
     inner = make_sum(factor_common(cofactors))
     new = mat_mul(common_coeff, common_scalars +
                   ([inner, factor] if side == -1 else [factor, inner]))
     simple = all(len(_split(x)[2]) == 1 and not _split(x)[1] and abs(_split(x)[0]) == 1
                  for x in cofactors)
     old = make_sum([terms[k] for k in group])
+    if new.kind != old.kind:  # pragma: no cover - guarded above
+        return None
     if simple or all_scalar or plain_length(new) < plain_length(old):
         return new
     return None

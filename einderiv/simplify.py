@@ -80,7 +80,7 @@ def _reorder_term(t: Expr, order: tuple[Index, ...]) -> Expr:
 
 
 def _simplify_func(e: Func) -> Expr:
-    arg = _simplify(e.arg)
+    arg = _node(_simplify(e.arg))
     value = const_value(arg)
     if value is not None:
         folded = _fold_number(e.name, value)
@@ -142,7 +142,7 @@ def _exact_sqrt(v: Fraction) -> Fraction | None:
 
 
 def _simplify_pow(e: Pow) -> Expr:
-    base = _simplify(e.base)
+    base = _node(_simplify(e.base))
     exponent = _simplify(e.exponent)
     k = const_value(exponent)
     if k is not None:
@@ -397,7 +397,7 @@ def collect_terms(s: Sum) -> Expr:
         if t.free and set(t.free) != set(s.out):
             hinted = hinted or Sum(s.terms, s.out, tuple(_hints_for(s).items()))
             t = normalize_product(_broadcast_term(t, hinted))
-        flat.append(_scale(t, scale))
+        flat.append(_scale(_node(t), scale))
     groups: dict[tuple, list] = {}
     for t in flat:
         coeff, body = (t.coeff, Product(Fraction(1), t.factors, t.out)) \
@@ -596,23 +596,36 @@ def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
 def _indices_in_order(f: Expr, blind: frozenset[Index] = frozenset()) -> list[Index]:
     """Free labels of ``f`` in order of first appearance, inner factors and terms in
     an order that does not depend on the names in ``blind`` (the summed indices of
-    the enclosing product, which are about to be renamed)."""
+    the enclosing product, which are about to be renamed). Memoised on the node."""
     if isinstance(f, (Tensor, Inv)):
         return list(f.indices)
     if isinstance(f, Delta):
         return [f.i, f.j]
+    free = set(f.free)
+    relevant = frozenset(blind & free)
+    cache = f.__dict__.get("_index_order")
+    if cache is None:
+        cache = {}
+        object.__setattr__(f, "_index_order", cache)
+    if relevant not in cache:
+        cache[relevant] = _indices_in_order_uncached(f, blind, relevant, free)
+    return cache[relevant]
+
+
+def _indices_in_order_uncached(f: Expr, blind: frozenset[Index], relevant: frozenset[Index],
+                               free: set[Index]) -> list[Index]:
     if isinstance(f, (Func, Pow)):
         return _indices_in_order(f.arg if isinstance(f, Func) else f.base, blind)
-    naming = {i: "#?" for i in blind if i in set(f.free)}
+    naming = {i: "#?" for i in relevant}
     if isinstance(f, Product):
         ordered = canonical_order(f, naming)[1] if naming else f.factors
-        seen = [i for g in ordered for i in _indices_in_order(g, blind) if i in set(f.out)]
+        seen = [i for g in ordered for i in _indices_in_order(g, blind) if i in free]
         return list(dict.fromkeys(seen))
     if isinstance(f, Sum):
         terms = sorted(f.terms, key=lambda t: _sort_key(canonical_key(t, naming))) \
             if naming else f.terms
         seen = [i for t in terms for i in _indices_in_order(t, blind)]
-        return [i for i in dict.fromkeys(seen) if i in set(f.out)]
+        return [i for i in dict.fromkeys(seen) if i in free]
     return []
 
 
@@ -672,7 +685,9 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
     if isinstance(e, Sum):
         used.update(e.out)
         out = tuple(sorted(e.out))
-        terms = sorted((_node(_pretty(t, used)) for t in e.terms), key=_term_order)
+        # Order first (name-blind keys), then name: names follow the printed order.
+        ordered = sorted((_node(t) for t in e.terms), key=_term_order)
+        terms = [_pretty(t, used) for t in ordered]
         return Sum(tuple(terms), out, e.hints)
     if isinstance(e, Product):
         used.update(e.out)

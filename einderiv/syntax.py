@@ -28,10 +28,14 @@ from typing import Union
 from .errors import LimitError, ParseError
 from .functions import FUNCTIONS
 
-__all__ = ["parse_ast", "MAX_DEPTH", "RESERVED"]
+__all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
 
-#: Deepest nesting of parentheses, function calls, signs and powers accepted.
-MAX_DEPTH = 100
+#: Deepest nesting of parentheses, function calls and powers accepted. Derivatives
+#: of deeply nested expressions grow quickly (a Hessian of tanh nested 30 deep takes
+#: seconds), so the limit stops input where processing would stop being interactive.
+MAX_DEPTH = 32
+#: Longest run of unary signs (``- - x``) accepted.
+MAX_SIGNS = 200
 MATRIX_FUNCTIONS = ("inv", "det", "logdet")
 RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", *MATRIX_FUNCTIONS}
 
@@ -216,8 +220,8 @@ class _Parser:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise LimitError(
-                f"expression nested deeper than {MAX_DEPTH} levels (parentheses, calls, "
-                f"signs and powers) at position {tok.pos}; split it into parts")
+                f"expression nested deeper than {MAX_DEPTH} levels (parentheses, calls and "
+                f"powers) at position {tok.pos}; split it into parts")
 
     # -- grammar
     def parse(self) -> Node:
@@ -273,8 +277,8 @@ class _Parser:
         while self.at("-") or self.at("+"):
             signs.append(self.tok)
             self.k += 1
-            if len(signs) > MAX_DEPTH:
-                raise LimitError(f"more than {MAX_DEPTH} signs in a row at position {signs[0].pos}")
+            if len(signs) > MAX_SIGNS:
+                raise LimitError(f"more than {MAX_SIGNS} signs in a row at position {signs[0].pos}")
         node = self.power()
         for sign in reversed(signs):
             if sign.text == "-":

@@ -412,6 +412,37 @@ def test_bug_check_complex_values():
             "x[i]*x[i]", "x", {"x": np.array([1 + 1j, 2.0])}))
 
 
+def test_bug_two_inverse_factors_value():
+    """F24: a product with two factors inv(X) (and two other matrices) evaluated to a
+    wrong value in compile.py; found as a wrong derivative of tr(inv(exp(inv(X))))."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    Y = np.linalg.inv(X)
+    E, F = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    e = einderiv.parse("E[a,d]*F[d,e]*inv(X)[a,b]*inv(X)[c,d]")
+    assert np.allclose(e.evaluate(X=X, E=E, F=F), np.einsum("ad,de,ab,cd->bce", E, F, Y, Y))
+    # the derivative that exposed it, against central differences of numpy code
+    d = einderiv.diff("inv(exp(inv(X)[a,b]))[e,e]", "X")
+
+    def f(x):
+        return np.trace(np.linalg.inv(np.exp(np.linalg.inv(x))))
+    h = 1e-6
+    fd = np.zeros((3, 3))
+    for idx in np.ndindex(3, 3):
+        xp, xm = X.copy(), X.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fd[idx] = (f(xp) - f(xm)) / (2 * h)
+    assert np.allclose(d.evaluate(X=X), fd, atol=1e-6)
+
+
+def test_bug_dummy_names_stable_under_reparse():
+    """F25: summed indices were named before the terms were put in order, so the first
+    printing and its reparse named them differently (values equal, structure not)."""
+    e = einderiv.parse("-((y[i,d1]*x[d1])**2) - (delta[d2,d3]*(p[d2,i,d3]**3)) -> [i]")
+    assert einderiv.parse(str(e)) == e, str(e)
+
+
 def test_bug_chained_delta_sizes():
     """F12: delta sizes were propagated in one pass in factor order."""
     x = np.arange(3.0)
@@ -419,6 +450,30 @@ def test_bug_chained_delta_sizes():
         for simplify in (False, True):
             v = einderiv.parse(text, simplify=simplify).evaluate(x=x)
             assert np.allclose(v, x), (text, simplify)
+    y = np.arange(6.0).reshape(2, 3)
+    for text in ["delta[a,i]*delta[b,a]*delta[b,c]*y[c,j]",
+                 "delta[a,i]*(delta[b,a]*(delta[b,c]*y[c,j]))"]:
+        for simplify in (False, True):
+            v = einderiv.parse(text, simplify=simplify).evaluate(y=y)
+            assert np.allclose(v, y), (text, simplify)
+
+
+def test_bug_delta_next_to_fused_inv():
+    """F22: compile.size_ref looked up `.free` on an already lowered factor (_Slot):
+    AttributeError."""
+    S, x = 2 * np.eye(3), np.arange(3.0)
+    for simplify in (False, True):
+        e = einderiv.parse("delta[i,a]*inv(S)[a,d]*x[d]", simplify=simplify)
+        assert np.allclose(e.evaluate(S=S, x=x), x / 2)
+    P = np.random.default_rng(3).uniform(size=(3, 3, 3))
+    e = einderiv.parse("delta[i,a]*(inv(S)[a,d]*(delta[e,f]*P[d,e,f]))", simplify=False)
+    assert np.allclose(e.evaluate(S=S, P=P), np.einsum("dee->d", P) / 2)
+
+
+def test_bug_inv_solve_size_mismatch():
+    """F23: inv(M) times a vector of the wrong size: numpy's solve raised ValueError."""
+    with pytest.raises(einderiv.EvaluationError):
+        einderiv.parse("inv(M)[b,j]*v[j]").evaluate(M=np.eye(3), v=np.ones(1))
 
 
 # ======================================================================= extremes
