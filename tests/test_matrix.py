@@ -540,6 +540,7 @@ def test_random_expressions_round_trip() -> None:
     """For random index expressions (and their derivatives) with at most two free
     axes: to_matrix either raises NotMatrixExpressible or prints a form that
     evaluates, and reads back, to the index form's values."""
+    import hypothesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from strategies import SHAPES, expressions, make_values
