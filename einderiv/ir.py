@@ -309,19 +309,20 @@ def iter_tensors(e: Expr) -> Iterator[Tensor]:
     return (n for n in walk(e) if isinstance(n, Tensor))
 
 
+def _declared_labels(n: Expr) -> tuple[Index, ...]:
+    """The index labels node ``n`` itself names (not those of its children)."""
+    if isinstance(n, (Tensor, Inv)):
+        return n.indices
+    if isinstance(n, Delta):
+        return (n.i, n.j)
+    if isinstance(n, (Product, Sum)):
+        return n.out
+    return ()
+
+
 def all_indices(e: Expr) -> set[Index]:
     """Every index label used anywhere in ``e``, in any scope."""
-    out: set[Index] = set()
-    for n in walk(e):
-        if isinstance(n, Tensor):
-            out.update(n.indices)
-        elif isinstance(n, Delta):
-            out.update((n.i, n.j))
-        elif isinstance(n, Inv):
-            out.update(n.indices)
-        elif isinstance(n, (Product, Sum)):
-            out.update(n.out)
-    return out
+    return {i for n in walk(e) for i in _declared_labels(n)}
 
 
 def visible_indices(e: Expr) -> set[Index]:
@@ -331,14 +332,7 @@ def visible_indices(e: Expr) -> set[Index]:
     stack = [e]
     while stack:
         n = stack.pop()
-        if isinstance(n, Tensor):
-            out.update(n.indices)
-        elif isinstance(n, Delta):
-            out.update((n.i, n.j))
-        elif isinstance(n, Inv):
-            out.update(n.indices)
-        elif isinstance(n, (Product, Sum)):
-            out.update(n.out)
+        out.update(_declared_labels(n))
         if not isinstance(n, (Inv, Det, LogDet)):
             stack.extend(children(n))
     return out

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Mapping, Optional
 
@@ -33,35 +32,18 @@ from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, fresh_index, number, rename)
 from .matrix import GREEK_LETTERS
+from .syntax import MAX_DEPTH, check_number
 
 __all__ = ["parse_matrix"]
 
 MATRIX_FUNCTIONS = ("inv", "det", "logdet", "tr", "diag", "sum", "norm2")
 RESERVED = frozenset(FUNCTIONS) | set(MATRIX_FUNCTIONS) | {"I", "ones", "kron"}
-MAX_DEPTH = 100
 
 _NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _OPERATORS = (".*", ".^", "+", "-", "*", "@", "/", "(", ")", ",", "^", "'", "⊙", "⊗")
 _SUPER_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 _SPECIAL = set("ᵀ⁻⊙⊗𝟏") | set(_SUPER_DIGITS)
 _FROM_GREEK = {letter: name for name, letter in GREEK_LETTERS.items()}
-
-
-#: Bounds on numeric literals, as in index notation (einderiv.syntax): exact
-#: arithmetic stays bounded; beyond float64's range evaluation gives inf.
-MAX_NUMBER_DIGITS = 4000
-
-
-def _check_number(literal: str, text: str, pos: int) -> None:
-    mantissa, _, exponent = literal.lower().partition("e")
-    if len(mantissa) > MAX_NUMBER_DIGITS or len(exponent) > 8:
-        raise LimitError(format_caret(f"number too long: at most {MAX_NUMBER_DIGITS} digits",
-                                      text, pos))
-    value = Decimal(literal)
-    if value and not -MAX_NUMBER_DIGITS <= value.adjusted() <= MAX_NUMBER_DIGITS:
-        raise LimitError(format_caret(
-            f"number out of range: its decimal exponent must lie within "
-            f"+-{MAX_NUMBER_DIGITS}", text, pos))
 
 
 @dataclass
@@ -113,7 +95,7 @@ def _tokenize(text: str) -> list[_Token]:
         if ch in "0123456789" or (ch == "." and i + 1 < n and text[i + 1] in "0123456789"):
             m = _NUMBER.match(text, i)
             assert m is not None
-            _check_number(m.group(0), text, i)
+            check_number(m.group(0), text, i)
             j = m.end()
             if text[j - 1] == "." and j < n and text[j] in "*^":  # 2.*x is 2 .* x
                 j -= 1

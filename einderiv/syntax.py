@@ -25,7 +25,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Union
 
-from .errors import LimitError, ParseError
+from .errors import LimitError, ParseError, format_caret
 from .functions import FUNCTIONS
 
 __all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
@@ -123,15 +123,18 @@ _OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
 MAX_NUMBER_DIGITS = 4000
 
 
-def _check_number(m: re.Match, text: str, pos: int) -> None:
-    mantissa, exponent = m.group(1), m.group(2)
-    if len(mantissa) > MAX_NUMBER_DIGITS or (exponent and len(exponent) > 8):
-        raise LimitError(f"number too long at position {pos}: at most "
-                         f"{MAX_NUMBER_DIGITS} digits")
-    value = Decimal(m.group(0))
+def check_number(literal: str, text: str, pos: int) -> None:
+    """Refuse a numeric literal beyond :data:`MAX_NUMBER_DIGITS` digits or decimal
+    exponent (shared with :mod:`einderiv.matrix_syntax`)."""
+    mantissa, _, exponent = literal.lower().partition("e")
+    if len(mantissa) > MAX_NUMBER_DIGITS or len(exponent) > 8:
+        raise LimitError(format_caret(f"number too long: at most {MAX_NUMBER_DIGITS} digits",
+                                      text, pos))
+    value = Decimal(literal)
     if value and not -MAX_NUMBER_DIGITS <= value.adjusted() <= MAX_NUMBER_DIGITS:
-        raise LimitError(f"number out of range at position {pos}: its decimal exponent must "
-                         f"lie within +-{MAX_NUMBER_DIGITS}")
+        raise LimitError(format_caret(
+            f"number out of range: its decimal exponent must lie within "
+            f"+-{MAX_NUMBER_DIGITS}", text, pos))
 
 
 @dataclass
@@ -161,7 +164,7 @@ def tokenize(text: str) -> list[Token]:
             if m is None:  # pragma: no cover - guarded by the test above
                 raise ParseError("malformed number", text, i)
             j = m.end()
-            _check_number(m, text, i)
+            check_number(m.group(0), text, i)
             tokens.append(Token("number", m.group(0), i))
             i = j
             continue
