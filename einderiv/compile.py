@@ -627,16 +627,20 @@ class CompiledExpr:
         return self.plan_info(**arrays).flops
 
 
-def _path_strategy(requested: str, n_operands: int) -> str:
+def _path_strategy(requested: str, n_operands: int) -> Any:
     """opt_einsum's strategy for one product. ``"auto"``: exhaustive search for a few
     operands, dynamic programming (optimal, and fast for chains such as
-    x^T A1 ... A16 x, which it runs as matrix-vector products) up to 40, greedy
-    beyond; any other value is passed to opt_einsum as it is."""
+    x^T A1 ... A16 x, which it runs as matrix-vector products) up to 40, left to
+    right beyond; any other value is passed to opt_einsum as it is."""
     if requested != "auto":
         return requested
     if n_operands <= 4:
         return "optimal"
-    return "dp" if n_operands <= 40 else "greedy"
+    if n_operands <= 40:
+        return "dp"
+    # Hundreds of factors: path search itself would dominate (greedy is quadratic);
+    # contract left to right, which is what such products (chains, powers) need.
+    return [(0, 1)] * (n_operands - 1)  # type: ignore[return-value]
 
 
 def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: str,
