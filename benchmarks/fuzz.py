@@ -3,29 +3,36 @@
 
 Usage::
 
-    python benchmarks/fuzz.py --n 20000 --seed 0          # robustness: soup + mutations (+5% math)
-    python benchmarks/fuzz.py --mode math --n 500 --seed 0  # maths: finite differences etc.
+    python benchmarks/fuzz.py --n 20000 --seed 0            # all kinds (5% math): ~1-2 min, 2 cores
+    python benchmarks/fuzz.py --mode math --n 2000 --seed 0   # maths only: finite differences etc.
+    python benchmarks/fuzz.py --seed 0 --one 1234             # re-run input 1234 alone, verbosely
 
-Inputs (each is reproducible from ``--seed`` and its number ``k``):
+Inputs (each is a pure function of ``--seed``, ``--mode`` and its number ``k``):
 
 * **soup**: random token sequences -- names, reserved words, brackets, commas,
   operators, ``->``, numbers (tiny, huge, odd spellings), Unicode letters and digits,
   control and invisible characters;
 * **mutation**: a valid expression (a seed corpus or a generated one) with tokens
   deleted, swapped, duplicated, replaced or inserted;
+* **matrix**: matrix notation for ``parse_matrix`` (token soup with ``'``, ``^T``,
+  ``⊙``, ``tr(...)``, ... and mutations of valid matrix expressions);
 * **math**: a random well-formed expression (nested products and sums, element-wise
   functions, powers and divisions, ``inv``/``det``/``logdet`` of well-conditioned
-  matrices, ``->`` outputs, ``sum[...]`` and ``->`` reductions, deltas, traces) over
-  indices of distinct sizes.
+  matrices, ``->`` outputs, ``sum[...]`` and ``->`` reductions, deltas, traces,
+  diagonals) over indices of distinct sizes.
 
-Targets per input: ``parse`` (with and without simplification), ``print`` (``str``,
-LaTeX, and ``parse(str(e)) == e``), ``diff``, ``evaluate`` (of the expression and
-its derivative, compared with the unsimplified and the reprinted expression),
-``flatten``, ``matrix`` (``parse_matrix`` / ``Expr.to_matrix`` when
-``einderiv.matrix`` exists) and ``cli`` (``einderiv.cli.main``). Math inputs add
-``math``: the derivative agrees with central finite differences, second derivatives
-of scalars are symmetric (and mixed ones commute), the free indices and the shape
-of every result are the expected ones.
+Targets: ``parse`` (with and without simplification), ``print`` (``str``, LaTeX,
+``parse(str(e)) == e``), ``diff``, ``evaluate`` (of the expression and its
+derivative; with odd inputs too: ints, bools, complex, NaN, float16/float128,
+lists, objects, missing or extra names), ``flatten``, ``check``, ``matrix``
+(``parse_matrix``), ``to_matrix`` (its value equals the expression's, and its text
+reads back through ``parse_matrix``) and ``cli`` (``einderiv.cli.main`` with random
+argv: exit status 0 or 2 only). Math inputs add ``math``: the free indices and the
+shape of every result; the derivative against central finite differences (relative
+to the derivative's own size); ``jvp`` and ``hvp`` against the Jacobian and Hessian;
+second derivatives of scalars symmetric and mixed partials commuting; values kept by
+simplification and by printing; ``parse(str(e)) == e`` for the expression and its
+derivative.
 
 A failure is any exception other than an ``EinderivError`` (``KeyError``,
 ``RecursionError``, numpy errors, ...), a wrong answer, or a hang: an input running

@@ -5,11 +5,16 @@ found as a named regression test, and the extreme inputs.
   mutations of valid expressions, matrix notation, well-formed random expressions
   checked against finite differences), deterministic seeds. Only ``EinderivError``
   may escape; no wrong answers; no input may run past the time limit.
-* ``test_bug_*``: the minimal input of each failure the fuzzer found (the report is
-  /tmp/einderiv-bugs/fuzz.md while the work is going on; each test says the bug).
-* ``test_extreme_*``: the cases of ``benchmarks/extremes.py`` (5,000-deep nesting,
+* ``test_bug_*``: the minimal input of each failure the fuzzer found, with the
+  expected behaviour; the docstring says what went wrong (F1, F2, ... number the
+  findings of the issue-6 fuzzing report).
+* ``test_extreme[...]``: the cases of ``benchmarks/extremes.py`` (5,000-deep nesting,
   20,000-term sums, 200-character names, 10-axis tensors), each in a child process
-  with a generous time limit: they work, or raise an EinderivError naming the limit.
+  with a generous time limit: they work, or raise a LimitError naming the limit.
+  They take about a minute; ``-k "not extreme"`` leaves them out.
+
+Reproduce a generator failure with ``python benchmarks/fuzz.py --seed SEED --mode MODE
+--one K`` (the report prints the input number K).
 """
 
 from __future__ import annotations
@@ -441,6 +446,18 @@ def test_bug_dummy_names_stable_under_reparse():
     printing and its reparse named them differently (values equal, structure not)."""
     e = einderiv.parse("-((y[i,d1]*x[d1])**2) - (delta[d2,d3]*(p[d2,i,d3]**3)) -> [i]")
     assert einderiv.parse(str(e)) == e, str(e)
+
+
+def test_bug_empty_axis_five_factors():
+    """F26: a size-0 axis made opt_einsum's dynamic programming find no path
+    (RuntimeError) for a product of five factors."""
+    e = einderiv.parse("q[a]*x[a]*y[a]*z[c]*w[c]")
+    v = e.evaluate(q=np.ones(2), x=np.ones(2), y=np.ones(2), z=np.ones(0), w=np.ones(0))
+    assert float(v) == 0.0
+    e = einderiv.parse("q[a,b]*x[b,a]*y[b,a]*z[c]*w[c] -> [c]")
+    v = e.evaluate(q=np.ones((2, 2)), x=np.ones((2, 2)), y=np.ones((2, 2)), z=np.ones(0),
+                   w=np.ones(0))
+    assert v.shape == (0,)
 
 
 def test_bug_chained_delta_sizes():
