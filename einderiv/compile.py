@@ -598,6 +598,10 @@ class CompiledExpr:
         spec += "->" + "".join(symbols[i] for i in out)
         op_shapes = [shapes[slot] for slot, _ in operands]
         optimize = _path_strategy(self.optimize, len(operands))
+        if len(operands) > 1 and any(0 in sh for sh in op_shapes):
+            # An empty axis: every path costs nothing, and opt_einsum's dynamic
+            # programming finds none (RuntimeError). Contract left to right.
+            optimize = [(0, 1)] * (len(operands) - 1)
         _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=optimize)
         planned = _scalars_apart(operands, out, op_shapes, optimize, self.backend)
         if planned is None:
