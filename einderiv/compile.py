@@ -495,8 +495,9 @@ class CompiledExpr:
             if kind == "input":
                 shape = tuple(int(d) for d in inputs[a[0]].shape)
             elif kind == "einsum":
-                shape, planned, cost = self._plan_einsum(a, shapes)
+                shape, planned, cost, widest = self._plan_einsum(a, shapes)
                 flops += cost
+                largest = max(largest, widest * itemsize)
             elif kind in ("func", "pow", "powslot"):
                 shape = shapes[a[1] if kind == "func" else a[0]]
                 flops += math.prod(shape)
@@ -576,12 +577,9 @@ class CompiledExpr:
         self._plans[key] = (exprs, info)
         return exprs, info
 
-    def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int]:
+    def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int, int]:
+        """Shape, callable, FLOP estimate and largest intermediate (elements) of one product."""
         _, operands, out, names = args
-        symbols: dict[Index, str] = {}
-        for _, labels in operands:
-            for i in labels:
-                symbols.setdefault(i, oe.get_symbol(len(symbols)))
         sizes: dict[Index, int] = {}
         where: dict[Index, str] = {}
         for k, (slot, labels) in enumerate(operands):
@@ -594,19 +592,30 @@ class CompiledExpr:
                         f"index {lab!r} has size {sizes[lab]} in {where[lab]} but size {n} "
                         f"in {name}; check the shapes of the arrays")
                 where.setdefault(lab, name)
+        order: list[int] | None = None
+        optimize = _path_strategy(self.optimize, len(operands))
+        if optimize is None or any(0 in shapes[slot] for slot, _ in operands):
+            # Many factors (path search would dominate) or an empty axis (every path
+            # costs nothing and opt_einsum's dynamic programming finds none): contract
+            # one connected factor after another into a running result.
+            order = _connected_order(operands)
+            operands = tuple(operands[k] for k in order)
+            optimize = _accumulate(len(operands))
+        symbols: dict[Index, str] = {}
+        for _, labels in operands:
+            for i in labels:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
         spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
         spec += "->" + "".join(symbols[i] for i in out)
         op_shapes = [shapes[slot] for slot, _ in operands]
-        optimize = _path_strategy(self.optimize, len(operands))
-        if len(operands) > 1 and any(0 in sh for sh in op_shapes):
-            # An empty axis: every path costs nothing, and opt_einsum's dynamic
-            # programming finds none (RuntimeError). Contract left to right.
-            optimize = [(0, 1)] * (len(operands) - 1)
         _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=optimize)
         planned = _scalars_apart(operands, out, op_shapes, optimize, self.backend)
         if planned is None:
             planned = oe.contract_expression(spec, *op_shapes, optimize=optimize)
-        return tuple(sizes[i] for i in out), planned, int(info.opt_cost)
+        if order is not None and order != sorted(order):
+            planned = _permuted(planned, order)
+        return (tuple(sizes[i] for i in out), planned, int(info.opt_cost),
+                int(info.largest_intermediate))
 
     # ------------------------------------------------------------------- running
     def __call__(self, **arrays: Any) -> Any:
@@ -631,23 +640,65 @@ class CompiledExpr:
         return self.plan_info(**arrays).flops
 
 
+#: Above this many factors in one product, "auto" skips opt_einsum's path search.
+MANY_FACTORS = 40
+
+
 def _path_strategy(requested: str, n_operands: int) -> Any:
-    """opt_einsum's strategy for one product. ``"auto"``: exhaustive search for a few
-    operands, dynamic programming (optimal, and fast for chains such as
-    x^T A1 ... A16 x, which it runs as matrix-vector products) up to 40, left to
-    right beyond; any other value is passed to opt_einsum as it is."""
+    """opt_einsum's strategy for one product, or None for :func:`_connected_order`.
+    ``"auto"``: exhaustive search for a few operands, dynamic programming (optimal,
+    and fast for chains such as x^T A1 ... A16 x, which it runs as matrix-vector
+    products) up to MANY_FACTORS; beyond, path search itself would dominate (greedy
+    is quadratic). Any other value is passed to opt_einsum as it is."""
     if requested != "auto":
         return requested
     if n_operands <= 4:
         return "optimal"
-    if n_operands <= 40:
-        return "dp"
-    # Hundreds of factors: path search itself would dominate (greedy is quadratic);
-    # contract left to right, which is what such products (chains, powers) need.
-    return [(0, 1)] * (n_operands - 1)  # type: ignore[return-value]
+    return "dp" if n_operands <= MANY_FACTORS else None
 
 
-def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: str,
+def _connected_order(operands: tuple) -> list[int]:
+    """An order of the factors in which each one, where it can, shares an index with
+    those before it: breadth first through each group of factors linked by indices,
+    starting from the factor with the fewest axes (a vector ends a chain, so a chain
+    runs as matrix-vector products). Groups with nothing in common follow each other,
+    so an outer product of groups is formed only once each group is contracted."""
+    holders: dict[Index, list[int]] = {}
+    for k, (_, labels) in enumerate(operands):
+        for lab in dict.fromkeys(labels):
+            holders.setdefault(lab, []).append(k)
+    seen = [False] * len(operands)
+    order: list[int] = []
+    for start in sorted(range(len(operands)), key=lambda k: (len(operands[k][1]), k)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue = [start]
+        for k in queue:  # the list grows while it is walked: breadth first
+            order.append(k)
+            for lab in operands[k][1]:
+                for j in holders.pop(lab, ()):  # each index is followed once
+                    if not seen[j]:
+                        seen[j] = True
+                        queue.append(j)
+    return order
+
+
+def _accumulate(n_operands: int) -> Any:
+    """The opt_einsum path that contracts the operands in order into one running
+    result (opt_einsum appends each result at the end of its list)."""
+    if n_operands < 2:
+        return "optimal"
+    return [(0, 1)] + [(0, n_operands - 1 - k) for k in range(1, n_operands - 1)]
+
+
+def _permuted(planned: Callable[..., Any], order: list[int]) -> Callable[..., Any]:
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        return planned(*(ops[k] for k in order), backend=backend)
+    return run
+
+
+def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: Any,
                    backend: str) -> Callable[..., Any] | None:
     """Scalar (0-d) operands multiply the result; the rest is contracted by the BLAS
     fast path where it applies. None: use one opt_einsum expression for everything."""
@@ -668,6 +719,8 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
         spec = ",".join("".join(symbols[i] for i in lab) for _, lab in rest)
         spec += "->" + "".join(symbols[i] for i in out)
         rest_shapes = [sh for k, sh in enumerate(shapes) if k not in scalar_at]
+        if not isinstance(optimize, str):  # an explicit path counts the scalars too
+            optimize = _accumulate(len(rest))
         inner = oe.contract_expression(spec, *rest_shapes, optimize=optimize)
     if not scalar_at:
         return inner
