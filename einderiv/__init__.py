@@ -16,12 +16,16 @@ from .layout import flatten
 from .matrix import MatrixExpr
 from .matrix_syntax import parse_matrix
 from .plot import plot
+from .steps import Derivation, Step, derive_steps
 
 __version__ = "0.1.0"
 
 __all__ = [
     "parse",
     "diff",
+    "derive_steps",
+    "Derivation",
+    "Step",
     "jvp",
     "hvp",
     "check",

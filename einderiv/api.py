@@ -141,8 +141,15 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
     """
     shape_map = normalize_shapes(shapes)
     e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    return differentiate(e, wrt, shape_map)[1]
+
+
+def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
+                  log: list[str] | None = None) -> tuple[Expr, Expr]:
+    """The raw derivative (the rules applied, nothing simplified) and the result
+    :func:`diff` returns. ``log`` receives the names of the rules applied."""
     if not isinstance(e, Expr):
-        raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
+        raise EinderivError(f"expected an expression or its text, got {type(e).__name__}")
     if shape_map:
         check_shapes(e, shape_map)
     name, given = _parse_wrt(wrt)
@@ -174,7 +181,7 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    raw = derivative(_rebind(e), name, new)
+    raw = derivative(_rebind(e), name, new, log)
     result = _simplify(raw, new + e.free)
     if isinstance(result, Sum):
         hints = dict(result.hints)
@@ -185,7 +192,7 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
     # Which axes belong to the variable (not part of equality): the structure report
     # reads it when the variable no longer occurs in the derivative.
     object.__setattr__(result, "derivative_of", (name, new))
-    return result
+    return raw, result
 
 
 @guard_recursion

@@ -96,6 +96,8 @@ def _run_diff(args: argparse.Namespace) -> int:
         expr, wrt, shapes = args.expr, args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
     e = _parse_either(expr, shapes, getattr(args, "matrix", False))
+    if getattr(args, "steps", False):
+        return _print_steps(e, wrt, shapes, args.order, args.latex)
     result = diff(e, wrt, shapes)
     name = wrt.split("[")[0]
     rank = len(result.free) - len(e.free)
@@ -115,6 +117,23 @@ def _run_diff(args: argparse.Namespace) -> int:
     free = ", ".join(result.free)
     print(f"free indices: ({free})   shape: {_shape_text(result, shapes)}   "
           f"layout: {name}'s axes first, then f's (denominator layout)")
+    return 0
+
+
+def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> int:
+    """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
+    from .steps import derive_steps
+    name = wrt.split("[")[0]
+    current, variable, rank = e, wrt, None
+    for k in range(1, order + 1):
+        if rank is not None:  # later orders: the variable may have dropped out
+            variable = with_axes(current, name, rank)
+        steps = derive_steps(current, variable, shapes)
+        rank = len(steps.result.free) - len(current.free)
+        if order > 1:
+            print(f"% order {k}" if latex else f"order {k}: d/d {name} of {current}")
+        print(steps.to_latex() if latex else steps)
+        current = steps.result
     return 0
 
 
@@ -177,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
+    d.add_argument("--steps", action="store_true",
+                   help="show the derivation step by step (with --latex: an align* block)")
     d.add_argument("--matrix", action="store_true",
                    help="read EXPR as matrix notation (X'*X, inv(A), tr(), ...); detected "
                         "automatically when EXPR has ' ^ @ or tr(")

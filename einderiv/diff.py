@@ -31,9 +31,14 @@ __all__ = ["derivative"]
 
 
 class _Context:
-    def __init__(self, wrt: str, new: tuple[Index, ...]):
+    def __init__(self, wrt: str, new: tuple[Index, ...], log: list[str] | None = None):
         self.wrt = wrt
         self.new = new
+        self.log = log  # the rules applied, for derive_steps (None: not recorded)
+
+    def note(self, rule: str) -> None:
+        if self.log is not None and rule not in self.log:
+            self.log.append(rule)
 
     def hints(self, e: Expr) -> tuple[tuple[Index, SizeHint], ...]:
         """Size hints for ``new + e.free``: a derivative may lose every tensor that
@@ -44,13 +49,15 @@ class _Context:
         return tuple(pairs)
 
 
-def derivative(e: Expr, wrt: str, new: tuple[Index, ...]) -> Expr:
+def derivative(e: Expr, wrt: str, new: tuple[Index, ...], log: list[str] | None = None
+               ) -> Expr:
     """The raw (unsimplified) derivative of ``e`` by the variable ``wrt``, whose
-    axes get the labels ``new``. Free indices: ``new + e.free``."""
+    axes get the labels ``new``. Free indices: ``new + e.free``. A ``log`` list
+    receives the name of each rule applied, once, in order of first use."""
     clash = set(new) & all_indices(e)
     if clash:  # pragma: no cover - callers pass fresh labels
         raise EinderivError(f"derivative indices {sorted(clash)} already occur in the expression")
-    return _d(e, _Context(wrt, new))
+    return _d(e, _Context(wrt, new, log))
 
 
 def _d(e: Expr, ctx: _Context) -> Expr:
@@ -66,12 +73,25 @@ def _tensor(e: Tensor, ctx: _Context) -> Expr:
         return _zero(e, ctx)
     deltas = tuple(Delta(n, i, (e.name, axis))
                    for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
+    ctx.note(_variable_rule(e.name, ctx.new))
     return Product(Fraction(1), deltas, ctx.new + e.free)
+
+
+def _variable_rule(name: str, new: tuple[Index, ...]) -> str:
+    """``d x[b] / d x[d] = delta[d,b]`` spelled with the new labels and placeholders."""
+    if not new:
+        return f"d {name} / d {name} = 1"
+    spare = [c for c in "bcefghijklmnopqrstuvw" if c not in new]
+    spare = (spare + [f"{c}{n}" for n in range(len(new)) for c in "bc"])[: len(new)]
+    deltas = "*".join(f"delta[{n},{i}]" for n, i in zip(new, spare))
+    return f"d {name}[{','.join(spare)}] / d {name}[{','.join(new)}] = {deltas}"
 
 
 def _product(e: Product, ctx: _Context) -> Expr:
     terms = []
     out = ctx.new + e.out
+    if sum(ctx.wrt in f.variables for f in e.factors) > 1:
+        ctx.note("product rule")
     for k, f in enumerate(e.factors):
         if ctx.wrt not in f.variables:
             continue
@@ -89,6 +109,7 @@ def _func(e: Func, ctx: _Context) -> Expr:
     if ctx.wrt not in e.variables:
         return _zero(e, ctx)
     outer = FUNCTIONS[e.name].derivative(e.arg)
+    ctx.note(f"chain rule for {e.name}")
     return Product(Fraction(1), (outer, _d(e.arg, ctx)), ctx.new + e.free)
 
 
@@ -98,12 +119,14 @@ def _pow(e: Pow, ctx: _Context) -> Expr:
     out = ctx.new + e.free
     k = const_value(e.exponent)
     if ctx.wrt not in e.exponent.variables:
+        ctx.note("quotient rule" if k is not None and k < 0 else "power rule")
         if k is not None:
             power = Pow(e.base, number(k - 1))
             return Product(k, (power, _d(e.base, ctx)), out)
         minus_one = Sum((e.exponent, number(-1)), ())
         return Product(Fraction(1), (e.exponent, Pow(e.base, minus_one), _d(e.base, ctx)), out)
     # u ** v = exp(v log u): d = u**v * (dv * log u + v * du / u)
+    ctx.note("power rule for u**v = exp(v log u)")
     du_term = Product(Fraction(1), (e.exponent, Pow(e.base, number(-1)), _d(e.base, ctx)), out) \
         if ctx.wrt in e.base.variables else Sum((), out)
     dv_term = Product(Fraction(1), (Func("log", e.base), _d(e.exponent, ctx)), out)
@@ -122,6 +145,7 @@ def _inv(e: Inv, ctx: _Context) -> Expr:
         return _zero(e, ctx)
     p, q = fresh_index(), fresh_index()
     row, col = e.indices
+    ctx.note("inverse: d inv(M) = -inv(M) dM inv(M)")
     dm = _matrix_derivative(e.arg, ctx, p, q)
     factors = (Inv(e.arg, (row, p)), dm, Inv(e.arg, (q, col)))
     return Product(Fraction(-1), factors, ctx.new + e.free)
@@ -131,6 +155,7 @@ def _det(e: Det, ctx: _Context) -> Expr:
     if ctx.wrt not in e.variables:
         return _zero(e, ctx)
     p, q = fresh_index(), fresh_index()
+    ctx.note("Jacobi's formula: d det(M) = det(M) inv(M)[q,p] dM[p,q]")
     dm = _matrix_derivative(e.arg, ctx, p, q)
     return Product(Fraction(1), (e, Inv(e.arg, (q, p)), dm), ctx.new)
 
@@ -139,6 +164,7 @@ def _logdet(e: LogDet, ctx: _Context) -> Expr:
     if ctx.wrt not in e.variables:
         return _zero(e, ctx)
     p, q = fresh_index(), fresh_index()
+    ctx.note("d logdet(M) = inv(M)[q,p] dM[p,q]")
     dm = _matrix_derivative(e.arg, ctx, p, q)
     return Product(Fraction(1), (Inv(e.arg, (q, p)), dm), ctx.new)
 

@@ -66,7 +66,11 @@ class Expr:
     @property
     def variables(self) -> frozenset[str]:
         """Names of the tensors and scalar variables the expression depends on."""
-        return frozenset(t.name for t in iter_tensors(self))
+        found = self.__dict__.get("_variables")  # memoised on the immutable node
+        if found is None:
+            found = frozenset(t.name for t in iter_tensors(self))
+            object.__setattr__(self, "_variables", found)
+        return found
 
     def __str__(self) -> str:
         from .printing import to_text
@@ -350,8 +354,18 @@ def factor_indices(f: Expr) -> tuple[Index, ...]:
 
 def outer_origins(e: Expr) -> dict[Index, SizeHint]:
     """For the labels visible at the top of ``e`` (and any in open scopes), a size
-    hint: the first ``(tensor, axis)`` carrying the label, else a delta's hint."""
+    hint: the first ``(tensor, axis)`` carrying the label, else a delta's hint.
+    Memoised on the (immutable) node; the caller gets its own copy."""
+    cached = e.__dict__.get("_outer_origins")
+    if cached is None:
+        cached = _outer_origins(e)
+        object.__setattr__(e, "_outer_origins", cached)
+    return dict(cached)
+
+
+def _outer_origins(e: Expr) -> dict[Index, SizeHint]:
     found: dict[Index, SizeHint] = {}
+    deltas: list[Delta] = []
     for n in walk(e):
         if isinstance(n, Tensor):
             for axis, idx in enumerate(n.indices):
@@ -364,11 +378,12 @@ def outer_origins(e: Expr) -> dict[Index, SizeHint]:
             for idx, axis_label in zip(n.indices, n.arg.free):
                 if inner.get(axis_label) is not None:
                     found.setdefault(idx, inner[axis_label])
-    for n in walk(e):
-        if isinstance(n, Delta) and n.size is not None:
+        elif isinstance(n, Delta):
+            deltas.append(n)
+    for n in deltas:  # tensors first, then a delta's own hint
+        if n.size is not None:
             found.setdefault(n.i, n.size)
             found.setdefault(n.j, n.size)
-    deltas = [n for n in walk(e) if isinstance(n, Delta)]
     changed = True
     while changed:  # a delta is square: its indices share one size (chains: fixpoint)
         changed = False

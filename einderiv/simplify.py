@@ -465,7 +465,7 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     # Memoised on the (immutable) node, by the naming of its free labels -- the only
     # part of ``naming`` a key depends on. Without it, nested products recompute
     # their children's keys at every level: exponential in depth.
-    memo_key = tuple(naming.get(i, i) for i in e.free)
+    memo_key = tuple(naming.get(i, i) for i in e.free) if naming else e.free
     cache = e.__dict__.get("_canonical_keys")
     if cache is None:
         cache = {}
@@ -537,8 +537,13 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     blind = dict(outer)
     blind.update({b: "#?" for b in bound})
     ranked = sorted(((_rank(f, blind), f) for f in p.factors), key=lambda x: x[0])
+    coeff = (p.coeff.numerator, p.coeff.denominator)
+    if not bound:  # nothing to number: the ranked order is canonical, ties are equal
+        ordered = tuple(f for _, f in ranked)
+        key = tuple(canonical_key(f, outer) for f in ordered)
+        return ("*", coeff, key, tuple(sorted(outer.values()))), ordered
     groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
-    if any(len(g) > 1 for g in groups) and bound:
+    if any(len(g) > 1 for g in groups):
         # Break ties by what each summed index touches (colour refinement), which
         # does not depend on names; only truly symmetric ties are left to permute.
         refined = dict(outer)
@@ -563,7 +568,6 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
         key = tuple(canonical_key(f, numbering) for f in ordered)
         if best is None or _sort_key(key) < _sort_key(best):
             best, best_order = key, ordered
-    coeff = (p.coeff.numerator, p.coeff.denominator)
     return ("*", coeff, best or (), tuple(sorted(outer.values()))), best_order
 
 

@@ -59,6 +59,37 @@ def test_memory_limit_refuses_huge_results():
     assert f(x=np.ones(3)).shape == (3, 3, 3, 3)   # small sizes: fine
 
 
+def test_many_factors_contract_group_by_group_not_as_outer_products():
+    # 3 x 15 factors in canonical order u0..u14, v0.., w0..: contracting them in that
+    # order forms a 3^15 outer product of the u's (the CI run that was killed for
+    # memory). Each u_j v_j w_j group must be contracted to a number first.
+    k = 15
+    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
+    arrays, expected = {}, 1.0
+    for j in range(k):
+        u, v, w = RNG.normal(size=3), RNG.normal(size=(3, 4)), RNG.normal(size=4)
+        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
+        expected *= u @ v @ w
+    arrays["y"] = RNG.normal(size=5)
+    f = einderiv.parse(text).compile(memory_limit=10**4)  # 3^15 floats would be 115 MB
+    info = f.plan_info(**arrays)
+    assert info.largest_bytes <= 8 * 3 * 4   # nothing larger than one v_j
+    np.testing.assert_allclose(f(**arrays), expected * arrays["y"], rtol=1e-9)
+
+
+def test_dask_runs_products_of_many_factors():
+    import dask.array as da
+    k, d = 45, 4
+    text = "*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, k + 1)] + [f"x[i{k}]"])
+    mats = {f"A{m}": RNG.normal(size=(d, d)) / 2 for m in range(1, k + 1)}
+    x = RNG.normal(size=d)
+    expected = x @ np.linalg.multi_dot([mats[f"A{m}"] for m in range(1, k + 1)]) @ x
+    f = einderiv.parse(text).compile(backend="dask")
+    lazy = f(x=da.from_array(x), **{n: da.from_array(a) for n, a in mats.items()})
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-9)
+
+
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(einderiv.EinderivError, match="'numpy'.*'dask'"):
         einderiv.parse("x[i]").compile(backend="cupyy")

@@ -1,0 +1,249 @@
+"""Step-by-step derivations: what the engine did, one rule at a time.
+
+:func:`derive_steps` runs the same code as :func:`einderiv.diff` and records the
+expression after each stage, the way the notes derive the least-squares gradient
+(001_*, A.17-A.22):
+
+1. **index form** -- the expression as parsed: every tensor with explicit indices,
+   repeated indices summed (A.17).
+2. **differentiate** -- the rules of :mod:`einderiv.diff`, applied node by node:
+   the product rule, the chain rule for element-wise functions, the quotient and
+   power rules, the rules for inv/det/logdet, and ``d theta[b] / d theta[d] =
+   delta[d,b]`` for the variable (A.18). The step lists the rules it used.
+3. **flatten products** -- products of products written as one einsum term each,
+   numbers folded (:func:`einderiv.simplify.flatten_product`); shown only when it
+   changes the expression.
+4. **contract deltas** -- each ``delta[d,b]`` with ``b`` summed renames ``b`` to
+   ``d`` (:func:`einderiv.simplify.contract_deltas`, A.18 -> A.19).
+5. **rename dummies** -- each term's summed indices renamed by the term's canonical
+   factor order, so terms that are equal up to dummy names read the same.
+6. **collect like terms** -- the engine's full simplification
+   (:func:`einderiv.simplify.simplify`): equal terms added (A.19 -> A.20), numbers
+   folded. Its expression is exactly the result of :func:`einderiv.diff`.
+7. **matrix form** -- the denominator-layout matrix form (A.21-A.22), where one
+   exists (:meth:`einderiv.Expr.to_matrix`).
+
+Stages 3-5 apply the engine's own rule functions to the whole expression one rule
+at a time (the simplifier interleaves them node by node); every step's expression
+has the same value as the next, which the tests check on random data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from .api import differentiate, guard_recursion, parse
+from .einstein import normalize_shapes
+from .errors import EinderivError
+from .ir import Det, Expr, Func, Inv, LogDet, Pow, Product, Sum, outer_origins
+from .printing import _latex_indices, _latex_name
+from .simplify import _sorted_factors, _with_order, contract_deltas, flatten_product, prettify
+
+__all__ = ["Step", "Derivation", "derive_steps"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation: the rule applied, what it did, and the expression
+    after it (index notation; for the ``"matrix form"`` step also ``matrix``)."""
+
+    rule: str
+    detail: str
+    expr: Expr
+    matrix: Any = None  # a MatrixExpr for the "matrix form" step
+
+    @property
+    def text(self) -> str:
+        """The expression after this step as text (matrix notation for the last)."""
+        return str(self.matrix) if self.matrix is not None else str(self.expr)
+
+    def to_latex(self) -> str:
+        return self.matrix.to_latex() if self.matrix is not None else self.expr.to_latex()
+
+
+@dataclass(frozen=True)
+class Derivation(Sequence[Step]):
+    """The ordered steps of one derivative; a sequence of :class:`Step`.
+
+    ``str()`` numbers the steps; :meth:`to_latex` is an ``align*`` block; in a
+    notebook the steps render as LaTeX. ``result`` is what :func:`einderiv.diff`
+    returns."""
+
+    steps: tuple[Step, ...]
+    wrt: str
+    result: Expr
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        return self.steps[k]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __str__(self) -> str:
+        lines = []
+        for n, step in enumerate(self.steps, 1):
+            head = f"{n}. {step.rule}" + (f": {step.detail}" if step.detail else "")
+            lines.append(head)
+            lines.append(f"   {step.text}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Derivation({len(self.steps)} steps, wrt={self.wrt!r})"
+
+    def to_latex(self) -> str:
+        r"""An ``align*`` block: one line per step, the rule as a ``\text`` tag."""
+        name = self.wrt.split("[")[0]
+        axes = self.result.free[: len(self.result.free) - len(self.steps[0].expr.free)]
+        var = _latex_name(name) + (f"_{{{_latex_indices(axes)}}}" if axes else "")
+        lines = [r"\begin{align*}"]
+        for n, step in enumerate(self.steps):
+            if n == 0:
+                left = "f"
+            elif n == 1:
+                left = rf"\frac{{\partial f}}{{\partial {var}}}"
+            else:
+                left = ""
+            note = step.rule.replace("_", r"\_")
+            lines.append(rf"{left} &= {step.to_latex()} && \text{{{note}}} \\")
+        lines[-1] = lines[-1].removesuffix(r" \\")
+        lines.append(r"\end{align*}")
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        return "$$" + self.to_latex() + "$$"
+
+    def _repr_markdown_(self) -> str:
+        rows = [f"{n}. **{s.rule}**" + (f" ({s.detail})" if s.detail else "")
+                + f"\n\n   $$ {s.to_latex()} $$" for n, s in enumerate(self.steps, 1)]
+        return "\n\n".join(rows)
+
+
+@guard_recursion
+def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None
+                 ) -> Derivation:
+    """The derivative of ``expr`` by ``wrt`` with the steps that lead to it.
+
+    The last index-notation step is exactly ``diff(expr, wrt, shapes)``; a final
+    ``"matrix form"`` step is added where a matrix form exists.
+
+    >>> import einderiv
+    >>> steps = einderiv.derive_steps("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n",
+    ...                               "theta")
+    >>> [s.rule for s in steps]  # doctest: +NORMALIZE_WHITESPACE
+    ['index form', 'differentiate', 'flatten products', 'contract deltas',
+     'rename dummies', 'collect like terms', 'matrix form']
+    >>> print(steps[3].expr)
+    X[a,d]*(X[a,b]*theta[b] - Y[a])/n + X[c,d]*(X[c,e]*theta[e] - Y[c])/n
+    >>> print(steps[5].expr)
+    2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n
+    >>> print(steps[-1].matrix)
+    2/n X^T (X theta - Y)
+    """
+    shape_map = normalize_shapes(shapes)
+    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    if not isinstance(e, Expr):
+        raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
+    log: list[str] = []
+    raw, result = differentiate(e, wrt, shape_map, log)
+    order = result.free
+    hints = outer_origins(raw)
+    hints.update(outer_origins(result))
+
+    def shown(x: Expr) -> Expr:
+        return _with_order(prettify(x), order, hints)
+
+    steps = [Step("index form", "repeated indices are summed", e),
+             Step("differentiate", "; ".join(log) or "no term depends on the variable",
+                  shown(raw))]
+    stages: list[tuple[str, str, Callable[[Expr], Expr]]] = [
+        ("flatten products", "products of products as one term each, numbers folded",
+         lambda x: _map_products(x, _flatten)),
+        ("contract deltas", "delta[d,b] with b summed: b renamed to d",
+         lambda x: _map_products(_map_products(x, _contract), _flatten)),
+        ("rename dummies", "summed indices named in each term's canonical order",
+         _rename_dummies),
+    ]
+    current = raw
+    for rule, detail, apply in stages:
+        current = apply(current)
+        # Dummy names are this stage's point: shown as renamed, not prettified apart.
+        display = _with_order(current, order, hints) if rule == "rename dummies" \
+            else shown(current)
+        if rule == "rename dummies" and not _repeated_terms(display):
+            continue  # renaming shows nothing new unless it makes terms read alike
+        if str(display) != str(steps[-1].expr):
+            steps.append(Step(rule, detail, display))
+    steps.append(Step("collect like terms", _collect_detail(steps[-1].expr, result), result))
+    matrix = _matrix_form(result, len(order) - len(e.free))
+    if matrix is not None:
+        steps.append(Step("matrix form", "denominator layout", result, matrix))
+    return Derivation(tuple(steps), wrt, result)
+
+
+# ------------------------------------------------------------------------- passes
+
+
+def _map_products(e: Expr, fn: Callable[[Product], Expr]) -> Expr:
+    """``e`` with ``fn`` applied to every product, innermost first."""
+    if isinstance(e, Product):
+        return fn(Product(e.coeff, tuple(_map_products(f, fn) for f in e.factors), e.out))
+    if isinstance(e, Sum):
+        return Sum(tuple(_map_products(t, fn) for t in e.terms), e.out, e.hints)
+    if isinstance(e, Func):
+        return Func(e.name, _map_products(e.arg, fn))
+    if isinstance(e, Pow):
+        return Pow(_map_products(e.base, fn), _map_products(e.exponent, fn))
+    if isinstance(e, Inv):
+        return Inv(_map_products(e.arg, fn), e.indices)
+    if isinstance(e, (Det, LogDet)):
+        return type(e)(_map_products(e.arg, fn))
+    return e
+
+
+def _flatten(p: Product) -> Expr:
+    return flatten_product(p)
+
+
+def _contract(p: Product) -> Expr:
+    flat = flatten_product(p)
+    return contract_deltas(flat) if isinstance(flat, Product) else flat
+
+
+def _rename_dummies(e: Expr) -> Expr:
+    """Each top-level term with its factors in canonical order and its summed
+    indices named afresh from ``a`` (so equal terms print alike, as in A.19)."""
+    terms = e.terms if isinstance(e, Sum) else (e,)
+    renamed = []
+    for t in terms:
+        if isinstance(t, Product):
+            t = Product(t.coeff, _sorted_factors(t.factors, set(t.out)), t.out)
+        renamed.append(prettify(t, set(e.free)))
+    if isinstance(e, Sum):
+        return Sum(tuple(renamed), e.out, e.hints)
+    return renamed[0]
+
+
+def _repeated_terms(e: Expr) -> bool:
+    texts = [str(t) for t in e.terms] if isinstance(e, Sum) else []
+    return len(set(texts)) < len(texts)
+
+
+def _collect_detail(before: Expr, after: Expr) -> str:
+    n_before = len(before.terms) if isinstance(before, Sum) else 1
+    n_after = len(after.terms) if isinstance(after, Sum) else 1
+    if n_after < n_before:
+        return f"{n_before} terms -> {n_after}: terms equal up to dummy names added"
+    return "numbers folded and the result put in canonical form"
+
+
+def _matrix_form(result: Expr, wrt_rank: int) -> Any:
+    try:
+        return result.to_matrix(wrt_rank=wrt_rank)
+    except EinderivError:
+        return None
+
+
