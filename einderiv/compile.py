@@ -427,6 +427,8 @@ class CompiledExpr:
         self.variables = sorted({t.name for t in iter_tensors(expr)})
         self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
         self._plans: dict[tuple, tuple[list, PlanInfo]] = {}
+        self._bound: dict[tuple, list[Callable[..., Any]]] = {}  # per plan: one closure a step
+        self._needs_dtype = any(s.kind in _MAKES_CONSTANTS for s in self.program.steps)
 
     def __repr__(self) -> str:
         return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"
@@ -466,8 +468,11 @@ class CompiledExpr:
         """Cost of the plan for these arrays (or anything with a ``.shape``)."""
         return self._plan(self._inputs(arrays))[1]
 
+    def _key(self, inputs: Mapping[str, Any]) -> tuple:
+        return tuple((n, tuple(inputs[n].shape)) for n in self.program.inputs)
+
     def _plan(self, inputs: Mapping[str, Any]) -> tuple[list, PlanInfo]:
-        key = tuple((n, tuple(inputs[n].shape)) for n in self.program.inputs)
+        key = self._key(inputs)
         cached = self._plans.get(key)
         if cached is not None:
             return cached
@@ -575,6 +580,8 @@ class CompiledExpr:
         info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
                         sum(1 for s in self.program.steps if s.kind == "einsum"))
         self._plans[key] = (exprs, info)
+        self._bound[key] = [_bind(step, plan, shapes, k, self.backend)
+                            for k, (step, plan) in enumerate(zip(self.program.steps, exprs))]
         return exprs, info
 
     def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int, int]:
@@ -592,15 +599,24 @@ class CompiledExpr:
                         f"index {lab!r} has size {sizes[lab]} in {where[lab]} but size {n} "
                         f"in {name}; check the shapes of the arrays")
                 where.setdefault(lab, name)
+        local = [shapes[slot] for slot, _ in operands]
+        operands, local, lonely = _sum_lonely_axes(operands, local, out)
+        shape, planned, cost, widest = self._plan_product(operands, local, out, sizes)
+        if lonely:
+            planned = _pre_summed(planned, lonely)
+            cost += sum(math.prod(shapes[args[1][k][0]]) for k in lonely)
+        return shape, planned, cost, widest
+
+    def _plan_product(self, operands: tuple, local: list, out: tuple[Index, ...],
+                      sizes: Mapping[Index, int]) -> tuple[tuple[int, ...], Any, int, int]:
         optimize = _path_strategy(self.optimize, len(operands))
-        if optimize is None or any(0 in shapes[slot] for slot, _ in operands):
+        if optimize is None or any(0 in sh for sh in local):
             # Many factors (path search would dominate) or an empty axis (every path
             # costs nothing and opt_einsum's dynamic programming finds none): contract
             # one connected factor after another into a running result.
             order = _connected_order(operands)
             operands = tuple(operands[k] for k in order)
-            planned, cost, widest = _sequential(operands, [shapes[s] for s, _ in operands],
-                                                out, sizes)
+            planned, cost, widest = _sequential(operands, [local[k] for k in order], out, sizes)
             if order != sorted(order):
                 planned = _permuted(planned, order)
             return tuple(sizes[i] for i in out), planned, cost, widest
@@ -610,7 +626,7 @@ class CompiledExpr:
                 symbols.setdefault(i, oe.get_symbol(len(symbols)))
         spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
         spec += "->" + "".join(symbols[i] for i in out)
-        op_shapes = [shapes[slot] for slot, _ in operands]
+        op_shapes = local
         _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=optimize)
         planned = _scalars_apart(operands, out, op_shapes, optimize, self.backend)
         if planned is None:
@@ -621,13 +637,16 @@ class CompiledExpr:
     # ------------------------------------------------------------------- running
     def __call__(self, **arrays: Any) -> Any:
         inputs = self._inputs(arrays)
-        planned, _ = self._plan(inputs)
-        values: list[Any] = []
+        runners = self._bound.get(self._key(inputs))
+        if runners is None:
+            self._plan(inputs)
+            runners = self._bound[self._key(inputs)]
         # Constants (deltas, ones, zeros) take the inputs' common dtype, as numpy would.
         dtype = np.result_type(*(getattr(v, "dtype", np.float64) for v in inputs.values())) \
-            if inputs else np.dtype(np.float64)
-        for step, plan in zip(self.program.steps, planned):
-            values.append(_run(step, plan, values, inputs, self.backend, dtype))
+            if inputs and self._needs_dtype else np.dtype(np.float64)
+        values: list[Any] = []
+        for run in runners:
+            values.append(run(values, inputs, dtype))
         result = values[self.program.output]
         if self.backend == "numpy":
             result = np.asarray(result)
@@ -726,6 +745,38 @@ def _sequential(operands: tuple, op_shapes: list, out: tuple[Index, ...],
     return run, flops, largest
 
 
+def _sum_lonely_axes(operands: tuple, shapes: list, out: tuple[Index, ...]
+                     ) -> tuple[tuple, list, dict[int, tuple[int, ...]]]:
+    """Indices that occur once in the whole product and not in the output are summed
+    inside their own operand first (``y[a] * p[c] -> [c]`` is ``sum(y) * p``, not an
+    outer product): the operands and shapes after that, and the axes summed per
+    operand position."""
+    count: dict[Index, int] = {}
+    for _, labels in operands:
+        for lab in labels:
+            count[lab] = count.get(lab, 0) + 1
+    kept = set(out)
+    lonely: dict[int, tuple[int, ...]] = {}
+    new_ops, new_shapes = list(operands), list(shapes)
+    for k, (slot, labels) in enumerate(operands):
+        axes = tuple(a for a, lab in enumerate(labels) if count[lab] == 1 and lab not in kept)
+        if axes:
+            lonely[k] = axes
+            new_ops[k] = (slot, tuple(lab for a, lab in enumerate(labels) if a not in axes))
+            new_shapes[k] = tuple(n for a, n in enumerate(shapes[k]) if a not in axes)
+    return tuple(new_ops), new_shapes, lonely
+
+
+def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...]]
+                ) -> Callable[..., Any]:
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        ops_list = list(ops)
+        for k, axes in lonely.items():
+            ops_list[k] = ops_list[k].sum(axis=axes)
+        return planned(*ops_list, backend=backend)
+    return run
+
+
 def _permuted(planned: Callable[..., Any], order: list[int]) -> Callable[..., Any]:
     def run(*ops: Any, backend: str = "numpy") -> Any:
         return planned(*(ops[k] for k in order), backend=backend)
@@ -743,6 +794,8 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     if not rest:
         return None
     inner = _matmul_plan(rest, out)
+    if inner is None and len(rest) == 1 and rest[0][1] == out:
+        inner = _identity  # one array times numbers: nothing to contract
     if inner is None:
         if not scalar_at:
             return None
@@ -764,6 +817,10 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
             factor = factor * ops[k]
         return inner(*(ops[k] for k in keep), backend=backend) * factor
     return run
+
+
+def _identity(op: Any, backend: str = "numpy") -> Any:
+    return op
 
 
 def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
@@ -857,6 +914,85 @@ def _size(ref: SizeRef, values: list, inputs: Mapping[str, Any]) -> int:
     return int(ref[1])
 
 
+#: Step kinds that create arrays of their own, in the inputs' common dtype.
+_MAKES_CONSTANTS = frozenset({"ones", "eye", "const", "zeros", "embed"})
+
+
+def _bind(step: _Step, plan: Any, shapes: list, k: int, backend: str) -> Callable[..., Any]:
+    """Step ``k`` as a closure ``run(values, inputs, dtype)`` with everything that
+    depends only on the shapes decided now, so a call does no planning: the common
+    kinds on numpy get a specialised closure, the rest go through :func:`_run`."""
+    kind, a = step.kind, step.args
+    if kind == "input":
+        name = a[0]
+        return lambda values, inputs, dtype: inputs[name]
+    if backend == "numpy" and kind == "einsum":
+        return _bind_einsum(a, plan, shapes, k)
+    if backend == "numpy" and kind == "add":
+        return _bind_add(a, shapes, k)
+    if kind == "scale":
+        slot, c = a
+        return lambda values, inputs, dtype: values[slot] * c
+    return lambda values, inputs, dtype: _run(step, plan, values, inputs, backend, dtype)
+
+
+def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any]:
+    coeff, operands, _, _ = a
+    slots = tuple(slot for slot, _ in operands)
+    scale_at = None
+    if coeff != 1.0:  # scale the smallest array involved: the output or one operand
+        smallest = min(range(len(slots)), key=lambda j: math.prod(shapes[slots[j]]))
+        if math.prod(shapes[slots[smallest]]) < math.prod(shapes[k]):
+            scale_at = smallest
+    if coeff == 1.0 and len(slots) == 2:
+        i, j = slots
+        return lambda values, inputs, dtype: plan(values[i], values[j])
+    if coeff == 1.0 and len(slots) == 1:
+        (i,) = slots
+        return lambda values, inputs, dtype: plan(values[i])
+
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        ops = [values[s] for s in slots]
+        if scale_at is not None:
+            ops[scale_at] = ops[scale_at] * coeff
+            return plan(*ops)
+        result = plan(*ops)
+        return result if coeff == 1.0 else result * coeff
+    return run
+
+
+def _bind_add(a: tuple, shapes: list, k: int) -> Callable[..., Any]:
+    parts, out = a
+    prepared = []  # (slot, transpose or None, reshape or None, sign)
+    aligned_shapes = []
+    for slot, labels, sign in parts:
+        present = [i for i in out if i in labels]
+        perm = tuple(labels.index(i) for i in present)
+        have = dict(zip(labels, shapes[slot]))
+        target = tuple(have[i] if i in have else 1 for i in out)
+        prepared.append((slot, None if perm == tuple(range(len(perm))) else perm,
+                         None if target == tuple(shapes[slot][p] for p in perm) else target,
+                         sign))
+        aligned_shapes.append(target)
+    full = tuple(shapes[k])
+    needs_broadcast = np.broadcast_shapes(*aligned_shapes) != full if aligned_shapes else True
+
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        total = None
+        for slot, perm, target, sign in prepared:
+            v = values[slot]
+            if perm is not None:
+                v = v.transpose(perm)
+            if target is not None:
+                v = v.reshape(target)
+            if total is None:
+                total = v if sign == 1.0 else -v
+            else:
+                total = total + v if sign == 1.0 else total - v
+        return _broadcast(total, full, "numpy") if needs_broadcast else total
+    return run
+
+
 def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
          dtype: np.dtype) -> Any:
     kind, a = step.kind, step.args
@@ -894,12 +1030,17 @@ def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backen
         u, axes, c = values[a[0]], a[1], a[2]
         if not axes:
             return np.log(c * np.exp(u))
-        m = np.max(u, axis=axes, keepdims=True) if u.size else np.zeros(
+        m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
             tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
-        m = np.where(np.isfinite(m), m, 0.0)
-        with np.errstate(divide="ignore"):
-            total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
-        return np.squeeze(total, axis=axes) + (np.log(c) if c != 1.0 else 0.0)
+        if isinstance(m, np.ndarray) and np.isfinite(m).all():
+            # the common case: each sum of exp(u - m) is >= 1 (a lazy array: below)
+            total = np.log(np.exp(u - m).sum(axis=axes, keepdims=True)) + m
+        else:  # all -inf (log 0), or inf/nan: shift by 0 there, as numpy would compute
+            m = np.where(np.isfinite(m), m, 0.0)
+            with np.errstate(divide="ignore"):
+                total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
+        total = total.squeeze(axis=axes)
+        return total + np.log(c) if c != 1.0 else total
     if kind == "scale":
         return values[a[0]] * a[1]
     if kind == "solve":
