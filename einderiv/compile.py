@@ -609,6 +609,11 @@ class CompiledExpr:
 
     def _plan_product(self, operands: tuple, local: list, out: tuple[Index, ...],
                       sizes: Mapping[Index, int]) -> tuple[tuple[int, ...], Any, int, int]:
+        gram = _gram_plan(operands, out) if self.backend == "numpy" else None
+        if gram is not None:
+            rows, cols = (sizes[i] for i in gram.axes)
+            return (tuple(sizes[i] for i in out), gram, rows * cols * (cols + 1),
+                    max(rows * cols, cols * cols))
         optimize = _path_strategy(self.optimize, len(operands))
         if optimize is None or any(0 in sh for sh in local):
             # Many factors (path search would dominate) or an empty axis (every path
@@ -819,6 +824,72 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     return run
 
 
+class _Gram:
+    """``X[a,c] * X[a,d] * w[a] -> [c,d]`` (the Hessian of every generalised linear
+    model: X^T diag(w) X) as one symmetric product. Where ``w >= 0`` (checked at run
+    time, O(n)), ``Z = sqrt(w) X`` and ``Z^T Z``, which numpy runs as BLAS syrk at
+    half the cost of a general product; otherwise ``(w X)^T X``. Numbers multiply
+    the result. ``axes``: the summed label and the other one, for the FLOP count."""
+
+    scale_after = True  # a coefficient multiplies the result, never w (keeps w >= 0)
+
+    def __init__(self, pair: tuple[int, int], summed_axis: int, vectors: list[int],
+                 scalars: list[int], axes: tuple[Index, Index]):
+        self.pair, self.summed_axis, self.vectors, self.scalars = pair, summed_axis, vectors, scalars
+        self.axes = axes
+
+    def __call__(self, *ops: Any, backend: str = "numpy") -> Any:
+        x = ops[self.pair[0]]
+        if self.summed_axis == 1:
+            x = x.T  # X[c,a] X[d,a]: the same with rows and columns exchanged
+        w = None
+        for k in self.vectors:
+            w = ops[k] if w is None else w * ops[k]
+        if w is None:
+            result = x.T @ x
+        elif np.isrealobj(w) and np.isrealobj(x) and w.min() >= 0:
+            z = x * np.sqrt(w)[:, None]
+            result = z.T @ z
+        else:
+            result = (x * w[:, None]).T @ x
+        for k in self.scalars:
+            result = result * ops[k]
+        return result
+
+
+def _gram_plan(operands: tuple, out: tuple[Index, ...]) -> _Gram | None:
+    """A :class:`_Gram` for a product of one matrix twice, sharing one summed index,
+    times vectors along that index and numbers; None for any other product."""
+    mats = [k for k, (_, labels) in enumerate(operands) if len(labels) == 2]
+    if len(mats) != 2 or len(out) != 2:
+        return None
+    (s1, l1), (s2, l2) = operands[mats[0]], operands[mats[1]]
+    if s1 != s2 or len(set(l1)) != 2 or len(set(l2)) != 2:
+        return None
+    shared = set(l1) & set(l2)
+    if len(shared) != 1:
+        return None
+    (a,) = shared
+    axis = l1.index(a)
+    if l2.index(a) != axis or a in out:
+        return None
+    c, d = l1[1 - axis], l2[1 - axis]
+    if c == d or set(out) != {c, d}:
+        return None
+    vectors, scalars = [], []
+    for k, (_, labels) in enumerate(operands):
+        if k in mats:
+            continue
+        if labels == (a,):
+            vectors.append(k)
+        elif labels == ():
+            scalars.append(k)
+        else:
+            return None
+    # Z^T Z is symmetric, so out = (c, d) and (d, c) are the same array.
+    return _Gram((mats[0], mats[1]), axis, vectors, scalars, (a, c))
+
+
 def _identity(op: Any, backend: str = "numpy") -> Any:
     return op
 
@@ -940,7 +1011,8 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
     coeff, operands, _, _ = a
     slots = tuple(slot for slot, _ in operands)
     scale_at = None
-    if coeff != 1.0:  # scale the smallest array involved: the output or one operand
+    if coeff != 1.0 and not getattr(plan, "scale_after", False):
+        # scale the smallest array involved: the output or one operand
         smallest = min(range(len(slots)), key=lambda j: math.prod(shapes[slots[j]]))
         if math.prod(shapes[slots[smallest]]) < math.prod(shapes[k]):
             scale_at = smallest

@@ -90,6 +90,33 @@ def test_dask_runs_products_of_many_factors():
     np.testing.assert_allclose(lazy.compute(), expected, rtol=1e-9)
 
 
+@pytest.mark.parametrize("text, closed", [
+    # w >= 0: the symmetric product (sqrt(w) X)^T (sqrt(w) X)
+    ("X[a,c]*X[a,d]*u[a]*u[a] -> [c,d]", lambda X, u, s: X.T @ np.diag(u * u) @ X),
+    # w of both signs: the general product, still exact
+    ("X[a,c]*X[a,d]*u[a] -> [d,c]", lambda X, u, s: X.T @ np.diag(u) @ X),
+    # a negative number in front must not make w negative
+    ("-3*s*X[a,c]*X[a,d]*u[a]*u[a] -> [c,d]", lambda X, u, s: -3 * s * X.T @ np.diag(u * u) @ X),
+    # rows and columns exchanged: X diag(w) X^T
+    ("X[c,a]*X[d,a]*v[a]*v[a] -> [c,d]", lambda X, u, s: X @ np.diag(RNG_V * RNG_V) @ X.T),
+])
+def test_gram_products_equal_the_closed_form(text, closed):
+    X, u, s = RNG.normal(size=(5, 3)), RNG.normal(size=5), 0.7
+    f = einderiv.parse(text).compile()
+    got = f(X=X, u=u, s=s, v=RNG_V) if "v[" in text else f(X=X, u=u, s=s)
+    np.testing.assert_allclose(got, closed(X, u, s), rtol=1e-12, atol=1e-12)
+
+
+def test_gram_product_of_complex_arrays_is_not_square_rooted():
+    X = RNG.normal(size=(5, 3)) + 1j * RNG.normal(size=(5, 3))
+    w = RNG.normal(size=5) + 1j * RNG.normal(size=5)
+    f = einderiv.parse("X[a,c]*X[a,d]*w[a] -> [c,d]").compile()
+    np.testing.assert_allclose(f(X=X, w=w), X.T @ np.diag(w) @ X, rtol=1e-12)
+
+
+RNG_V = RNG.normal(size=3)
+
+
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(einderiv.EinderivError, match="'numpy'.*'dask'"):
         einderiv.parse("x[i]").compile(backend="cupyy")
