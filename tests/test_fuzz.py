@@ -460,6 +460,37 @@ def test_bug_empty_axis_five_factors():
     assert v.shape == (0,)
 
 
+def test_bug_empty_axis_with_a_scalar_factor():
+    """F27: with an empty axis the left-to-right path counted the scalar factors,
+    which are multiplied apart, so opt_einsum got a path too long (IndexError)."""
+    e = einderiv.parse("(y*y/p)*((-1)*p*x4[i]*x44[e,d])/q")
+    d = einderiv.diff(e, "q")
+    assert d.free == ("d", "e", "i")
+    v = d.evaluate(y=2.0, p=3.0, q=0.5, x4=np.ones(3), x44=np.ones((0, 2)))
+    assert v.shape == (2, 0, 3)
+    x4, x44 = np.arange(1.0, 4.0), np.arange(8.0).reshape(4, 2)
+    v = d.evaluate(y=2.0, p=3.0, q=0.5, x4=x4, x44=x44)
+    # f = -y^2 x4[i] x44[e,d] / q, so df/dq = y^2 x4[i] x44[e,d] / q^2, axes (d, e, i)
+    np.testing.assert_allclose(v, 4.0 / 0.25 * np.einsum("i,ed->dei", x4, x44))
+
+
+def test_bug_many_factors_ordered_apart_ran_out_of_memory():
+    """F28: 91 factors u_j[s_j] v_j[s_j,t_j] w_j[t_j], sorted u0..u29, v0.., w0.., were
+    contracted in that order: an outer product of 3^30 entries (the CI run was killed).
+    Factors linked by an index are now contracted together first."""
+    k = 30
+    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
+    rng = np.random.default_rng(28)
+    arrays, expected = {}, 1.0
+    for j in range(k):
+        u, v, w = rng.normal(size=3), rng.normal(size=(3, 4)), rng.normal(size=4)
+        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
+        expected *= u @ v @ w
+    arrays["y"] = rng.normal(size=5)
+    f = einderiv.parse(text).compile(memory_limit=10**6)
+    np.testing.assert_allclose(f(**arrays), expected * arrays["y"], rtol=1e-9)
+
+
 def test_bug_chained_delta_sizes():
     """F12: delta sizes were propagated in one pass in factor order."""
     x = np.arange(3.0)
