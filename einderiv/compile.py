@@ -179,6 +179,10 @@ class _Lowering:
         parts: list[tuple[int, tuple[Index, ...]]] = []
         for f in exps:
             parts.append(self.value(f.arg))
+        shared = self.softmax_shares(exps, sums, parts)
+        if shared is not None:
+            rest = [f for f in factors if not any(f is g for g in exps + sums)]
+            return rest + shared
         for f in sums:
             k = _float(const_value(f.exponent))  # type: ignore[arg-type]
             lse_slot = self.lower(Func("log", f.base)) if _context_free(f.base) else \
@@ -190,6 +194,27 @@ class _Lowering:
         combined = self.emit("func", "exp", total)
         rest = [f for f in factors if not any(f is g for g in exps + sums)]
         return rest + [_Slot(combined, labels)]
+
+    def softmax_shares(self, exps: list[Func], sums: list[Pow],
+                       parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
+        """``exp(u_c) exp(u_d) / (sum exp(w))**2`` as ``exp(u_c - lse) * exp(u_d - lse)``
+        (the softmax outer product p p^T): where the exps have different axes, one
+        combined exp would be taken over every pair of entries. Applies when one sum
+        is raised to minus the number of exps and its axes are in every exp's."""
+        if len(sums) != 1 or len({lab for _, lab in parts}) < 2:
+            return None
+        (f,) = sums
+        lse_labels = tuple(f.base.free)
+        if const_value(f.exponent) != -len(exps) or \
+                not all(set(lse_labels) <= set(lab) for _, lab in parts):
+            return None
+        lse = self.lower(Func("log", f.base)) if _context_free(f.base) else \
+            self.logsumexp(f.base)  # type: ignore[arg-type]
+        shares: list[Expr] = []
+        for slot, labels in parts:
+            shifted = self.emit("add", ((slot, labels, 1.0), (lse, lse_labels, -1.0)), labels)
+            shares.append(_Slot(self.emit("func", "exp", shifted), labels))
+        return shares
 
     def align(self, slot: int, have: tuple[Index, ...], want: tuple[Index, ...]) -> int:
         if have == want:
