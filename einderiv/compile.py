@@ -823,7 +823,7 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     rest = tuple(op for k, op in enumerate(operands) if k not in scalar_at)
     if not rest:
         return None
-    inner = _matmul_plan(rest, out)
+    inner = _matmul_plan(rest, out) or _scaled_matrix_plan(rest, out)
     if inner is None and len(rest) == 1 and rest[0][1] == out:
         inner = _identity  # one array times numbers: nothing to contract
     if inner is None:
@@ -948,6 +948,54 @@ def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] 
     def run(a: Any, b: Any, backend: str = "numpy") -> Any:
         r = a.transpose(perm_a) @ b.transpose(perm_b)
         return r if perm_out == identity else r.transpose(perm_out)
+    return run
+
+
+def _scaled_matrix_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """One matrix ``M[p,q]`` times vectors along ``p`` and ``q`` (the gradients of
+    generalised linear models: ``X[a,c] y[a] s[a] -> [c]`` is ``(y s) @ X``): the
+    vectors along each axis are multiplied first, then one BLAS matrix-vector
+    product, or an element-wise scaling when both axes stay. None otherwise."""
+    mats = [k for k, (_, labels) in enumerate(operands) if len(labels) != 1]
+    if len(mats) != 1 or len(operands) < 2:
+        return None
+    m_labels = operands[mats[0]][1]
+    if len(m_labels) != 2 or m_labels[0] == m_labels[1] or not set(out) <= set(m_labels):
+        return None
+    along: dict[Index, list[int]] = {m_labels[0]: [], m_labels[1]: []}
+    for k, (_, labels) in enumerate(operands):
+        if k != mats[0]:
+            if labels[0] not in along:
+                return None
+            along[labels[0]].append(k)
+    p, q = m_labels
+    if (p not in out and not along[p]) or (q not in out and not along[q]):
+        return None  # an index summed by the matrix alone: not this pattern
+    m_at = mats[0]
+
+    def vector(ops: tuple, ks: list[int]) -> Any:
+        v = ops[ks[0]]
+        for k in ks[1:]:
+            v = v * ops[k]
+        return v
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        m = ops[m_at]
+        vp = vector(ops, along[p]) if along[p] else None
+        vq = vector(ops, along[q]) if along[q] else None
+        if not out:
+            return vp @ (m @ vq)
+        if out == (p,) or out == (q,):
+            keep = out[0]
+            r = m @ vq if keep == p else vp @ m
+            scale = vp if keep == p else vq
+            return r if scale is None else r * scale
+        r = m
+        if vp is not None:
+            r = r * vp[:, None]
+        if vq is not None:
+            r = r * vq
+        return r if out == (p, q) else r.T
     return run
 
 

@@ -117,6 +117,28 @@ def test_gram_product_of_complex_arrays_is_not_square_rooted():
 RNG_V = RNG.normal(size=3)
 
 
+@pytest.mark.parametrize("text, spec", [
+    ("X[a,c]*y[a]*s[a] -> [c]", "ac,a,a->c"),            # (y s) @ X: a GLM gradient
+    ("-X[a,b]*t[b]*y[a] -> [a]", "ab,b,a->a"),           # (X @ t) * y
+    ("X[a,c]*y[a]*t[c]", "ac,a,c->"),                    # y @ X @ t
+    ("X[a,c]*y[a]*t[c]*s[a] -> [c,a]", "ac,a,c,a->ca"),  # both axes stay: scaling
+    ("2*k*X[a,c]*y[a]*s[a] -> [c]", "ac,a,a->c"),        # numbers in front
+])
+def test_a_matrix_scaled_by_vectors_equals_einsum(text, spec):
+    X, y, s, t = RNG.normal(size=(5, 3)), RNG.normal(size=5), RNG.normal(size=5), RNG.normal(size=3)
+    arrays = {"X": X, "y": y, "s": s, "t": t, "k": 0.3}
+    names = [n for n in ("X", "y", "t", "s") if f"{n}[" in text]
+    by_letter = {"X": X, "y": y, "s": s, "t": t}
+    expected = np.einsum(spec, *(by_letter[n] for n in _order_in(text, names)))
+    coeff = {"-": -1.0, "2": 0.6}.get(text[0], 1.0)
+    got = einderiv.parse(text).evaluate(**{k: v for k, v in arrays.items()})
+    np.testing.assert_allclose(got, coeff * expected, rtol=1e-12)
+
+
+def _order_in(text, names):
+    return sorted(names, key=lambda n: text.index(f"{n}["))
+
+
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(einderiv.EinderivError, match="'numpy'.*'dask'"):
         einderiv.parse("x[i]").compile(backend="cupyy")
