@@ -605,8 +605,15 @@ class CompiledExpr:
         info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
                         sum(1 for s in self.program.steps if s.kind == "einsum"))
         self._plans[key] = (exprs, info)
-        self._bound[key] = [_bind(step, plan, shapes, k, self.backend)
-                            for k, (step, plan) in enumerate(zip(self.program.steps, exprs))]
+        steps = self.program.steps
+        absorbed = _absorbed_diagonals(self.program) if self.backend == "numpy" else {}
+        bound = [_bind(step, plan, shapes, k, self.backend)
+                 for k, (step, plan) in enumerate(zip(steps, exprs))]
+        for add_at, (embed_at, owned) in absorbed.items():
+            bound[embed_at] = _skipped
+            bound[add_at] = _bind_add(steps[add_at].args, shapes, add_at,
+                                      diagonal=(embed_at, steps[embed_at].args, owned))
+        self._bound[key] = bound
         return exprs, info
 
     def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int, int]:
@@ -823,7 +830,7 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     rest = tuple(op for k, op in enumerate(operands) if k not in scalar_at)
     if not rest:
         return None
-    inner = _matmul_plan(rest, out) or _scaled_matrix_plan(rest, out)
+    inner = _matmul_plan(rest, out) or _scaled_matrix_plan(rest, out) or _outer_plan(rest, out)
     if inner is None and len(rest) == 1 and rest[0][1] == out:
         inner = _identity  # one array times numbers: nothing to contract
     if inner is None:
@@ -840,12 +847,21 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     if not scalar_at:
         return inner
     keep = [k for k in range(len(operands)) if k not in scalar_at]
+    # The numbers multiply the smallest array involved: an operand or the result.
+    sizes = {lab: n for (_, labels), sh in zip(operands, shapes) for lab, n in zip(labels, sh)}
+    smallest = min(range(len(keep)), key=lambda j: math.prod(shapes[keep[j]]))
+    into = smallest if math.prod(shapes[keep[smallest]]) < math.prod(sizes[i] for i in out) \
+        else None
 
     def run(*ops: Any, backend: str = "numpy") -> Any:
         factor = ops[scalar_at[0]]
         for k in scalar_at[1:]:
             factor = factor * ops[k]
-        return inner(*(ops[k] for k in keep), backend=backend) * factor
+        arrays = [ops[k] for k in keep]
+        if into is None:
+            return inner(*arrays, backend=backend) * factor
+        arrays[into] = arrays[into] * factor
+        return inner(*arrays, backend=backend)
     return run
 
 
@@ -999,6 +1015,24 @@ def _scaled_matrix_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[...
     return run
 
 
+def _outer_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """An outer product of vectors with distinct indices (``p[c] q[d] -> [d,c]``, the
+    ``p p^T`` of a softmax Hessian) as ``np.multiply.outer`` in the output's order."""
+    if len(operands) < 2 or any(len(labels) != 1 for _, labels in operands):
+        return None
+    labels = [labels[0] for _, labels in operands]
+    if len(set(labels)) != len(labels) or set(labels) != set(out) or len(out) != len(labels):
+        return None
+    order = [labels.index(i) for i in out]  # operand positions in output order
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        result = ops[order[0]]
+        for k in order[1:]:
+            result = np.multiply.outer(result, ops[k])
+        return result
+    return run
+
+
 def _float(c: Fraction) -> float:
     """``float(c)``, or +-inf beyond float64's range (as numpy overflows)."""
     try:
@@ -1106,8 +1140,80 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
     return run
 
 
-def _bind_add(a: tuple, shapes: list, k: int) -> Callable[..., Any]:
+def _reads(step: _Step) -> list[int]:
+    """The slots a step reads (sizes included)."""
+    kind, a = step.kind, step.args
+    if kind == "einsum":
+        return [slot for slot, _ in a[1]]
+    if kind == "add":
+        return [slot for slot, _, _ in a[0]]
+    if kind == "func":
+        return [a[1]]
+    if kind in ("pow", "logsumexp", "scale", "transpose", "inv", "det", "logdet", "embed"):
+        return [a[0]]
+    if kind in ("solve", "powslot"):
+        return [a[0], a[1]]
+    refs: list = []
+    if kind in ("ones", "eye"):
+        refs = [a[0]]
+    elif kind == "zeros":
+        refs = list(a[0])
+    elif kind == "broadcast":
+        refs = [ref for _, ref in a[3]]
+    slots = [ref[1] for ref in refs if ref[0] == "slot"]
+    return slots + ([a[0]] if kind == "broadcast" else [])
+
+
+#: Step kinds whose value is a new array that no other slot shares (the einsum
+#: kind only with two or more operands: one operand may come back as it is).
+_FRESH = frozenset({"func", "pow", "scale", "add"})
+
+
+def _absorbed_diagonals(program: _Program) -> dict[int, tuple[int, int | None]]:
+    """Sums with one term on a diagonal (a delta with both indices free, an
+    ``embed`` step read by that sum only): the sum adds the term onto the diagonal
+    of the rest instead of forming a zero array around it (the softmax Hessian
+    ``diag(p) - p p^T``). Maps the sum's slot to the embed's slot and, where the
+    rest is a single new array read only by this sum, its slot (updated in place)."""
+    readers = [0] * len(program.steps)
+    for step in program.steps:
+        for slot in _reads(step):
+            readers[slot] += 1
+    readers[program.output] += 1
+    found: dict[int, tuple[int, int | None]] = {}
+    for k, step in enumerate(program.steps):
+        if step.kind != "add":
+            continue
+        parts = step.args[0]
+        embeds = [slot for slot, _, _ in parts
+                  if program.steps[slot].kind == "embed" and readers[slot] == 1]
+        if len(embeds) != 1 or len(parts) < 2:
+            continue
+        rest = [(slot, sign) for slot, _, sign in parts if slot != embeds[0]]
+        owned = None
+        if len(rest) == 1 and rest[0][1] == 1.0 and readers[rest[0][0]] == 1:
+            producer = program.steps[rest[0][0]]
+            if producer.kind in _FRESH or (producer.kind == "einsum" and len(producer.args[1]) > 1):
+                owned = rest[0][0]
+        found[k] = (embeds[0], owned)
+    return found
+
+
+def _skipped(values: list, inputs: Any, dtype: Any) -> None:
+    return None  # a step whose value another step computes in place
+
+
+def _bind_add(a: tuple, shapes: list, k: int,
+              diagonal: tuple[int, tuple, int | None] | None = None) -> Callable[..., Any]:
     parts, out = a
+    onto = None  # the diagonal term: (inner slot, view shape, view strides (in items), sign)
+    if diagonal is not None:
+        embed_at, (inner, rest_labels, embed_out, pairs), owned = diagonal
+        (part,) = [p for p in parts if p[0] == embed_at]
+        rename = dict(zip(embed_out, part[1]))
+        parts = tuple(p for p in parts if p[0] != embed_at)
+        onto = (inner, tuple(rename[i] for i in rest_labels),
+                tuple((rename[keep], rename[gone]) for keep, gone in pairs), part[2], owned)
     prepared = []  # (slot, transpose or None, reshape or None, sign)
     aligned_shapes = []
     for slot, labels, sign in parts:
@@ -1134,8 +1240,37 @@ def _bind_add(a: tuple, shapes: list, k: int) -> Callable[..., Any]:
                 total = v if sign == 1.0 else -v
             else:
                 total = total + v if sign == 1.0 else total - v
-        return _broadcast(total, full, "numpy") if needs_broadcast else total
+        total = _broadcast(total, full, "numpy") if needs_broadcast else total
+        if onto is not None:
+            total = _add_diagonal(total, out, onto, values, inputs)
+        return total
     return run
+
+
+def _add_diagonal(total: Any, out: tuple[Index, ...], onto: tuple, values: list,
+                  inputs: Mapping[str, Any]) -> Any:
+    """``total`` plus (or minus) a term that lives on a diagonal: written through a
+    strided view, in place where ``total`` is a new array no one else reads."""
+    inner_slot, rest_labels, pairs, sign, owned = onto
+    inner = values[inner_slot]
+    dtype = np.result_type(total, inner)
+    fresh = owned is not None and isinstance(total, np.ndarray) and total.flags.writeable \
+        and total.dtype == dtype and not any(
+            np.may_share_memory(total, v) for v in inputs.values() if isinstance(v, np.ndarray))
+    if not fresh:
+        total = np.array(total, dtype=dtype)  # a copy of our own
+    strides = dict(zip(out, total.strides))
+    sizes = dict(zip(out, total.shape))
+    for keep, gone in pairs:
+        strides[keep] += strides.pop(gone)
+    view = np.lib.stride_tricks.as_strided(
+        total, shape=tuple(sizes[i] for i in rest_labels),
+        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+    if sign == 1.0:
+        view += inner
+    else:
+        view -= inner
+    return total
 
 
 def _run(step: _Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,

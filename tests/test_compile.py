@@ -139,6 +139,25 @@ def _order_in(text, names):
     return sorted(names, key=lambda n: text.index(f"{n}["))
 
 
+@pytest.mark.parametrize("text, closed", [
+    ("A[i,j] + (delta[i,j]*s[i] -> [i,j])", lambda A, s, p: A + np.diag(s)),
+    ("A[j,i] - (delta[i,j]*s[i] -> [i,j])", lambda A, s, p: A.T - np.diag(s)),
+    ("(delta[i,j]*s[i] -> [i,j]) - p[i]*p[j]", lambda A, s, p: np.diag(s) - np.outer(p, p)),
+    ("2*(delta[j,i]*s[i] -> [j,i]) + 3*(p[i]*s[j] -> [i,j])",
+     lambda A, s, p: 2 * np.diag(s) + 3 * np.outer(p, s)),
+])
+def test_a_diagonal_term_is_added_onto_the_rest(text, closed):
+    A, s, p = RNG.normal(size=(4, 4)), RNG.normal(size=4), RNG.normal(size=4)
+    A0 = A.copy()
+    f = einderiv.parse(text).compile()
+    for _ in range(2):   # twice: a result updated in place must not leak into the next
+        np.testing.assert_allclose(f(A=A, s=s, p=p), closed(A, s, p), rtol=1e-12)
+    np.testing.assert_array_equal(A, A0)   # the input is never the one written to
+    z = s + 1j * p   # a complex diagonal onto a real rest: promoted, as numpy adds
+    if "A[" in text:
+        np.testing.assert_allclose(f(A=A, s=z, p=p), closed(A, z, p), rtol=1e-12)
+
+
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(einderiv.EinderivError, match="'numpy'.*'dask'"):
         einderiv.parse("x[i]").compile(backend="cupyy")
