@@ -519,9 +519,11 @@ class CompiledExpr:
                     "(the tensor that carried it cancelled or was differentiated away)")
             return int(ref[1])
 
+        costs: list[int] = []  # FLOPs per step, for choosing between plans
         for step in self.program.steps:
             kind, a = step.kind, step.args
             planned = None
+            before = flops
             if kind == "input":
                 shape = tuple(int(d) for d in inputs[a[0]].shape)
             elif kind == "einsum":
@@ -588,6 +590,7 @@ class CompiledExpr:
                 raise AssertionError(kind)
             shapes.append(shape)
             exprs.append(planned)
+            costs.append(int(flops - before))
             largest = max(largest, math.prod(shape) * itemsize)
         result_shape = shapes[self.program.output]
         result_bytes = math.prod(result_shape) * itemsize
@@ -613,8 +616,82 @@ class CompiledExpr:
             bound[embed_at] = _skipped
             bound[add_at] = _bind_add(steps[add_at].args, shapes, add_at,
                                       diagonal=(embed_at, steps[embed_at].args, owned))
+        if self.backend == "numpy":
+            for at, (run, dead) in self._distributions(shapes, costs, set(absorbed)).items():
+                bound[at] = run
+                for slot in dead:
+                    bound[slot] = _skipped
         self._bound[key] = bound
         return exprs, info
+
+    def _distributions(self, shapes: list, costs: list[int], absorbed: set[int]
+                       ) -> dict[int, tuple[Callable[..., Any], list[int]]]:
+        """Products with a sum factor that are cheaper multiplied out, for these shapes:
+        ``V[a,f] (M[e,a] - U[e,b] V[a,b])`` never forms the m x n residual when
+        ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
+        by opt_einsum's FLOP counts). Maps the product's slot to its new closure and
+        the steps it makes unnecessary (the sum and the terms' own products)."""
+        steps = self.program.steps
+        readers = [0] * len(steps)
+        for step in steps:
+            for slot in _reads(step):
+                readers[slot] += 1
+        readers[self.program.output] += 1
+        chosen: dict[int, tuple[Callable[..., Any], list[int]]] = {}
+        taken: set[int] = set()
+        for k, step in enumerate(steps):
+            if step.kind != "einsum":
+                continue
+            coeff, operands, out, _ = step.args
+            for j, (slot, labels) in enumerate(operands):
+                add = steps[slot]
+                if add.kind != "add" or readers[slot] != 1 or slot in absorbed or slot in taken:
+                    continue
+                plan = self._distributed(k, j, shapes, readers)
+                if plan is None:
+                    continue
+                terms, dead = plan
+                if any(d in taken for d in dead):
+                    continue
+                planned = [self._plan_einsum((1.0, ops, out, ()), shapes) for _, ops in terms]
+                new_cost = sum(p[2] for p in planned) + math.prod(shapes[k]) * (len(terms) - 1)
+                old_cost = costs[k] + sum(costs[d] for d in dead)
+                if new_cost < 0.7 * old_cost:
+                    chosen[k] = (_sum_of_products([(c, [s for s, _ in ops], p[1])
+                                                   for (c, ops), p in zip(terms, planned)]), dead)
+                    taken.update(dead)
+                    taken.add(k)
+                break
+        return chosen
+
+    def _distributed(self, k: int, j: int, shapes: list, readers: list[int]
+                     ) -> tuple[list[tuple[float, tuple]], list[int]] | None:
+        """The terms of einsum step ``k`` with its ``j``-th operand (a sum) multiplied
+        out: ``(coefficient, operands)`` each, and the steps no longer needed."""
+        steps = self.program.steps
+        coeff, operands, out, _ = steps[k].args
+        sum_slot, sum_labels = operands[j]
+        parts, sum_out = steps[sum_slot].args
+        others = operands[:j] + operands[j + 1:]
+        to_outer = dict(zip(sum_out, sum_labels))  # the sum's labels -> this product's
+        terms: list[tuple[float, tuple]] = []
+        dead = [sum_slot]
+        for t, (slot, labels, sign) in enumerate(parts):
+            producer = steps[slot]
+            if producer.kind == "embed" or set(labels) != set(sum_out):
+                return None  # a diagonal term, or one broadcast along an axis of the sum
+            if producer.kind == "einsum" and readers[slot] == 1:
+                t_coeff, t_ops, t_out, _ = producer.args
+                mapping = {lab: to_outer[part_lab] for lab, part_lab in zip(t_out, labels)}
+                own = [(s, tuple(mapping.setdefault(i, f"_d{k}_{t}_{i}") for i in labs))
+                       for s, labs in t_ops]
+                dead.append(slot)
+                term_coeff = coeff * sign * t_coeff
+            else:
+                own = [(slot, tuple(to_outer[i] for i in labels))]
+                term_coeff = coeff * sign
+            terms.append((term_coeff, tuple(others) + tuple(own)))
+        return terms, dead
 
     def _plan_einsum(self, args: tuple, shapes: list) -> tuple[tuple[int, ...], Any, int, int]:
         """Shape, callable, FLOP estimate and largest intermediate (elements) of one product."""
@@ -1197,6 +1274,19 @@ def _absorbed_diagonals(program: _Program) -> dict[int, tuple[int, int | None]]:
                 owned = rest[0][0]
         found[k] = (embeds[0], owned)
     return found
+
+
+def _sum_of_products(terms: list[tuple[float, list[int], Callable[..., Any]]]
+                     ) -> Callable[..., Any]:
+    """A closure adding planned products (coefficient, operand slots, callable)."""
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        total = None
+        for coeff, slots, plan in terms:
+            v = plan(*(values[s] for s in slots))
+            v = v if coeff == 1.0 else v * coeff
+            total = v if total is None else total + v
+        return total
+    return run
 
 
 def _skipped(values: list, inputs: Any, dtype: Any) -> None:

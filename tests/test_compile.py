@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import einderiv
+from einderiv.compile import _skipped
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import HESSIANS, IDENTITIES  # noqa: E402
@@ -156,6 +157,24 @@ def test_a_diagonal_term_is_added_onto_the_rest(text, closed):
     z = s + 1j * p   # a complex diagonal onto a real rest: promoted, as numpy adds
     if "A[" in text:
         np.testing.assert_allclose(f(A=A, s=z, p=p), closed(A, z, p), rtol=1e-12)
+
+
+def test_low_rank_residual_is_multiplied_out_when_cheaper():
+    # d/dU ||M - U V^T||^2 = -2 (M - U V^T) V: for m, n >> r the plan computes
+    # 2 (U (V^T V) - M V) and never forms the m x n residual (issue 5, C8).
+    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+    m, n, r = 40, 30, 2
+    M, U, V = RNG.normal(size=(m, n)), RNG.normal(size=(m, r)), RNG.normal(size=(n, r))
+    f = g.compile()
+    np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
+    runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
+    residual = [k for k, s in enumerate(f.program.steps) if s.kind == "add"]
+    assert residual and all(runners[k] is _skipped for k in residual)
+    # square factors (r = n): multiplying out would cost more, the residual stays
+    M, U, V = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4)), RNG.normal(size=(4, 4))
+    np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
+    runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
+    assert all(runners[k] is not _skipped for k in residual)
 
 
 def test_unknown_backend_lists_the_valid_ones():
