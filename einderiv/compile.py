@@ -32,6 +32,7 @@ dask arrays implement; nothing calls ``np.asarray`` on a dask input.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from .errors import EinderivError, EvaluationError, LimitError
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  const_value, factor_indices, iter_tensors, outer_origins, rename)
-from .simplify import canonical_key
+from .simplify import _sort_key, canonical_key
 
 __all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
 
@@ -124,10 +125,12 @@ class _Lowering:
                 return slot, e.indices
         if not _context_free(e):  # its sizes may come from around it: never shared
             return self.lower(e), e.free
-        key = canonical_key(e, {f: f"@{k}" for k, f in enumerate(e.free)})
+        key, canonical = _axis_blind_key(e)
         if key not in self.memo:
-            self.memo[key] = self.lower(e)
-        return self.memo[key], e.free
+            # the slot's axes (e.free), as positions in the canonical axis order
+            self.memo[key] = (self.lower(e), tuple(canonical.index(i) for i in e.free))
+        slot, positions = self.memo[key]
+        return slot, tuple(canonical[c] for c in positions)
 
     def lower(self, e: Expr) -> int:
         if isinstance(e, Tensor):  # repeated indices: a diagonal
@@ -388,8 +391,7 @@ class _Lowering:
                     # +-x[i]: the sign is applied in the addition, no extra pass
                     parts.append((self.input(t.factors[0].name), want, float(t.coeff)))
                     continue
-                slot = self.value(Product(t.coeff, t.factors, want))[0]
-                parts.append((slot, want, 1.0))
+                parts.append((*self.value(Product(t.coeff, t.factors, want)), 1.0))
             else:
                 parts.append((*self.value(t), 1.0))
         if not parts:
@@ -1135,6 +1137,22 @@ class _Slot:
 
 def _labels(g: Any) -> tuple[Index, ...]:
     return g.labels if isinstance(g, _Slot) else factor_indices(g)
+
+
+def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:
+    """A key equal for expressions equal up to names and the order of their free
+    axes (``W1[f,c] X[c,b] -> [b,f]`` and ``-> [f,b]`` share one slot), and ``e``'s
+    free labels in the canonical axis order that key stands for: the order whose
+    positional naming gives the smallest key (all orders tried up to 4 axes)."""
+    free = e.free
+    orders = itertools.permutations(free) if len(free) <= 4 else [free]
+    best: tuple | None = None
+    for order in orders:
+        key = canonical_key(e, {f: f"@{k}" for k, f in enumerate(order)})
+        if best is None or _sort_key(key) < _sort_key(best[0]):
+            best = (key, order)
+    assert best is not None
+    return best
 
 
 def _sum_of_exp(e: Expr) -> Expr | None:

@@ -37,6 +37,18 @@ def test_common_subexpressions_are_computed_once():
     np.testing.assert_allclose(h.evaluate(X=X, y=y, theta=th), X.T @ np.diag(s * (1 - s)) @ X)
 
 
+def test_subexpressions_are_shared_whatever_the_order_of_their_axes():
+    # tanh(W1 X) appears with its axes as [b,f] in one term and [g,j] in the other
+    loss = "(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])"
+    h = einderiv.diff(einderiv.diff(loss, "W1"), "W1")
+    tanhs = [s for s in h.compile().program.steps if s.kind == "func" and s.args[0] == "tanh"]
+    assert len(tanhs) == 1
+    # and a term equal to another one transposed is not mistaken for it
+    g = einderiv.parse("c[d]*x[f] + 2*c[f]*x[d] -> [f,d]")
+    c, x = RNG.normal(size=3), RNG.normal(size=3)
+    np.testing.assert_allclose(g.evaluate(c=c, x=x), np.outer(x, c) + 2 * np.outer(c, x))
+
+
 def test_chain_gradient_runs_as_matrix_vector_products():
     k, d = 16, 30
     text = "*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, k + 1)] + [f"x[i{k}]"])
