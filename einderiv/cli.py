@@ -89,7 +89,8 @@ def _shape_text(e: Expr, shapes: dict) -> str:
 def _run_diff(args: argparse.Namespace) -> int:
     if args.expr is None:
         expr, wrt, shapes = DEMO["expr"], DEMO["wrt"], dict(DEMO["shapes"])
-        print("Linear regression, notes 001_* A.5 (eq. A.17):")
+        if not getattr(args, "emit", None):  # --emit prints the derivative alone
+            print("Linear regression, notes 001_* A.5 (eq. A.17):")
     else:
         if args.wrt is None:
             raise EinderivError("--wrt is required: the variable to differentiate by")
@@ -105,6 +106,8 @@ def _run_diff(args: argparse.Namespace) -> int:
         result = diff(result, with_axes(result, name, rank), shapes)
     label = f"d{'^' + str(args.order) if args.order > 1 else ''} f / d {name}"
     matrix, why_not = _matrix_form(result, rank)
+    if getattr(args, "emit", None):
+        return _emit(args, e, result, label, matrix, shapes)
     if args.latex:
         print(f"f = {e.to_latex()}")
         print(f"{label} = {result.to_latex()}")
@@ -134,6 +137,24 @@ def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> in
             print(f"% order {k}" if latex else f"order {k}: d/d {name} of {current}")
         print(steps.to_latex() if latex else steps)
         current = steps.result
+    return 0
+
+
+def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict) -> int:
+    """``--emit python``: the generated function (:mod:`einderiv.codegen`), named
+    grad, jacobian or hessian unless ``--name`` says; ``--emit latex``: the LaTeX of
+    the index form and, where one exists, of the matrix form."""
+    if args.emit == "latex":
+        print(f"% {label}, denominator layout")
+        print(result.to_latex())
+        if matrix is not None:
+            print("% matrix form")
+            print(matrix.to_latex())
+        return 0
+    name = args.name or ("grad" if args.order == 1 and not e.free else
+                         "jacobian" if args.order == 1 else
+                         "hessian" if args.order == 2 and not e.free else "derivative")
+    print(result.to_python(name=name, shapes=shapes), end="")
     return 0
 
 
@@ -196,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
+    # Short metavars: argparse's usage line (shown with every usage error) stays 3 lines.
+    d.add_argument("--emit", choices=("python", "latex"), metavar="FORM",
+                   help="print only the derivative: python, a standalone numpy function "
+                        "(paths fixed by integer --shape sizes); latex, index and matrix forms")
+    d.add_argument("--name", metavar="FN", help="name of the --emit python function "
+                                                "(default: grad, jacobian or hessian)")
     d.add_argument("--steps", action="store_true",
                    help="show the derivation step by step (with --latex: an align* block)")
     d.add_argument("--matrix", action="store_true",

@@ -2,8 +2,9 @@
 
 Each :class:`ElementwiseFunction` holds the name used in expressions, the numpy
 implementation (numerically stable where a naive formula overflows), the derivative
-as an expression of the argument, and the LaTeX template. Differentiation, printing
-and evaluation all read this table; adding a function is adding one line.
+as an expression of the argument, the LaTeX template, and how generated code spells
+it (:mod:`einderiv.codegen`). Differentiation, printing, evaluation and code export
+all read this table; adding a function is adding one line.
 
 The derivative ``f'(u)`` has the same free indices as ``u``; the chain rule in
 :mod:`einderiv.diff` multiplies it element-wise with ``du``
@@ -12,7 +13,7 @@ The derivative ``f'(u)`` has the same free indices as ``u``; the chain rule in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Mapping
 
@@ -30,6 +31,16 @@ class ElementwiseFunction:
     derivative: Callable[[Expr], Expr]
     latex: str  # a format string with one "{}" for the argument
     real_only: bool = False  # defined (or differentiable) for real input only
+    # Generated code (einderiv.codegen): a template with {xp} for the array module
+    # (np, jnp or torch) and {x} for the argument; "" means {xp}.<name>({x}).
+    code: str = ""
+    # Backends that spell the function differently: backend name -> template.
+    code_by_backend: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def source(self, backend: str, xp: str, x: str) -> str:
+        """The function applied to the variable ``x`` in generated code for ``backend``."""
+        template = self.code_by_backend.get(backend) or self.code or "{xp}." + self.name + "({x})"
+        return template.format(xp=xp, x=x)
 
 
 def _times(coeff: Fraction | int, *factors: Expr, like: Expr) -> Product:
@@ -66,21 +77,27 @@ _TABLE = [
                         r"\tanh\left({}\right)"),
     ElementwiseFunction("sigmoid", _sigmoid,
                         lambda u: _times(1, _f("sigmoid", u), _one_minus(_f("sigmoid", u)), like=u),
-                        r"\sigma\left({}\right)", real_only=True),
+                        r"\sigma\left({}\right)", real_only=True,
+                        code="{xp}.exp(-{xp}.logaddexp(0.0, -{x}))",
+                        code_by_backend={"torch": "{xp}.sigmoid({x})"}),
     ElementwiseFunction("softplus", lambda x: np.logaddexp(0.0, x), lambda u: _f("sigmoid", u),
-                        r"\operatorname{{softplus}}\left({}\right)", real_only=True),
+                        r"\operatorname{{softplus}}\left({}\right)", real_only=True,
+                        code="{xp}.logaddexp(0.0, {x})",
+                        code_by_backend={"torch": "{xp}.logaddexp({xp}.zeros_like({x}), {x})"}),
     ElementwiseFunction("sqrt", np.sqrt,
                         lambda u: _times(Fraction(1, 2), Pow(_f("sqrt", u), number(-1)), like=u),
                         r"\sqrt{{{}}}"),
     ElementwiseFunction("relu", lambda x: np.maximum(x, 0), lambda u: _f("step", u),
-                        r"\operatorname{{relu}}\left({}\right)", real_only=True),
+                        r"\operatorname{{relu}}\left({}\right)", real_only=True,
+                        code="{xp}.maximum({x}, 0)", code_by_backend={"torch": "{xp}.relu({x})"}),
     ElementwiseFunction("abs", np.abs, lambda u: _f("sign", u), r"\left|{}\right|",
                         real_only=True),
     # Derivatives of step and sign are zero almost everywhere (their jumps are not
     # differentiable; einderiv, like autograd and JAX, returns 0 there).
     ElementwiseFunction("step", lambda x: np.heaviside(x, 0.0),
                         lambda u: Sum((), u.free), r"\operatorname{{step}}\left({}\right)",
-                        real_only=True),
+                        real_only=True, code="{xp}.heaviside({x}, 0.0)",
+                        code_by_backend={"torch": "{xp}.heaviside({x}, {xp}.zeros_like({x}))"}),
     ElementwiseFunction("sign", np.sign, lambda u: Sum((), u.free),
                         r"\operatorname{{sign}}\left({}\right)", real_only=True),
 ]

@@ -106,6 +106,26 @@ class Expr:
         from .compile import compile_expr
         return compile_expr(self, shapes=shapes, backend=backend, **options)
 
+    def to_python(self, name: str = "grad", backend: str = "numpy",
+                  shapes: Mapping[str, Any] | None = None) -> str:
+        """The source of a standalone function ``name(<variables, sorted>)`` computing
+        the expression from the plan of :meth:`compile` (see :mod:`einderiv.codegen`;
+        ``backend``: ``"numpy"``, ``"opt_einsum"``, ``"jax"`` or ``"torch"``; integer
+        ``shapes`` fix each contraction's path).
+
+        >>> import numpy as np, einderiv
+        >>> src = einderiv.diff("x[i]*A[i,j]*x[j]", "x").to_python("grad")
+        >>> print(src.splitlines()[3])
+        def grad(A, x):
+        >>> namespace = {}
+        >>> exec(src, namespace)
+        >>> A, x = np.arange(9.0).reshape(3, 3), np.ones(3)
+        >>> bool(np.allclose(namespace["grad"](A, x), (A + A.T) @ x))
+        True
+        """
+        from .codegen import to_python
+        return to_python(self, name=name, backend=backend, shapes=shapes)
+
     def to_matrix(self, **options: Any) -> Any:
         """The expression in denominator-layout matrix notation (see
         :func:`einderiv.matrix.to_matrix`); raises ``NotMatrixExpressible`` where none

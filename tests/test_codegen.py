@@ -1,0 +1,437 @@
+"""Code export (issue 7): ``Expr.to_python`` and ``einderiv diff --emit``.
+
+Every generated function is executed and compared with ``evaluate`` and with the
+case's closed form written directly in numpy (tests/cases.py), never with arrays made
+by the code under test. numpy and opt_einsum carry the coverage (CI installs only the
+test extra); jax and torch run where they are installed."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import opt_einsum as oe
+import pytest
+
+import einderiv
+from einderiv.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import HESSIANS, IDENTITIES
+
+RNG = np.random.default_rng(11)
+LINREG = "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n"
+LOGISTIC = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
+ALL = IDENTITIES + HESSIANS
+
+
+def _derivative(case):
+    d = einderiv.diff(case.expr, case.wrt, case.shapes)
+    return einderiv.diff(d, case.wrt, case.shapes) if case in HESSIANS else d
+
+
+def _load(src: str, name: str = "grad"):
+    namespace: dict = {}
+    exec(compile(src, "<generated>", "exec"), namespace)  # noqa: S102 - what is tested
+    return namespace[name]
+
+
+def _call(fn, values: dict, convert=lambda a: a):
+    """Call with the arguments the function takes (a derivative may drop a variable)."""
+    return fn(**{p: convert(values[p]) for p in inspect.signature(fn).parameters})
+
+
+def _body(src: str) -> str:
+    """The code after the docstring."""
+    return src.split('"""')[2]
+
+
+def _imports(src: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+    return found
+
+
+# ------------------------------------------------------------------ every identity
+
+
+@pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum"])
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_exported_function_equals_evaluate_and_closed_form(case, backend, with_shapes):
+    d = _derivative(case)
+    src = d.to_python(backend=backend, shapes=case.shapes if with_shapes else None)
+    values = case.arrays(RNG)
+    got = _call(_load(src), values)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
+    np.testing.assert_allclose(got, d.evaluate(**values), atol=1e-12)
+    assert list(inspect.signature(_load(src)).parameters) == \
+        sorted(set(d.variables) | set(d.compile().program.inputs))
+
+
+@pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_jax_export(case, with_shapes):
+    jax = pytest.importorskip("jax")
+    d = _derivative(case)
+    src = d.to_python(backend="jax", shapes=case.shapes if with_shapes else None)
+    assert _imports(src) == {"jax.numpy"}
+    values = case.arrays(RNG)
+    with jax.enable_x64(True):
+        got = np.asarray(_call(_load(src), values))
+    np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
+
+
+@pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_torch_export(case, with_shapes):
+    torch = pytest.importorskip("torch")
+    d = _derivative(case)
+    src = d.to_python(backend="torch", shapes=case.shapes if with_shapes else None)
+    assert _imports(src) == {"torch"}
+    values = case.arrays(RNG)
+    tensors = {k: torch.from_numpy(np.array(v)) for k, v in values.items()}
+    before = {k: t.clone() for k, t in tensors.items()}
+    got = _call(_load(src), tensors)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.numpy(), case.closed_form(values), atol=1e-12)
+    for k, t in tensors.items():
+        assert torch.equal(t, before[k])
+        assert got.numel() == 0 or t.numel() == 0 or got.data_ptr() != t.data_ptr()
+
+
+# ------------------------------------------------------------------ the source
+
+
+@pytest.mark.parametrize("backend, allowed", [("numpy", {"numpy"}),
+                                              ("opt_einsum", {"numpy", "opt_einsum"}),
+                                              ("jax", {"jax.numpy"}), ("torch", {"torch"})])
+def test_source_imports_only_its_array_library(backend, allowed, monkeypatch):
+    sources = [_derivative(c).to_python(backend=backend) for c in ALL]
+    for src in sources:
+        assert _imports(src) <= allowed
+        assert "einderiv" not in _imports(src)
+    monkeypatch.setitem(sys.modules, "einderiv", None)  # importing einderiv would fail
+    case = IDENTITIES[13]   # the linear-regression gradient
+    assert case.name == "A.4 linear regression gradient"
+    if backend == "numpy":
+        values = case.arrays(RNG)
+        src = _derivative(case).to_python(backend=backend)
+        np.testing.assert_allclose(_call(_load(src), values), case.closed_form(values))
+
+
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_inputs_are_not_modified_and_the_result_is_not_a_view_of_them(case):
+    values = case.arrays(RNG)
+    before = {k: v.copy() for k, v in values.items()}
+    for backend in ("numpy", "opt_einsum"):
+        got = _call(_load(_derivative(case).to_python(backend=backend)), values)
+        for k, v in values.items():
+            np.testing.assert_array_equal(v, before[k])
+            assert not np.may_share_memory(got, v), k
+        got[...] = 7.0   # the result is an ordinary writeable array
+        for k, v in values.items():
+            np.testing.assert_array_equal(v, before[k])
+
+
+def test_shared_subexpressions_are_one_variable_each():
+    # the loss has the residual X theta - Y twice; the exported code forms it once
+    src = einderiv.parse(LINREG).to_python("loss")
+    assert _body(src).count('np.einsum("ab,b->a", X, theta') == 1
+    assert _body(src).count(" - Y") == 1
+    v = {"X": RNG.normal(size=(6, 3)), "theta": RNG.normal(size=3), "Y": RNG.normal(size=6),
+         "n": 6.0}
+    r = v["X"] @ v["theta"] - v["Y"]
+    np.testing.assert_allclose(_load(src, "loss")(**v), r @ r / 6.0)
+    # the logistic Hessian has sigmoid(u) twice, as s * (1 - s): one sigmoid line
+    h = einderiv.diff(einderiv.diff(LOGISTIC, "theta"), "theta")
+    assert str(h).count("sigmoid") == 2
+    src = h.to_python("hessian")
+    assert _body(src).count("logaddexp") == 1
+    X, y, th = RNG.normal(size=(7, 3)), RNG.choice([-1.0, 1.0], 7), RNG.normal(size=3)
+    s = 1 / (1 + np.exp(y * (X @ th)))
+    np.testing.assert_allclose(_load(src, "hessian")(X=X, theta=th, y=y),
+                               X.T @ np.diag(s * (1 - s)) @ X)
+
+
+def _paths(src: str) -> list[tuple[str, list]]:
+    """(subscripts, path) of each contraction with an explicit path in ``src``."""
+    found = []
+    for spec, path in re.findall(r'\("([^"]+)", [^\n]*?optimize=\[(?:"einsum_path", )?'
+                                 r'(\([^\]]*)\]', src):
+        found.append((spec, list(ast.literal_eval("[" + path + "]"))))
+    return found
+
+
+def test_integer_shapes_write_out_the_contraction_path_compile_uses():
+    text = "x[i]*A[i,j]*B[j,k]*C[k,l]*y[l]"
+    e = einderiv.parse(text)
+    small_first = {"x": (2,), "A": (2, 40), "B": (40, 40), "C": (40, 30), "y": (30,)}
+    large_first = {"x": (30,), "A": (30, 40), "B": (40, 40), "C": (40, 2), "y": (2,)}
+    for backend in ("numpy", "opt_einsum"):
+        plain = e.to_python(backend=backend)
+        # five operands: compile searches with opt_einsum's "dp" (optimal for <= 4)
+        assert "optimize=True" in plain or 'optimize="dp"' in plain
+        assert not _paths(plain)
+    seen = []
+    for shapes in (small_first, large_first):
+        for backend in ("numpy", "opt_einsum"):
+            src = e.to_python(backend=backend, shapes=shapes)
+            assert "optimize=True" not in src and 'optimize="' not in src
+            ((spec, path),) = _paths(src)
+            operands = spec.split("->")[0].split(",")
+            names = re.search(rf'"{re.escape(spec)}", ([^)]*?), optimize', src).group(1)
+            dims = [shapes[n] for n in names.split(", ")]
+            assert [len(d) for d in dims] == [len(o) for o in operands]
+            # opt_einsum's path for these subscripts and sizes, as compile plans it
+            want = oe.contract_path(spec, *dims, shapes=True, optimize="dp")[0]
+            assert path == [tuple(c) for c in want]
+            seen.append(path)
+            arrays = {k: RNG.normal(size=s) for k, s in shapes.items()}
+            expected = arrays["x"] @ arrays["A"] @ arrays["B"] @ arrays["C"] @ arrays["y"]
+            np.testing.assert_allclose(_load(src)(**arrays), expected, rtol=1e-10)
+    assert seen[0] != seen[2]   # the sizes decide the order
+
+
+def test_more_than_52_index_letters_fall_back_to_opt_einsum():
+    k, d = 60, 2
+    text = "*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, k + 1)] + [f"x[i{k}]"])
+    mats = {f"A{m}": RNG.normal(size=(d, d)) / 1.5 for m in range(1, k + 1)}
+    x = RNG.normal(size=d)
+    chain = np.linalg.multi_dot(list(mats.values()))
+    shapes = dict({n: (d, d) for n in mats}, x=(d,))
+    for e, want in [(einderiv.parse(text), x @ chain @ x),
+                    (einderiv.diff(text, "x"), (chain + chain.T) @ x)]:
+        for given in (None, shapes):
+            src = e.to_python(shapes=given)
+            assert _imports(src) == {"numpy", "opt_einsum"} and "oe.contract(" in src
+            np.testing.assert_allclose(_load(src)(x=x, **mats), want, rtol=1e-9)
+    small = einderiv.parse("*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, 5)]))
+    assert _imports(small.to_python()) == {"numpy"}   # 5 letters: plain np.einsum
+
+
+def test_deltas_are_written_into_a_diagonal_not_multiplied_by_an_identity():
+    d = einderiv.diff("W[j,i]*A[j]", "W")           # A[b]*delta[c,i], a 3-tensor
+    np_src, jax_src, torch_src = (d.to_python(backend=b) for b in ("numpy", "jax", "torch"))
+    for src in (np_src, jax_src, torch_src):
+        assert "eye(" not in src
+    assert re.search(r'np\.einsum\("abb->ab", t\d+\)\[\.\.\.\] = ', np_src)
+    assert ".at[" in jax_src and ".set(" in jax_src
+    assert re.search(r"t\d+\[i\d+, i\d+, i\d+\] = ", torch_src)
+    A, W = RNG.normal(size=5), RNG.normal(size=(5, 3))
+    np.testing.assert_allclose(_load(np_src)(A=A, W=W), np.einsum("p,qi->pqi", A, np.eye(3)))
+
+
+def test_integer_inputs_are_promoted_to_float():
+    src = einderiv.diff(LINREG, "theta").to_python()
+    X, th, Y = np.arange(12).reshape(4, 3), np.array([1, -2, 3]), np.array([0, 1, 0, 2])
+    got = _load(src)(X=X, theta=th, Y=Y, n=3)
+    assert got.dtype == np.float64
+    Xf = X.astype(float)
+    np.testing.assert_allclose(got, 2 / 3 * Xf.T @ (Xf @ th - Y))
+    assert X.dtype.kind == "i"   # the caller's array is untouched
+
+
+def test_float32_inputs_stay_float32():
+    src = einderiv.diff("tanh(z[i])", "z").to_python("jacobian")
+    z = np.linspace(-1, 1, 4, dtype=np.float32)
+    got = _load(src, "jacobian")(z=z)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, np.diag(1 - np.tanh(z) ** 2), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ every step kind
+
+_B = RNG.normal(size=(4, 4))
+_S = _B @ _B.T + 4 * np.eye(4)    # well conditioned
+_BIG = np.array([1000.0, 1001.0, 999.0, -1000.0])
+
+
+def _softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+STEP_CASES = [
+    # logsumexp (max-shifted), embed, an outer product: large values must not overflow
+    ("softmax Hessian", lambda: einderiv.diff(einderiv.diff("log(sum[j](exp(x[j])))", "x"), "x"),
+     {"x": _BIG}, lambda v: np.diag(_softmax(v["x"])) - np.outer(_softmax(v["x"]),
+                                                                 _softmax(v["x"]))),
+    ("cross-entropy gradient", lambda: einderiv.diff("-y[i]*(z[i] - log(sum[j](exp(z[j]))))", "z"),
+     {"y": np.array([0.1, 0.2, 0.3, 0.4]), "z": _BIG}, lambda v: _softmax(v["z"]) - v["y"]),
+    ("solve", lambda: einderiv.parse("x[i]*inv(A)[i,j]*b[j]"),
+     {"x": RNG.normal(size=4), "A": _S, "b": RNG.normal(size=4)},
+     lambda v: v["x"] @ np.linalg.inv(v["A"]) @ v["b"]),
+    ("transposed solve", lambda: einderiv.parse("x[i]*inv(A)[i,j]"),
+     {"x": RNG.normal(size=4), "A": _S}, lambda v: v["x"] @ np.linalg.inv(v["A"])),
+    ("solve with a 3-axis right-hand side", lambda: einderiv.parse("inv(A)[i,j]*B[j,k,l]"),
+     {"A": _S, "B": RNG.normal(size=(4, 2, 3))},
+     lambda v: np.einsum("ij,jkl->ikl", np.linalg.inv(v["A"]), v["B"])),
+    ("det and logdet", lambda: einderiv.diff("logdet(A) + det(A)", "A"), {"A": _S},
+     lambda v: np.linalg.inv(v["A"]).T * (1 + np.linalg.det(v["A"]))),
+    ("element-wise functions", lambda: einderiv.parse(
+        "relu(x[i]) + abs(x[i]) + step(x[i]) + sign(x[i]) + sin(x[i]) + cos(x[i]) + tan(x[i])"
+        " + sqrt(abs(x[i])) + softplus(x[i]) + sigmoid(x[i]) + exp(-abs(x[i]))"),
+     {"x": np.array([-800.0, -2.0, 0.3, 1.5, 800.0])},
+     lambda v: (np.maximum(v["x"], 0) + np.abs(v["x"]) + (v["x"] > 0) + np.sign(v["x"])
+                + np.sin(v["x"]) + np.cos(v["x"]) + np.tan(v["x"]) + np.sqrt(np.abs(v["x"]))
+                + np.logaddexp(0, v["x"]) + 1 / (1 + np.exp(-np.clip(v["x"], -700, 700)))
+                + np.exp(-np.abs(v["x"])))),
+    ("powers", lambda: einderiv.parse("x[i]**p + x[i]**1.5 + x[i]**(-2) + x[i]**(-0.5) + log(x[i])"),
+     {"x": np.array([0.5, 1.2, 2.0]), "p": np.array(2.5)},
+     lambda v: v["x"] ** 2.5 + v["x"] ** 1.5 + v["x"] ** -2.0 + v["x"] ** -0.5 + np.log(v["x"])),
+    ("third derivative tensor", lambda: einderiv.diff("x[i]*x[j]*x[k] -> [i,j,k]", "x"),
+     {"x": RNG.normal(size=3)},
+     lambda v: (np.einsum("pi,j,k->pijk", np.eye(3), v["x"], v["x"])
+                + np.einsum("i,pj,k->pijk", v["x"], np.eye(3), v["x"])
+                + np.einsum("i,j,pk->pijk", v["x"], v["x"], np.eye(3)))),
+    ("diagonal and trace", lambda: einderiv.parse("A[i,i] -> [i]"),
+     {"A": RNG.normal(size=(3, 3))}, lambda v: np.diag(v["A"])),
+    ("empty axis", lambda: einderiv.diff(LINREG, "theta"),
+     {"X": np.zeros((0, 3)), "theta": RNG.normal(size=3), "Y": np.zeros(0), "n": np.array(2.0)},
+     lambda v: np.zeros(3)),
+]
+
+
+@pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", "jax", "torch"])
+@pytest.mark.parametrize("name, build, values, closed_form", STEP_CASES,
+                         ids=[c[0] for c in STEP_CASES])
+def test_every_step_kind(name, build, values, closed_form, backend, with_shapes):
+    e = build()
+    shapes = {k: np.shape(v) for k, v in values.items()} if with_shapes else None
+    src = e.to_python(backend=backend, shapes=shapes)
+    want = closed_form(values)
+    if backend == "jax":
+        jax = pytest.importorskip("jax")
+        with jax.enable_x64(True):
+            got = np.asarray(_call(_load(src), values))
+    elif backend == "torch":
+        torch = pytest.importorskip("torch")
+        got = _call(_load(src), values, lambda a: torch.from_numpy(np.array(a))).numpy()
+    else:
+        got = _call(_load(src), values)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    if backend in ("numpy", "opt_einsum"):
+        np.testing.assert_allclose(got, e.evaluate(**values), rtol=1e-12, atol=1e-300)
+
+
+def test_inverse_times_vector_is_a_solve_and_logdet_a_slogdet():
+    src = einderiv.parse("x[i]*inv(A)[i,j]*b[j]").to_python()
+    assert "np.linalg.solve(" in src and "np.linalg.inv(" not in src
+    assert "slogdet" in einderiv.parse("logdet(A)").to_python()
+
+
+# ------------------------------------------------------------------ names and errors
+
+
+def test_variable_names_that_clash_with_python_or_the_generated_names():
+    e = einderiv.diff("lambda*x[i]*x[i] + np*t1[i]*x[i]", "x")
+    src = e.to_python()
+    assert "import numpy as np_" in src and "def grad(lambda_, np, t1, x):" in src
+    x, t1 = RNG.normal(size=3), RNG.normal(size=3)
+    np.testing.assert_allclose(_load(src)(0.5, 2.0, t1, x), 2 * 0.5 * x + 2.0 * t1)
+
+
+def test_docstring_states_shapes_axis_order_layout_and_the_expression():
+    g = einderiv.diff(LINREG, "theta")
+    doc = _load(g.to_python()).__doc__
+    assert "2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n" in doc
+    for line in ("X: shape (a, d)", "theta: shape (d,)", "Y: shape (a,)", "n: shape () (a scalar)",
+                 "shape (d,), axes in the order of the free indices (d)", "denominator layout"):
+        assert line in doc, line
+    doc = _load(g.to_python(shapes={"X": (5, 3), "theta": (3,), "Y": (5,), "n": ()})).__doc__
+    assert "X: shape (5, 3)" in doc and "Returns an array of shape (3,)" in doc
+    doc = _load(g.to_python(shapes={"X": ("m", "p")})).__doc__
+    assert "X: shape (m, p)" in doc and "theta: shape (p,)" in doc and "Y: shape (m,)" in doc
+    doc = _load(einderiv.diff("W[j,i]*A[j]", "W").to_python()).__doc__
+    assert "shape (b, c, c), axes in the order of the free indices (b, c, i)" in doc
+
+
+def test_unknown_backend_and_bad_names_are_refused():
+    e = einderiv.parse("x[i]")
+    with pytest.raises(einderiv.EinderivError, match="'numpy'.*'opt_einsum'.*'jax'.*'torch'"):
+        e.to_python(backend="tensorflow")
+    for bad in ("lambda", "2fast", "a-b"):
+        with pytest.raises(einderiv.EinderivError, match="identifier"):
+            e.to_python(name=bad)
+    with pytest.raises(einderiv.ShapeError):
+        e.to_python(shapes={"x": (3, 4)})
+    with pytest.raises(einderiv.EvaluationError, match="size"):
+        einderiv.parse("x[i]*y[i]").to_python(shapes={"x": (3,), "y": (4,)})
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _emit(capsys, argv):
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def _linreg(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"X": rng.normal(size=(5, 3)), "theta": rng.normal(size=3),
+            "Y": rng.normal(size=5), "n": 5.0}
+
+
+def test_cli_emit_python_prints_a_runnable_gradient_and_hessian(capsys):
+    shape = ["--shape", "X=5,3", "--shape", "theta=3", "--shape", "Y=5", "--shape", "n="]
+    out = _emit(capsys, ["diff", LINREG, "--wrt", "theta", *shape, "--emit", "python"])
+    assert out.startswith("import numpy as np\n") and "def grad(X, Y, n, theta):" in out
+    assert 'optimize=["einsum_path", ' in out   # integer shapes: the path is written out
+    v = _linreg()
+    np.testing.assert_allclose(_load(out)(**v),
+                               2 / v["n"] * v["X"].T @ (v["X"] @ v["theta"] - v["Y"]))
+    out = _emit(capsys, ["diff", LINREG, "--wrt", "theta", "--order", "2", "--emit", "python"])
+    assert "optimize=True" in out   # no shapes: numpy's own path search
+    np.testing.assert_allclose(_load(out, "hessian")(X=v["X"], n=v["n"]),
+                               2 / v["n"] * v["X"].T @ v["X"])
+    out = _emit(capsys, ["diff", "tanh(A[i,j]*x[j])", "--wrt", "x", "--emit", "python"])
+    A, x = RNG.normal(size=(4, 3)), RNG.normal(size=3)
+    np.testing.assert_allclose(_load(out, "jacobian")(A=A, x=x),
+                               A.T @ np.diag(1 - np.tanh(A @ x) ** 2))
+    out = _emit(capsys, ["diff", "--emit", "python", "--name", "linreg_grad"])   # the demo
+    assert "def linreg_grad(X, Y, n, theta):" in out and "X: shape (n, d)" in out
+    np.testing.assert_allclose(_load(out, "linreg_grad")(**v),
+                               2 / v["n"] * v["X"].T @ (v["X"] @ v["theta"] - v["Y"]))
+
+
+def test_cli_emit_python_matches_finite_differences(capsys):
+    out = _emit(capsys, ["diff", LOGISTIC, "--wrt", "theta", "--emit", "python"])
+    X, y, th = RNG.normal(size=(6, 3)), RNG.choice([-1.0, 1.0], 6), RNG.normal(size=3)
+
+    def loss(t):
+        return np.logaddexp(0, -y * (X @ t)).sum()
+    h = 1e-6
+    fd = np.array([(loss(th + h * e) - loss(th - h * e)) / (2 * h) for e in np.eye(3)])
+    np.testing.assert_allclose(_load(out)(X=X, theta=th, y=y), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_cli_emit_latex_prints_index_and_matrix_forms(capsys):
+    out = _emit(capsys, ["diff", LINREG, "--wrt", "theta", "--emit", "latex"])
+    assert out.splitlines() == [
+        "% d f / d theta, denominator layout",
+        r"\frac{2 X_{ad} \left(X_{ab} \theta_{b} - Y_{a}\right)}{n}",
+        "% matrix form",
+        r"\frac{2}{n} X^{\top} \left(X \theta - Y\right)",
+    ]
+    out = _emit(capsys, ["diff", "W[j,i]*A[j]", "--wrt", "W", "--emit", "latex"])
+    assert out.splitlines() == ["% d f / d W, denominator layout", r"A_{b} \delta_{ci}"]
+
+
+def test_cli_without_emit_is_unchanged(capsys):
+    out = _emit(capsys, ["diff", LINREG, "--wrt", "theta"])
+    assert out.splitlines()[1] == "d f / d theta = 2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n"
+    assert "def " not in out and "matrix form: 2/n X^T (X theta - Y)" in out
