@@ -25,7 +25,8 @@ from typing import Callable
 from .errors import EinderivError
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, all_indices, const_value, fresh_index, number, outer_origins, rename)
+                 Tensor, all_indices, const_value, fresh_index, gc_paused, number, outer_origins,
+                 rename)
 
 __all__ = ["derivative"]
 
@@ -57,7 +58,8 @@ def derivative(e: Expr, wrt: str, new: tuple[Index, ...], log: list[str] | None 
     clash = set(new) & all_indices(e)
     if clash:  # pragma: no cover - callers pass fresh labels
         raise EinderivError(f"derivative indices {sorted(clash)} already occur in the expression")
-    return _d(e, _Context(wrt, new, log))
+    with gc_paused():
+        return _d(e, _Context(wrt, new, log))
 
 
 def _d(e: Expr, ctx: _Context) -> Expr:
@@ -73,7 +75,8 @@ def _tensor(e: Tensor, ctx: _Context) -> Expr:
         return _zero(e, ctx)
     deltas = tuple(Delta(n, i, (e.name, axis))
                    for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
-    ctx.note(_variable_rule(e.name, ctx.new))
+    if ctx.log is not None:  # spelling out the rule costs more than the derivative
+        ctx.note(_variable_rule(e.name, ctx.new))
     return Product(Fraction(1), deltas, ctx.new + e.free)
 
 
@@ -90,11 +93,11 @@ def _variable_rule(name: str, new: tuple[Index, ...]) -> str:
 def _product(e: Product, ctx: _Context) -> Expr:
     terms = []
     out = ctx.new + e.out
-    if sum(ctx.wrt in f.variables for f in e.factors) > 1:
+    involved = [k for k, f in enumerate(e.factors) if ctx.wrt in f.variables]
+    if len(involved) > 1:
         ctx.note("product rule")
-    for k, f in enumerate(e.factors):
-        if ctx.wrt not in f.variables:
-            continue
+    for k in involved:
+        f = e.factors[k]
         rest = e.factors[:k] + e.factors[k + 1:]
         terms.append(Product(e.coeff, (*rest, _d(f, ctx)), out))
     return Sum(tuple(terms), out, ctx.hints(e))

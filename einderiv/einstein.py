@@ -14,15 +14,14 @@ Rules (docs/language.md):
 
 from __future__ import annotations
 
-from collections import Counter
 from fractions import Fraction
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from . import syntax as S
 from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 children, factor_indices, fresh_index, iter_tensors, number)
+                 children, factor_indices, fresh_index, gc_paused, iter_tensors, number)
 
 __all__ = ["build", "check_shapes", "normalize_shapes"]
 
@@ -84,7 +83,7 @@ class _Builder:
     def einstein_atom(atom: Expr) -> Expr:
         """The Einstein rule for a lone reference, as ``numpy.einsum`` implicit mode:
         ``X[a,a]`` sums (``einsum('aa', X)``) and ``A[p,i]`` has free indices (i, p)."""
-        counts = Counter(factor_indices(atom))
+        counts = _label_counts((atom,))
         free = tuple(sorted(i for i, c in counts.items() if c == 1))
         return atom if atom.free == free else Product(Fraction(1), (atom,), free)
 
@@ -159,9 +158,7 @@ class _Builder:
                 in_sum: bool = False) -> Expr:
         factors: list[tuple[Expr, int]] = []
         coeff = self.collect(node, Fraction(1), factors)
-        counts: Counter[Index] = Counter()
-        for f, _ in factors:
-            counts.update(factor_indices(f))
+        counts = _label_counts(f for f, _ in factors)
         fs = tuple(f for f, _ in factors)
         if out is None:
             free = tuple(sorted(i for i, c in counts.items() if c == 1))
@@ -218,9 +215,20 @@ def _pos(node: S.Node) -> int:
     return node.pos
 
 
+def _label_counts(factors: Iterable[Expr]) -> dict[Index, int]:
+    """How often each index label occurs on ``factors`` (a plain dict: counting into
+    a ``Counter`` is slow for the few labels of a term)."""
+    counts: dict[Index, int] = {}
+    for f in factors:
+        for i in factor_indices(f):
+            counts[i] = counts.get(i, 0) + 1
+    return counts
+
+
 def build(ast: S.Node, text: str) -> Expr:
     """The IR for a parsed AST (Einstein rule applied, index sets checked)."""
-    return _Builder(text).build(ast)
+    with gc_paused():
+        return _Builder(text).build(ast)
 
 
 # --------------------------------------------------------------------------- shapes

@@ -28,9 +28,11 @@ from typing import Callable, Iterable, Mapping
 
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, bound_indices, const_value, factor_indices, freshen_bound,
-                 number, outer_origins, rename)
+                 gc_paused, number, outer_origins, rename)
 
 __all__ = ["simplify", "canonical_key", "prettify"]
+
+_ONE = Fraction(1)
 
 
 # ============================================================================ driver
@@ -45,9 +47,10 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
     '2*x[i]'
     """
     order = tuple(e.free if free is None else free)
-    hints = outer_origins(e)
-    result = prettify(_simplify(e))
-    return _with_order(result, order, hints)
+    with gc_paused():
+        hints = outer_origins(e)
+        result = prettify(_simplify(e))
+        return _with_order(result, order, hints)
 
 
 def _simplify(e: Expr) -> Expr:
@@ -68,7 +71,8 @@ def _with_order(e: Expr, order: tuple[Index, ...], hints: Mapping[Index, SizeHin
 
 
 def _reorder_term(t: Expr, order: tuple[Index, ...]) -> Expr:
-    want = tuple(i for i in order if i in set(t.free))
+    have = set(t.free)
+    want = tuple(i for i in order if i in have)
     if t.free == want:
         return t
     if isinstance(t, Product):
@@ -182,12 +186,17 @@ def _simplify_closed(e: Inv | Det | LogDet) -> Expr:
 
 
 def _simplify_product(e: Product) -> Expr:
-    factors = [_simplify(f) for f in e.factors]
-    return normalize_product(Product(e.coeff, tuple(factors), e.out))
+    factors = tuple(_simplify(f) for f in e.factors)
+    if _same_tuple(factors, e.factors) is not e.factors:  # some factor simplified
+        e = Product(e.coeff, factors, e.out)
+    return normalize_product(e)
 
 
 def normalize_product(p: Product) -> Expr:
     """Apply the product rules to a product whose factors are already simplified."""
+    if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], (Tensor, Delta)) \
+            and _bare(p.factors[0], set(p.out)):
+        return p.factors[0]  # one atom that means the same alone: no rule applies
     p = flatten_product(p)
     if not isinstance(p, Product):
         return p
@@ -212,7 +221,7 @@ def normalize_product(p: Product) -> Expr:
             return scaled  # c * (a + b): distribute the number, keep one sum
         if p.coeff != 1:  # c * sum[i](a + b): the number goes inside too (one spelling)
             return normalize_product(Product(Fraction(1), (scaled,), p.out))
-    return Product(p.coeff, _sorted_factors(p.factors, set(p.out)), p.out)
+    return _ordered(p)
 
 
 def _bare(f: Expr, out: set[Index]) -> bool:
@@ -226,7 +235,7 @@ def _scale(t: Expr, c: Fraction) -> Expr:
     if c == 1:
         return t
     if isinstance(t, Product):
-        return Product(t.coeff * c, t.factors, t.out)
+        return _same_factors(Product(t.coeff * c, t.factors, t.out), t)
     return Product(c, (t,), t.free)
 
 
@@ -237,14 +246,16 @@ def _zero_like(e: Expr) -> Sum:
 
 def flatten_product(p: Product) -> Expr:
     """Merge nested products and one-term sums, fold numbers; zero if any factor is."""
+    if not any(isinstance(f, (Product, Sum)) for f in p.factors):
+        return _zero_like(p) if p.coeff == 0 else p  # nothing to merge
     coeff = p.coeff
     out: list[Expr] = []
     taken = set(p.out)
     for f in p.factors:
         taken.update(factor_indices(f))
-    queue = list(p.factors)
-    while queue:
-        f = queue.pop(0)
+    stack = list(reversed(p.factors))  # depth first, factors in order
+    while stack:
+        f = stack.pop()
         if isinstance(f, Sum) and len(f.terms) == 1:
             t = f.terms[0]
             f = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
@@ -254,7 +265,7 @@ def flatten_product(p: Product) -> Expr:
             f = freshen_bound(f, taken)
             taken.update(bound_indices(f))
             coeff *= f.coeff
-            queue[:0] = list(f.factors)
+            stack.extend(reversed(f.factors))
             continue
         out.append(f)
     if coeff == 0:
@@ -273,14 +284,17 @@ def _broadcast_term(t: Expr, s: Sum) -> Expr:
 
 def contract_deltas(p: Product) -> Product:
     """Eliminate Kronecker deltas by renaming (notes 001_*, A.18 -> A.19)."""
+    if not any(isinstance(f, Delta) for f in p.factors):
+        return p
     factors = list(p.factors)
     out = set(p.out)
+    renamed_any = False
     changed = True
     while changed:
         changed = False
         for k, f in enumerate(factors):
-            if not isinstance(f, Delta):
-                continue
+            if not isinstance(f, Delta) or (f.i != f.j and f.i in out and f.j in out):
+                continue  # a delta with both indices free stays
             others = factors[:k] + factors[k + 1:]
             if f.i == f.j:
                 if any(f.i in factor_indices(g) for g in others):
@@ -289,17 +303,19 @@ def contract_deltas(p: Product) -> Product:
                             [Delta(g.i, g.j, g.size or f.size) if isinstance(g, Delta) and
                              f.i in (g.i, g.j) else g for g in factors])
                     del factors[k]  # ones along an index that is already there
-                    changed = True
+                    changed = renamed_any = True
                     break
                 continue
-            if f.j not in out or f.i not in out:
-                keep, gone = (f.i, f.j) if f.j not in out else (f.j, f.i)
-                # Renaming can make terms of a sum factor equal: simplify them again.
-                renamed = [_resimplify(rename(g, {gone: keep})) for g in others]
-                factors = renamed[:k] + [Delta(keep, keep, f.size)] + renamed[k:]
-                changed = True
-                break
-    return Product(p.coeff, tuple(_share_delta_hints(factors)), p.out)
+            keep, gone = (f.i, f.j) if f.j not in out else (f.j, f.i)
+            # Renaming can make terms of a sum factor equal: simplify them again.
+            renamed = [_resimplify(rename(g, {gone: keep})) for g in others]
+            factors = renamed[:k] + [Delta(keep, keep, f.size)] + renamed[k:]
+            changed = renamed_any = True
+            break
+    shared = _share_delta_hints(factors)
+    if not renamed_any and shared is factors:
+        return p  # nothing to contract
+    return Product(p.coeff, tuple(shared), p.out)
 
 
 def _resimplify(g: Expr) -> Expr:
@@ -343,29 +359,37 @@ def merge_scalar_powers(p: Product) -> Product:
     """``n * n`` -> ``n**2`` and ``n * n**-1`` -> 1 for factors without free indices;
     numeric factors (after folding) go into the coefficient."""
     coeff = p.coeff
-    powers: dict[tuple, list] = {}
-    order: list[tuple] = []
     rest: list[Expr] = []
+    scalars: list[tuple[Expr, Fraction]] = []  # (base, exponent) of index-free powers
     for f in p.factors:
         value = const_value(f)
         if value is not None:
             coeff *= value
             continue
-        base, k = (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, Fraction(1))
+        base, k = (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, _ONE)
         if f.free or k is None:
             rest.append(f)
-            continue
-        key = canonical_key(base)
-        if key not in powers:
-            powers[key] = [base, Fraction(0)]
-            order.append(key)
-        powers[key][1] += k
-    for key in order:
-        base, k = powers[key]
-        if k == 0:
-            continue
-        rest.append(base if k == 1 else Pow(base, number(k)))
+        else:
+            scalars.append((base, k))
+    rest.extend(_merged_powers(scalars))
     return Product(coeff, tuple(rest), p.out)
+
+
+def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
+    """The powers of equal bases (by canonical key) multiplied, in order of first
+    appearance; a power that comes to 0 is dropped."""
+    if len(scalars) < 2:  # nothing to merge: no keys needed
+        powers = [[base, k] for base, k in scalars]
+    else:
+        by_key: dict[tuple, list] = {}
+        for base, k in scalars:
+            key = canonical_key(base)
+            if key in by_key:
+                by_key[key][1] += k
+            else:
+                by_key[key] = [base, k]
+        powers = list(by_key.values())
+    return [base if k == 1 else Pow(base, number(k)) for base, k in powers if k != 0]
 
 
 # ============================================================================== sums
@@ -381,41 +405,26 @@ def collect_terms(s: Sum) -> Expr:
     A term that carries some but not all of the sum's indices is written with
     ones-markers along the others (``2*delta[l,k]*delta[i,i]*delta[j,j] -> [k,l,i,j]``),
     so only index-free terms broadcast implicitly: one spelling per expression."""
-    flat: list[Expr] = []
-    hinted: Sum | None = None
-    queue = [(t, Fraction(1)) for t in s.terms]
-    while queue:
-        t, scale = queue.pop(0)
-        if isinstance(t, Sum):
-            queue[:0] = [(u, scale) for u in t.terms]
-            continue
-        if isinstance(t, Product) and len(t.factors) == 1 and isinstance(t.factors[0], Sum) \
-                and set(t.factors[0].out) == set(t.out) and \
-                len(set(factor_indices(t.factors[0]))) == len(t.out):
-            queue[:0] = [(u, scale * t.coeff) for u in t.factors[0].terms]
-            continue
-        if t.free and set(t.free) != set(s.out):
-            hinted = hinted or Sum(s.terms, s.out, tuple(_hints_for(s).items()))
-            t = normalize_product(_broadcast_term(t, hinted))
-        flat.append(_scale(_node(t), scale))
-    groups: dict[tuple, list] = {}
-    for t in flat:
-        coeff, body = (t.coeff, Product(Fraction(1), t.factors, t.out)) \
-            if isinstance(t, Product) else (Fraction(1), Product(Fraction(1), (t,), t.free))
-        key = canonical_key(body)
-        if key in groups:
-            groups[key][1] += coeff
+    lone = _lone_term(s)
+    if lone is not None:
+        return lone
+    groups: dict[tuple, list] = {}  # key -> [first term with that key, total coefficient]
+    for t in _flat_terms(s):
+        key = _term_key(t)
+        coeff = t.coeff if isinstance(t, Product) else _ONE
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [t, coeff]
         else:
-            groups[key] = [body, coeff]
+            group[1] += coeff
     terms = []
-    for key in sorted(groups, key=lambda k: (bool(groups[k][0].factors), _sort_key(k))):
-        body, coeff = groups[key]
+    for key in sorted(groups, key=lambda k: (_has_factors(groups[k][0]), _sort_key(k))):
+        first, coeff = groups[key]
         if coeff == 0:
             continue
-        body = Product(coeff, body.factors, body.out)
-        if coeff == 1 and len(body.factors) == 1 and _bare(body.factors[0], set(body.out)):
-            body = body.factors[0]
-        terms.append(body)
+        term = _collected(first, coeff)
+        _remember_term_key(term, key)
+        terms.append(term)
     if len(terms) == 1 and set(terms[0].free) == set(s.out):
         return terms[0]
     hints = dict(s.hints)
@@ -432,11 +441,98 @@ def collect_terms(s: Sum) -> Expr:
     return Sum(tuple(terms), s.out, tuple(hints.items()))
 
 
+def _flat_terms(s: Sum) -> list[Expr]:
+    """The terms of ``s``, nested sums (and a one-factor product of a sum with the
+    same indices) spliced in place with their coefficients applied; a term carrying
+    only some of the sum's indices made explicit along the others."""
+    flat: list[Expr] = []
+    hinted: Sum | None = None
+    out = set(s.out)
+    stack = [(t, _ONE) for t in reversed(s.terms)]  # depth first, terms in order
+    while stack:
+        t, scale = stack.pop()
+        if isinstance(t, Sum):
+            stack.extend((u, scale) for u in reversed(t.terms))
+            continue
+        if _splices(t):
+            inner_scale = scale * t.coeff
+            stack.extend((u, inner_scale) for u in reversed(t.factors[0].terms))
+            continue
+        if t.free and set(t.free) != out:
+            hinted = hinted or Sum(s.terms, s.out, tuple(_hints_for(s).items()))
+            t = normalize_product(_broadcast_term(t, hinted))
+        flat.append(_scale(_node(t), scale))
+    return flat
+
+
+def _splices(t: Expr) -> bool:
+    """Whether ``t`` is a one-factor product of a sum with the same indices, whose
+    terms go into the enclosing sum (with the product's coefficient)."""
+    return isinstance(t, Product) and len(t.factors) == 1 and isinstance(t.factors[0], Sum) \
+        and set(t.factors[0].out) == set(t.out) and \
+        len(set(factor_indices(t.factors[0]))) == len(t.out)
+
+
+def _lone_term(s: Sum) -> Expr | None:
+    """What :func:`collect_terms` makes of a sum of one term that carries all the
+    sum's indices and has nothing to splice or drop (a product rule applied to a
+    single factor gives one): that term as :func:`_collected` writes it. None for
+    any other sum."""
+    if len(s.terms) != 1:
+        return None
+    t = s.terms[0]
+    if isinstance(t, Sum) or _splices(t) or set(t.free) != set(s.out):
+        return None
+    t = _node(t)
+    coeff = t.coeff if isinstance(t, Product) else _ONE
+    return None if coeff == 0 else _collected(t, coeff)
+
+
+def _has_factors(t: Expr) -> bool:
+    """False for a number (a product without factors): numbers come first in a sum."""
+    return bool(t.factors) if isinstance(t, Product) else True
+
+
+def _collected(first: Expr, coeff: Fraction) -> Expr:
+    """The term of :func:`collect_terms` for a group of equal terms: the factors of
+    the group's first term with the total coefficient; a lone factor that means the
+    same alone (coefficient 1, see :func:`_bare`) stands for itself."""
+    factors, out = (first.factors, first.out) if isinstance(first, Product) \
+        else ((first,), first.free)
+    if coeff == 1 and len(factors) == 1 and _bare(factors[0], set(out)):
+        return factors[0]
+    if not isinstance(first, Product):
+        return Product(coeff, factors, out)
+    if first.coeff is coeff or first.coeff == coeff:
+        return first  # already that product (the identity test is the common, quick case)
+    return _same_factors(Product(coeff, factors, out), first)
+
+
 def _term_order(t: Expr) -> tuple:
     """Terms in canonical order: numbers first, then by name-blind key."""
-    body = Product(Fraction(1), t.factors, t.out) if isinstance(t, Product) \
-        else Product(Fraction(1), (t,), t.free)
-    return (bool(body.factors), _sort_key(canonical_key(body)))
+    return (_has_factors(t), _sort_key(_term_key(t)))
+
+
+def _term_key(t: Expr) -> _Key:
+    """The canonical key of term ``t`` without its coefficient: that of
+    ``Product(1, t.factors, t.out)``, or of ``Product(1, (t,), t.free)`` for a term that
+    is not a product. Memoised on the node: collecting and prettifying both sort by it."""
+    key = t.__dict__.get("_term_key")
+    if key is None:
+        if isinstance(t, Product):
+            body, tail, _ = _product_parts(t, {})
+        else:
+            body, tail, _ = _order_factors((t,), {i: i for i in t.free})
+        key = ("*", (1, 1), body, tail)
+        object.__setattr__(t, "_term_key", key)
+    return key
+
+
+def _remember_term_key(t: Expr, key: _Key) -> None:
+    """Note ``key`` as the :func:`_term_key` of ``t`` (a term built from a group with
+    that key), so sorting it again needs no new key."""
+    if "_term_key" not in t.__dict__:
+        object.__setattr__(t, "_term_key", key)
 
 
 def _hints_for(s: Sum) -> dict[Index, SizeHint]:
@@ -462,10 +558,12 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     their names. Summed indices are numbered by first appearance after sorting.
     """
     naming = naming or {}
+    if isinstance(e, (Tensor, Delta)):
+        return _atom_key(e, naming)
     # Memoised on the (immutable) node, by the naming of its free labels -- the only
     # part of ``naming`` a key depends on. Without it, nested products recompute
     # their children's keys at every level: exponential in depth.
-    memo_key = tuple(naming.get(i, i) for i in e.free) if naming else e.free
+    memo_key = tuple([naming.get(i, i) for i in e.free]) if naming else e.free
     cache = e.__dict__.get("_canonical_keys")
     if cache is None:
         cache = {}
@@ -475,12 +573,27 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     return cache[memo_key]
 
 
+def _atom_key(e: Tensor | Delta, naming: Mapping[Index, str]) -> _Key:
+    """The key of a tensor or a delta: quicker to build than to look up on the node,
+    and interned, so that equal keys are one object (whose sort key is made once)."""
+    if isinstance(e, Tensor):
+        key: _Key = ("T", e.name, tuple([naming.get(i, i) for i in e.indices]))
+    else:
+        key = ("D", tuple(sorted((naming.get(e.i, e.i), naming.get(e.j, e.j)))))
+    found = _ATOM_KEYS.get(key)
+    if found is None:
+        if len(_ATOM_KEYS) > _MAX_CACHED:
+            _ATOM_KEYS.clear()
+        _ATOM_KEYS[key] = found = key
+    return found
+
+
+#: Interned keys of tensors and deltas (see :func:`_atom_key`).
+_ATOM_KEYS: dict[_Key, _Key] = {}
+
+
 def _canonical_key(e: Expr, naming: Mapping[Index, str]) -> _Key:
     name = lambda i: naming.get(i, i)  # noqa: E731
-    if isinstance(e, Tensor):
-        return ("T", e.name, tuple(name(i) for i in e.indices))
-    if isinstance(e, Delta):
-        return ("D", tuple(sorted((name(e.i), name(e.j)))))
     if isinstance(e, Func):
         return ("F", e.name, canonical_key(e.arg, naming))
     if isinstance(e, Pow):
@@ -498,6 +611,8 @@ def _canonical_key(e: Expr, naming: Mapping[Index, str]) -> _Key:
 
 
 _REPRS: dict[int, tuple[_Key, str]] = {}
+#: Entries kept in each cache of keys (:data:`_REPRS`, :data:`_ATOM_KEYS`).
+_MAX_CACHED = 100_000
 
 
 def _sort_key(key: _Key) -> str:
@@ -506,7 +621,7 @@ def _sort_key(key: _Key) -> str:
     if hit is not None and hit[0] is key:
         return hit[1]
     text = repr(key)
-    if len(_REPRS) > 100_000:
+    if len(_REPRS) > _MAX_CACHED:
         _REPRS.clear()
     _REPRS[id(key)] = (key, text)
     return text
@@ -517,9 +632,14 @@ _MAX_TIE_PERMUTATIONS = 720
 
 def _rank(f: Expr, blind: Mapping[Index, str]) -> tuple:
     """Name-blind position of a factor: scalars first, divisions last, then by key."""
+    return _rank_by_key(f, canonical_key(f, blind))
+
+
+def _rank_by_key(f: Expr, key: _Key) -> tuple:
+    """The :func:`_rank` of ``f`` given its key (summed indices blinded)."""
     negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
     kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
-    return (negative_power, bool(f.free), kind, _sort_key(canonical_key(f, blind)))
+    return (negative_power, bool(f.free), kind, _sort_key(key))
 
 
 def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
@@ -531,30 +651,85 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     appearance) gives the smallest key, so the result does not depend on the names
     of summed indices (capped at 720 orders; beyond that the ranked order is kept).
     """
-    naming = naming or {}
-    bound = bound_indices(p)
-    outer = {i: naming.get(i, i) for i in p.out}
+    body, tail, ordered = _product_parts(p, naming or {})
+    return ("*", (p.coeff.numerator, p.coeff.denominator), body, tail), ordered
+
+
+def _product_parts(p: Product, naming: Mapping[Index, str]
+                   ) -> tuple[tuple, tuple, tuple[Expr, ...]]:
+    """:func:`canonical_order` without the coefficient: the key of the ordered factors,
+    the sorted names of the free labels, and the ordered factors.
+
+    They depend only on the factors and on the names of the free labels, and are
+    memoised on the (immutable) product by those names: a product is ordered again
+    and again as it is normalised, its terms collected and its indices prettified.
+    Products built from it keep what is known (:func:`_ordered`, :func:`_same_factors`)."""
+    memo = p.__dict__.get("_parts")
+    if memo is None:
+        memo = {}
+        object.__setattr__(p, "_parts", memo)
+    signature = _naming_signature(p.out, naming)
+    found = memo.get(signature)
+    if found is None:
+        found = _order_factors(p.factors, {i: naming.get(i, i) for i in p.out})
+        memo[signature] = found
+    return found
+
+
+def _naming_signature(out: tuple[Index, ...], naming: Mapping[Index, str]) -> tuple:
+    """How ``naming`` names the labels ``out``, as a hashable (all the order of a
+    product's factors depends on, besides the factors)."""
+    if naming:
+        return tuple(sorted((i, naming.get(i, i)) for i in out))
+    return tuple(sorted(out))  # every label names itself
+
+
+def _ordered(p: Product) -> Product:
+    """``p`` with its factors in canonical order (``p`` itself if they are). The new
+    product is given the order found for ``p``: the canonical order is a fixed point,
+    since ranking is stable and the identity permutation of tied factors comes first."""
+    parts = _product_parts(p, {})
+    if parts[2] is p.factors:
+        return p
+    ordered = Product(p.coeff, parts[2], p.out)
+    object.__setattr__(ordered, "_parts", {_naming_signature(p.out, {}): parts})
+    return ordered
+
+
+def _same_factors(new: Product, old: Product) -> Product:
+    """``new``, built with the factors and free labels of ``old``, sharing what is
+    memoised about their order."""
+    memo = old.__dict__.get("_parts")
+    if memo is not None:
+        object.__setattr__(new, "_parts", memo)
+    return new
+
+
+def _order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
+                   ) -> tuple[tuple, tuple, tuple[Expr, ...]]:
+    """The work of :func:`_product_parts` (``outer`` names the free labels); the
+    ordered factors are ``factors`` itself where the order does not change."""
+    bound = _summed(factors, outer)
+    tail = tuple(sorted(outer.values()))
+    if not bound:  # nothing to number: the ranked order is canonical, ties are equal
+        keys = [canonical_key(f, outer) for f in factors]
+        order = range(len(factors)) if len(factors) < 2 else \
+            sorted(range(len(factors)), key=lambda k: _rank_by_key(factors[k], keys[k]))
+        ordered = _same_tuple(tuple(factors[k] for k in order), factors)
+        return tuple(keys[k] for k in order), tail, ordered
     blind = dict(outer)
     blind.update({b: "#?" for b in bound})
-    ranked = sorted(((_rank(f, blind), f) for f in p.factors), key=lambda x: x[0])
-    coeff = (p.coeff.numerator, p.coeff.denominator)
-    if not bound:  # nothing to number: the ranked order is canonical, ties are equal
-        ordered = tuple(f for _, f in ranked)
-        key = tuple(canonical_key(f, outer) for f in ordered)
-        return ("*", coeff, key, tuple(sorted(outer.values()))), ordered
+    ranked = sorted(((_rank(f, blind), f) for f in factors), key=lambda x: x[0])
     groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     if any(len(g) > 1 for g in groups):
         # Break ties by what each summed index touches (colour refinement), which
         # does not depend on names; only truly symmetric ties are left to permute.
         refined = dict(outer)
-        refined.update({b: f"#{c}" for b, c in _index_colours(p, bound, outer).items()})
-        ranked = sorted(((_rank(f, refined), f) for f in p.factors), key=lambda x: x[0])
+        refined.update({b: f"#{c}" for b, c in _index_colours(factors, bound, outer).items()})
+        ranked = sorted(((_rank(f, refined), f) for f in factors), key=lambda x: x[0])
         groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
-    n_perm = 1
-    for g in groups:
-        n_perm *= math.factorial(len(g))
     candidates: Iterable = itertools.product(*(itertools.permutations(g) for g in groups)) \
-        if n_perm <= _MAX_TIE_PERMUTATIONS else [tuple(tuple(g) for g in groups)]
+        if _few_orders(groups) else [tuple(tuple(g) for g in groups)]
     best: tuple | None = None
     best_order: tuple[Expr, ...] = ()
     for choice in candidates:
@@ -568,15 +743,46 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
         key = tuple(canonical_key(f, numbering) for f in ordered)
         if best is None or _sort_key(key) < _sort_key(best):
             best, best_order = key, ordered
-    return ("*", coeff, best or (), tuple(sorted(outer.values()))), best_order
+    return best or (), tail, _same_tuple(best_order, factors)
 
 
-def _index_colours(p: Product, bound: set[Index], outer: Mapping[Index, str],
+def _same_tuple(ordered: tuple[Expr, ...], factors: tuple[Expr, ...]) -> tuple[Expr, ...]:
+    """``factors`` itself if ``ordered`` holds the same objects in the same order (so
+    a product already in order is kept, with what is remembered about it)."""
+    if len(ordered) != len(factors):
+        return ordered
+    for a, b in zip(ordered, factors):
+        if a is not b:
+            return ordered
+    return factors
+
+
+def _summed(factors: tuple[Expr, ...], outer: Mapping[Index, str]) -> set[Index]:
+    """The labels of ``factors`` that are not free (not in ``outer``): the summed ones."""
+    seen: set[Index] = set()
+    for f in factors:
+        seen.update(factor_indices(f))
+    return seen.difference(outer)
+
+
+def _few_orders(groups: list[list]) -> bool:
+    """Whether the orders of tied factors (the product of the groups' factorials)
+    number at most :data:`_MAX_TIE_PERMUTATIONS` (stops multiplying beyond it)."""
+    n_perm = 1
+    for g in groups:
+        for k in range(2, len(g) + 1):
+            n_perm *= k
+            if n_perm > _MAX_TIE_PERMUTATIONS:
+                return False
+    return True
+
+
+def _index_colours(factors: tuple[Expr, ...], bound: set[Index], outer: Mapping[Index, str],
                    rounds: int = 3) -> dict[Index, str]:
     """A name-independent colour per summed index: the sorted keys of the factors it
     occurs in, seen with that index marked and the others by their current colour."""
     colours = {b: "" for b in bound}
-    occurs = {b: [f for f in p.factors if b in factor_indices(f)] for b in bound}
+    occurs = {b: [f for f in factors if b in factor_indices(f)] for b in bound}
     for _ in range(rounds):
         signatures = {}
         for b in bound:
@@ -635,7 +841,7 @@ def _indices_in_order_uncached(f: Expr, blind: frozenset[Index], relevant: froze
 
 def _sorted_factors(factors: tuple[Expr, ...], out: set[Index]) -> tuple[Expr, ...]:
     """Factors in canonical order (see :func:`canonical_order`)."""
-    return canonical_order(Product(Fraction(1), factors, tuple(sorted(out))))[1]
+    return _order_factors(factors, {i: i for i in out})[2]
 
 
 # ========================================================================= prettify
@@ -696,7 +902,10 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
     if isinstance(e, Product):
         used.update(e.out)
         bound = bound_indices(e)
-        e = Product(e.coeff, _sorted_factors(e.factors, set(e.out)), e.out)
+        ordered = _product_parts(e, {})[2]
+        if not bound:  # no summed index to name
+            return _pretty_unsummed(e, ordered, used)
+        e = Product(e.coeff, ordered, e.out)
         order = [i for f in e.factors for i in _indices_in_order(f, frozenset(bound))
                  if i in bound]
         order = list(dict.fromkeys(order)) + sorted(bound - set(order))
@@ -707,6 +916,16 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
         out = tuple(sorted(e.out))
         return Product(e.coeff, tuple(_pretty(f, used) for f in factors), out)
     raise TypeError(e)  # pragma: no cover
+
+
+def _pretty_unsummed(p: Product, ordered: tuple[Expr, ...], used: set[Index]) -> Product:
+    """:func:`_pretty` of a product without summed indices, its factors ``ordered``:
+    only the factors have names to choose (``p`` itself where nothing changes)."""
+    factors = _same_tuple(tuple(_pretty(f, used) for f in ordered), p.factors)
+    out = tuple(sorted(p.out))
+    if factors is p.factors and out == p.out:
+        return p
+    return Product(p.coeff, factors, out)
 
 
 def _rename_apart(f: Expr, mapping: Mapping[Index, Index]) -> Expr:

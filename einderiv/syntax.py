@@ -27,6 +27,7 @@ from typing import Union
 
 from .errors import LimitError, ParseError, format_caret
 from .functions import FUNCTIONS
+from .ir import gc_paused
 
 __all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
 
@@ -116,6 +117,9 @@ Node = Union[Num, Ref, DeltaRef, Call, SumOver, Neg, Power, Mul, Add, Arrow]
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _DIGITS = "0123456789"
 _OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
+#: The ASCII characters that may continue a name (any identifier character may; the
+#: others are checked one by one).
+_ASCII_NAME_TAIL = re.compile(r"[A-Za-z0-9_]*")
 
 
 #: Bounds on numeric literals: digits and decimal exponent (evaluation overflows to
@@ -137,7 +141,7 @@ def check_number(literal: str, text: str, pos: int) -> None:
             f"+-{MAX_NUMBER_DIGITS}", text, pos))
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     kind: str  # 'name', 'number', 'op', 'end'
     text: str
@@ -153,7 +157,7 @@ def tokenize(text: str) -> list[Token]:
             i += 1
             continue
         if ch.isidentifier():
-            j = i + 1
+            j = _ASCII_NAME_TAIL.match(text, i + 1).end()  # type: ignore[union-attr] # always matches
             while j < n and ("a" + text[j]).isidentifier():
                 j += 1
             tokens.append(Token("name", text[i:j], i))
@@ -168,11 +172,10 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("number", m.group(0), i))
             i = j
             continue
-        for op in _OPERATORS:
-            if text.startswith(op, i):
-                tokens.append(Token("op", op, i))
-                i += len(op)
-                break
+        op = _operator_at(text, i)
+        if op:
+            tokens.append(Token("op", op, i))
+            i += len(op)
         else:
             shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
             hint = ""
@@ -183,6 +186,18 @@ def tokenize(text: str) -> list[Token]:
             raise ParseError(f"unexpected character {shown}{hint}", text, i)
     tokens.append(Token("end", "", n))
     return tokens
+
+
+def _operator_at(text: str, i: int) -> str:
+    """The operator of :data:`_OPERATORS` that starts at ``text[i]`` (two-character
+    ones first), or ``""``."""
+    two = text[i:i + 2]
+    if two == "->" or two == "**":
+        return two
+    return text[i] if text[i] in _SINGLE_OPERATORS else ""
+
+
+_SINGLE_OPERATORS = frozenset(op for op in _OPERATORS if len(op) == 1)
 
 
 # ------------------------------------------------------------------------- parser
@@ -209,7 +224,8 @@ class _Parser:
         return ParseError(message, self.text, tok.pos)
 
     def at(self, text: str) -> bool:
-        return self.tok.kind == "op" and self.tok.text == text
+        tok = self.tokens[self.k]
+        return tok.text == text and tok.kind == "op"
 
     def expect(self, text: str, context: str = "") -> Token:
         if not self.at(text):
@@ -392,4 +408,5 @@ def parse_ast(text: str) -> Node:
         raise ParseError(f"expected the expression as a string, got {type(text).__name__}")
     if not text.strip():
         raise ParseError("empty expression", text, 0)
-    return _Parser(text).parse()
+    with gc_paused():
+        return _Parser(text).parse()
