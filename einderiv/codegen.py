@@ -33,7 +33,8 @@ from typing import Any
 
 import opt_einsum as oe
 
-from .compile import CompiledExpr, _connected_order, _path_strategy, compile_expr
+from .compile import CompiledExpr, compile_expr
+from .contraction import connected_order, path_strategy
 from .einstein import normalize_shapes
 from .errors import EinderivError, ShapeError
 from .functions import FUNCTIONS
@@ -375,7 +376,7 @@ class _Writer:
         elif len(rest) == 1 and rest[0][1] == out:
             value = " * ".join(factors + [self.var[rest[0][0]]])
         else:
-            value = self.contraction(rest, out, _path_strategy("auto", len(operands)))
+            value = self.contraction(rest, out, path_strategy("auto", len(operands)))
             alias = not factors and not sign and len(rest) == 1 and self.alias[rest[0][0]]
             if factors:  # (a single-operand einsum may be a view of its operand)
                 value = " * ".join(factors) + " * " + value
@@ -388,7 +389,7 @@ class _Writer:
         if len(rest) > 1 and (strategy is None or (known and any(0 in sh for sh in shapes))):
             # compile's order for many factors (or an empty axis): one connected
             # factor after another into a running result
-            order = _connected_order(tuple(rest))
+            order = connected_order(tuple(rest))
             rest, shapes = [rest[j] for j in order], [shapes[j] for j in order]
             path = [(0, 1)] + [(0, len(rest) - 1 - j) for j in range(1, len(rest) - 1)]
         spec, letters = _spec(rest, out)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import einderiv
-from einderiv.compile import _skipped
+from einderiv.execution import skipped
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import HESSIANS, IDENTITIES  # noqa: E402
@@ -181,12 +181,12 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper():
     np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
     runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
     residual = [k for k, s in enumerate(f.program.steps) if s.kind == "add"]
-    assert residual and all(runners[k] is _skipped for k in residual)
+    assert residual and all(runners[k] is skipped for k in residual)
     # square factors (r = n): multiplying out would cost more, the residual stays
     M, U, V = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4)), RNG.normal(size=(4, 4))
     np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
     runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
-    assert all(runners[k] is not _skipped for k in residual)
+    assert all(runners[k] is not skipped for k in residual)
 
 
 def test_unknown_backend_lists_the_valid_ones():

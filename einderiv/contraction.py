@@ -1,0 +1,425 @@
+"""One product of a program: how it is contracted.
+
+:func:`plan_einsum` turns an einsum step, for given operand shapes, into a callable:
+a direct BLAS call for products of two vectors/matrices, one symmetric product
+(syrk) for ``X^T diag(w) X``, a matrix scaled along its axes before one BLAS call,
+``np.multiply.outer`` for outer products, an ``opt_einsum.contract_expression``
+(exhaustive search for a few operands, dynamic programming for chains such as
+``x^T A1 ... A16 x``, which then run as matrix-vector products), or, beyond
+:data:`MANY_FACTORS` factors or with an empty axis, one contraction per factor in an
+order that follows shared indices. Axes that only one operand carries and the output
+does not are summed in that operand first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import opt_einsum as oe
+
+from .errors import EvaluationError
+from .ir import Index
+
+__all__ = ["plan_einsum", "path_strategy", "connected_order", "MANY_FACTORS"]
+
+
+def plan_einsum(args: tuple, shapes: list, optimize: str = "auto", backend: str = "numpy"
+                ) -> tuple[tuple[int, ...], Any, int, int]:
+    """Shape, callable, FLOP estimate and largest intermediate (elements) of one einsum
+    step (``args``: coefficient, ``(slot, labels)`` operands, output labels, factor
+    names for messages) given the shapes of the slots; ``optimize`` is ``"auto"`` or an
+    opt_einsum strategy. The coefficient is applied by the caller."""
+    _, operands, out, names = args
+    sizes: dict[Index, int] = {}
+    where: dict[Index, str] = {}
+    for k, (slot, labels) in enumerate(operands):
+        if len(labels) != len(shapes[slot]):  # pragma: no cover - lowering bug guard
+            raise EvaluationError(f"rank mismatch in a contraction: {labels} vs {shapes[slot]}")
+        name = names[k] if k < len(names) else "a factor"
+        for lab, n in zip(labels, shapes[slot]):
+            if sizes.setdefault(lab, n) != n:
+                raise EvaluationError(
+                    f"index {lab!r} has size {sizes[lab]} in {where[lab]} but size {n} "
+                    f"in {name}; check the shapes of the arrays")
+            where.setdefault(lab, name)
+    local = [shapes[slot] for slot, _ in operands]
+    operands, local, lonely = _sum_lonely_axes(operands, local, out)
+    shape, planned, cost, widest = _plan_product(operands, local, out, sizes, optimize, backend)
+    if lonely:
+        planned = _pre_summed(planned, lonely)
+        cost += sum(math.prod(shapes[args[1][k][0]]) for k in lonely)
+    return shape, planned, cost, widest
+
+
+def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
+                  sizes: Mapping[Index, int], optimize: str, backend: str
+                  ) -> tuple[tuple[int, ...], Any, int, int]:
+    """The contraction of ``operands`` (their own axes already summed): a symmetric
+    product, a sequence of contractions, or one opt_einsum expression."""
+    gram = _gram_plan(operands, out) if backend == "numpy" else None
+    if gram is not None:
+        rows, cols = (sizes[i] for i in gram.axes)
+        return (tuple(sizes[i] for i in out), gram, rows * cols * (cols + 1),
+                max(rows * cols, cols * cols))
+    strategy = path_strategy(optimize, len(operands))
+    if strategy is None or any(0 in sh for sh in local):
+        # Many factors (path search would dominate) or an empty axis (every path
+        # costs nothing and opt_einsum's dynamic programming finds none): contract
+        # one connected factor after another into a running result.
+        order = connected_order(operands)
+        operands = tuple(operands[k] for k in order)
+        planned, cost, widest = _sequential(operands, [local[k] for k in order], out, sizes)
+        if order != sorted(order):
+            planned = _permuted(planned, order)
+        return tuple(sizes[i] for i in out), planned, cost, widest
+    symbols: dict[Index, str] = {}
+    for _, labels in operands:
+        for i in labels:
+            symbols.setdefault(i, oe.get_symbol(len(symbols)))
+    spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
+    spec += "->" + "".join(symbols[i] for i in out)
+    op_shapes = local
+    _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=strategy)
+    planned = _scalars_apart(operands, out, op_shapes, strategy, backend)
+    if planned is None:
+        planned = oe.contract_expression(spec, *op_shapes, optimize=strategy)
+    return (tuple(sizes[i] for i in out), planned, int(info.opt_cost),
+            int(info.largest_intermediate))
+
+
+#: Above this many factors in one product, "auto" skips opt_einsum's path search.
+MANY_FACTORS = 40
+
+
+def path_strategy(requested: str, n_operands: int) -> Any:
+    """opt_einsum's strategy for one product, or None for :func:`connected_order`.
+    ``"auto"``: exhaustive search for a few operands, dynamic programming (optimal,
+    and fast for chains such as x^T A1 ... A16 x, which it runs as matrix-vector
+    products) up to MANY_FACTORS; beyond, path search itself would dominate (greedy
+    is quadratic). Any other value is passed to opt_einsum as it is."""
+    if requested != "auto":
+        return requested
+    if n_operands <= 4:
+        return "optimal"
+    return "dp" if n_operands <= MANY_FACTORS else None
+
+
+def connected_order(operands: tuple) -> list[int]:
+    """An order of the factors in which each one, where it can, shares an index with
+    those before it: breadth first through each group of factors linked by indices,
+    starting from the factor with the fewest axes (a vector ends a chain, so a chain
+    runs as matrix-vector products). Groups with nothing in common follow each other,
+    so an outer product of groups is formed only once each group is contracted."""
+    holders: dict[Index, list[int]] = {}
+    for k, (_, labels) in enumerate(operands):
+        for lab in dict.fromkeys(labels):
+            holders.setdefault(lab, []).append(k)
+    seen = [False] * len(operands)
+    order: list[int] = []
+    for start in sorted(range(len(operands)), key=lambda k: (len(operands[k][1]), k)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        queue = [start]
+        for k in queue:  # the list grows while it is walked: breadth first
+            order.append(k)
+            for lab in operands[k][1]:
+                for j in holders.pop(lab, ()):  # each index is followed once
+                    if not seen[j]:
+                        seen[j] = True
+                        queue.append(j)
+    return order
+
+
+def _sequential(operands: tuple, op_shapes: list, out: tuple[Index, ...],
+                sizes: Mapping[Index, int]) -> tuple[Callable[..., Any], int, int]:
+    """Contract the operands in order into one running result, one opt_einsum
+    expression (BLAS where it can) per step, each index summed as soon as no later
+    operand holds it. Linear in the number of operands, where opt_einsum's own
+    handling of an explicit path is quadratic. Returns the callable, its FLOP
+    estimate and its largest intermediate (elements)."""
+    later: dict[Index, int] = {}
+    for _, labels in operands:
+        for lab in dict.fromkeys(labels):
+            later[lab] = later.get(lab, 0) + 1
+    wanted = set(out)
+    steps: list[Any] = []
+    acc: tuple[Index, ...] = ()
+    acc_shape: tuple[int, ...] = ()
+    flops = largest = 0
+    for k, (_, labels) in enumerate(operands):
+        for lab in dict.fromkeys(labels):
+            later[lab] -= 1
+        last = k == len(operands) - 1
+        seen = tuple(dict.fromkeys(acc + labels))
+        new = out if last else tuple(i for i in seen if later[i] or i in wanted)
+        letters = {lab: oe.get_symbol(n) for n, lab in enumerate(seen)}
+        word = lambda labs: "".join(letters[i] for i in labs)  # noqa: E731
+        if k == 0:
+            spec, shapes = f"{word(labels)}->{word(new)}", [op_shapes[0]]
+        else:
+            spec, shapes = f"{word(acc)},{word(labels)}->{word(new)}", [acc_shape, op_shapes[k]]
+        steps.append(oe.contract_expression(spec, *shapes))
+        flops += math.prod(sizes[i] for i in seen) * (1 if k == 0 else 2)
+        acc, acc_shape = new, tuple(sizes[i] for i in new)
+        largest = max(largest, math.prod(acc_shape))
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        result = steps[0](ops[0], backend=backend)
+        for step, op in zip(steps[1:], ops[1:]):
+            result = step(result, op, backend=backend)
+        return result
+    return run, flops, largest
+
+
+def _sum_lonely_axes(operands: tuple, shapes: list, out: tuple[Index, ...]
+                     ) -> tuple[tuple, list, dict[int, tuple[int, ...]]]:
+    """Indices that occur once in the whole product and not in the output are summed
+    inside their own operand first (``y[a] * p[c] -> [c]`` is ``sum(y) * p``, not an
+    outer product): the operands and shapes after that, and the axes summed per
+    operand position."""
+    count: dict[Index, int] = {}
+    for _, labels in operands:
+        for lab in labels:
+            count[lab] = count.get(lab, 0) + 1
+    kept = set(out)
+    lonely: dict[int, tuple[int, ...]] = {}
+    new_ops, new_shapes = list(operands), list(shapes)
+    for k, (slot, labels) in enumerate(operands):
+        axes = tuple(a for a, lab in enumerate(labels) if count[lab] == 1 and lab not in kept)
+        if axes:
+            lonely[k] = axes
+            new_ops[k] = (slot, tuple(lab for a, lab in enumerate(labels) if a not in axes))
+            new_shapes[k] = tuple(n for a, n in enumerate(shapes[k]) if a not in axes)
+    return tuple(new_ops), new_shapes, lonely
+
+
+def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...]]
+                ) -> Callable[..., Any]:
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        ops_list = list(ops)
+        for k, axes in lonely.items():
+            ops_list[k] = ops_list[k].sum(axis=axes)
+        return planned(*ops_list, backend=backend)
+    return run
+
+
+def _permuted(planned: Callable[..., Any], order: list[int]) -> Callable[..., Any]:
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        return planned(*(ops[k] for k in order), backend=backend)
+    return run
+
+
+def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimize: Any,
+                   backend: str) -> Callable[..., Any] | None:
+    """Scalar (0-d) operands multiply the result; the rest is contracted by the BLAS
+    fast path where it applies. None: use one opt_einsum expression for everything."""
+    if backend != "numpy":
+        return None
+    scalar_at = [k for k, (_, labels) in enumerate(operands) if not labels]
+    rest = tuple(op for k, op in enumerate(operands) if k not in scalar_at)
+    if not rest:
+        return None
+    inner = _matmul_plan(rest, out) or _scaled_matrix_plan(rest, out) or _outer_plan(rest, out)
+    if inner is None and len(rest) == 1 and rest[0][1] == out:
+        inner = _identity  # one array times numbers: nothing to contract
+    if inner is None:
+        if not scalar_at:
+            return None
+        symbols: dict[Index, str] = {}
+        for _, labels in rest:
+            for i in labels:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
+        spec = ",".join("".join(symbols[i] for i in lab) for _, lab in rest)
+        spec += "->" + "".join(symbols[i] for i in out)
+        rest_shapes = [sh for k, sh in enumerate(shapes) if k not in scalar_at]
+        inner = oe.contract_expression(spec, *rest_shapes, optimize=optimize)
+    if not scalar_at:
+        return inner
+    keep = [k for k in range(len(operands)) if k not in scalar_at]
+    # The numbers multiply the smallest array involved: an operand or the result.
+    sizes = {lab: n for (_, labels), sh in zip(operands, shapes) for lab, n in zip(labels, sh)}
+    smallest = min(range(len(keep)), key=lambda j: math.prod(shapes[keep[j]]))
+    into = smallest if math.prod(shapes[keep[smallest]]) < math.prod(sizes[i] for i in out) \
+        else None
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        factor = ops[scalar_at[0]]
+        for k in scalar_at[1:]:
+            factor = factor * ops[k]
+        arrays = [ops[k] for k in keep]
+        if into is None:
+            return inner(*arrays, backend=backend) * factor
+        arrays[into] = arrays[into] * factor
+        return inner(*arrays, backend=backend)
+    return run
+
+
+class _Gram:
+    """``X[a,c] * X[a,d] * w[a] -> [c,d]`` (the Hessian of every generalised linear
+    model: X^T diag(w) X) as one symmetric product. Where ``w >= 0`` (checked at run
+    time, O(n)), ``Z = sqrt(w) X`` and ``Z^T Z``, which numpy runs as BLAS syrk at
+    half the cost of a general product; otherwise ``(w X)^T X``. Numbers multiply
+    the result. ``axes``: the summed label and the other one, for the FLOP count."""
+
+    scale_after = True  # a coefficient multiplies the result, never w (keeps w >= 0)
+
+    def __init__(self, pair: tuple[int, int], summed_axis: int, vectors: list[int],
+                 scalars: list[int], axes: tuple[Index, Index]):
+        self.pair, self.summed_axis, self.vectors, self.scalars = pair, summed_axis, vectors, scalars
+        self.axes = axes
+
+    def __call__(self, *ops: Any, backend: str = "numpy") -> Any:
+        x = ops[self.pair[0]]
+        if self.summed_axis == 1:
+            x = x.T  # X[c,a] X[d,a]: the same with rows and columns exchanged
+        w = None
+        for k in self.vectors:
+            w = ops[k] if w is None else w * ops[k]
+        if w is None:
+            result = x.T @ x
+        elif np.isrealobj(w) and np.isrealobj(x) and w.min() >= 0:
+            z = x * np.sqrt(w)[:, None]
+            result = z.T @ z
+        else:
+            result = (x * w[:, None]).T @ x
+        for k in self.scalars:
+            result = result * ops[k]
+        return result
+
+
+def _gram_plan(operands: tuple, out: tuple[Index, ...]) -> _Gram | None:
+    """A :class:`_Gram` for a product of one matrix twice, sharing one summed index,
+    times vectors along that index and numbers; None for any other product."""
+    mats = [k for k, (_, labels) in enumerate(operands) if len(labels) == 2]
+    if len(mats) != 2 or len(out) != 2:
+        return None
+    (s1, l1), (s2, l2) = operands[mats[0]], operands[mats[1]]
+    if s1 != s2 or len(set(l1)) != 2 or len(set(l2)) != 2:
+        return None
+    shared = set(l1) & set(l2)
+    if len(shared) != 1:
+        return None
+    (a,) = shared
+    axis = l1.index(a)
+    if l2.index(a) != axis or a in out:
+        return None
+    c, d = l1[1 - axis], l2[1 - axis]
+    if c == d or set(out) != {c, d}:
+        return None
+    vectors, scalars = [], []
+    for k, (_, labels) in enumerate(operands):
+        if k in mats:
+            continue
+        if labels == (a,):
+            vectors.append(k)
+        elif labels == ():
+            scalars.append(k)
+        else:
+            return None
+    # Z^T Z is symmetric, so out = (c, d) and (d, c) are the same array.
+    return _Gram((mats[0], mats[1]), axis, vectors, scalars, (a, c))
+
+
+def _identity(op: Any, backend: str = "numpy") -> Any:
+    return op
+
+
+def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """A direct BLAS call for the commonest products: two operands of at most two
+    axes, one contracted index, no batch or diagonal indices (matrix-vector, matrix-
+    matrix, ``X^T r``). ``a @ b`` on transposed views needs no copy, and numpy runs
+    ``X.T @ X`` as the symmetric syrk. Anything else goes to opt_einsum."""
+    if len(operands) != 2:
+        return None
+    (_, la), (_, lb) = operands
+    if len(la) > 2 or len(lb) > 2 or len(set(la)) != len(la) or len(set(lb)) != len(lb):
+        return None
+    shared = set(la) & set(lb)
+    if len(shared) != 1 or shared & set(out):
+        return None
+    (c,) = shared
+    ka = tuple(i for i in la if i != c)
+    kb = tuple(i for i in lb if i != c)
+    if set(ka + kb) != set(out) or len(ka + kb) != len(out):
+        return None
+    ta = ka + (c,)  # a as (kept, contracted)
+    tb = (c,) + kb  # b as (contracted, kept)
+    perm_a = tuple(la.index(i) for i in ta)
+    perm_b = tuple(lb.index(i) for i in tb)
+    natural = ka + kb
+    perm_out = tuple(natural.index(i) for i in out)
+    identity = tuple(range(len(out)))
+
+    def run(a: Any, b: Any, backend: str = "numpy") -> Any:
+        r = a.transpose(perm_a) @ b.transpose(perm_b)
+        return r if perm_out == identity else r.transpose(perm_out)
+    return run
+
+
+def _scaled_matrix_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """One matrix ``M[p,q]`` times vectors along ``p`` and ``q`` (the gradients of
+    generalised linear models: ``X[a,c] y[a] s[a] -> [c]`` is ``(y s) @ X``): the
+    vectors along each axis are multiplied first, then one BLAS matrix-vector
+    product, or an element-wise scaling when both axes stay. None otherwise."""
+    mats = [k for k, (_, labels) in enumerate(operands) if len(labels) != 1]
+    if len(mats) != 1 or len(operands) < 2:
+        return None
+    m_labels = operands[mats[0]][1]
+    if len(m_labels) != 2 or m_labels[0] == m_labels[1] or not set(out) <= set(m_labels):
+        return None
+    along: dict[Index, list[int]] = {m_labels[0]: [], m_labels[1]: []}
+    for k, (_, labels) in enumerate(operands):
+        if k != mats[0]:
+            if labels[0] not in along:
+                return None
+            along[labels[0]].append(k)
+    p, q = m_labels
+    if (p not in out and not along[p]) or (q not in out and not along[q]):
+        return None  # an index summed by the matrix alone: not this pattern
+    m_at = mats[0]
+
+    def vector(ops: tuple, ks: list[int]) -> Any:
+        v = ops[ks[0]]
+        for k in ks[1:]:
+            v = v * ops[k]
+        return v
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        m = ops[m_at]
+        vp = vector(ops, along[p]) if along[p] else None
+        vq = vector(ops, along[q]) if along[q] else None
+        if not out:
+            return vp @ (m @ vq)
+        if out == (p,) or out == (q,):
+            keep = out[0]
+            r = m @ vq if keep == p else vp @ m
+            scale = vp if keep == p else vq
+            return r if scale is None else r * scale
+        r = m
+        if vp is not None:
+            r = r * vp[:, None]
+        if vq is not None:
+            r = r * vq
+        return r if out == (p, q) else r.T
+    return run
+
+
+def _outer_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:
+    """An outer product of vectors with distinct indices (``p[c] q[d] -> [d,c]``, the
+    ``p p^T`` of a softmax Hessian) as ``np.multiply.outer`` in the output's order."""
+    if len(operands) < 2 or any(len(labels) != 1 for _, labels in operands):
+        return None
+    labels = [labels[0] for _, labels in operands]
+    if len(set(labels)) != len(labels) or set(labels) != set(out) or len(out) != len(labels):
+        return None
+    order = [labels.index(i) for i in out]  # operand positions in output order
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        result = ops[order[0]]
+        for k in order[1:]:
+            result = np.multiply.outer(result, ops[k])
+        return result
+    return run

@@ -1,0 +1,400 @@
+"""Running a planned program: one closure per step.
+
+:func:`bind_step` turns a step, with everything that depends only on the shapes
+decided at plan time, into ``run(values, inputs, dtype)``, so a call does no planning.
+Sums with one term on a diagonal add that term onto the diagonal of the rest in
+place (:func:`absorbed_diagonals`: the softmax Hessian ``diag(p) - p p^T``);
+deltas never become dense identities on numpy (strided diagonal views).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import opt_einsum as oe
+
+from .errors import EvaluationError
+from .functions import FUNCTIONS
+from .ir import Index
+from .lowering import Program, SizeRef, Step
+
+__all__ = ["bind_step", "bind_add", "skipped", "absorbed_diagonals", "reads",
+           "sum_of_products", "check_square", "MAKES_CONSTANTS"]
+
+
+def _linalg_ready(m: Any) -> Any:
+    """numpy.linalg supports float32/64 and complex64/128: promote other floats
+    (float16, longdouble) to float64, as numpy does for integers."""
+    if isinstance(m, np.ndarray) and m.dtype.kind == "f" and m.dtype.itemsize not in (4, 8):
+        return m.astype(np.float64)
+    return m
+
+
+def check_square(shape: tuple[int, ...], what: str) -> None:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise EvaluationError(f"{what}(...) needs a square matrix, got shape {shape}")
+
+
+def _size(ref: SizeRef, values: list, inputs: Mapping[str, Any]) -> int:
+    if ref[0] == "unknown":  # pragma: no cover - planning raises first
+        raise EvaluationError(f"cannot tell the size of index {ref[1]!r}")
+    if ref[0] == "input":
+        return int(inputs[ref[1]].shape[ref[2]])
+    if ref[0] == "slot":
+        return int(values[ref[1]].shape[ref[2]])
+    return int(ref[1])
+
+
+#: Step kinds that create arrays of their own, in the inputs' common dtype.
+MAKES_CONSTANTS = frozenset({"ones", "eye", "const", "zeros", "embed"})
+
+
+def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Callable[..., Any]:
+    """Step ``k`` as a closure ``run(values, inputs, dtype)`` with everything that
+    depends only on the shapes decided now, so a call does no planning: the common
+    kinds on numpy get a specialised closure, the rest go through :func:`_run`."""
+    kind, a = step.kind, step.args
+    if kind == "input":
+        name = a[0]
+        return lambda values, inputs, dtype: inputs[name]
+    if backend == "numpy" and kind == "einsum":
+        return _bind_einsum(a, plan, shapes, k)
+    if backend == "numpy" and kind == "add":
+        return bind_add(a, shapes, k)
+    if kind == "scale":
+        slot, c = a
+        return lambda values, inputs, dtype: values[slot] * c
+    return lambda values, inputs, dtype: _run(step, plan, values, inputs, backend, dtype)
+
+
+def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any]:
+    coeff, operands, _, _ = a
+    slots = tuple(slot for slot, _ in operands)
+    scale_at = None
+    if coeff != 1.0 and not getattr(plan, "scale_after", False):
+        # scale the smallest array involved: the output or one operand
+        smallest = min(range(len(slots)), key=lambda j: math.prod(shapes[slots[j]]))
+        if math.prod(shapes[slots[smallest]]) < math.prod(shapes[k]):
+            scale_at = smallest
+    if coeff == 1.0 and len(slots) == 2:
+        i, j = slots
+        return lambda values, inputs, dtype: plan(values[i], values[j])
+    if coeff == 1.0 and len(slots) == 1:
+        (i,) = slots
+        return lambda values, inputs, dtype: plan(values[i])
+
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        ops = [values[s] for s in slots]
+        if scale_at is not None:
+            ops[scale_at] = ops[scale_at] * coeff
+            return plan(*ops)
+        result = plan(*ops)
+        return result if coeff == 1.0 else result * coeff
+    return run
+
+
+def reads(step: Step) -> list[int]:
+    """The slots a step reads (sizes included)."""
+    kind, a = step.kind, step.args
+    if kind == "einsum":
+        return [slot for slot, _ in a[1]]
+    if kind == "add":
+        return [slot for slot, _, _ in a[0]]
+    if kind == "func":
+        return [a[1]]
+    if kind in ("pow", "logsumexp", "scale", "transpose", "inv", "det", "logdet", "embed"):
+        return [a[0]]
+    if kind in ("solve", "powslot"):
+        return [a[0], a[1]]
+    refs: list = []
+    if kind in ("ones", "eye"):
+        refs = [a[0]]
+    elif kind == "zeros":
+        refs = list(a[0])
+    elif kind == "broadcast":
+        refs = [ref for _, ref in a[3]]
+    slots = [ref[1] for ref in refs if ref[0] == "slot"]
+    return slots + ([a[0]] if kind == "broadcast" else [])
+
+
+#: Step kinds whose value is a new array that no other slot shares (the einsum
+#: kind only with two or more operands: one operand may come back as it is).
+_FRESH = frozenset({"func", "pow", "scale", "add"})
+
+
+def absorbed_diagonals(program: Program) -> dict[int, tuple[int, int | None]]:
+    """Sums with one term on a diagonal (a delta with both indices free, an
+    ``embed`` step read by that sum only): the sum adds the term onto the diagonal
+    of the rest instead of forming a zero array around it (the softmax Hessian
+    ``diag(p) - p p^T``). Maps the sum's slot to the embed's slot and, where the
+    rest is a single new array read only by this sum, its slot (updated in place)."""
+    readers = [0] * len(program.steps)
+    for step in program.steps:
+        for slot in reads(step):
+            readers[slot] += 1
+    readers[program.output] += 1
+    found: dict[int, tuple[int, int | None]] = {}
+    for k, step in enumerate(program.steps):
+        if step.kind != "add":
+            continue
+        parts = step.args[0]
+        embeds = [slot for slot, _, _ in parts
+                  if program.steps[slot].kind == "embed" and readers[slot] == 1]
+        if len(embeds) != 1 or len(parts) < 2:
+            continue
+        rest = [(slot, sign) for slot, _, sign in parts if slot != embeds[0]]
+        owned = None
+        if len(rest) == 1 and rest[0][1] == 1.0 and readers[rest[0][0]] == 1:
+            producer = program.steps[rest[0][0]]
+            if producer.kind in _FRESH or (producer.kind == "einsum" and len(producer.args[1]) > 1):
+                owned = rest[0][0]
+        found[k] = (embeds[0], owned)
+    return found
+
+
+def sum_of_products(terms: list[tuple[float, list[int], Callable[..., Any]]]
+                     ) -> Callable[..., Any]:
+    """A closure adding planned products (coefficient, operand slots, callable)."""
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        total = None
+        for coeff, slots, plan in terms:
+            v = plan(*(values[s] for s in slots))
+            v = v if coeff == 1.0 else v * coeff
+            total = v if total is None else total + v
+        return total
+    return run
+
+
+def skipped(values: list, inputs: Any, dtype: Any) -> None:
+    return None  # a step whose value another step computes in place
+
+
+def bind_add(a: tuple, shapes: list, k: int,
+              diagonal: tuple[int, tuple, int | None] | None = None) -> Callable[..., Any]:
+    parts, out = a
+    onto = None  # the diagonal term: (inner slot, view shape, view strides (in items), sign)
+    if diagonal is not None:
+        embed_at, (inner, rest_labels, embed_out, pairs), owned = diagonal
+        (part,) = [p for p in parts if p[0] == embed_at]
+        rename = dict(zip(embed_out, part[1]))
+        parts = tuple(p for p in parts if p[0] != embed_at)
+        onto = (inner, tuple(rename[i] for i in rest_labels),
+                tuple((rename[keep], rename[gone]) for keep, gone in pairs), part[2], owned)
+    prepared = []  # (slot, transpose or None, reshape or None, sign)
+    aligned_shapes = []
+    for slot, labels, sign in parts:
+        present = [i for i in out if i in labels]
+        perm = tuple(labels.index(i) for i in present)
+        have = dict(zip(labels, shapes[slot]))
+        target = tuple(have[i] if i in have else 1 for i in out)
+        prepared.append((slot, None if perm == tuple(range(len(perm))) else perm,
+                         None if target == tuple(shapes[slot][p] for p in perm) else target,
+                         sign))
+        aligned_shapes.append(target)
+    full = tuple(shapes[k])
+    needs_broadcast = np.broadcast_shapes(*aligned_shapes) != full if aligned_shapes else True
+
+    def run(values: list, inputs: Any, dtype: Any) -> Any:
+        total = None
+        for slot, perm, target, sign in prepared:
+            v = values[slot]
+            if perm is not None:
+                v = v.transpose(perm)
+            if target is not None:
+                v = v.reshape(target)
+            if total is None:
+                total = v if sign == 1.0 else -v
+            else:
+                total = total + v if sign == 1.0 else total - v
+        total = _broadcast(total, full, "numpy") if needs_broadcast else total
+        if onto is not None:
+            total = _add_diagonal(total, out, onto, values, inputs)
+        return total
+    return run
+
+
+def _add_diagonal(total: Any, out: tuple[Index, ...], onto: tuple, values: list,
+                  inputs: Mapping[str, Any]) -> Any:
+    """``total`` plus (or minus) a term that lives on a diagonal: written through a
+    strided view, in place where ``total`` is a new array no one else reads."""
+    inner_slot, rest_labels, pairs, sign, owned = onto
+    inner = values[inner_slot]
+    dtype = np.result_type(total, inner)
+    fresh = owned is not None and isinstance(total, np.ndarray) and total.flags.writeable \
+        and total.dtype == dtype and not any(
+            np.may_share_memory(total, v) for v in inputs.values() if isinstance(v, np.ndarray))
+    if not fresh:
+        total = np.array(total, dtype=dtype)  # a copy of our own
+    strides = dict(zip(out, total.strides))
+    sizes = dict(zip(out, total.shape))
+    for keep, gone in pairs:
+        strides[keep] += strides.pop(gone)
+    view = np.lib.stride_tricks.as_strided(
+        total, shape=tuple(sizes[i] for i in rest_labels),
+        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+    if sign == 1.0:
+        view += inner
+    else:
+        view -= inner
+    return total
+
+
+def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+         dtype: np.dtype) -> Any:
+    kind, a = step.kind, step.args
+    if kind == "input":
+        return inputs[a[0]]
+    if kind == "einsum":
+        coeff, operands, _, _ = a
+        ops = [values[slot] for slot, _ in operands]
+        if coeff != 1.0:
+            # Scale the smallest array involved: the output or one operand.
+            smallest = min(range(len(ops)), key=lambda k: math.prod(ops[k].shape))
+            if math.prod(ops[smallest].shape) < math.prod(step.shape or (10**18,)):
+                ops[smallest] = ops[smallest] * coeff
+                coeff = 1.0
+        result = plan(*ops, backend=backend)
+        return result if coeff == 1.0 else result * coeff
+    if kind == "func":
+        fn, arg = FUNCTIONS[a[0]], values[a[1]]
+        if fn.real_only and np.iscomplexobj(arg):
+            raise EvaluationError(f"{fn.name}(...) is defined for real input only, "
+                                  "but its argument is complex")
+        return fn.numpy(arg)
+    if kind == "pow":
+        base, k = values[a[0]], a[1]
+        if k == 2.0:
+            return base * base
+        if k == -1.0:
+            return 1.0 / base
+        if k == 0.5:
+            return np.sqrt(base)
+        if k < 0 and float(k).is_integer():
+            return 1.0 / base ** (-k)
+        return base ** k
+    if kind == "logsumexp":
+        u, axes, c = values[a[0]], a[1], a[2]
+        if not axes:
+            return np.log(c * np.exp(u))
+        m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
+            tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
+        if isinstance(m, np.ndarray) and np.isfinite(m).all():
+            # the common case: each sum of exp(u - m) is >= 1 (a lazy array: below)
+            total = np.log(np.exp(u - m).sum(axis=axes, keepdims=True)) + m
+        else:  # all -inf (log 0), or inf/nan: shift by 0 there, as numpy would compute
+            m = np.where(np.isfinite(m), m, 0.0)
+            with np.errstate(divide="ignore"):
+                total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
+        total = total.squeeze(axis=axes)
+        return total + np.log(c) if c != 1.0 else total
+    if kind == "scale":
+        return values[a[0]] * a[1]
+    if kind == "solve":
+        m, rhs, transposed = _linalg_ready(values[a[0]]), values[a[1]], a[2]
+        flat = rhs.reshape(rhs.shape[0], -1) if rhs.ndim != 1 else rhs
+        try:
+            x = np.linalg.solve(m.T if transposed else m, flat)
+        except np.linalg.LinAlgError:
+            raise EvaluationError("inv(...) of a singular matrix") from None
+        return x.reshape(rhs.shape)
+    if kind == "powslot":
+        return values[a[0]] ** values[a[1]]
+    if kind == "transpose":
+        return values[a[0]].transpose(a[1])
+    if kind == "inv":
+        try:
+            return np.linalg.inv(_linalg_ready(values[a[0]]))
+        except np.linalg.LinAlgError:
+            raise EvaluationError("inv(...) of a singular matrix") from None
+    if kind == "det":
+        return np.linalg.det(_linalg_ready(values[a[0]]))
+    if kind == "logdet":
+        return np.linalg.slogdet(_linalg_ready(values[a[0]]))[1]
+    if kind == "ones":
+        return np.ones(_size(a[0], values, inputs), dtype=dtype)
+    if kind == "eye":
+        return np.eye(_size(a[0], values, inputs), dtype=dtype)
+    if kind == "const":
+        return np.asarray(a[0], dtype=dtype)
+    if kind == "zeros":
+        return np.zeros(tuple(_size(r, values, inputs) for r in a[0]), dtype=dtype)
+    if kind == "add":
+        parts, out = a
+        total = None
+        for slot, labels, sign in parts:
+            v = _aligned(values[slot], labels, out)
+            if total is None:
+                total = v if sign == 1.0 else -v
+            else:
+                total = total + v if sign == 1.0 else total - v
+        full = tuple(_label_sizes(parts, values).get(i) for i in out)
+        return total if tuple(total.shape) == full else _broadcast(total, full, backend)
+    if kind == "embed":
+        return _embed(values[a[0]], a[1], a[2], a[3], backend, dtype)
+    if kind == "broadcast":
+        inner, rest_labels, out, extra = a
+        sizes = dict(zip(rest_labels, values[inner].shape))
+        sizes.update({lab: _size(ref, values, inputs) for lab, ref in extra})
+        v = _aligned(values[inner], rest_labels, out)
+        return _broadcast(v, tuple(sizes[i] for i in out), backend)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _label_sizes(parts, values) -> dict[Index, int]:
+    sizes: dict[Index, int] = {}
+    for slot, labels, _ in parts:
+        sizes.update(zip(labels, values[slot].shape))
+    return sizes
+
+
+def _aligned(v: Any, have: tuple[Index, ...], want: tuple[Index, ...]) -> Any:
+    """``v`` transposed to the order of ``want`` with size-1 axes for missing labels."""
+    if have == want:
+        return v
+    present = [i for i in want if i in have]
+    perm = [have.index(i) for i in present]
+    if perm != list(range(len(perm))):
+        v = v.transpose(perm)
+    shape = []
+    it = iter(v.shape)
+    for i in want:
+        shape.append(next(it) if i in have else 1)
+    return v.reshape(tuple(shape))
+
+
+def _broadcast(v: Any, shape: tuple[int, ...], backend: str) -> Any:
+    if backend == "numpy":
+        return np.array(np.broadcast_to(v, shape))  # a real array, not a read-only view
+    return np.broadcast_to(v, shape)
+
+
+def _embed(inner: Any, rest_labels: tuple[Index, ...], out: tuple[Index, ...],
+           pairs: tuple[tuple[Index, Index], ...], backend: str, dtype: np.dtype) -> Any:
+    """Place ``inner`` (axes ``rest_labels``) on the diagonal ``keep == gone`` of a
+    zero array with axes ``out``."""
+    sizes = dict(zip(rest_labels, inner.shape))
+    for keep, gone in pairs:
+        sizes[gone] = sizes[keep]
+    shape = tuple(sizes[i] for i in out)
+    if backend != "numpy":
+        # Lazy backends: multiply by a dense identity (no in-place writes).
+        operands = [inner] + [np.eye(sizes[keep], dtype=dtype) for keep, _ in pairs]
+        labels = [rest_labels] + [(keep, gone) for keep, gone in pairs]
+        symbols: dict[Index, str] = {}
+        for lab in (*labels, out):
+            for i in lab:
+                symbols.setdefault(i, oe.get_symbol(len(symbols)))
+        spec = ",".join("".join(symbols[i] for i in lab) for lab in labels)
+        spec += "->" + "".join(symbols[i] for i in out)
+        return oe.contract(spec, *operands, backend=backend)
+    result = np.zeros(shape, dtype=np.result_type(inner, dtype))
+    strides = dict(zip(out, result.strides))
+    for keep, gone in pairs:
+        strides[keep] += strides.pop(gone)
+    view = np.lib.stride_tricks.as_strided(
+        result, shape=tuple(sizes[i] for i in rest_labels),
+        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+    view[...] = inner
+    return result

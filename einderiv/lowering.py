@@ -1,0 +1,411 @@
+"""Lowering: a simplified expression -> a straight-line program of steps.
+
+Each step (:class:`Step`) computes one value from earlier ones: an einsum, an
+element-wise function, a sum of terms, a solve, a diagonal embedding... Nodes equal up
+to the names of their summed indices and the order of their free axes share one slot
+(common subexpressions: the residual ``X theta - Y`` of both terms of a least-squares
+gradient is computed once). Numerically delicate patterns are lowered to stable forms
+here: ``log(sum exp)`` max-shifted, softmax factors as ``exp(u - lse)``, ``inv(M) g``
+as a solve (issue 6). Planning for shapes and running are in :mod:`einderiv.compile`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .errors import EinderivError
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                 const_value, factor_indices, outer_origins, rename, walk)
+from .simplify import _sort_key, canonical_key
+
+__all__ = ["Lowering", "Program", "Step", "SizeRef", "to_float"]
+
+
+# A size reference: where a label's size comes from at run time.
+#   ("input", name, axis) | ("slot", slot, axis) | ("int", n)
+SizeRef = tuple
+
+
+@dataclass
+class Step:
+    kind: str
+    args: tuple
+    # filled by shape inference
+    shape: tuple[int, ...] = ()
+
+
+@dataclass
+class Program:
+    steps: list[Step] = field(default_factory=list)
+    inputs: dict[str, int] = field(default_factory=dict)  # name -> slot
+    output: int = -1
+    output_labels: tuple[Index, ...] = ()
+
+
+class Lowering:
+    """IR -> program. Each method returns ``(slot, labels)``: the slot holding the
+    value and the labels of its axes."""
+
+    def __init__(self) -> None:
+        self.program = Program()
+        self.memo: dict[tuple, int] = {}
+        self.context: list[dict] = []  # size hints of enclosing sums, innermost last
+
+    def emit(self, kind: str, *args: Any) -> int:
+        self.program.steps.append(Step(kind, args))
+        return len(self.program.steps) - 1
+
+    def input(self, name: str) -> int:
+        if name not in self.program.inputs:
+            self.program.inputs[name] = self.emit("input", name)
+        return self.program.inputs[name]
+
+    # ------------------------------------------------------------------ dispatch
+    def value(self, e: Expr) -> tuple[int, tuple[Index, ...]]:
+        """Lower ``e`` with common-subexpression sharing; axes follow ``e.free``."""
+        if isinstance(e, Tensor):
+            slot = self.input(e.name)
+            if len(set(e.indices)) == len(e.indices):
+                return slot, e.indices
+        if not _context_free(e):  # its sizes may come from around it: never shared
+            return self.lower(e), e.free
+        key, canonical = _axis_blind_key(e)
+        if key not in self.memo:
+            # the slot's axes (e.free), as positions in the canonical axis order
+            self.memo[key] = (self.lower(e), tuple(canonical.index(i) for i in e.free))
+        slot, positions = self.memo[key]
+        return slot, tuple(canonical[c] for c in positions)
+
+    def lower(self, e: Expr) -> int:
+        if isinstance(e, Tensor):  # repeated indices: a diagonal
+            return self.einsum(Fraction(1), [(self.input(e.name), e.indices)], e.free)
+        if isinstance(e, Delta):
+            return self.product(Product(Fraction(1), (e,), e.free))
+        if isinstance(e, Func):
+            if e.name == "log" and _sum_of_exp(e.arg) is not None:
+                return self.logsumexp(e.arg)  # max-shifted: no overflow
+            slot, labels = self.value(e.arg)
+            slot = self.align(slot, labels, e.arg.free)
+            return self.emit("func", e.name, slot)
+        if isinstance(e, Pow):
+            return self.power(e)
+        if isinstance(e, (Inv, Det, LogDet)):
+            slot, labels = self.value(e.arg)
+            slot = self.align(slot, labels, e.arg.free)
+            if isinstance(e, Inv):
+                out = self.emit("inv", slot)
+                if e.indices[0] == e.indices[1]:
+                    return self.einsum(Fraction(1), [(out, e.indices)], e.free)
+                return out
+            return self.emit("det" if isinstance(e, Det) else "logdet", slot)
+        if isinstance(e, Product):
+            return self.product(e)
+        if isinstance(e, Sum):
+            return self.sum(e)
+        raise TypeError(e)  # pragma: no cover
+
+    def logsumexp(self, s: Product) -> int:
+        """``log(c * sum_j exp(u))`` as ``log c + m + log(sum_j exp(u - m))``, m the max
+        over the summed axes (issue 6: no overflow for large u). Axes: ``s.out``."""
+        u = _sum_of_exp(s)
+        assert u is not None
+        slot, labels = self.value(u)
+        keep = tuple(i for i in labels if i in set(s.out))
+        reduced = tuple(k for k, i in enumerate(labels) if i not in set(s.out))
+        out = self.emit("logsumexp", slot, reduced, to_float(s.coeff))
+        return self.align(out, keep, s.out)
+
+    def stable_exponentials(self, factors: list[Expr]) -> list[Expr]:
+        """``exp(u) * ... / (sum exp(w))**k`` evaluated as one ``exp(u + ... - k lse(w))``:
+        a softmax and its derivatives never form exp of a large number."""
+        exps = [f for f in factors if isinstance(f, Func) and f.name == "exp"]
+        sums = [f for f in factors if isinstance(f, Pow) and _sum_of_exp(f.base) is not None
+                and (const_value(f.exponent) or 0) < 0]
+        if not exps or not sums:
+            return factors
+        parts: list[tuple[int, tuple[Index, ...]]] = []
+        for f in exps:
+            parts.append(self.value(f.arg))
+        shared = self.softmax_shares(exps, sums, parts)
+        if shared is not None:
+            rest = [f for f in factors if not any(f is g for g in exps + sums)]
+            return rest + shared
+        for f in sums:
+            k = to_float(const_value(f.exponent))  # type: ignore[arg-type]
+            lse_slot = self.lower(Func("log", f.base)) if _context_free(f.base) else \
+                self.logsumexp(f.base)  # type: ignore[arg-type]
+            scaled = self.emit("scale", lse_slot, k)
+            parts.append((scaled, tuple(f.base.free)))
+        labels = tuple(dict.fromkeys(i for _, lab in parts for i in lab))
+        total = self.emit("add", tuple((slot, lab, 1.0) for slot, lab in parts), labels)
+        combined = self.emit("func", "exp", total)
+        rest = [f for f in factors if not any(f is g for g in exps + sums)]
+        return rest + [_Slot(combined, labels)]
+
+    def softmax_shares(self, exps: list[Func], sums: list[Pow],
+                       parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
+        """``exp(u_c) exp(u_d) / (sum exp(w))**2`` as ``exp(u_c - lse) * exp(u_d - lse)``
+        (the softmax outer product p p^T): where the exps have different axes, one
+        combined exp would be taken over every pair of entries. Applies when one sum
+        is raised to minus the number of exps and its axes are in every exp's."""
+        if len(sums) != 1 or len({lab for _, lab in parts}) < 2:
+            return None
+        (f,) = sums
+        lse_labels = tuple(f.base.free)
+        if const_value(f.exponent) != -len(exps) or \
+                not all(set(lse_labels) <= set(lab) for _, lab in parts):
+            return None
+        lse = self.lower(Func("log", f.base)) if _context_free(f.base) else \
+            self.logsumexp(f.base)  # type: ignore[arg-type]
+        shares: list[Expr] = []
+        for slot, labels in parts:
+            shifted = self.emit("add", ((slot, labels, 1.0), (lse, lse_labels, -1.0)), labels)
+            shares.append(_Slot(self.emit("func", "exp", shifted), labels))
+        return shares
+
+    def align(self, slot: int, have: tuple[Index, ...], want: tuple[Index, ...]) -> int:
+        if have == want:
+            return slot
+        return self.emit("transpose", slot, tuple(have.index(i) for i in want))
+
+    def power(self, e: Pow) -> int:
+        slot, labels = self.value(e.base)
+        slot = self.align(slot, labels, e.base.free)
+        k = const_value(e.exponent)
+        if k is not None:
+            return self.emit("pow", slot, to_float(k))
+        exp_slot, _ = self.value(e.exponent)
+        return self.emit("powslot", slot, exp_slot)
+
+    # ------------------------------------------------------------------ products
+    def einsum(self, coeff: Fraction, operands: list[tuple[int, tuple[Index, ...]]],
+               out: tuple[Index, ...], names: tuple[str, ...] = ()) -> int:
+        if len(operands) == 1 and operands[0][1] == out:
+            slot = operands[0][0]
+            return slot if coeff == 1 else self.emit("scale", slot, to_float(coeff))
+        return self.emit("einsum", to_float(coeff), tuple(operands), out, names)
+
+    def product(self, p: Product) -> int:
+        self.context.append(outer_origins(p))  # sizes the factors may need
+        try:
+            return self._product(p)
+        finally:
+            self.context.pop()
+
+    def _product(self, p: Product) -> int:
+        factors = list(p.factors)
+        out = p.out
+        # 1. A delta with both indices free: compute the term with them merged, embed.
+        for k, f in enumerate(factors):
+            if isinstance(f, Delta) and f.i != f.j and f.i in out and f.j in out:
+                others = factors[:k] + factors[k + 1:]
+                used = {i for g in others for i in factor_indices(g)}
+                keep, gone = (f.j, f.i) if f.i not in used else (f.i, f.j)
+                rest = Product(p.coeff, tuple(rename(g, {gone: keep}) for g in others),
+                               tuple(i for i in out if i != gone))
+                inner = self.product_with_hint(rest, keep, f)
+                return self.emit("embed", inner, rest.out, out, ((keep, gone),))
+        # 2. A ones-marker along a free index no other factor carries: broadcast.
+        for k, f in enumerate(factors):
+            if isinstance(f, Delta) and f.i == f.j and f.i in out:
+                others = factors[:k] + factors[k + 1:]
+                if not any(f.i in factor_indices(g) for g in others):
+                    rest = Product(p.coeff, tuple(others), tuple(i for i in out if i != f.i))
+                    inner = self.product(rest)
+                    size = self.size_ref(f.i, others, f)
+                    return self.emit("broadcast", inner, rest.out, out, ((f.i, size),))
+        # 3. Everything else is one einsum; summed markers and deltas become vectors.
+        operands: list[tuple[int, tuple[Index, ...]]] = []
+        present = {i for f in factors for i in factor_indices(f)}
+        factors = self.stable_exponentials(factors)
+        factors = self.solves(factors, set(out))
+        for f in factors:
+            if isinstance(f, _Slot):
+                operands.append((f.slot, f.labels))
+            elif isinstance(f, Delta):
+                size = self.size_ref(f.i, [g for g in factors if g is not f], f)
+                slot = self.emit("ones" if f.i == f.j else "eye", size)
+                operands.append((slot, (f.i,) if f.i == f.j else (f.i, f.j)))
+            elif isinstance(f, Tensor):
+                operands.append((self.input(f.name), f.indices))
+            else:
+                operands.append(self.value(f))
+        for i in out:
+            if i not in present:  # pragma: no cover - simplified input never has this
+                raise EinderivError(f"index {i!r} of the output occurs in no factor")
+        if not operands:
+            return self.emit("const", to_float(p.coeff))
+        from .printing import to_text
+        names = tuple(to_text(f) if isinstance(f, Expr) else "an intermediate" for f in factors)
+        return self.einsum(p.coeff, operands, out, names)
+
+    def solves(self, factors: list, out: set[Index]) -> list:
+        """``inv(M)[k,l] * g[l,...]`` with ``l`` summed and in no other factor is
+        ``solve(M, g)``: no explicit inverse (issue 6). Likewise ``g[k,...] * inv(M)[k,l]``
+        is ``solve(M^T, g)``."""
+        result = list(factors)
+        for f in factors:
+            if not isinstance(f, Inv) or f.indices[0] == f.indices[1] or not _context_free(f):
+                continue
+            if not any(f is h for h in result):
+                continue  # already consumed by an earlier solve
+            for axis, shared in enumerate(f.indices):
+                partners = [g for g in result if g is not f and shared in _labels(g)]
+                if shared in out or len(partners) != 1 or \
+                        isinstance(partners[0], (Delta, _Slot)):
+                    continue
+                g = partners[0]
+                g_labels = factor_indices(g)
+                if g_labels.count(shared) != 1 or f.indices[1 - axis] in g_labels:
+                    continue
+                m_slot, m_labels = self.value(f.arg)
+                m_slot = self.align(m_slot, m_labels, f.arg.free)
+                g_slot, g_free = (self.input(g.name), g.indices) if isinstance(g, Tensor) \
+                    else self.value(g)
+                if len(set(g_free)) != len(g_free):
+                    continue
+                rhs = self.align(g_slot, g_free, (shared,) + tuple(i for i in g_free
+                                                                    if i != shared))
+                solved = self.emit("solve", m_slot, rhs, axis == 0)
+                labels = (f.indices[1 - axis],) + tuple(i for i in g_free if i != shared)
+                result = [h for h in result if h is not f and h is not g] + \
+                    [_Slot(solved, labels)]
+                break
+            else:
+                continue
+        return result
+
+    def product_with_hint(self, rest: Product, label: Index, delta: Delta) -> int:
+        present = {i for f in rest.factors for i in factor_indices(f)}
+        if label in present:
+            return self.product(rest)
+        # The merged label lives on no factor (a bare identity): add a ones-marker.
+        marker = Delta(label, label, delta.size)
+        return self.product(Product(rest.coeff, (*rest.factors, marker), rest.out))
+
+    def size_ref(self, label: Index, siblings: list, delta: Delta | None) -> SizeRef:
+        labels = [label] if delta is None or delta.i == delta.j else [delta.i, delta.j]
+        for g in siblings:
+            for lab in labels:  # a delta is square: either index gives the size
+                if isinstance(g, Tensor) and lab in g.indices:
+                    return ("input", g.name, g.indices.index(lab))
+                if isinstance(g, _Slot) and lab in g.labels:
+                    return ("slot", g.slot, g.labels.index(lab))
+        if delta is not None and isinstance(delta.size, tuple):
+            self.input_hint(delta.size[0])
+            return ("input", delta.size[0], delta.size[1])
+        if delta is not None and isinstance(delta.size, int):
+            return ("int", delta.size)
+        for g in siblings:
+            for lab in labels:
+                if isinstance(g, Expr) and lab in g.free and not isinstance(g, Delta):
+                    slot, free = self.value(g)
+                    return ("slot", slot, free.index(lab))
+        for origins in reversed(self.context):  # a sibling term of an enclosing sum
+            for lab in labels:
+                hint = origins.get(lab)
+                if isinstance(hint, tuple):
+                    self.input_hint(hint[0])
+                    return ("input", hint[0], hint[1])
+                if isinstance(hint, int):
+                    return ("int", hint)
+        return ("unknown", label)
+
+    def input_hint(self, name: str) -> None:
+        """A size may come from a variable the expression no longer uses."""
+        self.program.inputs.setdefault(name, self.emit("input", name))
+
+    # ---------------------------------------------------------------------- sums
+    def sum(self, s: Sum) -> int:
+        origins = outer_origins(s)
+        origins.update({i: h for i, h in s.hints if h is not None})
+        self.context.append(origins)
+        try:
+            return self._sum(s)
+        finally:
+            self.context.pop()
+
+    def _sum(self, s: Sum) -> int:
+        parts = []
+        for t in s.terms:
+            if isinstance(t, Product):
+                want = tuple(i for i in s.out if i in set(t.out))
+                if len(t.factors) == 1 and isinstance(t.factors[0], Tensor) and \
+                        t.factors[0].indices == want and t.coeff in (1, -1):
+                    # +-x[i]: the sign is applied in the addition, no extra pass
+                    parts.append((self.input(t.factors[0].name), want, float(t.coeff)))
+                    continue
+                parts.append((*self.value(Product(t.coeff, t.factors, want)), 1.0))
+            else:
+                parts.append((*self.value(t), 1.0))
+        if not parts:
+            hints = dict(s.hints)
+            sizes = []
+            for i in s.out:
+                hint = hints.get(i)
+                if isinstance(hint, tuple):
+                    self.input_hint(hint[0])
+                    sizes.append(("input", hint[0], hint[1]))
+                elif isinstance(hint, int):
+                    sizes.append(("int", hint))
+                else:
+                    sizes.append(("unknown", i))
+            return self.emit("zeros", tuple(sizes))
+        if len(parts) == 1 and parts[0][1] == s.out and parts[0][2] == 1.0:
+            return parts[0][0]
+        return self.emit("add", tuple(parts), s.out)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """An already computed value standing in for factors of a product."""
+    slot: int
+    labels: tuple[Index, ...]
+
+
+def _labels(g: Any) -> tuple[Index, ...]:
+    return g.labels if isinstance(g, _Slot) else factor_indices(g)
+
+
+def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:
+    """A key equal for expressions equal up to names and the order of their free
+    axes (``W1[f,c] X[c,b] -> [b,f]`` and ``-> [f,b]`` share one slot), and ``e``'s
+    free labels in the canonical axis order that key stands for: the order whose
+    positional naming gives the smallest key (all orders tried up to 4 axes)."""
+    free = e.free
+    orders = itertools.permutations(free) if len(free) <= 4 else [free]
+    best: tuple | None = None
+    for order in orders:
+        key = canonical_key(e, {f: f"@{k}" for k, f in enumerate(order)})
+        if best is None or _sort_key(key) < _sort_key(best[0]):
+            best = (key, order)
+    assert best is not None
+    return best
+
+
+def _sum_of_exp(e: Expr) -> Expr | None:
+    """``u`` if ``e`` is ``c * sum_j exp(u)`` (c > 0, some axes of u summed), else None."""
+    if isinstance(e, Product) and len(e.factors) == 1 and e.coeff > 0:
+        f = e.factors[0]
+        if isinstance(f, Func) and f.name == "exp" and set(e.out) < set(f.free) and \
+                len(set(factor_indices(f))) == len(factor_indices(f)):
+            return f.arg
+    return None
+
+
+def _context_free(e: Expr) -> bool:
+    """Whether the value of ``e`` is fixed by its inputs alone: deltas and zeros take
+    their sizes from the surrounding expression, so equal nodes may differ in size."""
+    return not any(isinstance(n, Delta) or (isinstance(n, Sum) and not n.terms) for n in walk(e))
+
+
+def to_float(c: Fraction) -> float:
+    """``float(c)``, or +-inf beyond float64's range (as numpy overflows)."""
+    try:
+        return float(c)
+    except OverflowError:
+        return math.inf if c > 0 else -math.inf
