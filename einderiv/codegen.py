@@ -70,6 +70,7 @@ class _Dialect:
     copy: str                   # an array that owns its memory ("" for immutable arrays)
     promote: tuple[str, ...]    # body of the input conversion helper
     lse: str = ""               # a library log-sum-exp over {axes}, or "" (by hand)
+    softmax: str = ""           # a library softmax over {axes}, or "" (by hand)
     place: str = ""             # a value moved to the inputs' device before a broadcast
 
 
@@ -99,6 +100,7 @@ _DIALECTS: dict[str, _Dialect] = {
          "a = {xp}.as_tensor(a)",
          "return a if a.is_floating_point() or a.is_complex() else a.to({xp}.float64)"),
         lse="{xp}.logsumexp({u}, dim={axes})",
+        softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
         place="{x}.to({device})"),  # a number argument is a CPU tensor
 }
 
@@ -197,7 +199,7 @@ class _Writer:
                 r = len(a[2] if kind == "einsum" else a[1] if kind == "add" else a[2])
             elif kind == "func":
                 r = ranks[a[1]]
-            elif kind in ("pow", "powslot", "scale"):
+            elif kind in ("pow", "powslot", "scale", "softmax"):
                 r = ranks[a[0]]
             elif kind == "transpose":
                 r = len(a[1])
@@ -256,7 +258,7 @@ class _Writer:
                         u(("L", k, lab), (part[0], ax))
                 for pos, lab in enumerate(a[1] if kind == "add" else a[2]):
                     u(("L", k, lab), (k, pos))
-            elif kind in ("func", "pow", "powslot", "scale"):
+            elif kind in ("func", "pow", "powslot", "scale", "softmax"):
                 src = a[1] if kind == "func" else a[0]
                 for ax in range(self.rank[k] or 0):
                     u((k, ax), (src, ax))
@@ -472,6 +474,17 @@ class _Writer:
             self.line(f"{m} = {xp}.where({xp}.isfinite({m}), {m}, 0.0)")
             self.assign(k, f"{xp}.log({xp}.sum({xp}.exp({u} - {m}), axis={axes})) + "
                            f"{xp}.squeeze({m}, axis={axes})" + shift)
+
+    def step_softmax(self, k: int, arg: int, axes: tuple[int, ...]) -> None:
+        u, xp = self.var[arg], self.xp
+        if self.d.softmax:
+            self.assign(k, self.d.softmax.format(xp=xp, u=u, axes=axes))
+            return
+        m, e = self.temp("m"), self.temp("e")  # shifted by the max: no overflow (issue 6)
+        self.line(f"{m} = {xp}.max({u}, axis={axes}, keepdims=True, initial=-{xp}.inf)")
+        self.line(f"{m} = {xp}.where({xp}.isfinite({m}), {m}, 0.0)")
+        self.line(f"{e} = {xp}.exp({u} - {m})")
+        self.assign(k, f"{e} / {xp}.sum({e}, axis={axes}, keepdims=True)  # softmax")
 
     def step_solve(self, k: int, m: int, rhs: int, transposed: bool) -> None:
         a = self.var[m] + (".T" if transposed else "")

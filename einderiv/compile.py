@@ -60,6 +60,8 @@ from .lowering import Lowering, SizeRef
 __all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
 
 
+_FLOAT64 = np.dtype(np.float64)
+
 #: numpy's limit on the number of axes of an array.
 MAX_RANK = 64
 
@@ -167,7 +169,8 @@ class CompiledExpr:
         return self._plan(self._inputs(arrays))[1]
 
     def _key(self, inputs: Mapping[str, Any]) -> tuple:
-        return tuple((n, tuple(inputs[n].shape)) for n in self.program.inputs)
+        """The plan cache key: the inputs' shapes, in the program's input order."""
+        return tuple([tuple(inputs[n].shape) for n in self.program.inputs])
 
     def _plan(self, inputs: Mapping[str, Any]) -> tuple[list, PlanInfo]:
         key = self._key(inputs)
@@ -211,6 +214,9 @@ class CompiledExpr:
             elif kind == "logsumexp":
                 shape = tuple(n for k, n in enumerate(shapes[a[0]]) if k not in a[1])
                 flops += 3 * math.prod(shapes[a[0]])
+            elif kind == "softmax":
+                shape = shapes[a[0]]
+                flops += 4 * math.prod(shape)
             elif kind == "scale":
                 shape = shapes[a[0]]
             elif kind == "solve":
@@ -370,21 +376,26 @@ class CompiledExpr:
     # ------------------------------------------------------------------- running
     def __call__(self, **arrays: Any) -> Any:
         inputs = self._inputs(arrays)
-        runners = self._bound.get(self._key(inputs))
+        key = self._key(inputs)
+        runners = self._bound.get(key)
         if runners is None:
             self._plan(inputs)
-            runners = self._bound[self._key(inputs)]
+            runners = self._bound[key]
         # Constants (deltas, ones, zeros) take the inputs' common dtype, as numpy would.
         dtype = np.result_type(*(getattr(v, "dtype", np.float64) for v in inputs.values())) \
-            if inputs and self._needs_dtype else np.dtype(np.float64)
+            if inputs and self._needs_dtype else _FLOAT64
         values: list[Any] = []
+        append = values.append
         for run in runners:
-            values.append(run(values, inputs, dtype))
+            append(run(values, inputs, dtype))
         result = values[self.program.output]
         if self.backend == "numpy":
-            result = np.asarray(result)
-            if any(np.may_share_memory(result, v) for v in inputs.values()
-                   if isinstance(v, np.ndarray)):
+            if type(result) is not np.ndarray:
+                result = np.asarray(result)
+            # An array that owns its memory (base None) aliases no input unless it is one.
+            if (result.base is not None or any(result is v for v in inputs.values())) and \
+                    any(np.may_share_memory(result, v) for v in inputs.values()
+                        if isinstance(v, np.ndarray)):
                 result = result.copy()  # never hand back (a view of) an input
         return result
 

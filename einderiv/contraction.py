@@ -351,12 +351,31 @@ def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] 
     perm_b = tuple(lb.index(i) for i in tb)
     natural = ka + kb
     perm_out = tuple(natural.index(i) for i in out)
-    identity = tuple(range(len(out)))
+    view_a, view_b, view_out = _view(perm_a), _view(perm_b), _view(perm_out)
+    if view_a is None and view_b is None and view_out is None:
+        return _matmul  # per-call overhead matters for small operands
 
     def run(a: Any, b: Any, backend: str = "numpy") -> Any:
-        r = a.transpose(perm_a) @ b.transpose(perm_b)
-        return r if perm_out == identity else r.transpose(perm_out)
+        r = (a if view_a is None else view_a(a)) @ (b if view_b is None else view_b(b))
+        return r if view_out is None else view_out(r)
     return run
+
+
+def _matmul(a: Any, b: Any, backend: str = "numpy") -> Any:
+    return a @ b
+
+
+def _view(perm: tuple[int, ...]) -> Callable[[Any], Any] | None:
+    """The transposed view that puts axes in the order ``perm`` (None: as they are)."""
+    if perm == tuple(range(len(perm))):
+        return None
+    if perm == (1, 0):
+        return _transposed
+    return lambda a: a.transpose(perm)
+
+
+def _transposed(a: Any) -> Any:
+    return a.T
 
 
 def _scaled_matrix_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:

@@ -104,7 +104,8 @@ def reads(step: Step) -> list[int]:
         return [slot for slot, _, _ in a[0]]
     if kind == "func":
         return [a[1]]
-    if kind in ("pow", "logsumexp", "scale", "transpose", "inv", "det", "logdet", "embed"):
+    if kind in ("pow", "logsumexp", "softmax", "scale", "transpose", "inv", "det", "logdet",
+                "embed"):
         return [a[0]]
     if kind in ("solve", "powslot"):
         return [a[0], a[1]]
@@ -121,7 +122,7 @@ def reads(step: Step) -> list[int]:
 
 #: Step kinds whose value is a new array that no other slot shares (the einsum
 #: kind only with two or more operands: one operand may come back as it is).
-_FRESH = frozenset({"func", "pow", "scale", "add"})
+_FRESH = frozenset({"func", "pow", "scale", "add", "softmax"})
 
 
 def absorbed_diagonals(program: Program) -> dict[int, tuple[int, int | None]]:
@@ -280,7 +281,7 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
             return np.log(c * np.exp(u))
         m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
             tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
-        if isinstance(m, np.ndarray) and np.isfinite(m).all():
+        if _all_finite(m):
             # the common case: each sum of exp(u - m) is >= 1 (a lazy array: below)
             total = np.log(np.exp(u - m).sum(axis=axes, keepdims=True)) + m
         else:  # all -inf (log 0), or inf/nan: shift by 0 there, as numpy would compute
@@ -289,6 +290,8 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
                 total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
         total = total.squeeze(axis=axes)
         return total + np.log(c) if c != 1.0 else total
+    if kind == "softmax":
+        return _softmax(values[a[0]], a[1])
     if kind == "scale":
         return values[a[0]] * a[1]
     if kind == "solve":
@@ -340,6 +343,32 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
         v = _aligned(values[inner], rest_labels, out)
         return _broadcast(v, tuple(sizes[i] for i in out), backend)
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _all_finite(m: Any) -> bool:
+    """Whether ``m`` is a numpy array of finite numbers (False for a lazy array: the
+    caller then takes the path that needs no answer)."""
+    if not isinstance(m, np.ndarray):
+        return False
+    if m.size == 1 and m.dtype.kind == "f":
+        return math.isfinite(m.item())  # one number: no temporary array
+    return bool(np.isfinite(m).all())
+
+
+def _softmax(u: Any, axes: tuple[int, ...]) -> Any:
+    """``exp(u) / sum exp(u)`` over ``axes``, shifted by the max (no overflow, issue 6);
+    where the max is not finite (all -inf: 0/0; inf or nan) the shift is 0, so the
+    result is nan there, as ``exp(u - logsumexp(u))`` would be."""
+    m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
+        tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
+    if not _all_finite(m):
+        m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(u - m)
+    total = e.sum(axis=axes, keepdims=True)
+    if isinstance(e, np.ndarray):
+        e /= total  # e is a new array: divide in place
+        return e
+    return e / total
 
 
 def _label_sizes(parts, values) -> dict[Index, int]:

@@ -130,7 +130,7 @@ class Lowering:
         parts: list[tuple[int, tuple[Index, ...]]] = []
         for f in exps:
             parts.append(self.value(f.arg))
-        shared = self.softmax_shares(exps, sums, parts)
+        shared = self.softmaxes(exps, sums, parts) or self.softmax_shares(exps, sums, parts)
         if shared is not None:
             rest = [f for f in factors if not any(f is g for g in exps + sums)]
             return rest + shared
@@ -145,6 +145,35 @@ class Lowering:
         combined = self.emit("func", "exp", total)
         rest = [f for f in factors if not any(f is g for g in exps + sums)]
         return rest + [_Slot(combined, labels)]
+
+    def softmaxes(self, exps: list[Func], sums: list[Pow],
+                  parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
+        """``exp(u_c) / sum_j exp(u_j)``, the exps' arguments the very array the sum
+        runs over (one shared slot; the kept axes in the same places), as one softmax
+        step: one exp pass and one division, where ``exp(u - lse)`` takes two exp
+        passes and a log. With k exps over ``(sum exp)**k``, the same softmax k times
+        (``p_c p_d`` in the softmax Hessian). None where this does not apply."""
+        if len(sums) != 1:
+            return None
+        (f,) = sums
+        base = f.base
+        if const_value(f.exponent) != -len(exps) or base.coeff != 1 or \
+                not _context_free(base):  # type: ignore[union-attr]
+            return None
+        w = _sum_of_exp(base)
+        assert w is not None
+        slot, w_labels = self.value(w)
+        kept = set(base.free)
+        reduced = tuple(k for k, i in enumerate(w_labels) if i not in kept)
+        for (part_slot, labels), e in zip(parts, exps):
+            if part_slot != slot or not _context_free(e) or any(
+                    labels[k] != i for k, i in enumerate(w_labels) if i in kept):
+                return None
+        key = ("softmax", slot, reduced)
+        if key not in self.memo:
+            self.memo[key] = (self.emit("softmax", slot, reduced), ())
+        p = self.memo[key][0]
+        return [_Slot(p, labels) for _, labels in parts]
 
     def softmax_shares(self, exps: list[Func], sums: list[Pow],
                        parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
@@ -184,8 +213,10 @@ class Lowering:
     # ------------------------------------------------------------------ products
     def einsum(self, coeff: Fraction, operands: list[tuple[int, tuple[Index, ...]]],
                out: tuple[Index, ...], names: tuple[str, ...] = ()) -> int:
-        if len(operands) == 1 and operands[0][1] == out:
-            slot = operands[0][0]
+        if len(operands) == 1 and len(operands[0][1]) == len(out) == len(set(out)) and \
+                set(operands[0][1]) == set(out):
+            # one array, its axes permuted (A[c,d] -> [d,c]): a transposed view
+            slot = self.align(*operands[0], out)
             return slot if coeff == 1 else self.emit("scale", slot, to_float(coeff))
         return self.emit("einsum", to_float(coeff), tuple(operands), out, names)
 

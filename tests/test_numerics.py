@@ -50,6 +50,37 @@ def test_cross_entropy_gradient_and_hessian_of_large_values():
                                atol=1e-15)
 
 
+def test_batched_softmax_cross_entropy_is_one_softmax_step_per_row():
+    """Rows of logits (b) with classes (c, k): the gradient's exp(Z) / sum exp(Z) is
+    evaluated as one max-shifted softmax over the class axis, shared by the Hessian's
+    two factors; large logits do not overflow. Sizes 4 x 3 (distinct)."""
+    ce = "sum[b](sum[c](Y[b,c])*log(sum[k](exp(Z[b,k]))) -> [b]) - Y[b,c]*Z[b,c]"
+    rng = np.random.default_rng(5)
+    Z = 800.0 * rng.normal(size=(4, 3))
+    Y = rng.dirichlet(np.ones(3), size=4)
+    e = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P = e / e.sum(axis=1, keepdims=True)
+    g = einderiv.diff(ce, "Z[p,q]")
+    np.testing.assert_allclose(g.evaluate(Y=Y, Z=Z), Y.sum(axis=1, keepdims=True) * P - Y,
+                               atol=1e-15)
+    assert [s.kind for s in g.compile().program.steps].count("softmax") == 1
+    h = einderiv.diff(g, "Z[r,s]")  # [r,s,p,q]: sum_c Y[r,c] (delta[r,p] (delta[s,q] P - P P))
+    want = np.zeros((4, 3, 4, 3))
+    for r in range(4):
+        want[r, :, r, :] = Y[r].sum() * (np.diag(P[r]) - np.outer(P[r], P[r]))
+    np.testing.assert_allclose(h.evaluate(Y=Y, Z=Z), want, atol=1e-15)
+
+
+def test_softmax_of_all_minus_infinity_is_nan_as_numpy_gives():
+    g = einderiv.diff("log(sum[j](exp(x[j])))", "x")
+    x = np.full(3, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = np.exp(x - np.log(np.exp(x).sum()))  # nan: 0/0, never hidden
+        got = g.evaluate(x=x)
+    assert np.isnan(want).all() and np.isnan(got).all()
+
+
 def test_logistic_loss_and_derivatives_of_large_margins():
     loss = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
     X = np.array([[1.0, 2.0, 0.5], [-3.0, 1.0, 2.0], [0.5, -1.0, 1.0], [2.0, 0.0, -1.0]])
