@@ -48,9 +48,12 @@ from .execution import (
     MAKES_CONSTANTS,
     absorbed_diagonals,
     bind_add,
+    bind_in_place,
     bind_step,
     check_square,
-    reads,
+    count_readers,
+    in_place_steps,
+    releases,
     skipped,
     sum_of_products,
 )
@@ -61,6 +64,10 @@ __all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
 
 
 _FLOAT64 = np.dtype(np.float64)
+
+#: Plans whose largest array takes at least this many bytes free each intermediate
+#: after its last use (see :func:`einderiv.execution.releases`).
+RELEASE_MIN_BYTES = 1 << 17
 
 #: numpy's limit on the number of axes of an array.
 MAX_RANK = 64
@@ -128,6 +135,8 @@ class CompiledExpr:
         self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
         self._plans: dict[tuple, tuple[list, PlanInfo]] = {}
         self._bound: dict[tuple, list[Callable[..., Any]]] = {}  # per plan: one closure a step
+        self._release: dict[tuple, list[tuple[int, ...]] | None] = {}  # per plan and step
+        self._shapes: dict[tuple, list[tuple[int, ...]]] = {}  # per plan: each step's shape
         self._needs_dtype = any(s.kind in MAKES_CONSTANTS for s in self.program.steps)
 
     def __repr__(self) -> str:
@@ -287,20 +296,32 @@ class CompiledExpr:
         info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
                         sum(1 for s in self.program.steps if s.kind == "einsum"))
         self._plans[key] = (exprs, info)
+        self._shapes[key] = shapes
         steps = self.program.steps
         absorbed = absorbed_diagonals(self.program) if self.backend == "numpy" else {}
         bound = [bind_step(step, plan, shapes, k, self.backend)
                  for k, (step, plan) in enumerate(zip(steps, exprs))]
+        taken_over: dict[int, list[int]] = {}
         for add_at, (embed_at, owned) in absorbed.items():
             bound[embed_at] = skipped
             bound[add_at] = bind_add(steps[add_at].args, shapes, add_at,
-                                      diagonal=(embed_at, steps[embed_at].args, owned))
+                                     diagonal=(embed_at, steps[embed_at].args, owned))
+            taken_over[add_at] = [embed_at]
         if self.backend == "numpy":
+            rewritten = set(absorbed).union(*((e, o) for e, o in absorbed.values()))
             for at, (run, dead) in self._distributions(shapes, costs, set(absorbed)).items():
                 bound[at] = run
+                taken_over[at] = dead
+                rewritten.update((at, *dead))
                 for slot in dead:
                     bound[slot] = skipped
+            for at, into in in_place_steps(self.program, shapes, rewritten).items():
+                bound[at] = bind_in_place(steps[at], shapes, at, into)
         self._bound[key] = bound
+        # Letting go of each array after its last use costs a little per step: worth it
+        # where arrays are large enough for their memory to matter.
+        self._release[key] = releases(self.program, taken_over) \
+            if largest >= RELEASE_MIN_BYTES else None
         return exprs, info
 
     def _distributions(self, shapes: list, costs: list[int], absorbed: set[int]
@@ -311,11 +332,7 @@ class CompiledExpr:
         by opt_einsum's FLOP counts). Maps the product's slot to its new closure and
         the steps it makes unnecessary (the sum and the terms' own products)."""
         steps = self.program.steps
-        readers = [0] * len(steps)
-        for step in steps:
-            for slot in reads(step):
-                readers[slot] += 1
-        readers[self.program.output] += 1
+        readers = count_readers(self.program)
         chosen: dict[int, tuple[Callable[..., Any], list[int]]] = {}
         taken: set[int] = set()
         for k, step in enumerate(steps):
@@ -386,8 +403,15 @@ class CompiledExpr:
             if inputs and self._needs_dtype else _FLOAT64
         values: list[Any] = []
         append = values.append
-        for run in runners:
-            append(run(values, inputs, dtype))
+        release = self._release[key]
+        if release is None:
+            for run in runners:
+                append(run(values, inputs, dtype))
+        else:
+            for run, done in zip(runners, release):
+                append(run(values, inputs, dtype))
+                for slot in done:
+                    values[slot] = None
         result = values[self.program.output]
         if self.backend == "numpy":
             if type(result) is not np.ndarray:

@@ -22,7 +22,7 @@ import opt_einsum as oe
 from .errors import EvaluationError
 from .ir import Index
 
-__all__ = ["plan_einsum", "path_strategy", "connected_order", "MANY_FACTORS"]
+__all__ = ["plan_einsum", "path_strategy", "connected_order", "writable", "MANY_FACTORS"]
 
 
 def plan_einsum(args: tuple, shapes: list, optimize: str = "auto", backend: str = "numpy"
@@ -81,8 +81,10 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
     spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
     spec += "->" + "".join(symbols[i] for i in out)
     op_shapes = local
-    _, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=strategy)
+    path, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=strategy)
     planned = _scalars_apart(operands, out, op_shapes, strategy, backend)
+    if planned is None and backend == "numpy" and len(operands) > 2:
+        planned = _pairwise_plan(operands, out, path, sizes)
     if planned is None:
         planned = oe.contract_expression(spec, *op_shapes, optimize=strategy)
     return (tuple(sizes[i] for i in out), planned, int(info.opt_cost),
@@ -321,6 +323,87 @@ def _gram_plan(operands: tuple, out: tuple[Index, ...]) -> _Gram | None:
             return None
     # Z^T Z is symmetric, so out = (c, d) and (d, c) are the same array.
     return _Gram((mats[0], mats[1]), axis, vectors, scalars, (a, c))
+
+
+def _pairwise_plan(operands: tuple, out: tuple[Index, ...], path: list[tuple[int, ...]],
+                   sizes: Mapping[Index, int]) -> Callable[..., Any] | None:
+    """opt_einsum's contraction path run pair by pair, each pair by the plainest
+    numpy call for it: ``@`` on transposed views where it is a matrix product (BLAS
+    reads a transposed view without a copy, where ``tensordot`` reshapes it into a
+    copy), a broadcast multiply where nothing is summed, a two-operand opt_einsum
+    expression otherwise. None where the path is not all pairs."""
+    labels = [tuple(lab) for _, lab in operands]
+    made = [False] * len(labels)  # made by an earlier pair: may take a result in place
+    steps: list[tuple[int, int, Callable[..., Any]]] = []
+    for pair in path:
+        if len(pair) != 2:
+            return None
+        i, j = sorted(pair)
+        la, lb = labels[i], labels[j]
+        rest = [lab for k, lab in enumerate(labels) if k not in (i, j)]
+        needed = set(out).union(*rest)
+        keep = tuple(dict.fromkeys(x for x in la + lb if x in needed))
+        fn, result = _pair_plan(la, lb, keep, sizes, made[i])
+        steps.append((i, j, fn))
+        labels = rest + [result]
+        made = [m for k, m in enumerate(made) if k not in (i, j)] + [True]
+    (final,) = labels
+    if set(final) != set(out) or len(final) != len(out):  # pragma: no cover - path guard
+        return None
+    perm = _view(tuple(final.index(x) for x in out))
+
+    def run(*ops: Any, backend: str = "numpy") -> Any:
+        arrays = list(ops)
+        for i, j, fn in steps:
+            b = arrays.pop(j)
+            a = arrays.pop(i)
+            arrays.append(fn(a, b))
+        (r,) = arrays
+        return r if perm is None else perm(r)
+    return run
+
+
+def _pair_plan(la: tuple[Index, ...], lb: tuple[Index, ...], keep: tuple[Index, ...],
+               sizes: Mapping[Index, int], a_made: bool = False
+               ) -> tuple[Callable[..., Any], tuple[Index, ...]]:
+    """One pair of a contraction path: the callable ``fn(a, b)`` and its result's
+    labels (a subset of ``la + lb``: those in ``keep``). ``a_made``: ``a`` is an
+    intermediate of this product, which an element-wise product may overwrite."""
+    distinct = len(set(la)) == len(la) and len(set(lb)) == len(lb)
+    shared = set(la) & set(lb)
+    if distinct and len(la) <= 2 and len(lb) <= 2 and len(shared) == 1 \
+            and not shared & set(keep) and set(keep) == (set(la) | set(lb)) - shared:
+        (c,) = shared
+        natural = tuple(x for x in la if x != c) + tuple(x for x in lb if x != c)
+        product = _matmul_plan(((0, la), (1, lb)), natural)
+        assert product is not None
+        return (lambda a, b: product(a, b)), natural
+    if distinct and set(keep) == set(la) | set(lb):  # nothing summed: a broadcast multiply
+        result = la + tuple(x for x in lb if x not in la)
+        b_view = _view(tuple(lb.index(x) for x in result if x in lb))
+        expand_a = (Ellipsis,) + (None,) * (len(result) - len(la))
+        expand_b = tuple(slice(None) if x in lb else None for x in result)
+        if a_made and result == la:  # into a's array: one large temporary fewer
+
+            def into_a(a: Any, b: Any) -> Any:
+                b = (b if b_view is None else b_view(b))[expand_b]
+                if writable(a) and a.dtype == b.dtype:
+                    return np.multiply(a, b, out=a)
+                return a * b
+            return into_a, result
+        return (lambda a, b: a[expand_a] * (b if b_view is None else b_view(b))[expand_b]), \
+            result
+    symbols = {x: oe.get_symbol(k) for k, x in enumerate(dict.fromkeys(la + lb))}
+    spec = "".join(symbols[x] for x in la) + "," + "".join(symbols[x] for x in lb) + \
+        "->" + "".join(symbols[x] for x in keep)
+    expr = oe.contract_expression(spec, tuple(sizes[x] for x in la),
+                                  tuple(sizes[x] for x in lb))
+    return (lambda a, b: expr(a, b)), keep
+
+
+def writable(x: Any) -> bool:
+    """Whether ``x`` can take a floating result in place (a broadcast view cannot)."""
+    return isinstance(x, np.ndarray) and x.flags.writeable and x.dtype.kind in "fc"
 
 
 def _identity(op: Any, backend: str = "numpy") -> Any:

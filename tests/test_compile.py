@@ -27,6 +27,45 @@ def test_compiled_derivative_equals_closed_form(case):
     np.testing.assert_allclose(f(**values), case.closed_form(values), atol=1e-12)  # reused plan
 
 
+@pytest.mark.parametrize("case", IDENTITIES + HESSIANS, ids=lambda c: c.name)
+def test_in_place_steps_and_early_release_keep_every_value(case, monkeypatch):
+    """With the size thresholds at 0, every element-wise step that can write into its
+    operand does, and every intermediate is let go of after its last use: values are
+    unchanged, inputs untouched, a second call (reusing the plan) equal."""
+    monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
+    monkeypatch.setattr(einderiv.execution, "IN_PLACE_MIN_SIZE", 0)
+    d = einderiv.diff(case.expr, case.wrt, case.shapes)
+    if case in HESSIANS:
+        d = einderiv.diff(d, case.wrt, case.shapes)
+    values = case.arrays(RNG)
+    before = {k: np.array(v, copy=True) for k, v in values.items()}
+    f = d.compile()
+    for _ in range(2):
+        np.testing.assert_allclose(f(**values), case.closed_form(values), atol=1e-12)
+    for k, v in values.items():
+        np.testing.assert_array_equal(v, before[k])
+    key = f._key(f._inputs(values))
+    assert f._release[key] is not None
+
+
+def test_two_layer_gradient_at_size_writes_in_place_and_frees_early():
+    """The two-layer network gradient (benchmark C9, sizes 30 x 40 x 5, batch 64: its
+    largest array is over the release threshold): the tanh derivative is formed in
+    one array; the result equals backpropagation written out."""
+    g = einderiv.diff("(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*"
+                      "(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])", "W1")
+    W1, W2 = RNG.normal(size=(40, 30)) / 5, RNG.normal(size=(5, 40))
+    X, T = RNG.normal(size=(30, 640)), RNG.normal(size=(5, 640))
+    H = np.tanh(W1 @ X)
+    want = 2 * ((W2.T @ (W2 @ H - T)) * (1 - H * H)) @ X.T
+    f = g.compile()
+    np.testing.assert_allclose(f(W1=W1, W2=W2, X=X, T=T), want, rtol=1e-10)
+    key = f._key(f._inputs(dict(W1=W1, W2=W2, X=X, T=T)))
+    assert f._release[key] is not None
+    written = einderiv.execution.in_place_steps(f.program, f._shapes[key], set())
+    assert {f.program.steps[k].kind for k in written} >= {"func", "scale", "add"}
+
+
 def test_common_subexpressions_are_computed_once():
     loss = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
     h = einderiv.diff(einderiv.diff(loss, "theta"), "theta")
@@ -159,7 +198,10 @@ def _order_in(text, names):
     ("2*(delta[j,i]*s[i] -> [j,i]) + 3*(p[i]*s[j] -> [i,j])",
      lambda A, s, p: 2 * np.diag(s) + 3 * np.outer(p, s)),
 ])
-def test_a_diagonal_term_is_added_onto_the_rest(text, closed):
+@pytest.mark.parametrize("release", [False, True], ids=["as-planned", "release-all"])
+def test_a_diagonal_term_is_added_onto_the_rest(text, closed, release, monkeypatch):
+    if release:  # every intermediate let go of after its last use, however small
+        monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
     A, s, p = RNG.normal(size=(4, 4)), RNG.normal(size=4), RNG.normal(size=4)
     A0 = A.copy()
     f = einderiv.parse(text).compile()
@@ -171,9 +213,12 @@ def test_a_diagonal_term_is_added_onto_the_rest(text, closed):
         np.testing.assert_allclose(f(A=A, s=z, p=p), closed(A, z, p), rtol=1e-12)
 
 
-def test_low_rank_residual_is_multiplied_out_when_cheaper():
+@pytest.mark.parametrize("release", [False, True], ids=["as-planned", "release-all"])
+def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     # d/dU ||M - U V^T||^2 = -2 (M - U V^T) V: for m, n >> r the plan computes
     # 2 (U (V^T V) - M V) and never forms the m x n residual (issue 5, C8).
+    if release:  # every intermediate let go of after its last use, however small
+        monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
     g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
     m, n, r = 40, 30, 2
     M, U, V = RNG.normal(size=(m, n)), RNG.normal(size=(m, r)), RNG.normal(size=(n, r))
