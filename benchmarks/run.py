@@ -1046,6 +1046,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "latest.md").write_text(markdown(report))
     log("")
     log(f"wrote {out / 'latest.json'} and {out / 'latest.md'} ({elapsed:.0f} s)")
+    if out.resolve() == (HERE / "results").resolve() and not a.quick and not a.cases:
+        docs = HERE.parent / "docs" / "benchmarks.md"  # docs/ keeps the latest full report
+        docs.write_text(markdown(report))
+        log(f"wrote {docs}")
     return 0
 
 
