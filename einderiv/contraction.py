@@ -22,7 +22,8 @@ import opt_einsum as oe
 from .errors import EvaluationError
 from .ir import Index
 
-__all__ = ["plan_einsum", "path_strategy", "connected_order", "writable", "MANY_FACTORS"]
+__all__ = ["plan_einsum", "path_strategy", "connected_order", "einsum_spec", "writable",
+           "MANY_FACTORS"]
 
 
 def plan_einsum(args: tuple, shapes: list, optimize: str = "auto", backend: str = "numpy"
@@ -74,12 +75,7 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
         if order != sorted(order):
             planned = _permuted(planned, order)
         return tuple(sizes[i] for i in out), planned, cost, widest
-    symbols: dict[Index, str] = {}
-    for _, labels in operands:
-        for i in labels:
-            symbols.setdefault(i, oe.get_symbol(len(symbols)))
-    spec = ",".join("".join(symbols[i] for i in labels) for _, labels in operands)
-    spec += "->" + "".join(symbols[i] for i in out)
+    spec = einsum_spec([labels for _, labels in operands], out)
     op_shapes = local
     path, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=strategy)
     planned = _scalars_apart(operands, out, op_shapes, strategy, backend)
@@ -93,6 +89,19 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
 
 #: Above this many factors in one product, "auto" skips opt_einsum's path search.
 MANY_FACTORS = 40
+
+
+def einsum_spec(operands: list[tuple[Index, ...]], out: tuple[Index, ...]) -> str:
+    """The einsum subscripts for operands and output given by index labels, one
+    letter per label in order of first appearance: ``[("i","k"), ("k","j")], ("i","j")``
+    -> ``"ab,bc->ac"``."""
+    symbols: dict[Index, str] = {}
+    for labels in (*operands, out):
+        for i in labels:
+            if i not in symbols:
+                symbols[i] = oe.get_symbol(len(symbols))
+    return ",".join("".join(symbols[i] for i in labels) for labels in operands) + \
+        "->" + "".join(symbols[i] for i in out)
 
 
 def path_strategy(requested: str, n_operands: int) -> Any:
@@ -230,12 +239,7 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     if inner is None:
         if not scalar_at:
             return None
-        symbols: dict[Index, str] = {}
-        for _, labels in rest:
-            for i in labels:
-                symbols.setdefault(i, oe.get_symbol(len(symbols)))
-        spec = ",".join("".join(symbols[i] for i in lab) for _, lab in rest)
-        spec += "->" + "".join(symbols[i] for i in out)
+        spec = einsum_spec([labels for _, labels in rest], out)
         rest_shapes = [sh for k, sh in enumerate(shapes) if k not in scalar_at]
         inner = oe.contract_expression(spec, *rest_shapes, optimize=optimize)
     if not scalar_at:
@@ -393,10 +397,7 @@ def _pair_plan(la: tuple[Index, ...], lb: tuple[Index, ...], keep: tuple[Index, 
             return into_a, result
         return (lambda a, b: a[expand_a] * (b if b_view is None else b_view(b))[expand_b]), \
             result
-    symbols = {x: oe.get_symbol(k) for k, x in enumerate(dict.fromkeys(la + lb))}
-    spec = "".join(symbols[x] for x in la) + "," + "".join(symbols[x] for x in lb) + \
-        "->" + "".join(symbols[x] for x in keep)
-    expr = oe.contract_expression(spec, tuple(sizes[x] for x in la),
+    expr = oe.contract_expression(einsum_spec([la, lb], keep), tuple(sizes[x] for x in la),
                                   tuple(sizes[x] for x in lb))
     return (lambda a, b: expr(a, b)), keep
 

@@ -18,7 +18,7 @@ import opt_einsum as oe
 from .errors import EvaluationError
 from .functions import FUNCTIONS
 from .ir import Index
-from .contraction import writable
+from .contraction import einsum_spec, writable
 from .lowering import Program, SizeRef, Step
 
 __all__ = ["bind_step", "bind_add", "bind_in_place", "skipped", "absorbed_diagonals",
@@ -365,13 +365,7 @@ def _add_diagonal(total: Any, out: tuple[Index, ...], onto: tuple, values: list,
             np.may_share_memory(total, v) for v in inputs.values() if isinstance(v, np.ndarray))
     if not fresh:
         total = np.array(total, dtype=dtype)  # a copy of our own
-    strides = dict(zip(out, total.strides))
-    sizes = dict(zip(out, total.shape))
-    for keep, gone in pairs:
-        strides[keep] += strides.pop(gone)
-    view = np.lib.stride_tricks.as_strided(
-        total, shape=tuple(sizes[i] for i in rest_labels),
-        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+    view = _diagonal_view(total, out, rest_labels, pairs)
     if sign == 1.0:
         view += inner
     else:
@@ -548,19 +542,20 @@ def _embed(inner: Any, rest_labels: tuple[Index, ...], out: tuple[Index, ...],
         # Lazy backends: multiply by a dense identity (no in-place writes).
         operands = [inner] + [np.eye(sizes[keep], dtype=dtype) for keep, _ in pairs]
         labels = [rest_labels] + [(keep, gone) for keep, gone in pairs]
-        symbols: dict[Index, str] = {}
-        for lab in (*labels, out):
-            for i in lab:
-                symbols.setdefault(i, oe.get_symbol(len(symbols)))
-        spec = ",".join("".join(symbols[i] for i in lab) for lab in labels)
-        spec += "->" + "".join(symbols[i] for i in out)
-        return oe.contract(spec, *operands, backend=backend)
+        return oe.contract(einsum_spec(labels, out), *operands, backend=backend)
     result = np.zeros(shape, dtype=np.result_type(inner, dtype))
-    strides = dict(zip(out, result.strides))
+    _diagonal_view(result, out, rest_labels, pairs)[...] = inner
+    return result
+
+
+def _diagonal_view(total: np.ndarray, out: tuple[Index, ...], rest_labels: tuple[Index, ...],
+                   pairs: tuple[tuple[Index, Index], ...]) -> np.ndarray:
+    """The writable strided view of ``total`` (axes ``out``) on its diagonal
+    ``keep == gone`` for each pair, with axes ``rest_labels``: no copy, no identity."""
+    strides = dict(zip(out, total.strides))
+    sizes = dict(zip(out, total.shape))
     for keep, gone in pairs:
         strides[keep] += strides.pop(gone)
-    view = np.lib.stride_tricks.as_strided(
-        result, shape=tuple(sizes[i] for i in rest_labels),
+    return np.lib.stride_tricks.as_strided(
+        total, shape=tuple(sizes[i] for i in rest_labels),
         strides=tuple(strides[i] for i in rest_labels), writeable=True)
-    view[...] = inner
-    return result
