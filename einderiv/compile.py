@@ -133,6 +133,8 @@ class CompiledExpr:
         self.program = lowering.program
         self.variables = sorted({t.name for t in iter_tensors(expr)})
         self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
+        # (name, rank or None) of each input, in the program's order
+        self._expected = [(n, self._ranks.get(n)) for n in self.program.inputs]
         self._plans: dict[tuple, tuple[list, PlanInfo]] = {}
         self._bound: dict[tuple, list[Callable[..., Any]]] = {}  # per plan: one closure a step
         self._release: dict[tuple, list[tuple[int, ...]] | None] = {}  # per plan and step
@@ -144,33 +146,42 @@ class CompiledExpr:
 
     # -------------------------------------------------------------------- inputs
     def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
-        missing = [n for n in self.variables if n not in arrays]
-        if missing:
-            raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; "
-                                  f"the expression uses {', '.join(self.variables)}")
         out: dict[str, Any] = {}
-        for name in self.program.inputs:
-            if name not in arrays:
-                raise EvaluationError(
-                    f"missing value for {name!r}: the result has an axis of its size")
-            value = arrays[name]
-            if self.backend == "numpy":
-                try:
-                    value = np.asarray(value)
-                except (ValueError, TypeError) as exc:
-                    raise EvaluationError(f"{name!r} is not a valid array: {exc}") from None
-                if value.dtype.kind in "biu":
-                    value = value.astype(np.float64)
-                elif value.dtype.kind not in "fc":
-                    raise EvaluationError(f"{name!r} must be numeric, got dtype {value.dtype}")
-            elif not hasattr(value, "shape"):
-                value = np.asarray(value, dtype=float)
-            rank = self._ranks.get(name)
-            if rank is not None and len(value.shape) != rank:
-                raise EvaluationError(
-                    f"{name!r} is used with {rank} indices but was given shape {tuple(value.shape)}")
-            out[name] = value
+        numpy = self.backend == "numpy"
+        try:
+            for name, rank in self._expected:
+                value = arrays[name]
+                if not (numpy and type(value) is np.ndarray and value.dtype.kind in "fc"):
+                    value = self._converted(name, value)  # the quick test covers most calls
+                if rank is not None and len(value.shape) != rank:
+                    raise EvaluationError(f"{name!r} is used with {rank} indices but was "
+                                          f"given shape {tuple(value.shape)}")
+                out[name] = value
+        except KeyError:
+            missing = [n for n in self.variables if n not in arrays]
+            if missing:
+                raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; "
+                                      f"the expression uses {', '.join(self.variables)}"
+                                      ) from None
+            name = next(n for n in self.program.inputs if n not in arrays)
+            raise EvaluationError(
+                f"missing value for {name!r}: the result has an axis of its size") from None
         return out
+
+    def _converted(self, name: str, value: Any) -> Any:
+        """An input as evaluation takes it: on numpy, an array of floats (integers and
+        booleans promoted); elsewhere anything with a shape."""
+        if self.backend != "numpy":
+            return value if hasattr(value, "shape") else np.asarray(value, dtype=float)
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise EvaluationError(f"{name!r} is not a valid array: {exc}") from None
+        if value.dtype.kind in "biu":
+            return value.astype(np.float64)
+        if value.dtype.kind not in "fc":
+            raise EvaluationError(f"{name!r} must be numeric, got dtype {value.dtype}")
+        return value
 
     # ---------------------------------------------------------------- planning
     def plan_info(self, **arrays: Any) -> PlanInfo:

@@ -57,8 +57,11 @@ def _square(e: Expr) -> Pow:
 
 
 def _sigmoid(x):
-    # sigmoid(x) = exp(-log(1 + exp(-x))): no overflow for large |x|.
-    return np.exp(-np.logaddexp(0.0, -x))
+    # 1 / (1 + exp(-x)): exp(-x) overflows to inf for x < -709, which gives the right
+    # limit 0 (short of the subnormal range), so the warning is silenced; nan stays
+    # nan. Twice as fast as exp(-logaddexp(0, -x)), which the generated code uses.
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 def _f(name: str, u: Expr) -> Func:

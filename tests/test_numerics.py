@@ -137,3 +137,12 @@ def test_chained_inverses_with_solve():
                                Si @ Si @ x)
     jv = einderiv.jvp("inv(S)[k,k]", "S", "v").evaluate(S=S, v=V)
     np.testing.assert_allclose(jv, -np.trace(Si @ V @ Si))   # d tr(S^-1) = -tr(S^-1 dS S^-1)
+
+
+def test_sigmoid_over_the_whole_float_range_without_warnings():
+    x = np.array([-1000.0, -745.0, -700.0, -30.0, -1.0, 0.0, 2.5, 40.0, 800.0, np.inf, -np.inf])
+    got = einderiv.parse("sigmoid(x[i])").evaluate(x=x)
+    want = np.exp(-np.logaddexp(0.0, -x))  # the log-domain form, independent of the code
+    np.testing.assert_allclose(got[2:-2], want[2:-2], rtol=1e-14)
+    np.testing.assert_array_equal(got[[0, 1, -2, -1]], [0.0, 0.0, 1.0, 0.0])
+    assert np.isnan(einderiv.parse("sigmoid(x[i])").evaluate(x=np.array([np.nan])))[0]
