@@ -347,6 +347,30 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def with_children(e: Expr, new: tuple[Expr, ...] | list[Expr]) -> Expr:
+    """A node like ``e`` with its direct subexpressions replaced by ``new`` (in the
+    order :func:`children` gives them); an atom comes back as it is.
+
+    >>> from einderiv import parse
+    >>> e = parse("tanh(x[i])")
+    >>> print(with_children(e, [parse("y[i]")]))
+    tanh(y[i])
+    """
+    if isinstance(e, Product):
+        return Product(e.coeff, tuple(new), e.out)
+    if isinstance(e, Sum):
+        return Sum(tuple(new), e.out, e.hints)
+    if isinstance(e, Func):
+        return Func(e.name, new[0])
+    if isinstance(e, Pow):
+        return Pow(new[0], new[1])
+    if isinstance(e, Inv):
+        return Inv(new[0], e.indices)
+    if isinstance(e, (Det, LogDet)):
+        return type(e)(new[0])
+    return e
+
+
 def _no_children(e: Expr) -> tuple[Expr, ...]:
     return ()
 

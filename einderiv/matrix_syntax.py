@@ -30,7 +30,7 @@ from .einstein import check_shapes, normalize_shapes
 from .errors import LimitError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, fresh_index, number, rename)
+                 Tensor, children, fresh_index, number, rename, with_children)
 from .matrix import GREEK_LETTERS
 from .syntax import MAX_DEPTH, check_number
 
@@ -649,19 +649,7 @@ def _fill_sizes(e: Expr, sizes: Mapping[str, SizeHint]) -> Expr:
     """``e`` with the placeholder sizes of its deltas replaced by ``sizes``."""
     if isinstance(e, Delta):
         return Delta(e.i, e.j, sizes[e.size]) if e.size in sizes else e  # type: ignore[index]
-    if isinstance(e, Func):
-        return Func(e.name, _fill_sizes(e.arg, sizes))
-    if isinstance(e, Pow):
-        return Pow(_fill_sizes(e.base, sizes), _fill_sizes(e.exponent, sizes))
-    if isinstance(e, Inv):
-        return Inv(_fill_sizes(e.arg, sizes), e.indices)
-    if isinstance(e, (Det, LogDet)):
-        return type(e)(_fill_sizes(e.arg, sizes))
-    if isinstance(e, Product):
-        return Product(e.coeff, tuple(_fill_sizes(f, sizes) for f in e.factors), e.out)
-    if isinstance(e, Sum):
-        return Sum(tuple(_fill_sizes(t, sizes) for t in e.terms), e.out, e.hints)
-    return e
+    return with_children(e, [_fill_sizes(c, sizes) for c in children(e)])
 
 
 def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,

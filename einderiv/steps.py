@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from .api import differentiate, guard_recursion, parse
 from .einstein import normalize_shapes
 from .errors import EinderivError
-from .ir import Det, Expr, Func, Inv, LogDet, Pow, Product, Sum, outer_origins
+from .ir import Expr, Product, Sum, children, outer_origins, with_children
 from .printing import _latex_indices, _latex_name
 from .simplify import _sorted_factors, _with_order, contract_deltas, flatten_product, prettify
 
@@ -189,19 +189,8 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
 
 def _map_products(e: Expr, fn: Callable[[Product], Expr]) -> Expr:
     """``e`` with ``fn`` applied to every product, innermost first."""
-    if isinstance(e, Product):
-        return fn(Product(e.coeff, tuple(_map_products(f, fn) for f in e.factors), e.out))
-    if isinstance(e, Sum):
-        return Sum(tuple(_map_products(t, fn) for t in e.terms), e.out, e.hints)
-    if isinstance(e, Func):
-        return Func(e.name, _map_products(e.arg, fn))
-    if isinstance(e, Pow):
-        return Pow(_map_products(e.base, fn), _map_products(e.exponent, fn))
-    if isinstance(e, Inv):
-        return Inv(_map_products(e.arg, fn), e.indices)
-    if isinstance(e, (Det, LogDet)):
-        return type(e)(_map_products(e.arg, fn))
-    return e
+    rebuilt = with_children(e, [_map_products(c, fn) for c in children(e)])
+    return fn(rebuilt) if isinstance(rebuilt, Product) else rebuilt
 
 
 def _flatten(p: Product) -> Expr:

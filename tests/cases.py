@@ -127,3 +127,17 @@ HESSIANS: list[Case] = [
     Case("x^T A x Hessian", "002_*", "x[i]*A[i,j]*x[j]", "x", {"x": (D,), "A": (D, D)},
          lambda v: v["A"] + v["A"].T, textbook="A + A^T"),
 ]
+
+
+def grouped_chain(k: int, rng: np.random.Generator) -> tuple[str, dict, np.ndarray]:
+    """``u_j[s_j] v_j[s_j,t_j] w_j[t_j]`` for j < k, times ``y[z]``: k groups that each
+    contract to a number (u_j v_j w_j, sizes 3 and 4), and a free axis of size 5. The
+    text, random arrays, and the product written out in numpy."""
+    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
+    arrays, expected = {}, 1.0
+    for j in range(k):
+        u, v, w = rng.normal(size=3), rng.normal(size=(3, 4)), rng.normal(size=4)
+        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
+        expected *= u @ v @ w
+    arrays["y"] = rng.normal(size=5)
+    return text, arrays, expected * arrays["y"]

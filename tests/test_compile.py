@@ -11,7 +11,7 @@ import einderiv
 from einderiv.execution import skipped
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import HESSIANS, IDENTITIES  # noqa: E402
+from cases import HESSIANS, IDENTITIES, grouped_chain  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -115,18 +115,11 @@ def test_many_factors_contract_group_by_group_not_as_outer_products():
     # 3 x 15 factors in canonical order u0..u14, v0.., w0..: contracting them in that
     # order forms a 3^15 outer product of the u's (the CI run that was killed for
     # memory). Each u_j v_j w_j group must be contracted to a number first.
-    k = 15
-    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
-    arrays, expected = {}, 1.0
-    for j in range(k):
-        u, v, w = RNG.normal(size=3), RNG.normal(size=(3, 4)), RNG.normal(size=4)
-        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
-        expected *= u @ v @ w
-    arrays["y"] = RNG.normal(size=5)
+    text, arrays, expected = grouped_chain(15, RNG)
     f = einderiv.parse(text).compile(memory_limit=10**4)  # 3^15 floats would be 115 MB
     info = f.plan_info(**arrays)
     assert info.largest_bytes <= 8 * 3 * 4   # nothing larger than one v_j
-    np.testing.assert_allclose(f(**arrays), expected * arrays["y"], rtol=1e-9)
+    np.testing.assert_allclose(f(**arrays), expected, rtol=1e-9)
 
 
 def test_dask_runs_products_of_many_factors():

@@ -30,6 +30,7 @@ import pytest
 
 import einderiv
 from einderiv import EinderivError
+from cases import grouped_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -478,17 +479,9 @@ def test_bug_many_factors_ordered_apart_ran_out_of_memory():
     """F28: 91 factors u_j[s_j] v_j[s_j,t_j] w_j[t_j], sorted u0..u29, v0.., w0.., were
     contracted in that order: an outer product of 3^30 entries (the CI run was killed).
     Factors linked by an index are now contracted together first."""
-    k = 30
-    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
-    rng = np.random.default_rng(28)
-    arrays, expected = {}, 1.0
-    for j in range(k):
-        u, v, w = rng.normal(size=3), rng.normal(size=(3, 4)), rng.normal(size=4)
-        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
-        expected *= u @ v @ w
-    arrays["y"] = rng.normal(size=5)
+    text, arrays, expected = grouped_chain(30, np.random.default_rng(28))
     f = einderiv.parse(text).compile(memory_limit=10**6)
-    np.testing.assert_allclose(f(**arrays), expected * arrays["y"], rtol=1e-9)
+    np.testing.assert_allclose(f(**arrays), expected, rtol=1e-9)
 
 
 def test_bug_chained_delta_sizes():

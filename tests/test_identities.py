@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import einderiv
-from cases import HESSIANS, IDENTITIES, Case
+from cases import HESSIANS, IDENTITIES, Case, grouped_chain
 from fd import assert_close_to_fd, central_diff, central_hessian
 
 
@@ -427,18 +427,11 @@ def test_evaluate_with_more_than_52_index_names() -> None:
 
 
 def test_evaluate_with_more_than_52_free_and_summed_labels_in_one_product() -> None:
-    k = 30  # 30 summed labels s0..s29 and 30 more labels t0..t29 summed in pairs
-    text = "*".join(f"u{j}[s{j}]*v{j}[s{j},t{j}]*w{j}[t{j}]" for j in range(k)) + "*y[z]"
+    # 30 summed labels s0..s29 and 30 more labels t0..t29 summed in pairs
+    text, arrays, expected = grouped_chain(30, _rng("many2"))
     e = einderiv.parse(text)
     assert e.free == ("z",)
-    rng = _rng("many2")
-    arrays, expected = {}, 1.0
-    for j in range(k):
-        u, v, w = rng.normal(size=3), rng.normal(size=(3, 4)), rng.normal(size=4)
-        arrays.update({f"u{j}": u, f"v{j}": v, f"w{j}": w})
-        expected *= u @ v @ w
-    arrays["y"] = rng.normal(size=5)
-    np.testing.assert_allclose(e.evaluate(**arrays), expected * arrays["y"], rtol=1e-9)
+    np.testing.assert_allclose(e.evaluate(**arrays), expected, rtol=1e-9)
 
 
 def test_derivative_of_a_long_chain_by_one_matrix() -> None:
