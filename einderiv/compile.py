@@ -59,6 +59,7 @@ from .execution import (
 )
 from .ir import Expr, Index, iter_tensors
 from .lowering import Lowering, SizeRef
+from .straightline import entry, straight_line
 
 __all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
 
@@ -140,6 +141,12 @@ class CompiledExpr:
         self._release: dict[tuple, list[tuple[int, ...]] | None] = {}  # per plan and step
         self._shapes: dict[tuple, list[tuple[int, ...]]] = {}  # per plan: each step's shape
         self._needs_dtype = any(s.kind in MAKES_CONSTANTS for s in self.program.steps)
+        # per plan on numpy: the steps as one straight-line function (einderiv.straightline)
+        self._runs: dict[tuple, Callable[..., Any]] = {}
+        self._call = entry(list(self.program.inputs),
+                           [n for n, rank in self._expected if rank == 0], self._runs,
+                           self._general) \
+            if backend == "numpy" else self._general
 
     def __repr__(self) -> str:
         return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"
@@ -333,6 +340,11 @@ class CompiledExpr:
         # where arrays are large enough for their memory to matter.
         self._release[key] = releases(self.program, taken_over) \
             if largest >= RELEASE_MIN_BYTES else None
+        if self.backend == "numpy":
+            run = straight_line(steps, bound, self._release[key], self.program.inputs,
+                                self.program.output, self._needs_dtype)
+            if run is not None:
+                self._runs[key] = run
         return exprs, info
 
     def _distributions(self, shapes: list, costs: list[int], absorbed: set[int]
@@ -403,12 +415,20 @@ class CompiledExpr:
 
     # ------------------------------------------------------------------- running
     def __call__(self, **arrays: Any) -> Any:
+        return self._call(arrays)
+
+    def _general(self, arrays: dict[str, Any]) -> Any:
+        """A call the straight-line entry does not take: inputs to convert, a new
+        shape signature, the dask backend, a program too long to write out."""
         inputs = self._inputs(arrays)
         key = self._key(inputs)
         runners = self._bound.get(key)
         if runners is None:
             self._plan(inputs)
             runners = self._bound[key]
+        run = self._runs.get(key)
+        if run is not None:
+            return run(*(inputs[n] for n in self.program.inputs))
         # Constants (deltas, ones, zeros) take the inputs' common dtype, as numpy would.
         dtype = np.result_type(*(getattr(v, "dtype", np.float64) for v in inputs.values())) \
             if inputs and self._needs_dtype else _FLOAT64

@@ -214,6 +214,11 @@ def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...
         for k, axes in lonely.items():
             ops_list[k] = ops_list[k].sum(axis=axes)
         return planned(*ops_list, backend=backend)
+    inner = getattr(planned, "template", None)
+    if inner is not None and "{f}" not in inner:  # sum(y) * p as one expression
+        run.template = inner.format(*(  # type: ignore[attr-defined]
+            f"{{{k}}}.sum(axis={lonely[k]!r})" if k in lonely else f"{{{k}}}"
+            for k in range(inner.count("{"))))
     return run
 
 
@@ -260,6 +265,8 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
             return inner(*arrays, backend=backend) * factor
         arrays[into] = arrays[into] * factor
         return inner(*arrays, backend=backend)
+    if inner is _identity and len(scalar_at) == 1:  # one array times one number
+        run.template = f"{{{keep[0]}}} * {{{scalar_at[0]}}}"  # type: ignore[attr-defined]
     return run
 
 
@@ -442,11 +449,21 @@ def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] 
     def run(a: Any, b: Any, backend: str = "numpy") -> Any:
         r = (a if view_a is None else view_a(a)) @ (b if view_b is None else view_b(b))
         return r if view_out is None else view_out(r)
+    if view_out is None and view_b is None and view_a is _transposed and len(lb) == 1:
+        run.template = "{1} @ {0}"  # type: ignore[attr-defined]  # x A, not A^T x: no view
+    elif all(v in (None, _transposed) for v in (view_a, view_b, view_out)):
+        t = {None: "", _transposed: ".T"}
+        run.template = f"{{0}}{t[view_a]} @ {{1}}{t[view_b]}"  # type: ignore[attr-defined]
+        if view_out is not None:
+            run.template = f"({run.template}).T"  # type: ignore[attr-defined]
     return run
 
 
 def _matmul(a: Any, b: Any, backend: str = "numpy") -> Any:
     return a @ b
+
+
+_matmul.template = "{0} @ {1}"  # type: ignore[attr-defined]  # as straight-line code
 
 
 def _view(perm: tuple[int, ...]) -> Callable[[Any], Any] | None:

@@ -10,6 +10,7 @@ deltas never become dense identities on numpy (strided diagonal views).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -21,7 +22,7 @@ from .ir import Index
 from .contraction import einsum_spec, writable
 from .lowering import Program, SizeRef, Step
 
-__all__ = ["bind_step", "bind_add", "bind_in_place", "skipped", "absorbed_diagonals",
+__all__ = ["Inline", "bind_step", "bind_add", "bind_in_place", "skipped", "absorbed_diagonals",
            "in_place_steps", "count_readers", "releases", "sum_of_products", "check_square",
            "MAKES_CONSTANTS"]
 
@@ -53,6 +54,35 @@ def _size(ref: SizeRef, values: list, inputs: Mapping[str, Any]) -> int:
 MAKES_CONSTANTS = frozenset({"ones", "eye", "const", "zeros", "embed"})
 
 
+@dataclass(frozen=True)
+class Inline:
+    """What a bound step computes as one Python expression, for the straight-line
+    function of a plan (:mod:`einderiv.straightline`): ``template`` reads the values
+    of ``slots`` as ``{0}``, ``{1}``, ... and ``fn`` (a callable or a number) as ``{f}``:
+    ``Inline("{0} @ {1}", (3, 1))``, ``Inline("{f}({0})", (2,), np.tanh)``."""
+
+    template: str
+    slots: tuple[int, ...]
+    fn: Any = None
+
+
+def inlined(run: Callable[..., Any], template: str, slots: tuple[int, ...], fn: Any = None
+            ) -> Callable[..., Any]:
+    """``run`` marked with the :class:`Inline` expression it stands for."""
+    run.inline = Inline(template, slots, fn)  # type: ignore[attr-defined]
+    return run
+
+
+#: Powers as straight-line code, as :func:`_run` computes them (``{f}``: np.sqrt).
+_POWERS = {2.0: "{0} * {0}", -1.0: "1.0 / {0}", 0.5: "{f}({0})"}
+
+
+def _call_template(plan: Any, n: int) -> str:
+    """How a plan with ``n`` operands reads in a straight-line function: its own
+    ``template`` (a matrix product: ``{0}.T @ {1}``) or a call."""
+    return getattr(plan, "template", None) or "{f}(" + ", ".join(f"{{{j}}}" for j in range(n)) + ")"
+
+
 def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Callable[..., Any]:
     """Step ``k`` as a closure ``run(values, inputs, dtype)`` with everything that
     depends only on the shapes decided now, so a call does no planning: the common
@@ -67,7 +97,25 @@ def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Call
         return bind_add(a, shapes, k)
     if kind == "scale":
         slot, c = a
-        return lambda values, inputs, dtype: values[slot] * c
+        return inlined(lambda values, inputs, dtype: values[slot] * c, "{0} * {f}", (slot,), c)
+    if backend == "numpy" and kind == "func" and not FUNCTIONS[a[0]].real_only:
+        fn, slot = FUNCTIONS[a[0]].numpy, a[1]
+        return inlined(lambda values, inputs, dtype: fn(values[slot]), "{f}({0})", (slot,), fn)
+    if backend == "numpy" and kind == "pow" and a[1] in _POWERS:
+        slot, template = a[0], _POWERS[a[1]]
+        return inlined(lambda values, inputs, dtype: _run(step, plan, values, inputs, backend,
+                                                          dtype), template, (slot,), np.sqrt)
+    if backend == "numpy" and kind == "softmax":
+        slot, axes = a
+        if axes == tuple(range(len(shapes[slot]))) and math.prod(shapes[slot]):
+            return inlined(lambda values, inputs, dtype: _softmax_all(values[slot]),
+                           "{f}({0})", (slot,), _softmax_all)
+        return inlined(lambda values, inputs, dtype: _softmax(values[slot], axes),
+                       f"{{f}}({{0}}, {axes!r})", (slot,), _softmax)
+    if backend == "numpy" and kind == "transpose":
+        slot, perm = a
+        return inlined(lambda values, inputs, dtype: values[slot].transpose(perm),
+                       "{0}.T" if perm == (1, 0) else f"{{0}}.transpose({perm!r})", (slot,))
     return lambda values, inputs, dtype: _run(step, plan, values, inputs, backend, dtype)
 
 
@@ -82,10 +130,12 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
             scale_at = smallest
     if coeff == 1.0 and len(slots) == 2:
         i, j = slots
-        return lambda values, inputs, dtype: plan(values[i], values[j])
+        return inlined(lambda values, inputs, dtype: plan(values[i], values[j]),
+                       _call_template(plan, 2), slots, plan)
     if coeff == 1.0 and len(slots) == 1:
         (i,) = slots
-        return lambda values, inputs, dtype: plan(values[i])
+        return inlined(lambda values, inputs, dtype: plan(values[i]), _call_template(plan, 1),
+                       slots, plan)
 
     def run(values: list, inputs: Any, dtype: Any) -> Any:
         ops = [values[s] for s in slots]
@@ -304,6 +354,8 @@ def bind_add(a: tuple, shapes: list, k: int,
         aligned_shapes.append(target)
     full = tuple(shapes[k])
     needs_broadcast = np.broadcast_shapes(*aligned_shapes) != full if aligned_shapes else True
+    plain = into is None and onto is None and not needs_broadcast and \
+        all(perm is None and target is None for _, perm, target, _ in prepared)
 
     def run(values: list, inputs: Any, dtype: Any) -> Any:
         if into is not None:
@@ -325,6 +377,11 @@ def bind_add(a: tuple, shapes: list, k: int,
         if onto is not None:
             total = _add_diagonal(total, out, onto, values, inputs)
         return total
+    if plain:  # a + b - c as it stands
+        signs = [sign for _, _, _, sign in prepared]
+        template = ("" if signs[0] == 1.0 else "-") + "{0}" + "".join(
+            f" {'+' if sign == 1.0 else '-'} {{{j}}}" for j, sign in enumerate(signs[1:], 1))
+        return inlined(run, template, tuple(slot for slot, _, _, _ in prepared))
     return run
 
 
@@ -500,6 +557,19 @@ def _softmax(u: Any, axes: tuple[int, ...]) -> Any:
         e /= total  # e is a new array: divide in place
         return e
     return e / total
+
+
+def _softmax_all(u: np.ndarray) -> np.ndarray:
+    """:func:`_softmax` over every axis of a non-empty numpy array (a softmax over a
+    vector): the same arithmetic, with the max and the sum as numbers."""
+    if u.dtype.kind != "f":
+        return _softmax(u, tuple(range(u.ndim)))
+    m = u.max()
+    if not math.isfinite(m):
+        m = 0.0  # all -inf (0/0), or inf or nan: nan, as the general way gives
+    e = np.exp(u - m)
+    e /= e.sum()
+    return e
 
 
 def _label_sizes(parts, values) -> dict[Index, int]:

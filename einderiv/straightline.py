@@ -1,0 +1,119 @@
+"""A plan's bound steps as one generated straight-line Python function.
+
+:mod:`einderiv.execution` binds each step of a program to a closure
+``run(values, inputs, dtype)``. Calling them in a loop costs a few hundred
+nanoseconds per step on top of the arithmetic, plus the checks and the plan lookup
+of each call: on a 100 x 100 ``A x + x A`` that overhead was as large as the two
+matrix-vector products themselves. Here the closures of one plan are written out as
+the body of one function, the common ones as the Python expression they stand for
+(``v[2] = v[1] @ v[0]``; see :class:`~einderiv.execution.Inline`), the others as a
+call of the closure, with the early releases as assignments of None; and one entry
+function per compiled expression takes the keyword arguments, checks that they are
+plain numpy float arrays and finds the plan of their shapes with one dictionary
+look-up. Everything else (conversions, a new plan, errors) goes the general way.
+
+This is the numpy backend's fast path only: dask keeps the loop, and so do
+programs of more than :data:`MAX_STEPS` steps (the source would take longer to
+compile than the loop costs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .execution import skipped
+
+__all__ = ["straight_line", "entry", "unaliased", "MAX_STEPS"]
+
+#: Programs with more steps run as a loop over their closures.
+MAX_STEPS = 2000
+
+
+def unaliased(result: Any, inputs: Sequence[Any]) -> Any:
+    """``result`` as an array that shares no memory with an input (a copy if it did)."""
+    if type(result) is not np.ndarray:
+        result = np.asarray(result)
+    if (result.base is not None or any(result is v for v in inputs)) and \
+            any(np.may_share_memory(result, v) for v in inputs if isinstance(v, np.ndarray)):
+        return result.copy()  # never hand back (a view of) an input
+    return result
+
+
+def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
+                  release: Sequence[tuple[int, ...]] | None, inputs: Mapping[str, int],
+                  output: int, needs_dtype: bool) -> Callable[..., Any] | None:
+    """One function ``run(*arrays)`` (the inputs in the order of ``inputs``: name ->
+    slot) doing what the loop over ``bound`` does, or None for a program of more than
+    :data:`MAX_STEPS` steps. ``release``: the slots to let go of after each step."""
+    if len(steps) > MAX_STEPS:
+        return None
+    names = list(inputs)
+    params = [f"a{k}" for k in range(len(names))]
+    namespace: dict[str, Any] = {"unaliased": unaliased, "result_type": np.result_type,
+                                 "FLOAT64": np.dtype(np.float64), "ndarray": np.ndarray}
+    body = [f"v = [None] * {len(steps)}"]
+    body += [f"v[{inputs[n]}] = {p}" for n, p in zip(names, params)]
+    calls: list[str] = []
+    closures = False  # whether a step is a call of its closure (which reads inputs, dtype)
+    for k, (step, run) in enumerate(zip(steps, bound)):
+        inline = getattr(run, "inline", None)
+        if step.kind == "input":
+            pass
+        elif inline is not None:
+            namespace[f"f{k}"] = inline.fn
+            operands = [f"v[{s}]" for s in inline.slots]
+            calls.append(f"v[{k}] = " + inline.template.format(*operands, f=f"f{k}"))
+        elif run is not skipped:
+            namespace[f"b{k}"] = run
+            calls.append(f"v[{k}] = b{k}(v, inputs, dtype)")
+            closures = True
+        if release is not None and release[k]:
+            calls.append(" = ".join(f"v[{s}]" for s in release[k]) + " = None")
+    if closures:
+        body.append("inputs = {" + ", ".join(f"{n!r}: {p}" for n, p in zip(names, params)) + "}")
+        body.append(f"dtype = result_type({', '.join(p + '.dtype' for p in params)})"
+                    if needs_dtype and params else "dtype = FLOAT64")
+    body += calls
+    body.append(f"r = v[{output}]")
+    alias = " or ".join(f"r is {p}" for p in params)
+    body.append("if type(r) is not ndarray or r.base is not None" + (f" or {alias}" if alias else "")
+                + ":")
+    body.append(f"    r = unaliased(r, ({''.join(p + ', ' for p in params)}))")
+    body.append("return r")
+    source = f"def run({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, "<einderiv plan>", "exec"), namespace)  # noqa: S102 - our own source
+    run = namespace["run"]
+    run.source = source  # for reading (tests, debugging)
+    return run
+
+
+def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Callable[..., Any]],
+          general: Callable[[dict], Any]) -> Callable[[dict], Any]:
+    """``call(arrays)``: the straight-line function of the plan for the arrays' shapes
+    (looked up in ``runs``, shapes in the order of ``names``) where every input is a
+    numpy array of floats, or a Python float for a name in ``scalars`` (made a 0-d
+    array, as the general way does); ``general(arrays)`` otherwise (conversions,
+    missing names, a first call with new shapes, errors)."""
+    params = [f"a{k}" for k in range(len(names))]
+    lines = ["def call(arrays):"]
+    if params:
+        lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
+        lines += ["    except KeyError:", "        return general(arrays)"]
+    lines += [f"    if type({p}) is float:\n        {p} = asarray({p})"
+              for n, p in zip(names, params) if n in scalars]
+    if params:
+        checks = " and ".join(f"type({p}) is ndarray" for p in params) + " and " + \
+            " and ".join(f"{p}.dtype.kind in 'fc'" for p in params)
+        lines += [f"    if {checks}:",
+                  f"        run = runs.get(({''.join(p + '.shape, ' for p in params)}))",
+                  "        if run is not None:",
+                  f"            return run({', '.join(params)})"]
+    else:
+        lines += ["    run = runs.get(())", "    if run is not None:", "        return run()"]
+    lines.append("    return general(arrays)")
+    namespace: dict[str, Any] = {"runs": runs, "general": general, "ndarray": np.ndarray,
+                                 "asarray": np.asarray}
+    exec(compile("\n".join(lines) + "\n", "<einderiv entry>", "exec"), namespace)  # noqa: S102
+    return namespace["call"]
