@@ -20,6 +20,7 @@ import numpy as np
 import opt_einsum as oe
 
 from .errors import EvaluationError
+from .gram import symmetric_plan
 from .ir import Index
 
 __all__ = ["plan_einsum", "path_strategy", "connected_order", "einsum_spec", "writable",
@@ -59,11 +60,13 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
                   ) -> tuple[tuple[int, ...], Any, int, int]:
     """The contraction of ``operands`` (their own axes already summed): a symmetric
     product, a sequence of contractions, or one opt_einsum expression."""
-    gram = _gram_plan(operands, out) if backend == "numpy" else None
-    if gram is not None:
-        rows, cols = (sizes[i] for i in gram.axes)
-        return (tuple(sizes[i] for i in out), gram, rows * cols * (cols + 1),
-                max(rows * cols, cols * cols))
+    shape = tuple(sizes[i] for i in out)
+    symmetric = symmetric_plan(operands, out, sizes) if backend == "numpy" else None
+    if symmetric is not None and len(symmetric.half) == 1:  # X^T diag(w) X: always cheaper
+        return shape, symmetric, symmetric.flops, max(math.prod(shape), *map(math.prod, local))
+    split = _split_plan(operands, local, out, sizes, optimize) if backend == "numpy" else None
+    if split is not None:
+        return shape, split[0], split[1], max(split[2], math.prod(shape))
     strategy = path_strategy(optimize, len(operands))
     if strategy is None or any(0 in sh for sh in local):
         # Many factors (path search would dominate) or an empty axis (every path
@@ -78,13 +81,107 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
     spec = einsum_spec([labels for _, labels in operands], out)
     op_shapes = local
     path, info = oe.contract_path(spec, *op_shapes, shapes=True, optimize=strategy)
+    if symmetric is not None and symmetric.flops <= info.opt_cost:
+        return shape, symmetric, symmetric.flops, max(math.prod(shape), *map(math.prod, local))
     planned = _scalars_apart(operands, out, op_shapes, strategy, backend)
     if planned is None and backend == "numpy" and len(operands) > 2:
         planned = _pairwise_plan(operands, out, path, sizes)
     if planned is None:
         planned = oe.contract_expression(spec, *op_shapes, optimize=strategy)
-    return (tuple(sizes[i] for i in out), planned, int(info.opt_cost),
-            int(info.largest_intermediate))
+    return shape, planned, int(info.opt_cost), int(info.largest_intermediate)
+
+
+def _linked_groups(operands: tuple, out: tuple[Index, ...]) -> list[list[int]]:
+    """The operands (positions) in groups linked by summed indices: two operands are in
+    one group where a chain of summed indices joins them. Numbers (0-d) are left out."""
+    group_of: dict[Index, int] = {}  # a summed index -> the group holding it
+    groups: list[list[int]] = []
+    for k, (_, labels) in enumerate(operands):
+        if not labels:
+            continue
+        joined = sorted({group_of[i] for i in labels if i in group_of})
+        target = joined[0] if joined else len(groups)
+        if not joined:
+            groups.append([])
+        for g in joined[1:]:  # this operand links groups: merge them into the first
+            groups[target] += groups[g]
+            groups[g] = []
+            for i, h in group_of.items():
+                if h == g:
+                    group_of[i] = target
+        groups[target].append(k)
+        for i in labels:
+            if i not in out:
+                group_of[i] = target
+    return [sorted(g) for g in groups if g]
+
+
+class _Split:
+    """A product whose factors fall into groups that share no summed index, one of
+    them at least a :class:`~einderiv.gram.SymmetricProduct`: each group contracted
+    on its own, the numbers (``coeff`` and 0-d operands) multiplied into the smallest
+    result, the results multiplied (broadcast) into the output by ``combine``. The
+    Gauss-Newton block of a two-layer network,
+    ``2 W2[a,f] W2[a,g] X[h,b] X[i,b] D[b,f] D[b,g]``, is ``2 (W2^T W2)[f,g]`` times one
+    syrk over ``b``, as an expert writes it, not a path through a 3-tensor."""
+
+    scale_after = True  # the coefficient is folded in by with_coefficient
+
+    def __init__(self, parts: list[tuple[Callable[..., Any], list[int]]], scalars: list[int],
+                 combine: Callable[..., Any], coeff: float = 1.0):
+        self.parts, self.scalars, self.combine, self.coeff = parts, scalars, combine, coeff
+
+    def with_coefficient(self, coeff: float) -> "_Split":
+        """The same product times ``coeff``."""
+        return _Split(self.parts, self.scalars, self.combine, self.coeff * coeff)
+
+    def __call__(self, *ops: Any, backend: str = "numpy") -> Any:
+        results = [plan(*(ops[k] for k in ks)) for plan, ks in self.parts]
+        if self.coeff != 1.0 or self.scalars:
+            factor = self.coeff
+            for k in self.scalars:
+                factor = factor * ops[k]
+            results[-1] = results[-1] * factor  # the smallest
+        return self.combine(*results)
+
+
+def _split_plan(operands: tuple, local: list, out: tuple[Index, ...],
+                sizes: Mapping[Index, int], optimize: str
+                ) -> tuple[_Split, int, int] | None:
+    """A :class:`_Split` (with its FLOP estimate and largest array) for a product of
+    two or more groups (:func:`_linked_groups`) one of which is a symmetric product;
+    None otherwise."""
+    groups = _linked_groups(operands, out)
+    if len(groups) < 2:
+        return None
+    parts: list[tuple[int, Callable[..., Any], list[int], tuple[Index, ...]]] = []
+    flops = largest = 0
+    found = False
+    for group in groups:
+        ops = tuple(operands[k] for k in group)
+        labels = tuple(i for i in out if any(i in lab for _, lab in ops))
+        symmetric = symmetric_plan(ops, labels, sizes, transpose=False) \
+            if len(group) > 1 else None
+        if symmetric is not None:  # in its own axis order: one transposed view at the end
+            found = True
+            plan, cost, widest, labels = symmetric, symmetric.flops, 0, symmetric.labels
+        else:
+            _, plan, cost, widest = _plan_product(ops, [local[k] for k in group], labels,
+                                                  sizes, optimize, "numpy")
+        size = math.prod(sizes[i] for i in labels)
+        parts.append((size, plan, group, labels))
+        flops += cost + math.prod(sizes[i] for i in out)
+        largest = max(largest, widest, size)
+    if not found:
+        return None
+    parts.sort(key=lambda p: -p[0])  # largest first: it takes the products in place
+    combine = _pairwise_plan(tuple((None, labels) for *_, labels in parts), out,
+                             [(0, 1)] * (len(parts) - 1), sizes, made=True)
+    if combine is None:  # pragma: no cover - every pair is a broadcast product
+        return None
+    scalars = [k for k, (_, labels) in enumerate(operands) if not labels]
+    return _Split([(plan, group) for _, plan, group, _ in parts], scalars, combine), flops, \
+        largest
 
 
 #: Above this many factors in one product, "auto" skips opt_einsum's path search.
@@ -202,7 +299,9 @@ def _sum_lonely_axes(operands: tuple, shapes: list, out: tuple[Index, ...]
         axes = tuple(a for a, lab in enumerate(labels) if count[lab] == 1 and lab not in kept)
         if axes:
             lonely[k] = axes
-            new_ops[k] = (slot, tuple(lab for a, lab in enumerate(labels) if a not in axes))
+            # a new value: another occurrence of the slot is not the same array any more
+            new_ops[k] = ((slot, axes), tuple(lab for a, lab in enumerate(labels)
+                                              if a not in axes))
             new_shapes[k] = tuple(n for a, n in enumerate(shapes[k]) if a not in axes)
     return tuple(new_ops), new_shapes, lonely
 
@@ -214,6 +313,7 @@ def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...
         for k, axes in lonely.items():
             ops_list[k] = ops_list[k].sum(axis=axes)
         return planned(*ops_list, backend=backend)
+    run.scale_after = getattr(planned, "scale_after", False)  # type: ignore[attr-defined]
     inner = getattr(planned, "template", None)
     if inner is not None and "{f}" not in inner:  # sum(y) * p as one expression
         run.template = inner.format(*(  # type: ignore[attr-defined]
@@ -225,6 +325,7 @@ def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...
 def _permuted(planned: Callable[..., Any], order: list[int]) -> Callable[..., Any]:
     def run(*ops: Any, backend: str = "numpy") -> Any:
         return planned(*(ops[k] for k in order), backend=backend)
+    run.scale_after = getattr(planned, "scale_after", False)  # type: ignore[attr-defined]
     return run
 
 
@@ -270,81 +371,17 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
     return run
 
 
-class _Gram:
-    """``X[a,c] * X[a,d] * w[a] -> [c,d]`` (the Hessian of every generalised linear
-    model: X^T diag(w) X) as one symmetric product. Where ``w >= 0`` (checked at run
-    time, O(n)), ``Z = sqrt(w) X`` and ``Z^T Z``, which numpy runs as BLAS syrk at
-    half the cost of a general product; otherwise ``(w X)^T X``. Numbers multiply
-    the result. ``axes``: the summed label and the other one, for the FLOP count."""
-
-    scale_after = True  # a coefficient multiplies the result, never w (keeps w >= 0)
-
-    def __init__(self, pair: tuple[int, int], summed_axis: int, vectors: list[int],
-                 scalars: list[int], axes: tuple[Index, Index]):
-        self.pair, self.summed_axis, self.vectors, self.scalars = pair, summed_axis, vectors, scalars
-        self.axes = axes
-
-    def __call__(self, *ops: Any, backend: str = "numpy") -> Any:
-        x = ops[self.pair[0]]
-        if self.summed_axis == 1:
-            x = x.T  # X[c,a] X[d,a]: the same with rows and columns exchanged
-        w = None
-        for k in self.vectors:
-            w = ops[k] if w is None else w * ops[k]
-        if w is None:
-            result = x.T @ x
-        elif np.isrealobj(w) and np.isrealobj(x) and w.min() >= 0:
-            z = x * np.sqrt(w)[:, None]
-            result = z.T @ z
-        else:
-            result = (x * w[:, None]).T @ x
-        for k in self.scalars:
-            result = result * ops[k]
-        return result
-
-
-def _gram_plan(operands: tuple, out: tuple[Index, ...]) -> _Gram | None:
-    """A :class:`_Gram` for a product of one matrix twice, sharing one summed index,
-    times vectors along that index and numbers; None for any other product."""
-    mats = [k for k, (_, labels) in enumerate(operands) if len(labels) == 2]
-    if len(mats) != 2 or len(out) != 2:
-        return None
-    (s1, l1), (s2, l2) = operands[mats[0]], operands[mats[1]]
-    if s1 != s2 or len(set(l1)) != 2 or len(set(l2)) != 2:
-        return None
-    shared = set(l1) & set(l2)
-    if len(shared) != 1:
-        return None
-    (a,) = shared
-    axis = l1.index(a)
-    if l2.index(a) != axis or a in out:
-        return None
-    c, d = l1[1 - axis], l2[1 - axis]
-    if c == d or set(out) != {c, d}:
-        return None
-    vectors, scalars = [], []
-    for k, (_, labels) in enumerate(operands):
-        if k in mats:
-            continue
-        if labels == (a,):
-            vectors.append(k)
-        elif labels == ():
-            scalars.append(k)
-        else:
-            return None
-    # Z^T Z is symmetric, so out = (c, d) and (d, c) are the same array.
-    return _Gram((mats[0], mats[1]), axis, vectors, scalars, (a, c))
-
-
 def _pairwise_plan(operands: tuple, out: tuple[Index, ...], path: list[tuple[int, ...]],
-                   sizes: Mapping[Index, int]) -> Callable[..., Any] | None:
+                   sizes: Mapping[Index, int], made: bool = False
+                   ) -> Callable[..., Any] | None:
     """opt_einsum's contraction path run pair by pair, each pair by the plainest
     numpy call for it: ``@`` on transposed views where it is a matrix product (BLAS
     reads a transposed view without a copy, where ``tensordot`` reshapes it into a
     copy), a broadcast multiply where nothing is summed, a two-operand opt_einsum
-    expression otherwise. None where the path is not all pairs."""
+    expression otherwise. None where the path is not all pairs. ``made``: the operands
+    are new arrays of the caller's, which an element-wise product may overwrite."""
     labels = [tuple(lab) for _, lab in operands]
-    made = [False] * len(labels)  # made by an earlier pair: may take a result in place
+    owned = [made] * len(labels)  # made here (or by the caller): may take a result in place
     steps: list[tuple[int, int, Callable[..., Any]]] = []
     for pair in path:
         if len(pair) != 2:
@@ -354,10 +391,10 @@ def _pairwise_plan(operands: tuple, out: tuple[Index, ...], path: list[tuple[int
         rest = [lab for k, lab in enumerate(labels) if k not in (i, j)]
         needed = set(out).union(*rest)
         keep = tuple(dict.fromkeys(x for x in la + lb if x in needed))
-        fn, result = _pair_plan(la, lb, keep, sizes, made[i])
+        fn, result = _pair_plan(la, lb, keep, sizes, owned[i])
         steps.append((i, j, fn))
         labels = rest + [result]
-        made = [m for k, m in enumerate(made) if k not in (i, j)] + [True]
+        owned = [m for k, m in enumerate(owned) if k not in (i, j)] + [True]
     (final,) = labels
     if set(final) != set(out) or len(final) != len(out):  # pragma: no cover - path guard
         return None

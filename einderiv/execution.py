@@ -122,6 +122,8 @@ def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Call
 def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any]:
     coeff, operands, _, _ = a
     slots = tuple(slot for slot, _ in operands)
+    if coeff != 1.0 and hasattr(plan, "with_coefficient"):
+        plan, coeff = plan.with_coefficient(coeff), 1.0  # the plan puts it where it is cheapest
     scale_at = None
     if coeff != 1.0 and not getattr(plan, "scale_after", False):
         # scale the smallest array involved: the output or one operand

@@ -1,6 +1,7 @@
 """Compiled evaluation (issue 5): values against closed forms, shared subexpressions,
 contraction order, memory limits, dask, hvp/jvp. Timings live in benchmarks/."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -160,6 +161,34 @@ def test_gram_product_of_complex_arrays_is_not_square_rooted():
 
 
 RNG_V = RNG.normal(size=3)
+
+
+@pytest.mark.parametrize("text, spec, coeff", [
+    # the Gauss-Newton block of the two-layer Hessian (benchmark C9): (W^T W) times a syrk
+    ("2*W[a,f]*W[a,g]*X[h,b]*X[i,b]*D[b,f]*D[b,g] -> [f,i,g,h]", "af,ag,hb,ib,bf,bg->figh", 2),
+    ("-3*s*W[a,f]*W[a,g]*X[h,b]*X[i,b]*D[b,f]*D[b,g] -> [f,h,g,i]", "af,ag,hb,ib,bf,bg->fhgi",
+     -3 * 0.7),
+    # one half of two factors, weights along the summed index, a vector beside it
+    ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b]*u[b]*t[f] -> [g,i,f,h]", "hb,ib,bf,bg,b,b,f->gifh", 1),
+    ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b] -> [h,f,i,g]", "hb,ib,bf,bg,b->hfig", 1),  # w of both signs
+    # the same tensor twice that is no pair of halves: three times, indices kept or
+    # summed apart, an index summed in one occurrence only (summed first: another array)
+    ("W[a,f]*W[a,g]*W[a,e] -> [e,f,g]", "af,ag,ae->efg", 1),
+    ("W[a,f]*W[c,g] -> [f,g]", "af,cg->fg", 1),
+    ("D[b,f]*D[b,f]*X[h,b]*X[i,b] -> [h,i,f]", "bf,bf,hb,ib->hif", 1),
+    ("V[a,e,c]*V[a,d,f] -> [c,d]", "aec,adf->cd", 1),
+])
+def test_symmetric_products_equal_einsum(text, spec, coeff):
+    """Products whose factors pair up into two halves run as one syrk (einderiv.gram);
+    look-alikes that do not pair up must not: all agree with numpy's einsum."""
+    arrays = {"W": RNG.normal(size=(4, 3)), "X": RNG.normal(size=(5, 6)),
+              "D": RNG.normal(size=(6, 3)), "u": RNG.normal(size=6), "t": RNG.normal(size=3),
+              "V": RNG.normal(size=(4, 3, 5)), "s": 0.7}
+    names = re.findall(r"([A-Za-z]\w*)\[", text)
+    want = coeff * np.einsum(spec, *(arrays[n] for n in names))
+    f = einderiv.parse(text, simplify=False).compile()
+    for _ in range(2):
+        np.testing.assert_allclose(f(**arrays), want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("text, spec", [
