@@ -25,6 +25,7 @@ only its array library (and opt_einsum where needed), never einderiv.
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import math
 from collections.abc import Mapping
@@ -36,11 +37,11 @@ import opt_einsum as oe
 from .compile import CompiledExpr, compile_expr
 from .contraction import connected_order, path_strategy
 from .einstein import normalize_shapes
-from .errors import EinderivError, ShapeError
+from .errors import EinderivError, EvaluationError, ShapeError
 from .functions import FUNCTIONS
 from .ir import Expr, Index
 
-__all__ = ["BACKENDS", "to_python"]
+__all__ = ["BACKENDS", "to_python", "ExportedExpr"]
 
 #: Backends of :func:`to_python` and what the generated code uses.
 BACKENDS: dict[str, str] = {
@@ -112,6 +113,11 @@ def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
     ``backend`` is a key of :data:`BACKENDS`. ``shapes`` (name -> tuple of sizes, as
     compile takes) is optional: sizes show in the docstring, and where every input has
     integer sizes, each contraction gets the path compile would use for them."""
+    return _writer(expr, name, backend, shapes).source()
+
+
+def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | None
+            ) -> "_Writer":
     dialect = _DIALECTS.get(backend)
     if dialect is None:
         valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
@@ -121,7 +127,41 @@ def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
     shapes = normalize_shapes(shapes)
     # The memory limit is the running machine's business, not the exporter's.
     compiled = compile_expr(expr, shapes=shapes, memory_limit=2**62)
-    return _Writer(compiled, backend, dialect, shapes, name).source()
+    return _Writer(compiled, backend, dialect, shapes, name)
+
+
+class ExportedExpr:
+    """``expr`` exported as code of another array library (:func:`to_python`) and
+    loaded, called like a :class:`~einderiv.compile.CompiledExpr`: ``f(**arrays)``,
+    arrays of that library in and out. ``Expr.compile(backend="jax")`` runs the code
+    under ``jax.jit`` (traced once per input shape, then XLA runs it),
+    ``backend="torch"`` runs it eagerly; the library must be installed. No memory
+    check is made: the library reports an allocation that fails."""
+
+    def __init__(self, expr: Expr, backend: str, shapes: Mapping[str, Any] | None = None):
+        if importlib.util.find_spec(backend) is None:
+            raise EinderivError(f"backend {backend!r} needs {backend} installed "
+                                f"(pip install {backend})")
+        writer = _writer(expr, "f", backend, shapes)
+        self.expr, self.backend, self.source = expr, backend, writer.source()
+        namespace: dict[str, Any] = {}
+        exec(compile(self.source, "<einderiv export>", "exec"), namespace)  # noqa: S102
+        fn = namespace["f"]
+        if backend == "jax":
+            import jax
+            fn = jax.jit(fn)
+        self._fn = fn
+        self._params = [(p, writer.py[p]) for p in writer.params]
+
+    def __repr__(self) -> str:
+        return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
+
+    def __call__(self, **arrays: Any) -> Any:
+        missing = [p for p, _ in self._params if p not in arrays]
+        if missing:
+            raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; the "
+                                  f"expression uses {', '.join(p for p, _ in self._params)}")
+        return self._fn(**{py: arrays[p] for p, py in self._params})
 
 
 def _num(x: float) -> str:

@@ -78,7 +78,12 @@ MAX_RANK = 64
 BACKENDS: dict[str, str] = {
     "numpy": "numpy arrays in and out (default)",
     "dask": "dask arrays in, a lazy dask array out (requires dask)",
+    "jax": "jax arrays in and out: the plan exported as JAX code, run under jax.jit "
+           "(requires jax)",
+    "torch": "torch tensors in and out: the plan exported as torch code (requires torch)",
 }
+#: Backends run by the plan exported as code of their library (einderiv.codegen).
+EXPORTED = frozenset({"jax", "torch"})
 
 
 def _default_memory_limit() -> int:
@@ -466,7 +471,9 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
     ``backend`` is a key of :data:`BACKENDS`; ``memory_limit`` (bytes, default half
     the RAM) bounds the result and every intermediate; ``optimize`` is ``"auto"`` or an
     opt_einsum path strategy. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
-    result is refused at compile time.
+    result is refused at compile time. ``"jax"`` and ``"torch"`` return an
+    :class:`einderiv.codegen.ExportedExpr`: the plan exported as that library's code
+    (``Expr.to_python``), jitted on JAX; ``memory_limit`` and ``optimize`` do not apply.
 
     >>> import numpy as np, einderiv
     >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
@@ -475,6 +482,9 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
     >>> f(X=X, theta=th, Y=Y, n=4.0)
     array([6., 6., 6.])
     """
+    if backend in EXPORTED:
+        from .codegen import ExportedExpr  # codegen builds on this module
+        return ExportedExpr(expr, backend, shapes)  # type: ignore[return-value]
     compiled = CompiledExpr(expr, backend, memory_limit, optimize)
     if shapes and all(n in shapes for n in compiled.program.inputs):
         known = {n: _ShapeOnly(tuple(shapes[n])) for n in compiled.program.inputs}

@@ -113,6 +113,36 @@ if FOREIGN:  # defined only where there is something to run (no skipped tests in
         got = _run_foreign(backend, src, values)
         np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
 
+    @pytest.mark.parametrize("backend", FOREIGN)
+    @pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+    def test_compile_with_a_foreign_backend(case, backend):
+        """``compile(backend="jax"|"torch")`` runs the exported plan (jitted on JAX):
+        that library's arrays in and out, values of the closed form."""
+        f = _derivative(case).compile(backend=backend)
+        values = case.arrays(RNG)
+        if backend == "jax":
+            import jax
+            import jax.numpy as jnp
+            with jax.enable_x64(True):
+                got = f(**{k: jnp.asarray(v) for k, v in values.items()})
+                assert isinstance(got, jax.Array)
+                got = np.asarray(got)
+        else:
+            import torch
+            got = f(**{k: torch.from_numpy(np.array(v)) for k, v in values.items()})
+            assert isinstance(got, torch.Tensor)
+            got = got.numpy()
+        np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
+        with pytest.raises(einderiv.EvaluationError, match="missing value for"):
+            f()
+
+
+def test_foreign_backend_that_is_not_installed_says_so(monkeypatch):
+    """A backend whose library is missing is refused, saying what to install."""
+    monkeypatch.setattr(einderiv.codegen.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(einderiv.EinderivError, match=r"backend 'jax' needs jax installed"):
+        einderiv.diff(LINREG, "theta").compile(backend="jax")
+
 
 # ------------------------------------------------------------------ the source
 
