@@ -366,8 +366,15 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
             return inner(*arrays, backend=backend) * factor
         arrays[into] = arrays[into] * factor
         return inner(*arrays, backend=backend)
-    if inner is _identity and len(scalar_at) == 1:  # one array times one number
-        run.template = f"{{{keep[0]}}} * {{{scalar_at[0]}}}"  # type: ignore[attr-defined]
+    inner_template = getattr(inner, "template", None)
+    if inner_template is not None and "{f}" not in inner_template:  # as one expression
+        factor = " * ".join(f"{{{k}}}" for k in scalar_at)
+        args = [f"{{{k}}}" for k in keep]
+        if into is None:
+            run.template = f"({inner_template.format(*args)}) * {factor}"  # type: ignore
+        else:
+            args[into] = f"({args[into]} * {factor})"
+            run.template = inner_template.format(*args)  # type: ignore[attr-defined]
     return run
 
 
@@ -453,6 +460,9 @@ def writable(x: Any) -> bool:
 
 def _identity(op: Any, backend: str = "numpy") -> Any:
     return op
+
+
+_identity.template = "{0}"  # type: ignore[attr-defined]
 
 
 def _matmul_plan(operands: tuple, out: tuple[Index, ...]) -> Callable[..., Any] | None:

@@ -139,6 +139,14 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
         return inlined(lambda values, inputs, dtype: plan(values[i]), _call_template(plan, 1),
                        slots, plan)
 
+    template = getattr(plan, "template", None)
+    if scale_at is not None and template is not None and "{f}" not in template:
+        args = [f"{{{j}}}" for j in range(len(slots))]
+        args[scale_at] = f"({args[scale_at]} * {{f}})"  # the smallest operand scaled
+        template = template.format(*args)
+    else:
+        template = None
+
     def run(values: list, inputs: Any, dtype: Any) -> Any:
         ops = [values[s] for s in slots]
         if scale_at is not None:
@@ -150,7 +158,7 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
         # a product of two or more arrays is a new array: scale it in place
         return np.multiply(result, coeff, out=result) if len(slots) > 1 and \
             writable(result) else result * coeff
-    return run
+    return run if template is None else inlined(run, template, slots, coeff)
 
 
 def reads(step: Step) -> list[int]:

@@ -53,30 +53,34 @@ def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
     params = [f"a{k}" for k in range(len(names))]
     namespace: dict[str, Any] = {"unaliased": unaliased, "result_type": np.result_type,
                                  "FLOAT64": np.dtype(np.float64), "ndarray": np.ndarray}
-    body = [f"v = [None] * {len(steps)}"]
-    body += [f"v[{inputs[n]}] = {p}" for n, p in zip(names, params)]
-    calls: list[str] = []
-    closures = False  # whether a step is a call of its closure (which reads inputs, dtype)
+    # Values live in local variables (v3), or in a list (v[3]) where a closure reads them.
+    closures = any(getattr(run, "inline", None) is None and run is not skipped
+                   and step.kind != "input" for step, run in zip(steps, bound))
+    param_of = {inputs[n]: p for n, p in zip(names, params)}
+    ref = (lambda s: f"v[{s}]") if closures else (lambda s: param_of.get(s, f"v{s}"))
+    body: list[str] = []
+    if closures:
+        body.append(f"v = [None] * {len(steps)}")
+        body += [f"v[{inputs[n]}] = {p}" for n, p in zip(names, params)]
+        body.append("inputs = {" + ", ".join(f"{n!r}: {p}" for n, p in zip(names, params)) + "}")
+        body.append(f"dtype = result_type({', '.join(p + '.dtype' for p in params)})"
+                    if needs_dtype and params else "dtype = FLOAT64")
     for k, (step, run) in enumerate(zip(steps, bound)):
         inline = getattr(run, "inline", None)
         if step.kind == "input":
             pass
         elif inline is not None:
             namespace[f"f{k}"] = inline.fn
-            operands = [f"v[{s}]" for s in inline.slots]
-            calls.append(f"v[{k}] = " + inline.template.format(*operands, f=f"f{k}"))
+            operands = [ref(s) for s in inline.slots]
+            body.append(f"{ref(k)} = " + inline.template.format(*operands, f=f"f{k}"))
         elif run is not skipped:
             namespace[f"b{k}"] = run
-            calls.append(f"v[{k}] = b{k}(v, inputs, dtype)")
-            closures = True
-        if release is not None and release[k]:
-            calls.append(" = ".join(f"v[{s}]" for s in release[k]) + " = None")
-    if closures:
-        body.append("inputs = {" + ", ".join(f"{n!r}: {p}" for n, p in zip(names, params)) + "}")
-        body.append(f"dtype = result_type({', '.join(p + '.dtype' for p in params)})"
-                    if needs_dtype and params else "dtype = FLOAT64")
-    body += calls
-    body.append(f"r = v[{output}]")
+            body.append(f"v[{k}] = b{k}(v, inputs, dtype)")
+        dropped = [ref(s) for s in (release[k] if release is not None else ())
+                   if closures or s not in param_of]  # the caller holds the inputs anyway
+        if dropped:
+            body.append(" = ".join(dropped) + " = None")
+    body.append(f"r = {ref(output)}")
     alias = " or ".join(f"r is {p}" for p in params)
     body.append("if type(r) is not ndarray or r.base is not None" + (f" or {alias}" if alias else "")
                 + ":")
