@@ -9,6 +9,8 @@ Each :class:`Case` holds everything one measurement needs:
   scalars), from a fixed seed;
 - ``reference(d)``: the hand-written numpy formula an expert writes, the baseline of
   every ratio;
+- ``flops(sizes)``: the FLOP count of that hand-written formula (see below), set
+  beside einderiv's plan estimate (``CompiledExpr.flops``);
 - ``loss(xp, d)``: the function itself, written once against a numpy-like module
   ``xp`` (numpy, ``jax.numpy``, ``autograd.numpy`` or ``torch``), which JAX, torch.func
   and autograd differentiate. ``d`` maps names to arrays.
@@ -19,8 +21,28 @@ of C5 is in einderiv's denominator layout ``J[k, i] = d f_i / d x_k`` (the refer
 too), and the suite moves a framework's numerator-layout Jacobian into it before the
 correctness check (outside the timed region).
 
+FLOP counts follow opt_einsum's convention, the one einderiv's plan estimate uses,
+so that the two compare; each ``*_flops`` function counts what the reference beside it
+does, step by step:
+
+- a product with a summed index costs 2 per multiply-add: ``(m,k) @ (k,n)`` is
+  ``2*m*k*n``, a matrix-vector product ``2*m*n``; a product of several operands with
+  nothing summed (an outer or element-wise product) costs (operands - 1) per output
+  element (a product of 3 operands with a summed index: 3 per term, as opt_einsum);
+- a symmetric product ``Z^T Z`` (numpy's ``A.T @ A``, BLAS syrk) with ``Z`` of n rows
+  and d columns costs ``n*d*(d+1)`` (what einderiv's plan reports for its syrk);
+- an element-wise operation or function (``+``, ``*``, ``exp``, ``tanh``,
+  ``logaddexp``, ``sqrt``, an in-place ``*=``), and a sum or max over an axis, costs 1
+  per element it reads; arithmetic on Python floats, reshapes, transposes and
+  broadcasts are free;
+- ``inv`` of a d x d matrix costs ``2*d**3`` (LU, then the inverse from it), as
+  einderiv counts it;
+- ``np.einsum(..., optimize=True)`` costs what opt_einsum counts for the path numpy
+  picks.
+
 ``cases(quick)`` lists the variants measured: the sizes of issue 5, or small ones
-for ``--quick``. ``kchain_text(k)`` is the k-chain ``x^T A1 ... Ak x``.
+for ``--quick``. ``kchain_text(k)`` is the k-chain ``x^T A1 ... Ak x``;
+``kchain_flops(k, d)`` the FLOPs of its hand-written gradient.
 """
 
 from __future__ import annotations
@@ -29,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import opt_einsum as oe
 
 Data = dict[str, Any]
 SEED = 20240605
@@ -45,6 +68,7 @@ class Case:
     data: Callable[[Mapping[str, int], np.random.Generator], Data]
     reference: Callable[[Data], np.ndarray]   # hand-written numpy
     loss: Callable[[Any, Data], Any]          # generic: loss(xp, d)
+    flops: Callable[[Mapping[str, int]], int]  # FLOPs of reference, from the sizes
     rtol: float = 1e-6
     notes: str = ""
     # names in the data that are scalars (kept as Python floats for every framework)
@@ -73,11 +97,34 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
+def _sigmoid_flops(n: int) -> int:
+    """``_sigmoid`` of n entries: the negation, logaddexp, negation and exp."""
+    return 4 * n
+
+
 def _syrk_scaled(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """X^T diag(w) X (w >= 0) as one symmetric product: numpy hands ``A.T @ A`` to
     BLAS syrk, half the flops of a general product."""
     Xs = X * np.sqrt(w)[:, None]
     return Xs.T @ Xs
+
+
+def _syrk_flops(n: int, d: int) -> int:
+    """``Z.T @ Z`` for Z of n rows and d columns, by syrk (einderiv's count)."""
+    return n * d * (d + 1)
+
+
+def _syrk_scaled_flops(n: int, d: int) -> int:
+    """``_syrk_scaled`` of an (n, d) matrix: sqrt(w), the row scaling, the syrk."""
+    return n + n * d + _syrk_flops(n, d)
+
+
+def _einsum_flops(spec: str, *shapes: tuple[int, ...]) -> int:
+    """``np.einsum(spec, ..., optimize=True)`` on operands of these shapes: the path
+    numpy picks, costed by opt_einsum (zero-stride operands: no memory)."""
+    operands = [np.broadcast_to(0.0, sh) for sh in shapes]
+    path = np.einsum_path(spec, *operands, optimize=True)[0][1:]  # drop "einsum_path"
+    return int(oe.contract_path(spec, *shapes, shapes=True, optimize=path)[1].opt_cost)
 
 
 # ------------------------------------------------------------ C1 least squares
@@ -98,11 +145,21 @@ def c1_grad(d):
     return (2.0 / d["n"]) * (X.T @ (X @ d["theta"] - d["Y"]))
 
 
+def c1_grad_flops(s):
+    n, d = s["n"], s["d"]
+    return 2 * n * d + n + 2 * n * d + d  # X theta, - Y, X^T r, scaling
+
+
 def c1_hess(d):
     X = d["X"]
     H = X.T @ X  # syrk
     H *= 2.0 / d["n"]
     return H
+
+
+def c1_hess_flops(s):
+    n, d = s["n"], s["d"]
+    return _syrk_flops(n, d) + d * d  # X^T X, scaling
 
 
 def c1_loss(xp, d):
@@ -125,9 +182,18 @@ def c2_grad(d):
     return A @ x + x @ A
 
 
+def c2_grad_flops(s):
+    d = s["d"]
+    return 2 * d * d + 2 * d * d + d  # A x, x A, the sum
+
+
 def c2_hess(d):
     A = d["A"]
     return A + A.T
+
+
+def c2_hess_flops(s):
+    return s["d"] ** 2  # A + A^T
 
 
 def c2_loss(xp, d):
@@ -153,10 +219,22 @@ def c3_grad(d):
     return X.T @ (-y * _sigmoid(-z))
 
 
+def c3_grad_flops(s):
+    n, d = s["n"], s["d"]
+    # X theta, y *, negation, sigmoid, -y, the product, X^T
+    return 2 * n * d + n + n + _sigmoid_flops(n) + n + n + 2 * n * d
+
+
 def c3_hess(d):
     X, y = d["X"], d["y"]
     s = _sigmoid(y * (X @ d["theta"]))
     return _syrk_scaled(X, s * (1.0 - s))  # y**2 == 1
+
+
+def c3_hess_flops(s):
+    n, d = s["n"], s["d"]
+    # X theta, y *, sigmoid, 1 - s, s (1 - s), the scaled syrk
+    return 2 * n * d + n + _sigmoid_flops(n) + 2 * n + _syrk_scaled_flops(n, d)
 
 
 def c3_loss(xp, d):
@@ -177,6 +255,11 @@ def c5_jac(d):
     W = d["W"]
     t = np.tanh(W @ d["x"])
     return W.T * (1.0 - t * t)  # J[k, i] = W[i, k] (1 - t_i^2)
+
+
+def c5_jac_flops(s):
+    d = s["d"]
+    return 2 * d * d + 3 * d + d * d  # W x, tanh, t t, 1 - t t, the scaled W^T
 
 
 def c5_fun(xp, d):
@@ -200,6 +283,10 @@ def c6_grad(d):
     return np.linalg.inv(d["X"]).T
 
 
+def c6_grad_flops(s):
+    return 2 * s["d"] ** 3  # inv
+
+
 def c6_loss(xp, d):
     return xp.linalg.slogdet(d["X"])[1]
 
@@ -220,6 +307,12 @@ def c8_grad(d):
     G = U @ (V.T @ V) - d["M"] @ V  # expanded: no m x n temporary
     G *= 2.0
     return G
+
+
+def c8_grad_flops(s):
+    m, n, r = s["m"], s["n"], s["r"]
+    # V^T V (syrk), U (V^T V), M V, the difference, * 2
+    return _syrk_flops(n, r) + 2 * m * r * r + 2 * m * n * r + 2 * m * r
 
 
 def c8_loss(xp, d):
@@ -251,6 +344,13 @@ def c9_grad(d):
     return G
 
 
+def c9_grad_flops(s):
+    i, h, o, b = s["in"], s["hidden"], s["out"], s["batch"]
+    # W1 X, tanh, W2 H, - T, W2^T R, H H, 1 - H H, B *=, B X^T, * 2
+    return (2 * h * i * b + h * b + 2 * o * h * b + o * b + 2 * h * o * b + 3 * h * b
+            + 2 * h * b * i + h * i)
+
+
 def c9_hess(d):
     """d^2 L / dW1[h,i] dW1[g,j] for L = ||W2 tanh(W1 X) - T||^2 (small sizes only)."""
     W1, W2, X = d["W1"], d["W2"], d["X"]
@@ -268,6 +368,17 @@ def c9_hess(d):
     idx = np.arange(nh)
     P[idx, :, idx, :] += Q
     return P
+
+
+def c9_hess_flops(s):
+    i, h, o, b = s["in"], s["hidden"], s["out"], s["batch"]
+    forward = 2 * h * i * b + h * b + 2 * h * b + 2 * o * h * b + o * b  # H, D, R
+    gauss_newton = (h * i * b + _syrk_flops(b, h * i)                    # A, A A^T
+                    + _syrk_flops(o, h) + h * h + (h * i) ** 2)           # W2^T W2, P *=
+    diagonal = (2 * h * o * b + 3 * h * b                                 # C
+                + _einsum_flops("hb,ib,jb->hij", (h, b), (i, b), (i, b))  # Q
+                + h * i * i)                                              # P[...] += Q
+    return forward + gauss_newton + diagonal
 
 
 def c9_loss(xp, d):
@@ -291,9 +402,19 @@ def _softmax(z):
     return e / e.sum()
 
 
+def _softmax_flops(d: int) -> int:
+    """``_softmax`` of d entries: max, subtraction, exp, sum, division."""
+    return 5 * d
+
+
 def c10_grad(d):
     y = d["y"]
     return y.sum() * _softmax(d["z"]) - y
+
+
+def c10_grad_flops(s):
+    d = s["d"]
+    return d + _softmax_flops(d) + 2 * d  # sum(y), softmax, * sum(y), - y
 
 
 def c10_hess(d):
@@ -304,6 +425,12 @@ def c10_hess(d):
     return H
 
 
+def c10_hess_flops(s):
+    d = s["d"]
+    # sum(y), softmax, -sy p, the outer product, sy p and += on the diagonal
+    return d + _softmax_flops(d) + d + d * d + 2 * d
+
+
 def c10_loss(xp, d):
     z = d["z"]
     return -xp.sum(d["y"] * (z - xp.log(xp.sum(xp.exp(z)))))
@@ -312,9 +439,9 @@ def c10_loss(xp, d):
 # ------------------------------------------------------------------ the table
 
 
-def _variants(id, name, kind, expr, wrt, data, reference, loss, full, quick, quick_mode,
-              **kw):
-    return [Case(id, name, kind, dict(s), expr, wrt, data, reference, loss, **kw)
+def _variants(id, name, kind, expr, wrt, data, reference, flops, loss, full, quick,
+              quick_mode, **kw):
+    return [Case(id, name, kind, dict(s), expr, wrt, data, reference, loss, flops, **kw)
             for s in (quick if quick_mode else full)]
 
 
@@ -323,31 +450,35 @@ def cases(quick: bool = False) -> list[Case]:
     nd = lambda *pairs: [{"n": n, "d": d} for n, d in pairs]  # noqa: E731
     dd = lambda *ds: [{"d": d} for d in ds]  # noqa: E731
     out: list[Case] = []
-    for kind, ref in (("grad", c1_grad), ("hessian", c1_hess)):
-        out += _variants("C1", "least squares", kind, C1_EXPR, "theta", c1_data, ref, c1_loss,
-                         nd((1000, 100), (10000, 500)), nd((200, 40)), quick)
-    for kind, ref in (("grad", c2_grad), ("hessian", c2_hess)):
-        out += _variants("C2", "x^T A x", kind, C2_EXPR, "x", c2_data, ref, c2_loss,
+    for kind, ref, fl in (("grad", c1_grad, c1_grad_flops), ("hessian", c1_hess, c1_hess_flops)):
+        out += _variants("C1", "least squares", kind, C1_EXPR, "theta", c1_data, ref, fl,
+                         c1_loss, nd((1000, 100), (10000, 500)), nd((200, 40)), quick)
+    for kind, ref, fl in (("grad", c2_grad, c2_grad_flops), ("hessian", c2_hess, c2_hess_flops)):
+        out += _variants("C2", "x^T A x", kind, C2_EXPR, "x", c2_data, ref, fl, c2_loss,
                          dd(100, 1000), dd(100), quick)
-    for kind, ref in (("grad", c3_grad), ("hessian", c3_hess)):
-        out += _variants("C3", "logistic loss", kind, C3_EXPR, "theta", c3_data, ref,
+    for kind, ref, fl in (("grad", c3_grad, c3_grad_flops), ("hessian", c3_hess, c3_hess_flops)):
+        out += _variants("C3", "logistic loss", kind, C3_EXPR, "theta", c3_data, ref, fl,
                          c3_loss, nd((1000, 100), (10000, 500)), nd((200, 40)), quick)
     out += _variants("C5", "tanh(W x) Jacobian", "jacobian", C5_EXPR, "x", c5_data, c5_jac,
-                     c5_fun, dd(1000), dd(200), quick)
-    out += _variants("C6", "logdet", "grad", C6_EXPR, "X", c6_data, c6_grad, c6_loss,
-                     dd(100, 500), dd(50), quick)
-    out += _variants("C8", "||M - U V^T||^2", "grad", C8_EXPR, "U", c8_data, c8_grad, c8_loss,
-                     [{"m": 1000, "n": 1000, "r": 50}], [{"m": 200, "n": 150, "r": 10}], quick)
+                     c5_jac_flops, c5_fun, dd(1000), dd(200), quick)
+    out += _variants("C6", "logdet", "grad", C6_EXPR, "X", c6_data, c6_grad, c6_grad_flops,
+                     c6_loss, dd(100, 500), dd(50), quick)
+    out += _variants("C8", "||M - U V^T||^2", "grad", C8_EXPR, "U", c8_data, c8_grad,
+                     c8_grad_flops, c8_loss, [{"m": 1000, "n": 1000, "r": 50}],
+                     [{"m": 200, "n": 150, "r": 10}], quick)
     net = lambda i, h, o, b: {"in": i, "hidden": h, "out": o, "batch": b}  # noqa: E731
-    out += _variants("C9", "two-layer net", "grad", C9_EXPR, "W1", c9_data, c9_grad, c9_loss,
-                     [net(256, 512, 10, 128)], [net(32, 64, 5, 16)], quick)
+    out += _variants("C9", "two-layer net", "grad", C9_EXPR, "W1", c9_data, c9_grad,
+                     c9_grad_flops, c9_loss, [net(256, 512, 10, 128)], [net(32, 64, 5, 16)],
+                     quick)
     out += _variants("C9", "two-layer net", "hessian", C9_EXPR, "W1", c9_data, c9_hess,
-                     c9_loss, [net(10, 20, 10, 32)], [net(5, 8, 4, 8)], quick)
-    for kind, ref in (("grad", c10_grad), ("hessian", c10_hess)):
+                     c9_hess_flops, c9_loss, [net(10, 20, 10, 32)], [net(5, 8, 4, 8)], quick)
+    for kind, ref, fl in (("grad", c10_grad, c10_grad_flops),
+                          ("hessian", c10_hess, c10_hess_flops)):
         out += _variants("C10", "softmax cross-entropy", kind, C10_EXPR, "z", c10_data, ref,
-                         c10_loss, dd(1000), dd(200), quick)
+                         fl, c10_loss, dd(1000), dd(200), quick)
     out += _variants("C13", "logistic Hessian", "hessian", C3_EXPR, "theta", c3_data, c3_hess,
-                     c3_loss, nd((2000, 1000), (4000, 2000)), nd((400, 200)), quick)
+                     c3_hess_flops, c3_loss, nd((2000, 1000), (4000, 2000)), nd((400, 200)),
+                     quick)
     return out
 
 
@@ -361,12 +492,19 @@ def kchain_text(k: int) -> str:
 
 
 def kchain_reference(k: int, arrays: Data) -> np.ndarray:
-    """The gradient (P + P^T) x with P = A1 ... Ak."""
-    P = arrays["A1"]
-    for m in range(2, k + 1):
-        P = P @ arrays[f"A{m}"]
+    """The gradient (P + P^T) x with P = A1 ... Ak, as two chains of k matrix-vector
+    products: P x = A1 (A2 (... (Ak x))) and x^T P = ((x^T A1) A2) ... Ak."""
     x = arrays["x"]
-    return P @ x + x @ P
+    px, xp = x, x
+    for m in range(1, k + 1):
+        px = arrays[f"A{k + 1 - m}"] @ px
+        xp = xp @ arrays[f"A{m}"]
+    return px + xp
+
+
+def kchain_flops(k: int, d: int) -> int:
+    """FLOPs of ``kchain_reference`` at size d: 2 k matrix-vector products and the sum."""
+    return 2 * k * 2 * d * d + d
 
 
 def kchain_data(k: int, d: int = 3) -> Data:

@@ -2,7 +2,8 @@
 and autograd, plus derivation times and the k-chain.
 
 Run ``python benchmarks/run.py`` (``--quick`` for a smoke test under 2 minutes,
-``--cases C1,C3``, ``--repeats N``, ``--out DIR``). Prints a table of ratios and writes
+``--cases C1,C3``, ``--repeats N``, ``--out DIR``). Prints a table of ratios and one
+of FLOPs (einderiv's plan against the hand-written formula) and writes
 ``DIR/latest.json`` and ``DIR/latest.md`` (default DIR: benchmarks/results). The
 protocol and the columns are described in benchmarks/README.md.
 """
@@ -62,6 +63,14 @@ SHORT = {"hand": "hand", "einderiv": "einderiv", "evaluate": "evaluate", "jax": 
 KCHAIN_FULL = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 48, 56, 64)
 KCHAIN_QUICK = (1, 2, 4, 8, 16, 32, 64)
 KCHAIN_TAIL_FROM = 8   # the slope target is judged on k >= this (asymptotic growth)
+KCHAIN_FLOPS_K, KCHAIN_FLOPS_D = 16, 1000   # the k-chain's FLOP comparison (issue 5)
+FLOPS_CONVENTION = (
+    "FLOPs are counted as opt_einsum counts them: 2 per multiply-add of a contraction "
+    "(an (m,k) @ (k,n) product is 2mkn), (operands - 1) per element of a product with "
+    "nothing summed, 1 per element of an element-wise step, n d (d+1) for a symmetric "
+    "Z^T Z (syrk) with Z n x d; einderiv's number is its compiled plan's estimate "
+    "(CompiledExpr.flops), the hand-written one counts the reference formula of "
+    "benchmarks/cases.py; ratio = einderiv / hand-written.")
 DERIVE_TARGET_MS = 5.0
 
 
@@ -556,10 +565,53 @@ def kchain(args) -> dict:
     tail = [r for r in good if r["k"] >= KCHAIN_TAIL_FROM]
     s_tail = slope(tail)
     return {"rows": rows, "slope_all": s_all, "slope_tail": s_tail,
-            "slope_tail_wall": slope(tail, "ms"),
+            "slope_tail_wall": slope(tail, "ms"), "flops": kchain_flop_row(),
             "tail_from": KCHAIN_TAIL_FROM,
             "ok": s_tail is not None and s_tail <= 2.0 and all("error" not in r and
                                                                 r.get("correct") for r in rows)}
+
+
+# ---------------------------------------------------------------------- FLOPs
+
+
+def flop_counts(plan: Callable[[], int], hand: int) -> dict[str, Any]:
+    """einderiv's plan FLOPs (from ``plan()``) against the hand-written count, and
+    their ratio; an error in planning is reported, not raised."""
+    row: dict[str, Any] = {"hand": hand}
+    try:
+        row["einderiv"] = plan()
+        row["ratio"] = row["einderiv"] / hand if hand else None
+    except Exception as exc:
+        row["error"] = short_error(exc)
+    return row
+
+
+def flop_table(selected: list[Case]) -> list[dict]:
+    """For each case: opt_einsum's FLOP estimate of einderiv's compiled plan and the
+    FLOPs of the hand-written formula, at the case's sizes. Nothing is timed or
+    evaluated: planning only reads the inputs' shapes."""
+    rows = []
+    for c in selected:
+        data = c.make_data()
+        row = {"case": c.id, "kind": c.kind, "label": c.label, "sizes": dict(c.sizes),
+               **flop_counts(lambda: derive(c).compile().flops(**data), c.flops(c.sizes))}
+        if "error" in row:
+            log(f"  !!! ERROR: FLOPs of einderiv's plan on {c.label}: {row['error']}")
+        rows.append(row)
+    return rows
+
+
+def kchain_flop_row(k: int = KCHAIN_FLOPS_K, d: int = KCHAIN_FLOPS_D) -> dict:
+    """The k-chain gradient's plan FLOPs at size d against the hand-written (P + P^T) x
+    as 2 chains of k matrix-vector products, with the cost of forming a single d x d
+    matrix product (2 d^3), which a plan of matrix-vector products never pays."""
+    def plan() -> int:
+        # zero-stride arrays: enough to plan, and no memory
+        arrays = {f"A{m}": np.broadcast_to(0.0, (d, d)) for m in range(1, k + 1)}
+        arrays["x"] = np.broadcast_to(0.0, (d,))
+        return einderiv.diff(case_table.kchain_text(k), "x").compile().flops(**arrays)
+    return {"k": k, "d": d, "matrix_product": 2 * d ** 3,
+            **flop_counts(plan, case_table.kchain_flops(k, d))}
 
 
 # ------------------------------------------------------------------- targets
@@ -762,6 +814,27 @@ def fmt_time(s: float | None) -> str:
     return f"{s * 1e6:.3g} us"
 
 
+def fmt_flops(row: dict) -> tuple[str, str, str]:
+    """A FLOP row's einderiv, hand-written and ratio cells."""
+    if "error" in row:
+        return "ERROR", f"{row['hand']:,}", "-"
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+    return f"{row['einderiv']:,}", f"{row['hand']:,}", ratio
+
+
+def kchain_flops_text(f: dict) -> str:
+    """One sentence on the k-chain's FLOPs (console and report)."""
+    if "error" in f:
+        return (f"FLOPs of the gradient at k = {f['k']}, d = {f['d']}: einderiv's plan: "
+                f"ERROR {f['error']}")
+    times = f["matrix_product"] / f["einderiv"] if f["einderiv"] else float("inf")
+    return (f"FLOPs of the gradient at k = {f['k']}, d = {f['d']}: einderiv's plan "
+            f"{f['einderiv']:,}, hand-written {f['hand']:,} ((P + P^T) x as 2 chains of "
+            f"{f['k']} matrix-vector products, 4 k d^2 + d), ratio {f['ratio']:.3f}; a "
+            f"single d x d matrix product would cost 2 d^3 = {f['matrix_product']:,} "
+            f"({times:.3g}x the whole plan)")
+
+
 def cell_ratio(c: dict) -> str:
     st = c.get("status")
     if st == "missing":
@@ -876,6 +949,17 @@ def markdown(report: dict) -> str:
     L += ["", "`WRONG`: the result did not match the reference (the time is shown but "
           "worthless); `*`: one call only (over --max-call-s); n/a: framework not installed.",
           ""]
+    if report.get("flops"):
+        L += ["## FLOPs: einderiv's plan against the hand-written formula", "",
+              FLOPS_CONVENTION, "",
+              "| case | einderiv plan FLOPs | hand-written FLOPs | ratio |",
+              "| --- | ---: | ---: | ---: |"]
+        for row in report["flops"]:
+            e, h, q = fmt_flops(row)
+            if "error" in row:
+                e = f"**ERROR** {row['error']}"
+            L.append(f"| {row['label']} | {e} | {h} | {q} |")
+        L.append("")
     if report.get("derivation"):
         L += ["## Derivation time (einderiv.diff from the text, median)", "",
               f"Target: gradient < {DERIVE_TARGET_MS:g} ms each, judged on the CPU time of "
@@ -912,6 +996,8 @@ def markdown(report: dict) -> str:
                   f"k >= {ch['tail_from']}, {ch['slope_all']:.2f} over all k; of the wall "
                   f"time: {ch['slope_tail_wall']:.2f} over k >= {ch['tail_from']} "
                   "(target: <= 2, i.e. no faster than k^2)."]
+        if ch.get("flops"):
+            L += ["", kchain_flops_text(ch["flops"]) + "."]
         L.append("")
     L += ["## Targets", "", "| target | holds | measured |", "| --- | --- | --- |"]
     for t in report["targets"]:
@@ -990,6 +1076,17 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         print_case(r)
 
+    flop_rows: list[dict] = []
+    if selected:
+        log("")
+        log("FLOPs: opt_einsum's estimate for einderiv's compiled plan against the "
+            "hand-written formula (ratio = einderiv / hand-written):")
+        flop_rows = flop_table(selected)
+        log(f"  {'case':<30} {'einderiv plan':>16} {'hand-written':>16} {'ratio':>7}")
+        for row in flop_rows:
+            e, h, q = fmt_flops(row)
+            log(f"  {row['label']:<30} {e:>16} {h:>16} {q:>7}")
+
     derive_rows: list[dict] = []
     if selected:
         log("")
@@ -1015,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  log-log slope of CPU time {chain['slope_tail']:.2f} (k >= "
                 f"{chain['tail_from']}), {chain['slope_all']:.2f} (all k); wall "
                 f"{chain['slope_tail_wall']:.2f} (k >= {chain['tail_from']}); target <= 2")
+        log(f"  {kchain_flops_text(chain['flops'])}")
 
     targets = evaluate_targets(results, derive_rows, chain, fw)
     log("")
@@ -1036,6 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "missing": fw.missing,
         "results": results,
+        "flops": flop_rows,
         "derivation": derive_rows,
         "kchain": chain,
         "targets": targets,

@@ -106,8 +106,11 @@ class PlanInfo:
     """What a plan for one set of input shapes costs.
 
     ``flops`` is opt_einsum's estimate summed over the contractions plus one
-    operation per element for element-wise steps; ``largest_bytes`` is the largest
-    array the plan creates, ``result_bytes`` the result's size."""
+    operation per element for element-wise steps (and per term after the first for
+    sums), counted for the plan as it runs: a product multiplied out
+    (``_distributions``) at its new cost, a term on a diagonal at the diagonal's size;
+    ``largest_bytes`` is the largest array the plan creates, ``result_bytes`` the
+    result's size."""
 
     flops: int
     largest_bytes: int
@@ -284,7 +287,7 @@ class CompiledExpr:
                                 f"index {lab!r} has size {sizes[lab]} in one term of a sum "
                                 f"but size {n} in another; check the shapes of the arrays")
                 shape = tuple(sizes[i] for i in a[1])
-                flops += math.prod(shape) * len(a[0])
+                flops += math.prod(shape) * (len(a[0]) - 1)
             elif kind == "embed":
                 inner, rest_labels, out, pairs = a
                 sizes = dict(zip(rest_labels, shapes[inner]))
@@ -316,9 +319,6 @@ class CompiledExpr:
                 f"{result_shape}, {format_bytes(result_bytes)}), over the memory limit of "
                 f"{format_bytes(self.memory_limit)}; use einderiv.hvp/jvp to apply the "
                 "derivative without forming it, or raise memory_limit")
-        info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
-                        sum(1 for s in self.program.steps if s.kind == "einsum"))
-        self._plans[key] = (exprs, info)
         self._shapes[key] = shapes
         steps = self.program.steps
         absorbed = absorbed_diagonals(self.program) if self.backend == "numpy" else {}
@@ -330,9 +330,13 @@ class CompiledExpr:
             bound[add_at] = bind_add(steps[add_at].args, shapes, add_at,
                                      diagonal=(embed_at, steps[embed_at].args, owned))
             taken_over[add_at] = [embed_at]
+            # the term is added onto a diagonal, not over the whole sum
+            flops += math.prod(shapes[steps[embed_at].args[0]]) - math.prod(shapes[add_at])
         if self.backend == "numpy":
             rewritten = set(absorbed).union(*((e, o) for e, o in absorbed.values()))
-            for at, (run, dead) in self._distributions(shapes, costs, set(absorbed)).items():
+            for at, (run, dead, saved) in self._distributions(shapes, costs,
+                                                              set(absorbed)).items():
+                flops -= saved
                 bound[at] = run
                 taken_over[at] = dead
                 rewritten.update((at, *dead))
@@ -350,18 +354,22 @@ class CompiledExpr:
                                 self.program.output, self._needs_dtype)
             if run is not None:
                 self._runs[key] = run
+        info = PlanInfo(int(flops), int(largest), int(result_bytes), result_shape,
+                        sum(1 for s in self.program.steps if s.kind == "einsum"))
+        self._plans[key] = (exprs, info)
         return exprs, info
 
     def _distributions(self, shapes: list, costs: list[int], absorbed: set[int]
-                       ) -> dict[int, tuple[Callable[..., Any], list[int]]]:
+                       ) -> dict[int, tuple[Callable[..., Any], list[int], int]]:
         """Products with a sum factor that are cheaper multiplied out, for these shapes:
         ``V[a,f] (M[e,a] - U[e,b] V[a,b])`` never forms the m x n residual when
         ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
-        by opt_einsum's FLOP counts). Maps the product's slot to its new closure and
-        the steps it makes unnecessary (the sum and the terms' own products)."""
+        by opt_einsum's FLOP counts). Maps the product's slot to its new closure, the
+        steps it makes unnecessary (the sum and the terms' own products) and the FLOPs
+        that saves."""
         steps = self.program.steps
         readers = count_readers(self.program)
-        chosen: dict[int, tuple[Callable[..., Any], list[int]]] = {}
+        chosen: dict[int, tuple[Callable[..., Any], list[int], int]] = {}
         taken: set[int] = set()
         for k, step in enumerate(steps):
             if step.kind != "einsum":
@@ -383,7 +391,8 @@ class CompiledExpr:
                 old_cost = costs[k] + sum(costs[d] for d in dead)
                 if new_cost < 0.7 * old_cost:
                     chosen[k] = (sum_of_products([(c, [s for s, _ in ops], p[1])
-                                                   for (c, ops), p in zip(terms, planned)]), dead)
+                                                   for (c, ops), p in zip(terms, planned)]), dead,
+                                 old_cost - new_cost)
                     taken.update(dead)
                     taken.add(k)
                 break

@@ -230,6 +230,8 @@ def test_a_diagonal_term_is_added_onto_the_rest(text, closed, release, monkeypat
     for _ in range(2):   # twice: a result updated in place must not leak into the next
         np.testing.assert_allclose(f(A=A, s=s, p=p), closed(A, s, p), rtol=1e-12)
     np.testing.assert_array_equal(A, A0)   # the input is never the one written to
+    # the diagonal term costs its n additions, not n^2
+    assert f.flops(A=A, s=s, p=p) <= 4 * 4 + 2 * 4
     z = s + 1j * p   # a complex diagonal onto a real rest: promoted, as numpy adds
     if "A[" in text:
         np.testing.assert_allclose(f(A=A, s=z, p=p), closed(A, z, p), rtol=1e-12)
@@ -249,6 +251,9 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
     residual = [k for k, s in enumerate(f.program.steps) if s.kind == "add"]
     assert residual and all(runners[k] is skipped for k in residual)
+    # the FLOP estimate is that of the plan as it runs: M V and U (V^T V), 2 m n r + ...,
+    # not the residual's U V^T and (M - U V^T) V (4 m n r)
+    assert f.flops(M=M, U=U, V=V) < 2 * m * n * r + 2 * (n * r * r + m * r * r) + 4 * m * r
     # square factors (r = n): multiplying out would cost more, the residual stays
     M, U, V = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4)), RNG.normal(size=(4, 4))
     np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
