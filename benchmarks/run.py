@@ -49,16 +49,18 @@ import einderiv  # noqa: E402
 from einderiv.ir import Sum  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-COMPETITORS = ("hand", "einderiv", "evaluate", "jax", "torch", "autograd")
+COMPETITORS = ("hand", "einderiv", "evaluate", "einderiv-jax", "jax", "torch", "autograd")
 TITLES = {
     "hand": "hand-written numpy",
     "einderiv": "einderiv compiled",
     "evaluate": "einderiv evaluate (first result)",
+    "einderiv-jax": "einderiv compiled, backend='jax'",
     "jax": "jax.jit",
     "torch": "torch.func",
     "autograd": "autograd",
 }
-SHORT = {"hand": "hand", "einderiv": "einderiv", "evaluate": "evaluate", "jax": "jax.jit",
+SHORT = {"hand": "hand", "einderiv": "einderiv", "evaluate": "evaluate",
+         "einderiv-jax": "einderiv-jax", "jax": "jax.jit",
          "torch": "torch.func", "autograd": "autograd"}
 KCHAIN_FULL = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 48, 56, 64)
 KCHAIN_QUICK = (1, 2, 4, 8, 16, 32, 64)
@@ -100,6 +102,8 @@ class Frameworks:
                 self.versions["jaxlib"] = _version("jaxlib")
             except Exception as exc:  # ImportError, or a broken install
                 self.missing["jax"] = f"not installed ({type(exc).__name__}: {exc})"
+        if "jax" in self.missing or "einderiv-jax" in skip:  # einderiv's plan run by JAX
+            self.missing["einderiv-jax"] = self.missing.get("jax", "skipped by --skip")
         if "torch" in skip:
             self.missing["torch"] = "skipped by --skip"
         else:
@@ -297,6 +301,8 @@ def build_runners(case: Case, data: dict, fw: Frameworks, args) -> dict[str, Run
         runners["evaluate"] = Runner("evaluate", lambda: derive(case).evaluate(**data), ident,
                                      prepare=clear_einderiv_caches)
 
+    if "einderiv-jax" in avail:
+        runners["einderiv-jax"] = _einderiv_jax_runner(case, data, fw)
     if fw.jax is not None:
         runners["jax"] = _jax_runner(case, w, others, fw, args)
     if fw.torch is not None:
@@ -340,6 +346,24 @@ def _jax_runner(case: Case, w, others, fw: Frameworks, args) -> Runner:
                lambda out: to_denominator(np.asarray(out), case, w))
     r.extra = {"compile_s": statistics.median(compile_times),
                "compile_samples": compile_times}  # type: ignore[dict-item]
+    return r
+
+
+def _einderiv_jax_runner(case: Case, data: dict, fw: Frameworks) -> Runner:
+    """einderiv's derivative exported as JAX code and jitted (``compile(backend="jax")``),
+    JAX arrays made beforehand; the first call (trace + XLA compile) is not timed."""
+    jax, jnp = fw.jax, fw.jnp
+    arrays = {k: (jnp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+    try:
+        compiled = derive(case).compile(backend="jax")
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(**arrays))
+        first = time.perf_counter() - t0
+    except Exception as exc:
+        return Runner("einderiv-jax", lambda: None, np.asarray, status="error",
+                      note=short_error(exc))
+    r = Runner("einderiv-jax", lambda: jax.block_until_ready(compiled(**arrays)), np.asarray)
+    r.extra = {"first_call_s": first}
     return r
 
 
@@ -649,19 +673,20 @@ def evaluate_targets(results: list[dict], derive_rows: list[dict], chain: dict |
             "measured": (f"worst {worst[0]:.2f} ({worst[1]})" if worst else "no data")
             + (f"; failing: {', '.join(broken)}" if broken else "")})
 
-    def versus(kind_filter, key, need, title, per_case_need=None):
-        if key in fw.missing:
+    def versus(kind_filter, key, need, title, per_case_need=None, ours="einderiv"):
+        if key in fw.missing or ours in fw.missing:
             targets.append({"target": title, "holds": None,
-                            "measured": f"not measured: {key} {fw.missing[key]}"})
+                            "measured": f"not measured: {key if key in fw.missing else ours} "
+                                        f"{fw.missing.get(key) or fw.missing[ours]}"})
             return
         fails, unmeasured, worst, n = [], [], None, 0
         for r in results:
             if not kind_filter(r):
                 continue
-            e, o = comp(r, "einderiv"), comp(r, key)
+            e, o = comp(r, ours), comp(r, key)
             bound = per_case_need(r) if per_case_need else need
             if not good(e):
-                fails.append(f"{r['label']}: einderiv {e.get('status')}")
+                fails.append(f"{r['label']}: {ours} {e.get('status')}")
                 continue
             if not good(o):
                 unmeasured.append(f"{r['label']} ({key} {o.get('status')})")
@@ -691,6 +716,11 @@ def evaluate_targets(results: list[dict], derive_rows: list[dict], chain: dict |
     versus(is_g, "jax", 1.0, "every gradient (and Jacobian) case: einderiv compiled at "
            "least as fast as jax.jit(jax.grad) (C9 within 1.3x)",
            per_case_need=lambda r: 1 / 1.3 if r["case"] == "C9" else 1.0)
+    # Context, not issue-5 targets: the same derivatives run by XLA (compile(backend="jax"))
+    versus(is_h, "jax", 2.0, "context: einderiv-jax (the derivative run by XLA) >= 2x faster "
+           "than jax.jit(jax.hessian), every Hessian case", ours="einderiv-jax")
+    versus(is_g, "jax", 1.0, "context: einderiv-jax at least as fast as jax.jit(jax.grad), "
+           "every gradient (and Jacobian) case", ours="einderiv-jax")
 
     # T4: time to first result (evaluate) below JAX's compile time
     if "jax" in fw.missing:
@@ -904,9 +934,9 @@ def markdown(report: dict) -> str:
           f"of a fresh function (median of {a['compile_repeats']}). See benchmarks/README.md.",
           ""]
     L += ["## Times and ratios to hand-written", "",
-          "| case | hand-written | einderiv compiled | einderiv evaluate | jax.jit | "
-          "JAX compile | torch.func | autograd |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          "| case | hand-written | einderiv compiled | einderiv evaluate | einderiv-jax | "
+          "jax.jit | JAX compile | torch.func | autograd |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         c = r["competitors"]
 
@@ -917,17 +947,18 @@ def markdown(report: dict) -> str:
             t = f"{fmt_time(e['median_s'])} ({cell_ratio(e)})"
             return t if e["status"] != "wrong" else f"**{t}**"
         L.append(f"| {r['label']} | {fmt_time(c['hand']['median_s'])} | {cell('einderiv')} | "
-                 f"{cell('evaluate')} | {cell('jax')} | "
+                 f"{cell('evaluate')} | {cell('einderiv-jax')} | {cell('jax')} | "
                  f"{fmt_time(c.get('jax', {}).get('compile_s'))} | {cell('torch')} | "
                  f"{cell('autograd')} |")
     L += ["", "Ratios by process CPU time instead of wall time (same samples; immune to "
           "time this process spent waiting for a core on a shared machine, but JAX's CPU "
           "time includes its runtime threads):", "",
-          "| case | einderiv compiled | einderiv evaluate | jax.jit | torch.func | autograd |",
-          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+          "| case | einderiv compiled | einderiv evaluate | einderiv-jax | jax.jit | "
+          "torch.func | autograd |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         cells = []
-        for key in ("einderiv", "evaluate", "jax", "torch", "autograd"):
+        for key in COMPETITORS[1:]:
             e = r["competitors"][key]
             q = e.get("cpu_ratio")
             cells.append("-" if q is None or e["status"] not in ("ok", "wrong")

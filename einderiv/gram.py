@@ -111,6 +111,8 @@ def symmetric_plan(operands: tuple, out: tuple[Index, ...], sizes: Mapping[Index
     they come in ``out``) then ``F2``: the plan's ``labels``."""
     free = set(out)
     summed = {i for _, labels in operands for i in labels} - free
+    if not summed:
+        return None  # an outer product (p p^T): np.multiply.outer, not a product over nothing
     scalars = [k for k, (_, labels) in enumerate(operands) if not labels]
     weights = [k for k, (_, labels) in enumerate(operands) if labels and set(labels) <= summed]
     by_slot: dict[int, list[int]] = {}
