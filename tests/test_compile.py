@@ -191,6 +191,15 @@ def test_symmetric_products_equal_einsum(text, spec, coeff):
         np.testing.assert_allclose(f(**arrays), want, rtol=1e-12, atol=1e-12)
 
 
+def test_an_outer_product_is_no_symmetric_product():
+    """p[c] p[d] pairs up but sums over nothing: it stays an outer product (a matrix
+    product with an inner dimension of 1 is several times slower)."""
+    from einderiv.gram import symmetric_plan
+    assert symmetric_plan(((0, ("c",)), (0, ("d",))), ("c", "d"), {"c": 3, "d": 3}) is None
+    assert symmetric_plan(((0, ("a", "c")), (0, ("a", "d"))), ("c", "d"),
+                          {"a": 4, "c": 3, "d": 3}) is not None
+
+
 @pytest.mark.parametrize("text, spec", [
     ("X[a,c]*y[a]*s[a] -> [c]", "ac,a,a->c"),            # (y s) @ X: a GLM gradient
     ("-X[a,b]*t[b]*y[a] -> [a]", "ab,b,a->a"),           # (X @ t) * y
