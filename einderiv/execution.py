@@ -17,7 +17,7 @@ import numpy as np
 import opt_einsum as oe
 
 from .errors import EvaluationError
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, ElementwiseFunction
 from .ir import Index
 from .contraction import einsum_spec, writable
 from .lowering import Program, SizeRef, Step
@@ -98,8 +98,8 @@ def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Call
     if kind == "scale":
         slot, c = a
         return inlined(lambda values, inputs, dtype: values[slot] * c, "{0} * {f}", (slot,), c)
-    if backend == "numpy" and kind == "func" and not FUNCTIONS[a[0]].real_only:
-        fn, slot = FUNCTIONS[a[0]].numpy, a[1]
+    if backend == "numpy" and kind == "func":
+        fn, slot = _applied(FUNCTIONS[a[0]]), a[1]
         return inlined(lambda values, inputs, dtype: fn(values[slot]), "{f}({0})", (slot,), fn)
     if backend == "numpy" and kind == "pow" and a[1] in _POWERS:
         slot, template = a[0], _POWERS[a[1]]
@@ -359,7 +359,8 @@ def bind_add(a: tuple, shapes: list, k: int,
         have = dict(zip(labels, shapes[slot]))
         target = tuple(have[i] if i in have else 1 for i in out)
         prepared.append((slot, None if perm == tuple(range(len(perm))) else perm,
-                         None if target == tuple(shapes[slot][p] for p in perm) else target,
+                         None if target == tuple(shapes[slot][p] for p in perm) or not labels
+                         else target,  # (a 0-d part broadcasts as it is)
                          sign))
         aligned_shapes.append(target)
     full = tuple(shapes[k])
@@ -457,11 +458,7 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
         result = plan(*ops, backend=backend)
         return result if coeff == 1.0 else result * coeff
     if kind == "func":
-        fn, arg = FUNCTIONS[a[0]], values[a[1]]
-        if fn.real_only and np.iscomplexobj(arg):
-            raise EvaluationError(f"{fn.name}(...) is defined for real input only, "
-                                  "but its argument is complex")
-        return fn.numpy(arg)
+        return _applied(FUNCTIONS[a[0]])(values[a[1]])
     if kind == "pow":
         base, k = values[a[0]], a[1]
         if k == 2.0:
@@ -541,6 +538,20 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
         v = _aligned(values[inner], rest_labels, out)
         return _broadcast(v, tuple(sizes[i] for i in out), backend)
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _applied(fn: ElementwiseFunction) -> Callable[[Any], Any]:
+    """The function as evaluation applies it: its numpy implementation, after a check
+    that the argument is real where the function is defined for real input only."""
+    if not fn.real_only:
+        return fn.numpy
+
+    def apply(x: Any) -> Any:
+        if np.iscomplexobj(x):
+            raise EvaluationError(f"{fn.name}(...) is defined for real input only, "
+                                  "but its argument is complex")
+        return fn.numpy(x)
+    return apply
 
 
 def _all_finite(m: Any) -> bool:

@@ -6,8 +6,9 @@ nanoseconds per step on top of the arithmetic, plus the checks and the plan look
 of each call: on a 100 x 100 ``A x + x A`` that overhead was as large as the two
 matrix-vector products themselves. Here the closures of one plan are written out as
 the body of one function, the common ones as the Python expression they stand for
-(``v[2] = v[1] @ v[0]``; see :class:`~einderiv.execution.Inline`), the others as a
-call of the closure, with the early releases as assignments of None; and one entry
+(``v2 = a1 @ a0``; see :class:`~einderiv.execution.Inline`), the others as a call of
+the closure (the values then live in a list the closures read: ``v[3] = b3(v, inputs,
+dtype)``), with the early releases as assignments of None; and one entry
 function per compiled expression takes the keyword arguments, checks that they are
 plain numpy float arrays and finds the plan of their shapes with one dictionary
 look-up. Everything else (conversions, a new plan, errors) goes the general way.
