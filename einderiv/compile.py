@@ -1,7 +1,7 @@
 """Compiled evaluation: plan once, evaluate many times.
 
-:func:`compile_expr` runs a simplified expression through four stages, one module each
-(this module uses the other three; none of them imports it):
+:func:`compile_expr` runs a simplified expression through five stages, one module each
+(this module uses the others; none of them imports it):
 
 * :mod:`einderiv.lowering` turns it into a straight-line program. **Common
   subexpressions** are computed once: nodes equal up to the names of their summed
@@ -13,14 +13,20 @@
   the machine's RAM), so a 8 TB Hessian raises :class:`~einderiv.errors.LimitError`
   instead of swapping. Products with a sum factor are multiplied out where
   opt_einsum counts that cheaper (``2 (U (V^T V) - M V)``).
-* :mod:`einderiv.contraction` plans **each product**: BLAS for two operands, syrk for
-  ``X^T diag(w) X``, otherwise ``opt_einsum.contract_expression`` (exhaustive search
-  for small terms, dynamic programming for chains such as ``x^T A1 ... A16 x``, one
-  factor at a time beyond 40 factors).
+* :mod:`einderiv.contraction` plans **each product**: BLAS for two operands, one syrk
+  for a product whose factors pair up into two halves (:mod:`einderiv.gram`:
+  ``X^T diag(w) X``, a two-layer network's Gauss-Newton block), otherwise
+  ``opt_einsum.contract_expression`` (exhaustive search for small terms, dynamic
+  programming for chains such as ``x^T A1 ... A16 x``, one factor at a time beyond 40
+  factors).
 * :mod:`einderiv.execution` binds each step to a closure. **Kronecker deltas** never
   become dense identities on numpy: a delta with both indices free is applied by
   computing the term with the two indices merged and writing it into a strided
   diagonal view; a ones-marker becomes a broadcast.
+* :mod:`einderiv.straightline` writes a numpy plan's closures out as one generated
+  function, the common steps as the expressions they stand for (``a1 @ a0``), and
+  gives each compiled expression an entry that finds the plan for the arrays' shapes
+  with one look-up: a call costs about a microsecond more than the arithmetic.
 
 Inputs: every variable of the expression must be given; names it does not use are
 ignored (except that one may give the size of an axis). Integer and boolean arrays
@@ -30,7 +36,8 @@ are never modified and the result never aliases an input.
 
 Backends: ``"numpy"`` (default) and ``"dask"`` (dask arrays in, a lazy dask array out;
 ``.compute()`` equals numpy). Element-wise functions go through numpy ufuncs, which
-dask arrays implement; nothing calls ``np.asarray`` on a dask input.
+dask arrays implement; nothing calls ``np.asarray`` on a dask input. ``"jax"`` and
+``"torch"`` run the plan exported as that library's code (:mod:`einderiv.codegen`).
 """
 
 from __future__ import annotations
