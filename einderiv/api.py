@@ -153,7 +153,8 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if shape_map:
         check_shapes(e, shape_map)
     name, given = _parse_wrt(wrt)
-    ranks = {t.name: len(t.indices) for t in iter_tensors(e)}
+    tensors = list(iter_tensors(e))
+    ranks = {t.name: len(t.indices) for t in tensors}
     if name in ranks:
         rank = ranks[name]
     elif name in shape_map:
@@ -175,7 +176,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
                 f"expression {e.free}; choose another name")
         new = given
     else:
-        avoid = visible_indices(e) | {t.name for t in iter_tensors(e)}
+        avoid = visible_indices(e) | {t.name for t in tensors}
         new = _readable_fresh(rank, avoid)
     origins = outer_origins(e)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})

@@ -536,16 +536,24 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
     mapping = {k: v for k, v in mapping.items() if k != v}
     if not mapping:
         return e
-    if isinstance(e, Tensor):
-        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices))
+    # A node that keeps its labels is returned as it is, with what is memoised on it.
+    if isinstance(e, (Tensor, Inv)):
+        if not any(i in mapping for i in e.indices):
+            return e
+        indices = tuple(mapping.get(i, i) for i in e.indices)
+        if isinstance(e, Tensor):
+            return Tensor(e.name, indices)
+        return Inv(e.arg, indices)  # type: ignore[arg-type]
     if isinstance(e, Delta):
+        if e.i not in mapping and e.j not in mapping:
+            return e
         return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
-    if isinstance(e, Func):
-        return Func(e.name, rename(e.arg, mapping))
-    if isinstance(e, Pow):
-        return Pow(rename(e.base, mapping), e.exponent)
-    if isinstance(e, Inv):
-        return Inv(e.arg, tuple(mapping.get(i, i) for i in e.indices))  # type: ignore[arg-type]
+    if isinstance(e, (Func, Pow)):
+        inner = e.arg if isinstance(e, Func) else e.base
+        renamed = rename(inner, mapping)
+        if renamed is inner:
+            return e
+        return Func(e.name, renamed) if isinstance(e, Func) else Pow(renamed, e.exponent)
     if isinstance(e, (Det, LogDet)):
         return e
     if isinstance(e, Product):

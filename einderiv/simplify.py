@@ -14,7 +14,8 @@ The rules (each a function below):
   order of factors are added (A.19 -> A.20: two equal terms become one with
   coefficient 2); zeros are dropped.
 * :func:`canonical_key` -- a name-independent key of a term, used for ordering and
-  for recognising equal terms.
+  for recognising equal terms. A product whose factor order no naming of its free
+  labels can change is ranked once (:func:`_layout`), then keyed by its factors alone.
 * :func:`prettify` -- summed indices renamed to readable letters, never shadowing an
   index of an enclosing scope.
 """
@@ -48,8 +49,9 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
     """
     order = tuple(e.free if free is None else free)
     with gc_paused():
-        hints = outer_origins(e)
         result = prettify(_simplify(e))
+        # Only a sum keeps size hints for its axes (a walk of all of e to find them).
+        hints = outer_origins(e) if isinstance(result, Sum) else {}
         return _with_order(result, order, hints)
 
 
@@ -372,7 +374,10 @@ def merge_scalar_powers(p: Product) -> Product:
         else:
             scalars.append((base, k))
     rest.extend(_merged_powers(scalars))
-    return Product(coeff, tuple(rest), p.out)
+    factors = _same_tuple(tuple(rest), p.factors)
+    if factors is p.factors and coeff is p.coeff:
+        return p  # nothing merged (and what is memoised on p is kept)
+    return Product(coeff, factors, p.out)
 
 
 def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
@@ -563,21 +568,27 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> _Key:
     # Memoised on the (immutable) node, by the naming of its free labels -- the only
     # part of ``naming`` a key depends on. Without it, nested products recompute
     # their children's keys at every level: exponential in depth.
-    memo_key = tuple([naming.get(i, i) for i in e.free]) if naming else e.free
+    memo_key = _names(e.free, naming) if naming else e.free
     cache = e.__dict__.get("_canonical_keys")
     if cache is None:
         cache = {}
         object.__setattr__(e, "_canonical_keys", cache)
-    if memo_key not in cache:
-        cache[memo_key] = _canonical_key(e, naming)
-    return cache[memo_key]
+    found = cache.get(memo_key)
+    if found is None:
+        found = cache[memo_key] = _canonical_key(e, naming)
+    return found
+
+
+def _names(labels: tuple[Index, ...], naming: Mapping[Index, str]) -> tuple[str, ...]:
+    """The names ``naming`` gives ``labels`` (a label it does not map keeps its own)."""
+    return tuple(map(naming.get, labels, labels))
 
 
 def _atom_key(e: Tensor | Delta, naming: Mapping[Index, str]) -> _Key:
     """The key of a tensor or a delta: quicker to build than to look up on the node,
     and interned, so that equal keys are one object (whose sort key is made once)."""
     if isinstance(e, Tensor):
-        key: _Key = ("T", e.name, tuple([naming.get(i, i) for i in e.indices]))
+        key: _Key = ("T", e.name, _names(e.indices, naming))
     else:
         key = ("D", tuple(sorted((naming.get(e.i, e.i), naming.get(e.j, e.j)))))
     found = _ATOM_KEYS.get(key)
@@ -593,20 +604,19 @@ _ATOM_KEYS: dict[_Key, _Key] = {}
 
 
 def _canonical_key(e: Expr, naming: Mapping[Index, str]) -> _Key:
-    name = lambda i: naming.get(i, i)  # noqa: E731
+    if isinstance(e, Product):
+        return _product_key(e, naming)
+    if isinstance(e, Sum):
+        terms = sorted([canonical_key(t, naming) for t in e.terms], key=_sort_key)
+        return ("S", tuple(terms), tuple(sorted(_names(e.out, naming))))
     if isinstance(e, Func):
         return ("F", e.name, canonical_key(e.arg, naming))
     if isinstance(e, Pow):
         return ("P", canonical_key(e.base, naming), canonical_key(e.exponent))
     if isinstance(e, (Inv, Det, LogDet)):
         closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
-        tail = tuple(name(i) for i in e.indices) if isinstance(e, Inv) else ()
+        tail = _names(e.indices, naming) if isinstance(e, Inv) else ()
         return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
-    if isinstance(e, Product):
-        return _product_key(e, naming)
-    if isinstance(e, Sum):
-        terms = sorted((canonical_key(t, naming) for t in e.terms), key=_sort_key)
-        return ("S", tuple(terms), tuple(sorted(name(i) for i in e.out)))
     raise TypeError(e)  # pragma: no cover
 
 
@@ -637,9 +647,34 @@ def _rank(f: Expr, blind: Mapping[Index, str]) -> tuple:
 
 def _rank_by_key(f: Expr, key: _Key) -> tuple:
     """The :func:`_rank` of ``f`` given its key (summed indices blinded)."""
+    return (*_rank_flags(f), _sort_key(key))
+
+
+def _rank_flags(f: Expr) -> tuple[bool, bool, int]:
+    """The part of :func:`_rank` before the key: a division, free labels, the kind."""
     negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
     kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
-    return (negative_power, bool(f.free), kind, _sort_key(key))
+    return negative_power, bool(f.free), kind
+
+
+def _head(f: Expr) -> tuple:
+    """The start of the :func:`_rank` of ``f`` that holds no label, found without a key:
+    its flags and the text its key's repr begins with (the tag, and the name or the
+    coefficient). Two heads are equal, or differ before either ends and so compare as
+    the ranks do, whatever the names. Memoised."""
+    found = f.__dict__.get("_head")
+    if found is None:
+        if isinstance(f, (Tensor, Func)):
+            lead: tuple = ("T" if isinstance(f, Tensor) else "F", f.name)
+        elif isinstance(f, Product):
+            lead = ("*", (f.coeff.numerator, f.coeff.denominator))
+        elif isinstance(f, (Inv, Det, LogDet)):
+            lead = ("M", type(f).__name__)
+        else:
+            lead = ("D" if isinstance(f, Delta) else "P" if isinstance(f, Pow) else "S",)
+        found = (*_rank_flags(f), repr(lead)[:-1])  # "('T', 'X'" of "('T', 'X', ('a',))"
+        object.__setattr__(f, "_head", found)
+    return found
 
 
 def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
@@ -651,8 +686,13 @@ def canonical_order(p: Product, naming: Mapping[Index, str] | None = None
     appearance) gives the smallest key, so the result does not depend on the names
     of summed indices (capped at 720 orders; beyond that the ranked order is kept).
     """
-    body, tail, ordered = _product_parts(p, naming or {})
-    return ("*", (p.coeff.numerator, p.coeff.denominator), body, tail), ordered
+    naming = naming or {}
+    return _product_key(p, naming), _product_parts(p, naming)[2]
+
+
+def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
+    body, tail, _ = _product_parts(p, naming)
+    return ("*", (p.coeff.numerator, p.coeff.denominator), body, tail)
 
 
 def _product_parts(p: Product, naming: Mapping[Index, str]
@@ -671,17 +711,18 @@ def _product_parts(p: Product, naming: Mapping[Index, str]
     signature = _naming_signature(p.out, naming)
     found = memo.get(signature)
     if found is None:
-        found = _order_factors(p.factors, {i: naming.get(i, i) for i in p.out})
+        outer = dict(zip(p.out, signature))
+        layout = _layout(p)
+        found = _order_factors(p.factors, outer) if layout is None else _laid_out(layout, outer)
         memo[signature] = found
     return found
 
 
 def _naming_signature(out: tuple[Index, ...], naming: Mapping[Index, str]) -> tuple:
     """How ``naming`` names the labels ``out``, as a hashable (all the order of a
-    product's factors depends on, besides the factors)."""
-    if naming:
-        return tuple(sorted((i, naming.get(i, i)) for i in out))
-    return tuple(sorted(out))  # every label names itself
+    product's factors depends on, besides the factors): the names in the order of
+    ``out`` (products share this memo only with the same ``out``)."""
+    return _names(out, naming) if naming else out
 
 
 def _ordered(p: Product) -> Product:
@@ -693,16 +734,116 @@ def _ordered(p: Product) -> Product:
         return p
     ordered = Product(p.coeff, parts[2], p.out)
     object.__setattr__(ordered, "_parts", {_naming_signature(p.out, {}): parts})
+    if "_layout" in p.__dict__:  # the same factors, so the same layout (already in order)
+        object.__setattr__(ordered, "_layout", p.__dict__["_layout"])
     return ordered
 
 
 def _same_factors(new: Product, old: Product) -> Product:
     """``new``, built with the factors and free labels of ``old``, sharing what is
     memoised about their order."""
-    memo = old.__dict__.get("_parts")
-    if memo is not None:
-        object.__setattr__(new, "_parts", memo)
+    for memo in ("_parts", "_layout"):
+        if memo in old.__dict__:
+            object.__setattr__(new, memo, old.__dict__[memo])
     return new
+
+
+#: The token standing for the ``k``-th free label while a layout is sought
+#: (:func:`_find_layout`): ``"!0"``, ``"!1"``, ... "!" sorts before the first character
+#: of every other token ("#", "*", "@", a letter, "_"), and occurs in no other key.
+_SLOT = "!"
+
+
+_UNSET = object()
+
+
+def _layout(p: Product) -> tuple[tuple[Expr, ...], dict[Index, str]] | None:
+    """The canonical order of the factors of ``p`` and the numbering of its summed
+    labels, where they are the same whatever names its free labels get (see
+    :func:`_find_layout`); None where they may not be. Memoised on the product."""
+    found = p.__dict__.get("_layout", _UNSET)
+    if found is _UNSET:
+        found = _find_layout(p.factors, p.out)
+        object.__setattr__(p, "_layout", found)
+    return found
+
+
+def _find_layout(factors: tuple[Expr, ...], out: tuple[Index, ...]
+                 ) -> tuple[tuple[Expr, ...], dict[Index, str]] | None:
+    """The order and numbering :func:`_order_factors` finds for every naming of the
+    free labels ``out`` of a product with summed labels, found once with placeholders
+    (:data:`_SLOT`) for the names: when the ranks of the factors differ before any
+    placeholder (no tie, no colour refinement), no naming can change the ranking. A
+    product is then keyed under a new naming by keying its factors alone
+    (:func:`_laid_out`), not ranking them again under a new blind naming, and so on down
+    every nested product. None for a product without summed labels (ranked by the keys
+    its key is made of anyway) or where some rank may depend on the names."""
+    slots = {i: f"{_SLOT}{k}" for k, i in enumerate(out)}
+    bound = _summed(factors, slots)
+    if not bound:
+        return None
+    if len(factors) > 1:
+        blind = dict(slots)
+        blind.update(dict.fromkeys(bound, "#?"))
+        ordered: list[Expr] = []
+        # Factors with different heads rank as their heads do: only alike ones are keyed.
+        for _, alike in itertools.groupby(sorted(factors, key=_head), key=_head):
+            group = tuple(alike)
+            if len(group) > 1:
+                if not all(_substitutable(f) for f in group):
+                    return None
+                ranked = _ranked(group, blind)
+                if not all(_decided(a, b) for (a, _), (b, _) in zip(ranked, ranked[1:])):
+                    return None
+                group = tuple(f for _, f in ranked)
+            ordered.extend(group)
+        factors = _same_tuple(tuple(ordered), factors)
+    return factors, _numbering(factors, bound, {})
+
+
+def _laid_out(layout: tuple[tuple[Expr, ...], dict[Index, str]], outer: Mapping[Index, str]
+              ) -> tuple[tuple, tuple, tuple[Expr, ...]]:
+    """What :func:`_order_factors` finds for a product with a :func:`_layout`, given the
+    names ``outer`` of its free labels."""
+    ordered, summed = layout
+    numbering = dict(outer)
+    numbering.update(summed)
+    return tuple([canonical_key(f, numbering) for f in ordered]), tuple(sorted(outer.values())), \
+        ordered
+
+
+def _decided(a: tuple, b: tuple) -> bool:
+    """Whether ranks ``a <= b`` (:func:`_rank`, found with placeholders) compare the same
+    whatever names the placeholders stand for: they differ before either's first one."""
+    if a[:3] != b[:3]:
+        return True
+    end = min(_first_slot(a[3]), _first_slot(b[3]))
+    return a[3][:end] != b[3][:end]
+
+
+def _first_slot(text: str) -> int:
+    at = text.find(_SLOT)
+    return len(text) if at < 0 else at
+
+
+def _substitutable(e: Expr) -> bool:
+    """Whether every key of ``e`` begins as its key with placeholders for names does, up
+    to the first placeholder (so comparisons decided before it hold for every naming).
+    Sorting keeps this (a placeholder sorts first); only a product whose order
+    depends on the names (ties broken by numbering) may break it. Memoised."""
+    if isinstance(e, (Tensor, Delta, Inv, Det, LogDet)):  # inv/det: the argument is closed
+        return True
+    found = e.__dict__.get("_substitutable")
+    if found is None:
+        if isinstance(e, Product):
+            found = (_layout(e) is not None or not _summed(e.factors, dict.fromkeys(e.out))) \
+                and all(_substitutable(f) for f in e.factors)
+        elif isinstance(e, Sum):
+            found = all(_substitutable(t) for t in e.terms)
+        else:
+            found = _substitutable(e.arg if isinstance(e, Func) else e.base)
+        object.__setattr__(e, "_substitutable", found)
+    return found
 
 
 def _order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
@@ -713,20 +854,21 @@ def _order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
     tail = tuple(sorted(outer.values()))
     if not bound:  # nothing to number: the ranked order is canonical, ties are equal
         keys = [canonical_key(f, outer) for f in factors]
-        order = range(len(factors)) if len(factors) < 2 else \
-            sorted(range(len(factors)), key=lambda k: _rank_by_key(factors[k], keys[k]))
-        ordered = _same_tuple(tuple(factors[k] for k in order), factors)
-        return tuple(keys[k] for k in order), tail, ordered
+        if len(factors) < 2:
+            return tuple(keys), tail, factors
+        order = sorted(range(len(factors)), key=lambda k: _rank_by_key(factors[k], keys[k]))
+        ordered = _same_tuple(tuple([factors[k] for k in order]), factors)
+        return tuple([keys[k] for k in order]), tail, ordered
     blind = dict(outer)
     blind.update({b: "#?" for b in bound})
-    ranked = sorted(((_rank(f, blind), f) for f in factors), key=lambda x: x[0])
+    ranked = _ranked(factors, blind)
     groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     if any(len(g) > 1 for g in groups):
         # Break ties by what each summed index touches (colour refinement), which
         # does not depend on names; only truly symmetric ties are left to permute.
         refined = dict(outer)
         refined.update({b: f"#{c}" for b, c in _index_colours(factors, bound, outer).items()})
-        ranked = sorted(((_rank(f, refined), f) for f in factors), key=lambda x: x[0])
+        ranked = _ranked(factors, refined)
         groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     candidates: Iterable = itertools.product(*(itertools.permutations(g) for g in groups)) \
         if _few_orders(groups) else [tuple(tuple(g) for g in groups)]
@@ -734,16 +876,29 @@ def _order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
     best_order: tuple[Expr, ...] = ()
     for choice in candidates:
         ordered = tuple(f for g in choice for _, f in g)
-        numbering = dict(outer)
-        blind_bound = frozenset(bound)
-        for f in ordered:
-            for i in _indices_in_order(f, blind_bound):
-                if i in bound and i not in numbering:
-                    numbering[i] = f"#{len(numbering) - len(outer)}"
+        numbering = _numbering(ordered, bound, outer)
         key = tuple(canonical_key(f, numbering) for f in ordered)
         if best is None or _sort_key(key) < _sort_key(best):
             best, best_order = key, ordered
     return best or (), tail, _same_tuple(best_order, factors)
+
+
+def _ranked(factors: tuple[Expr, ...], blind: Mapping[Index, str]) -> list[tuple[tuple, Expr]]:
+    """``(rank, factor)`` pairs in rank order (:func:`_rank`; stable: ties keep their order)."""
+    return sorted(((_rank(f, blind), f) for f in factors), key=lambda x: x[0])
+
+
+def _numbering(ordered: tuple[Expr, ...], bound: set[Index], outer: Mapping[Index, str]
+               ) -> dict[Index, str]:
+    """``outer`` and the summed labels ``bound`` numbered ``#0``, ``#1``, ... by first
+    appearance in the factors ``ordered``."""
+    numbering = dict(outer)
+    blind_bound = frozenset(bound)
+    for f in ordered:
+        for i in _indices_in_order(f, blind_bound):
+            if i in bound and i not in numbering:
+                numbering[i] = f"#{len(numbering) - len(outer)}"
+    return numbering
 
 
 def _same_tuple(ordered: tuple[Expr, ...], factors: tuple[Expr, ...]) -> tuple[Expr, ...]:
@@ -799,14 +954,12 @@ def _index_colours(factors: tuple[Expr, ...], bound: set[Index], outer: Mapping[
     return colours
 
 
-def _product_key(p: Product, naming: Mapping[Index, str]) -> _Key:
-    return canonical_order(p, naming)[0]
-
-
 def _indices_in_order(f: Expr, blind: frozenset[Index] = frozenset()) -> list[Index]:
     """Free labels of ``f`` in order of first appearance, inner factors and terms in
     an order that does not depend on the names in ``blind`` (the summed indices of
-    the enclosing product, which are about to be renamed). Memoised on the node."""
+    the enclosing product, which are about to be renamed). Only the order of the labels
+    in ``blind`` is used (callers number or rename those), so where ``f`` has fewer
+    than two of them its factors and terms are taken as they come. Memoised."""
     if isinstance(f, (Tensor, Inv)):
         return list(f.indices)
     if isinstance(f, Delta):
@@ -828,15 +981,22 @@ def _indices_in_order_uncached(f: Expr, blind: frozenset[Index], relevant: froze
         return _indices_in_order(f.arg if isinstance(f, Func) else f.base, blind)
     naming = {i: "#?" for i in relevant}
     if isinstance(f, Product):
-        ordered = canonical_order(f, naming)[1] if naming else f.factors
+        ordered = _factor_order(f, naming) if len(naming) > 1 else f.factors
         seen = [i for g in ordered for i in _indices_in_order(g, blind) if i in free]
         return list(dict.fromkeys(seen))
     if isinstance(f, Sum):
         terms = sorted(f.terms, key=lambda t: _sort_key(canonical_key(t, naming))) \
-            if naming else f.terms
+            if len(naming) > 1 else f.terms
         seen = [i for t in terms for i in _indices_in_order(t, blind)]
         return [i for i in dict.fromkeys(seen) if i in free]
     return []
+
+
+def _factor_order(p: Product, naming: Mapping[Index, str]) -> tuple[Expr, ...]:
+    """The factors of ``p`` in canonical order under ``naming`` (:func:`canonical_order`),
+    without keying them where every naming gives that order (a :func:`_layout`)."""
+    layout = _layout(p)
+    return layout[0] if layout is not None else _product_parts(p, naming)[2]
 
 
 def _sorted_factors(factors: tuple[Expr, ...], out: set[Index]) -> tuple[Expr, ...]:
@@ -889,7 +1049,7 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
         arg = e.arg
         names = list(itertools.islice(_pool(used), 2))
         used.update(names)
-        inner = _pretty(_rename_apart(arg, dict(zip(arg.free, names))), used)
+        inner = _pretty(rename(arg, dict(zip(arg.free, names))), used)
         inner = _with_order(inner, tuple(names), outer_origins(inner))
         return Inv(inner, e.indices) if isinstance(e, Inv) else type(e)(inner)
     if isinstance(e, Sum):
@@ -902,7 +1062,7 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
     if isinstance(e, Product):
         used.update(e.out)
         bound = bound_indices(e)
-        ordered = _product_parts(e, {})[2]
+        ordered = _factor_order(e, {})
         if not bound:  # no summed index to name
             return _pretty_unsummed(e, ordered, used)
         e = Product(e.coeff, ordered, e.out)
@@ -912,7 +1072,7 @@ def _pretty(e: Expr, used: set[Index]) -> Expr:
         names = _pool(used)
         mapping = {b: next(names) for b in order}
         used.update(mapping.values())
-        factors = [_rename_apart(f, mapping) for f in e.factors]
+        factors = [rename(f, mapping) for f in e.factors]  # at once: a swap cannot collide
         out = tuple(sorted(e.out))
         return Product(e.coeff, tuple(_pretty(f, used) for f in factors), out)
     raise TypeError(e)  # pragma: no cover
@@ -926,14 +1086,6 @@ def _pretty_unsummed(p: Product, ordered: tuple[Expr, ...], used: set[Index]) ->
     if factors is p.factors and out == p.out:
         return p
     return Product(p.coeff, factors, out)
-
-
-def _rename_apart(f: Expr, mapping: Mapping[Index, Index]) -> Expr:
-    """Rename through fresh intermediate names, so a swap (a <-> b) cannot collide."""
-    from .ir import fresh_index
-    temp = {k: fresh_index() for k in mapping}
-    step = rename(f, temp)
-    return rename(step, {temp[k]: v for k, v in mapping.items()})
 
 
 _RULES: dict[type, Callable[..., Expr]] = {

@@ -1,0 +1,146 @@
+"""The shortcuts of the canonical order (einderiv/simplify.py) give what the full
+ranking gives.
+
+1. A product's *layout* (its factor order and the numbering of its summed labels,
+   found once with placeholders for the names of its free labels) keys it, under
+   every naming, exactly as :func:`_order_factors` ranks and numbers it.
+2. A factor's *head* is the start of its rank (flags, then the beginning of its
+   key's repr), so factors with different heads are ordered without keys.
+3. Where a factor has fewer than two labels of the enclosing product's summed set,
+   the order of its terms and factors does not change the numbering.
+4. ``rename`` and ``merge_scalar_powers`` return a node they leave unchanged (and what
+   is memoised on it).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from strategies import Generated, expressions
+
+import einderiv
+from einderiv.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
+                         rename, walk)
+from einderiv.simplify import (_SLOT, _head, _indices_in_order, _laid_out, _layout,
+                               _order_factors, _rank_flags, _sort_key, canonical_key,
+                               canonical_order, merge_scalar_powers)
+
+PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
+                    max_examples=150,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+#: Tokens the orderings give free labels: blind, numbered, coloured, marked, own names.
+TOKENS = ["#?", "#0", "#1", "#", "*", "@0", "a", "z"]
+
+
+def _nodes(g: Generated) -> list:
+    """Every node of the parsed expression and of its derivative by each variable."""
+    e = einderiv.parse(g.text)
+    roots = [e] + [einderiv.diff(e, v) for v in sorted(e.variables)[:2]]
+    return [n for r in roots for n in walk(r)]
+
+
+def _namings(labels: tuple[str, ...]) -> list[dict[str, str]]:
+    """A few namings of ``labels``: their own names, all blind, and mixed tokens."""
+    cycles = [dict(zip(labels, itertools.islice(itertools.cycle(TOKENS[k:] + TOKENS[:k]),
+                                                len(labels)))) for k in range(len(TOKENS))]
+    return [{i: i for i in labels}, dict.fromkeys(labels, "#?")] + cycles
+
+
+#: Hand-picked: symmetric squares, nested products and sums over several summed labels.
+TEXTS = [
+    "(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])",
+    "(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])",
+    "A[i,j]*exp(B[i,k]*C[k,j] + D[j,i])*x[i]*y[j]",
+    "x[i]*A[i,j]*(A[j,k]*x[k]*z[i] + sin(B[k,j]*x[k]*x[i]))",
+    "sigmoid(-y[a]*X[a,b]*theta[b])*log(1 + exp(X[a,c]*theta[c]*y[a]))",
+]
+
+
+def _texts_and_derivatives() -> list:
+    """The nodes of :data:`TEXTS` and of their derivatives."""
+    return [n for t in TEXTS for n in _nodes(Generated(t, frozenset(), True))]
+
+
+def _check_layouts(nodes: list) -> None:
+    for p in nodes:
+        if not isinstance(p, Product) or _layout(p) is None:
+            continue
+        for naming in _namings(p.out):
+            assert _laid_out(_layout(p), naming) == _order_factors(p.factors, naming), p
+
+
+@PROPERTY
+@given(g=expressions(smooth=False))
+def test_layout_keys_products_as_the_full_ranking_does(g: Generated) -> None:
+    _check_layouts(_nodes(g))
+
+
+def test_layout_of_chosen_expressions() -> None:
+    _check_layouts(_texts_and_derivatives())
+
+
+@PROPERTY
+@given(g=expressions(smooth=False))
+def test_head_begins_every_rank(g: Generated) -> None:
+    for f in _nodes(g):
+        flags, start = _head(f)[:3], _head(f)[3]
+        assert flags == _rank_flags(f)
+        assert _SLOT not in start
+        for naming in _namings(f.free):
+            assert _sort_key(canonical_key(f, naming)).startswith(start), f
+
+
+def _sorted_order(f, blind: frozenset) -> list[str]:
+    """The labels of ``blind`` free in ``f`` in order of first appearance, its terms and
+    factors always sorted (what :func:`_indices_in_order` did for every ``f``)."""
+    if isinstance(f, (Func, Pow)):
+        return _sorted_order(f.arg if isinstance(f, Func) else f.base, blind)
+    if not isinstance(f, (Product, Sum)):  # an atom, inv, det
+        return [i for i in dict.fromkeys(factor_indices(f)) if i in blind]
+    naming = {i: "#?" for i in blind & set(f.free)}
+    if isinstance(f, Sum):
+        parts = sorted(f.terms, key=lambda t: _sort_key(canonical_key(t, naming)))
+    else:
+        parts = canonical_order(f, naming)[1] if naming else f.factors
+    seen = [i for t in parts for i in _sorted_order(t, blind) if i in set(f.free)]
+    return list(dict.fromkeys(seen))
+
+
+def _check_summed_order(nodes: list) -> None:
+    for p in nodes:
+        if not isinstance(p, Product):
+            continue
+        blind = frozenset(bound_indices(p))
+        for f in p.factors:
+            fast = [i for i in dict.fromkeys(_indices_in_order(f, blind)) if i in blind]
+            assert fast == _sorted_order(f, blind), f
+
+
+@PROPERTY
+@given(g=expressions(smooth=False))
+def test_order_of_summed_labels_needs_no_sort_below_two(g: Generated) -> None:
+    _check_summed_order(_nodes(g))
+
+
+def test_order_of_summed_labels_in_chosen_expressions() -> None:
+    _check_summed_order(_texts_and_derivatives())
+
+
+def test_rename_keeps_untouched_nodes() -> None:
+    e = einderiv.parse("tanh(W[i,j]*x[j])*y[k]")
+    assert rename(e, {"q": "r"}) is e
+    f = next(n for n in walk(e) if isinstance(n, Tensor) and n.name == "y")
+    assert rename(f, {"i": "m"}) is f
+    assert rename(f, {"k": "m"}) == Tensor("y", ("m",))
+    g = next(n for n in walk(e) if isinstance(n, Func))
+    assert rename(g, {"k": "m"}) is g
+    assert str(rename(g, {"i": "m"})) == "tanh(W[m,a]*x[a])"
+
+
+def test_merge_scalar_powers_keeps_an_unchanged_product() -> None:
+    p = einderiv.parse("A[i,k]*B[k,j]", simplify=False)
+    assert isinstance(p, Product) and merge_scalar_powers(p) is p
+    merged = merge_scalar_powers(einderiv.parse("n*n*x[i]", simplify=False))
+    assert merged != p and str(merged) == "x[i]*n**2"
