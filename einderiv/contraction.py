@@ -14,6 +14,7 @@ does not are summed in that operand first.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -154,26 +155,24 @@ def _split_plan(operands: tuple, local: list, out: tuple[Index, ...],
     groups = _linked_groups(operands, out)
     if len(groups) < 2:
         return None
+    own = [tuple(i for i in out if any(i in operands[k][1] for k in g)) for g in groups]
+    symmetric = [symmetric_plan(tuple(operands[k] for k in g), labels, sizes, transpose=False)
+                 if len(g) > 1 else None for g, labels in zip(groups, own)]
+    if not any(symmetric):
+        return None
     parts: list[tuple[int, Callable[..., Any], list[int], tuple[Index, ...]]] = []
     flops = largest = 0
-    found = False
-    for group in groups:
-        ops = tuple(operands[k] for k in group)
-        labels = tuple(i for i in out if any(i in lab for _, lab in ops))
-        symmetric = symmetric_plan(ops, labels, sizes, transpose=False) \
-            if len(group) > 1 else None
-        if symmetric is not None:  # in its own axis order: one transposed view at the end
-            found = True
-            plan, cost, widest, labels = symmetric, symmetric.flops, 0, symmetric.labels
+    for group, labels, sym in zip(groups, own, symmetric):
+        if sym is not None:  # in its own axis order: one transposed view at the end
+            plan, cost, widest, labels = sym, sym.flops, 0, sym.labels
         else:
-            _, plan, cost, widest = _plan_product(ops, [local[k] for k in group], labels,
+            _, plan, cost, widest = _plan_product(tuple(operands[k] for k in group),
+                                                  [local[k] for k in group], labels,
                                                   sizes, optimize, "numpy")
         size = math.prod(sizes[i] for i in labels)
         parts.append((size, plan, group, labels))
         flops += cost + math.prod(sizes[i] for i in out)
         largest = max(largest, widest, size)
-    if not found:
-        return None
     parts.sort(key=lambda p: -p[0])  # largest first: it takes the products in place
     combine = _pairwise_plan(tuple((None, labels) for *_, labels in parts), out,
                              [(0, 1)] * (len(parts) - 1), sizes, made=True)
@@ -316,9 +315,10 @@ def _pre_summed(planned: Callable[..., Any], lonely: Mapping[int, tuple[int, ...
     run.scale_after = getattr(planned, "scale_after", False)  # type: ignore[attr-defined]
     inner = getattr(planned, "template", None)
     if inner is not None and "{f}" not in inner:  # sum(y) * p as one expression
+        n = 1 + max(map(int, re.findall(r"\{(\d+)\}", inner)))
         run.template = inner.format(*(  # type: ignore[attr-defined]
             f"{{{k}}}.sum(axis={lonely[k]!r})" if k in lonely else f"{{{k}}}"
-            for k in range(inner.count("{"))))
+            for k in range(n)))
     return run
 
 

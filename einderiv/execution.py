@@ -80,7 +80,8 @@ _POWERS = {2.0: "{0} * {0}", -1.0: "1.0 / {0}", 0.5: "{f}({0})"}
 def _call_template(plan: Any, n: int) -> str:
     """How a plan with ``n`` operands reads in a straight-line function: its own
     ``template`` (a matrix product: ``{0}.T @ {1}``) or a call."""
-    return getattr(plan, "template", None) or "{f}(" + ", ".join(f"{{{j}}}" for j in range(n)) + ")"
+    call = "{f}(" + ", ".join(f"{{{j}}}" for j in range(n)) + ")"
+    return getattr(plan, "template", None) or call
 
 
 def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Callable[..., Any]:

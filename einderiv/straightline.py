@@ -82,9 +82,8 @@ def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
         if dropped:
             body.append(" = ".join(dropped) + " = None")
     body.append(f"r = {ref(output)}")
-    alias = " or ".join(f"r is {p}" for p in params)
-    body.append("if type(r) is not ndarray or r.base is not None" + (f" or {alias}" if alias else "")
-                + ":")
+    alias = "".join(f" or r is {p}" for p in params)
+    body.append(f"if type(r) is not ndarray or r.base is not None{alias}:")
     body.append(f"    r = unaliased(r, ({''.join(p + ', ' for p in params)}))")
     body.append("return r")
     source = f"def run({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
