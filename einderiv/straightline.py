@@ -97,15 +97,16 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
           general: Callable[[dict], Any]) -> Callable[[dict], Any]:
     """``call(arrays)``: the straight-line function of the plan for the arrays' shapes
     (looked up in ``runs``, shapes in the order of ``names``) where every input is a
-    numpy array of floats, or a Python float for a name in ``scalars`` (made a 0-d
-    array, as the general way does); ``general(arrays)`` otherwise (conversions,
+    numpy array of floats, or a Python float or int for a name in ``scalars`` (made a
+    0-d float64 array, as the general way does); ``general(arrays)`` otherwise (conversions,
     missing names, a first call with new shapes, errors)."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
         lines += ["    except KeyError:", "        return general(arrays)"]
-    lines += [f"    if type({p}) is float:\n        {p} = asarray({p})"
+    lines += [f"    if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
+              f"        {p} = asarray({p}, FLOAT64)"
               for n, p in zip(names, params) if n in scalars]
     if params:
         checks = " and ".join(f"type({p}) is ndarray" for p in params) + " and " + \
@@ -118,6 +119,7 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
         lines += ["    run = runs.get(())", "    if run is not None:", "        return run()"]
     lines.append("    return general(arrays)")
     namespace: dict[str, Any] = {"runs": runs, "general": general, "ndarray": np.ndarray,
-                                 "asarray": np.asarray}
+                                 "asarray": np.asarray, "FLOAT64": np.dtype(np.float64),
+                                 "BIG": 2**63}  # an int beyond int64 goes the general way
     exec(compile("\n".join(lines) + "\n", "<einderiv entry>", "exec"), namespace)  # noqa: S102
     return namespace["call"]

@@ -61,7 +61,7 @@ def test_generated_code_calls_blas_directly():
 
 
 def test_inputs_the_fast_path_does_not_take_go_the_general_way():
-    """Python floats for scalars are taken as 0-d arrays; integer arrays and lists
+    """Python floats and ints for scalars are taken as 0-d arrays; integer arrays and lists
     are converted; extra names are ignored; a missing name, a wrong rank and new
     shapes get the general path's answer (an error or a new plan)."""
     g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
@@ -69,6 +69,9 @@ def test_inputs_the_fast_path_does_not_take_go_the_general_way():
     X, th, Y = RNG.normal(size=(4, 3)), RNG.normal(size=3), RNG.normal(size=4)
     want = 2 / 4 * X.T @ (X @ th - Y)
     np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=4.0), want, rtol=1e-12)
+    np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=4), want, rtol=1e-12)
+    with pytest.raises(EvaluationError, match="'n' must be numeric"):
+        f(X=X, theta=th, Y=Y, n=10**30)  # beyond int64: refused as the general way does
     np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=np.array(4.0), extra="ignored"), want,
                                rtol=1e-12)
     Xi = RNG.integers(-3, 4, size=(4, 3))
