@@ -533,6 +533,33 @@ def test_symbolic_sizes_are_checked() -> None:
         parse_matrix("X^T theta", shapes)
 
 
+@pytest.mark.parametrize("text, broadcast", [
+    ("(X*theta - Y)'*X*theta - Y/n", "Y"),   # benchmarks/fuzz.py --seed 7 found it
+    ("(X*theta - Y)'*X*theta - Z/n", "Z"),   # ones as long as Z: 5, apart from 4 and 3
+])
+def test_outer_product_with_ones_sized_only_by_shapes(text: str, broadcast: str) -> None:
+    """A scalar minus a vector, differentiated: the Jacobian is g ones^T, with ones as
+    long as the broadcast vector. It prints (and evaluates) as such; like a lone I or
+    ones, the text has no length for ones, so parse_matrix reads it back once shapes
+    give one (docs/matrix.md, Round trip) and says so otherwise."""
+    shapes = {"X": (4, 3), "theta": (3,), "Y": (4,), "Z": (5,), "n": ()}
+    rng = np.random.default_rng(11)
+    v = {k: rng.normal(size=s) for k, s in shapes.items()}
+    v["n"] = np.array(2.5)
+    d = einderiv.diff(parse_matrix(text, shapes), "theta", shapes)
+    X, theta, Y = v["X"], v["theta"], v["Y"]
+    grad = X.T @ (X @ theta - Y) + X.T @ (X @ theta)   # of (X theta - Y)^T X theta
+    expected = np.outer(grad, np.ones(len(v[broadcast])))
+    m = d.to_matrix()
+    assert str(m) == "X^T (X theta + X theta - Y) ones^T"
+    np.testing.assert_allclose(d.evaluate(**v), expected, rtol=1e-10)
+    np.testing.assert_allclose(m.evaluate(**v), expected, rtol=1e-10)
+    with pytest.raises(ShapeError, match="cannot tell the size of ones"):
+        parse_matrix(str(m), shapes)
+    back = parse_matrix(str(m), {**shapes, "ones": len(v[broadcast])})
+    np.testing.assert_allclose(back.evaluate(**v), expected, rtol=1e-10)
+
+
 # ===================================================== property: round trips
 
 
