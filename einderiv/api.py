@@ -13,7 +13,7 @@ from .diff import derivative
 from .einstein import build, check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, LimitError, ParseError
 from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, bound_indices,
-                 fresh_index, iter_tensors, outer_origins, rename, visible_indices)
+                 fresh_names, iter_tensors, outer_origins, rename, visible_indices)
 from .simplify import simplify as _simplify
 
 __all__ = ["parse", "diff", "jvp", "hvp", "with_axes", "guard_recursion"]
@@ -107,7 +107,7 @@ def _rebind(e: Expr) -> Expr:
     """``e`` with every summed or closed-scope index renamed to a fresh internal name,
     so new derivative indices cannot collide with them."""
     if isinstance(e, Product):
-        mapping = {b: fresh_index() for b in bound_indices(e)}
+        mapping = fresh_names(bound_indices(e))
         factors = tuple(_rebind(rename(f, mapping)) for f in e.factors)
         return Product(e.coeff, factors, e.out)
     if isinstance(e, Sum):
@@ -117,7 +117,7 @@ def _rebind(e: Expr) -> Expr:
     if isinstance(e, Pow):
         return Pow(_rebind(e.base), _rebind(e.exponent))
     if isinstance(e, (Inv, Det, LogDet)):
-        arg = rename(e.arg, {i: fresh_index() for i in e.arg.free})
+        arg = rename(e.arg, fresh_names(e.arg.free))
         arg = _rebind(arg)
         return Inv(arg, e.indices) if isinstance(e, Inv) else type(e)(arg)
     return e

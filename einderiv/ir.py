@@ -23,7 +23,7 @@ import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -33,7 +33,7 @@ SizeHint = Union[int, str, tuple[str, int], None]
 
 __all__ = [
     "Expr", "Tensor", "Delta", "Func", "Pow", "Inv", "Det", "LogDet", "Product", "Sum",
-    "number", "zero", "const_value", "fresh_index",
+    "number", "zero", "const_value", "fresh_index", "fresh_names",
 ]
 
 _fresh_counter = itertools.count()
@@ -43,6 +43,14 @@ def fresh_index() -> Index:
     """A new internal index name. Internal names start with ``_`` and are renamed
     to readable letters by :func:`einderiv.simplify.canonicalize` before printing."""
     return f"_{next(_fresh_counter)}"
+
+
+def fresh_names(labels: Iterable[Index]) -> dict[Index, Index]:
+    """A new internal name (:func:`fresh_index`) for each of ``labels``, handed out in
+    sorted order: ``labels`` is often a set, whose order varies between processes (string
+    hashes are salted, see ``PYTHONHASHSEED``), and the new names decide how ties are
+    broken downstream, so handing them out in set order made the printed form vary."""
+    return {b: fresh_index() for b in sorted(labels)}
 
 
 @contextmanager
@@ -564,8 +572,7 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
         targets = set(local.values())
         clash = bound_indices(e) & targets
         full = dict(local)
-        for b in clash:
-            full[b] = fresh_index()
+        full.update(fresh_names(clash))
         factors = tuple(rename(f, full) for f in e.factors)
         return Product(e.coeff, factors, tuple(dict.fromkeys(full.get(i, i) for i in e.out)))
     if isinstance(e, Sum):
@@ -583,5 +590,5 @@ def freshen_bound(p: Product, avoid: set[Index]) -> Product:
     clash = bound_indices(p) & avoid
     if not clash:
         return p
-    mapping = {b: fresh_index() for b in clash}
+    mapping = fresh_names(clash)
     return Product(p.coeff, tuple(rename(f, mapping) for f in p.factors), p.out)
