@@ -78,9 +78,13 @@ class SymmetricProduct:
         n_rows, n_summed = math.prod(self.rows), math.prod(self.summed)
         m = _product(ops, self.half).reshape(n_rows, n_summed)
         w = _product(ops, self.weights)
-        if w is not None:
-            w = np.broadcast_to(w, self.summed).reshape(n_summed)
-        result = weighted_gram(m, w).reshape(self.rows + self.rows)
+        if w is not None and w.shape != self.summed:  # broadcast_to costs ~10 us: only if needed
+            w = np.broadcast_to(w, self.summed)
+        if w is not None and w.ndim != 1:
+            w = w.reshape(n_summed)
+        result = weighted_gram(m, w)
+        if len(self.rows) != 1:
+            result = result.reshape(self.rows + self.rows)
         if self.perm is not None:
             result = result.transpose(self.perm)
         for k in self.scalars:
@@ -146,6 +150,9 @@ def symmetric_plan(operands: tuple, out: tuple[Index, ...], sizes: Mapping[Index
         (k, labels.index(i)) for k, (_, labels) in enumerate(operands) if i in labels)))
     natural = rows + tuple(sigma[i] for i in rows)
     perm = tuple(natural.index(i) for i in out)
+    k = len(rows)
+    if perm == tuple(range(k, 2 * k)) + tuple(range(k)):
+        perm = tuple(range(2 * k))  # F2 then F1: the Gram matrix is its own transpose
     transpose = transpose and perm != tuple(range(len(perm)))
     return SymmetricProduct(
         [_prepare(k, operands[k][1], rows + s_order, sizes) for k in half],

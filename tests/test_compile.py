@@ -171,6 +171,11 @@ RNG_V = RNG.normal(size=3)
     # one half of two factors, weights along the summed index, a vector beside it
     ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b]*u[b]*t[f] -> [g,i,f,h]", "hb,ib,bf,bg,b,b,f->gifh", 1),
     ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b] -> [h,f,i,g]", "hb,ib,bf,bg,b->hfig", 1),  # w of both signs
+    # the second half's indices first: the Gram matrix is its own transpose (no copy);
+    # mixed orders: transposed
+    ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b]*u[b] -> [i,g,h,f]", "hb,ib,bf,bg,b,b->ighf", 1),
+    ("X[h,b]*X[i,b]*D[b,f]*D[b,g]*u[b]*u[b] -> [i,f,h,g]", "hb,ib,bf,bg,b,b->ifhg", 1),
+    ("D[b,f]*D[b,g]*u[b]*u[b] -> [g,f]", "bf,bg,b,b->gf", 1),
     # the same tensor twice that is no pair of halves: three times, indices kept or
     # summed apart, an index summed in one occurrence only (summed first: another array)
     ("W[a,f]*W[a,g]*W[a,e] -> [e,f,g]", "af,ag,ae->efg", 1),
