@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import opt_einsum as oe
 
 from .compile import CompiledExpr, compile_expr
@@ -73,6 +74,10 @@ class _Dialect:
     lse: str = ""               # a library log-sum-exp over {axes}, or "" (by hand)
     softmax: str = ""           # a library softmax over {axes}, or "" (by hand)
     place: str = ""             # a value moved to the inputs' device before a broadcast
+    # intermediates in the axis order their contraction gives them (no transposes to
+    # the plan's canonical order, which costs a copy where views are not free), and
+    # products pairwise, element-wise pairs as ``*``, when the path is known
+    natural: bool = False
 
 
 _NUMPY_PROMOTE = ("a = {xp}.asarray(a)",
@@ -91,7 +96,8 @@ _DIALECTS: dict[str, _Dialect] = {
         "import jax.numpy as {xp}", "jnp", "{xp}.einsum", "list", "strategy", "dtype={dtype}",
         "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "at", "",
         ("a = {xp}.asarray(a)",
-         "return a if {xp}.issubdtype(a.dtype, {xp}.inexact) else a.astype({xp}.result_type(float))")),
+         "return a if {xp}.issubdtype(a.dtype, {xp}.inexact) else a.astype({xp}.result_type(float))"),
+        natural=True),
     "torch": _Dialect(
         "import torch as {xp}", "torch", "{xp}.einsum", "pairwise", "",
         "dtype={dtype}, device={device}", "{xp}.tensor({c}, dtype={dtype}, device={device})",
@@ -102,7 +108,7 @@ _DIALECTS: dict[str, _Dialect] = {
          "return a if a.is_floating_point() or a.is_complex() else a.to({xp}.float64)"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
-        place="{x}.to({device})"),  # a number argument is a CPU tensor
+        place="{x}.to({device})", natural=True),  # a number argument is a CPU tensor
 }
 
 
@@ -133,10 +139,12 @@ def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | Non
 class ExportedExpr:
     """``expr`` exported as code of another array library (:func:`to_python`) and
     loaded, called like a :class:`~einderiv.compile.CompiledExpr`: ``f(**arrays)``,
-    arrays of that library in and out. ``Expr.compile(backend="jax")`` runs the code
-    under ``jax.jit`` (traced once per input shape, then XLA runs it),
-    ``backend="torch"`` runs it eagerly; the library must be installed. No memory
-    check is made: the library reports an allocation that fails."""
+    arrays of that library in and out. The code is written once per input shape, with
+    that shape's contraction paths (products pairwise, intermediates in the axis order
+    their contraction gives); ``Expr.compile(backend="jax")`` runs it under
+    ``jax.jit`` (XLA compiles it once per shape), ``backend="torch"`` eagerly. The
+    library must be installed. ``source``: the code for any shape. No memory check is
+    made: the library reports an allocation that fails."""
 
     def __init__(self, expr: Expr, backend: str, shapes: Mapping[str, Any] | None = None):
         if importlib.util.find_spec(backend) is None:
@@ -144,14 +152,8 @@ class ExportedExpr:
                                 f"(pip install {backend})")
         writer = _writer(expr, "f", backend, shapes)
         self.expr, self.backend, self.source = expr, backend, writer.source()
-        namespace: dict[str, Any] = {}
-        exec(compile(self.source, "<einderiv export>", "exec"), namespace)  # noqa: S102
-        fn = namespace["f"]
-        if backend == "jax":
-            import jax
-            fn = jax.jit(fn)
-        self._fn = fn
         self._params = [(p, writer.py[p]) for p in writer.params]
+        self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
 
     def __repr__(self) -> str:
         return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
@@ -161,7 +163,22 @@ class ExportedExpr:
         if missing:
             raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; the "
                                   f"expression uses {', '.join(p for p, _ in self._params)}")
-        return self._fn(**{py: arrays[p] for p, py in self._params})
+        shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
+        fn = self._fns.get(shapes)
+        if fn is None:
+            fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
+        return fn(**{py: arrays[p] for p, py in self._params})
+
+    def _load(self, shapes: Mapping[str, tuple]) -> Any:
+        """The function written for these input shapes (ShapeError where they do not fit)."""
+        source = _writer(self.expr, "f", self.backend, shapes).source()
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<einderiv export>", "exec"), namespace)  # noqa: S102
+        fn = namespace["f"]
+        if self.backend == "jax":
+            import jax
+            fn = jax.jit(fn)
+        return fn
 
 
 def _num(x: float) -> str:
@@ -206,6 +223,9 @@ class _Writer:
         self.alias: dict[int, bool] = {}   # may share memory with an input
         self.view: dict[int, bool] = {}    # a read-only broadcast view
         self.lines: list[str] = []
+        # natural dialects: slot -> the plan's axis at each axis of its variable
+        self.perm: dict[int, tuple[int, ...]] = {}
+        self.canon: dict[int, str] = {}    # slot -> its variable in the plan's order
         self.needs_oe = backend == "opt_einsum"
         self.needs_dtype = False
         self.rank = self._ranks()
@@ -348,9 +368,11 @@ class _Writer:
                 taken.add(lab)
 
     def int_shape(self, slot: int) -> tuple[int, ...] | None:
+        """The shape of ``slot``'s variable where the given shapes fix it (else None)."""
         if self.rank[slot] is None:
             return None
         dims = [self.value.get(self._find((slot, ax))) for ax in range(self.rank[slot] or 0)]
+        dims = [dims[p] for p in self.perm.get(slot, range(len(dims)))]
         return tuple(dims) if all(isinstance(d, int) for d in dims) else None  # type: ignore
 
     def dim_text(self, key: tuple) -> str:
@@ -374,7 +396,8 @@ class _Writer:
         if ref[0] == "input":
             return f"{self.py[ref[1]]}.shape[{ref[2]}]"
         if ref[0] == "slot":
-            return f"{self.var[ref[1]]}.shape[{ref[2]}]"
+            perm = self.perm.get(ref[1])
+            return f"{self.var[ref[1]]}.shape[{ref[2] if perm is None else perm.index(ref[2])}]"
         if ref[0] == "int":
             return str(int(ref[1]))
         raise EinderivError(
@@ -403,28 +426,75 @@ class _Writer:
             x += "[" + ", ".join(":" if i in have else "None" for i in want) + "]"
         return x
 
+    # ------------------------------------------------------------ axis orders
+    def labels(self, slot: int, labels: tuple[Index, ...]) -> tuple[Index, ...]:
+        """The labels of the axes of ``slot``'s variable, given ``labels`` naming them
+        in the plan's order (which a natural dialect may have permuted)."""
+        perm = self.perm.get(slot)
+        return labels if perm is None else tuple(labels[p] for p in perm)
+
+    def canonical(self, slot: int) -> str:
+        """``slot``'s variable with its axes in the plan's order, for the steps that
+        read axes by position (and the result): one transpose, written once."""
+        perm = self.perm.get(slot)
+        if perm is None:
+            return self.var[slot]
+        if slot not in self.canon:
+            name = self.temp()
+            back = tuple(perm.index(ax) for ax in range(len(perm)))
+            self.line(f"{name} = {self.transposed(self.var[slot], back)}")
+            self.canon[slot] = name
+        return self.canon[slot]
+
+    def inherit(self, k: int, arg: int) -> None:
+        """An element-wise step: ``k``'s axes are in the order of ``arg``'s."""
+        if arg in self.perm:
+            self.perm[k] = self.perm[arg]
+
+    def settle(self, k: int, out: tuple[Index, ...], actual: tuple[Index, ...]) -> None:
+        """Step ``k`` (axes ``out`` in the plan) was written with the axes ``actual``."""
+        if actual != out:
+            self.perm[k] = tuple(out.index(i) for i in actual)
+
+    def free_order(self, k: int) -> bool:
+        """May step ``k`` leave its axes in the order its computation gives them?"""
+        return self.d.natural and k != self.compiled.program.output
+
     # ------------------------------------------------------------------ steps
     def step_input(self, k: int, name: str) -> None:
         self.var[k], self.alias[k], self.view[k] = self.py[name], True, False
 
     def step_einsum(self, k: int, coeff: float, operands: tuple, out: tuple, _names) -> None:
         scalars = [self.var[s] for s, labels in operands if not labels]
-        rest = [(s, labels) for s, labels in operands if labels]
+        rest = [(s, self.labels(s, labels)) for s, labels in operands if labels]
         factors = ([_num(coeff)] if coeff not in (1.0, -1.0) else []) + scalars
         sign = "-" if coeff == -1.0 else ""
-        alias = False
+        alias = view = False
+        free, actual = self.free_order(k), out
         if not rest:
             value = " * ".join(factors or ["1.0"])
-        elif len(rest) == 1 and rest[0][1] == out:
-            value = " * ".join(factors + [self.var[rest[0][0]]])
+        elif len(rest) == 1 and (rest[0][1] == out or free and len(rest[0][1]) == len(out)
+                                 and set(rest[0][1]) == set(out)):
+            value, actual = " * ".join(factors + [self.var[rest[0][0]]]), rest[0][1]
+            alias = view = not factors and not sign  # the variable itself
         else:
-            value = self.contraction(rest, out, path_strategy("auto", len(operands)))
-            alias = not factors and not sign and len(rest) == 1 and self.alias[rest[0][0]]
+            value, actual = self.contraction(rest, out, path_strategy("auto", len(operands)),
+                                             free)
+            alias = not factors and not sign and len(rest) == 1
             if factors:  # (a single-operand einsum may be a view of its operand)
                 value = " * ".join(factors) + " * " + value
-        self.assign(k, sign + value, alias=alias)
+        if alias:
+            view = view and self.view[rest[0][0]]
+            alias = self.alias[rest[0][0]]
+        self.assign(k, sign + value, alias=alias, view=view)
+        self.settle(k, out, actual)
 
-    def contraction(self, rest: list, out: tuple[Index, ...], strategy: Any) -> str:
+    def contraction(self, rest: list, out: tuple[Index, ...], strategy: Any,
+                    free: bool = False) -> tuple[str, tuple[Index, ...]]:
+        """The product of ``rest`` (``(slot, labels)`` each) and the axes of its value:
+        ``out``, or with ``free`` the order the contraction gives."""
+        if free:  # one call: the result's axes in the order the operands bring them
+            out = tuple(dict.fromkeys(i for _, labels in rest for i in labels if i in out))
         shapes = [self.int_shape(s) for s, _ in rest]
         known = all(sh is not None for sh in shapes)
         path = None
@@ -444,31 +514,49 @@ class _Writer:
         if letters > MAX_LETTERS and self.backend != "opt_einsum":
             self.needs_oe = True  # opt_einsum maps the labels to letters the backend takes
             where = "" if self.backend == "numpy" else f', backend="{self.backend}"'
-            return f'{self.oe}.contract("{spec}", {args}{given}{where})'
+            return f'{self.oe}.contract("{spec}", {args}{given}{where})', out
         call = self.d.einsum.format(xp=self.xp, oe=self.oe) + f'("{spec}", {args}'
         if len(rest) == 1:
-            return call + ")"
+            return call + ")", out
+        if path and (self.d.natural or self.d.path == "pairwise" and len(rest) > 2):
+            return self.pairwise(rest, out, path, free)
         if self.d.path == "einsum_path":
             steps = ", ".join(map(repr, path or ()))
-            return call + (f', optimize=["einsum_path", {steps}])' if path else ", optimize=True)")
+            return call + (f', optimize=["einsum_path", {steps}])' if path else
+                           ", optimize=True)"), out
         if self.d.path == "pairwise":  # torch.einsum takes no path: one call per pair
-            return self.pairwise(rest, out, path) if path and len(rest) > 2 else call + ")"
-        return call + (given if path or self.d.searched == "strategy" else "") + ")"
+            return call + ")", out
+        return call + (given if path or self.d.searched == "strategy" else "") + ")", out
 
-    def pairwise(self, rest: list, out: tuple[Index, ...], path: list) -> str:
+    def pairwise(self, rest: list, out: tuple[Index, ...], path: list,
+                 free: bool = False) -> tuple[str, tuple[Index, ...]]:
+        """The product of ``rest`` one pair at a time along ``path``; on a natural
+        dialect each pair's axes in the order a matrix product gives them (shared kept
+        axes, then the first's, then the second's) and element-wise pairs as ``*``."""
         ops = [(self.var[s], labels) for s, labels in rest]
         for n, pair in enumerate(path):
-            picked = [ops.pop(j) for j in sorted(pair, reverse=True)]
-            if n == len(path) - 1:
+            picked = [ops[j] for j in sorted(pair)]  # in the order of the product
+            for j in sorted(pair, reverse=True):
+                ops.pop(j)
+            last = n == len(path) - 1
+            keep = set(out) | (set() if last else {i for _, labels in ops for i in labels})
+            lx, ly = picked[0][1], picked[-1][1] if len(picked) == 2 else ()
+            new = tuple(i for i in dict.fromkeys(lx) if i in ly and i in keep) + \
+                tuple(i for i in dict.fromkeys(lx + ly) if i in keep and not (i in lx and i in ly))
+            if not self.d.natural:
+                new = tuple(dict.fromkeys(i for i in lx + ly if i in keep))
+            if last and not free:
                 new = out
-            else:
-                keep = set(out) | {i for _, labels in ops for i in labels}
-                new = tuple(dict.fromkeys(i for _, lab in picked for i in lab if i in keep))
-            spec, _ = _spec(picked, new)
-            call = self.d.einsum.format(xp=self.xp) + \
-                f'("{spec}", {", ".join(v for v, _ in picked)})'
-            if n == len(path) - 1:
-                return call
+            if self.d.natural and len(picked) == 2 and set(new) == set(lx) | set(ly) and \
+                    len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
+                (x, _), (y, _) = picked
+                call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
+            else:  # a contraction of two, or a sum over axes of one
+                spec, _ = _spec(picked, new)
+                call = self.d.einsum.format(xp=self.xp) + \
+                    f'("{spec}", {", ".join(v for v, _ in picked)})'
+            if last:
+                return call, new
             name = self.temp()
             self.line(f"{name} = {call}")
             ops.append((name, new))
@@ -476,6 +564,7 @@ class _Writer:
 
     def step_func(self, k: int, name: str, arg: int) -> None:
         self.assign(k, FUNCTIONS[name].source(self.backend, self.xp, self.var[arg]))
+        self.inherit(k, arg)
 
     def step_pow(self, k: int, base: int, p: float) -> None:
         b = self.var[base]
@@ -490,19 +579,26 @@ class _Writer:
         else:
             value = f"{b} ** {_num(p)}" if p >= 0 else f"{b} ** ({_num(p)})"
         self.assign(k, value)
+        self.inherit(k, base)
 
     def step_powslot(self, k: int, base: int, exponent: int) -> None:
-        self.assign(k, f"{self.var[base]} ** {self.var[exponent]}")
+        if self.rank[exponent] == 0:
+            self.assign(k, f"{self.var[base]} ** {self.var[exponent]}")
+            self.inherit(k, base)
+        else:
+            self.assign(k, f"{self.canonical(base)} ** {self.canonical(exponent)}")
 
     def step_transpose(self, k: int, arg: int, perm: tuple[int, ...]) -> None:
-        self.assign(k, self.transposed(self.var[arg], perm), alias=self.alias[arg],
-                    view=self.view[arg])
+        have = self.perm.get(arg, tuple(range(len(perm))))  # one transpose, not two
+        self.assign(k, self.transposed(self.var[arg], tuple(have.index(p) for p in perm)),
+                    alias=self.alias[arg], view=self.view[arg])
 
     def step_scale(self, k: int, arg: int, c: float) -> None:
         self.assign(k, f"-{self.var[arg]}" if c == -1.0 else f"{_num(c)} * {self.var[arg]}")
+        self.inherit(k, arg)
 
     def step_logsumexp(self, k: int, arg: int, axes: tuple[int, ...], c: float) -> None:
-        u, xp = self.var[arg], self.xp
+        u, xp = self.canonical(arg), self.xp
         shift = f" + {_num(math.log(c))}  # log({_num(c)})" if c != 1.0 else ""
         if not axes:
             self.assign(k, f"{xp}.log({_num(c)} * {xp}.exp({u}))")
@@ -516,7 +612,7 @@ class _Writer:
                            f"{xp}.squeeze({m}, axis={axes})" + shift)
 
     def step_softmax(self, k: int, arg: int, axes: tuple[int, ...]) -> None:
-        u, xp = self.var[arg], self.xp
+        u, xp = self.canonical(arg), self.xp
         if self.d.softmax:
             self.assign(k, self.d.softmax.format(xp=xp, u=u, axes=axes))
             return
@@ -527,8 +623,8 @@ class _Writer:
         self.assign(k, f"{e} / {xp}.sum({e}, axis={axes}, keepdims=True)  # softmax")
 
     def step_solve(self, k: int, m: int, rhs: int, transposed: bool) -> None:
-        a = self.var[m] + (".T" if transposed else "")
-        b = self.var[rhs]
+        a = self.canonical(m) + (".T" if transposed else "")
+        b = self.canonical(rhs)
         if (self.rank[rhs] or 0) <= 2:
             self.assign(k, f"{self.xp}.linalg.solve({a}, {b})")
         else:  # the trailing axes as columns
@@ -536,13 +632,13 @@ class _Writer:
                            f".reshape({b}.shape)")
 
     def step_inv(self, k: int, arg: int) -> None:
-        self.assign(k, f"{self.xp}.linalg.inv({self.var[arg]})")
+        self.assign(k, f"{self.xp}.linalg.inv({self.canonical(arg)})")
 
     def step_det(self, k: int, arg: int) -> None:
-        self.assign(k, f"{self.xp}.linalg.det({self.var[arg]})")
+        self.assign(k, f"{self.xp}.linalg.det({self.canonical(arg)})")
 
     def step_logdet(self, k: int, arg: int) -> None:
-        self.assign(k, f"{self.xp}.linalg.slogdet({self.var[arg]})[1]  # log |det|")
+        self.assign(k, f"{self.xp}.linalg.slogdet({self.canonical(arg)})[1]  # log |det|")
 
     def step_ones(self, k: int, ref: tuple) -> None:
         self.assign(k, f"{self.xp}.ones({self.size(ref)}, {self.new()})")
@@ -559,17 +655,23 @@ class _Writer:
         self.assign(k, f"{self.xp}.zeros(({dims}), {self.new()})")
 
     def step_add(self, k: int, parts: tuple, out: tuple[Index, ...]) -> None:
+        parts = tuple((slot, self.labels(slot, labels), sign) for slot, labels, sign in parts)
+        actual = out
+        if self.free_order(k):  # the order of a term with every axis
+            actual = next((labels for _, labels, _ in parts if len(labels) == len(out)
+                           and set(labels) == set(out)), out)
         value = ""
         for slot, labels, sign in parts:
-            term = self.aligned(self.var[slot], labels, out)
+            term = self.aligned(self.var[slot], labels, actual)
             if not value:
                 value = term if sign == 1.0 else f"-{term}"
             else:
                 value += f" + {term}" if sign == 1.0 else f" - {term}"
         self.assign(k, value)
+        self.settle(k, out, actual)
 
     def step_broadcast(self, k: int, inner: int, rest: tuple, out: tuple, extra: tuple) -> None:
-        x = self.var[inner]
+        x, rest = self.var[inner], self.labels(inner, rest)
         sizes = {lab: f"{x}.shape[{ax}]" for ax, lab in enumerate(rest)}
         sizes.update({lab: self.size(ref) for lab, ref in extra})
         dims = ", ".join(sizes[i] for i in out) + ("," if len(out) == 1 else "")
@@ -582,7 +684,7 @@ class _Writer:
     def step_embed(self, k: int, inner: int, rest: tuple, out: tuple, pairs: tuple) -> None:
         """``inner`` (axes ``rest``) on the diagonal ``keep == gone`` of zeros with axes
         ``out``: no dense identity."""
-        x = self.var[inner]
+        x, rest = self.var[inner], self.labels(inner, rest)
         same = {gone: keep for keep, gone in pairs}
 
         def root(i: Index) -> Index:
@@ -616,7 +718,7 @@ class _Writer:
         for k, step in enumerate(self.steps):
             getattr(self, "step_" + step.kind)(k, *step.args)
         out = self.compiled.program.output
-        result = self.var[out]
+        result = self.canonical(out)
         if self.d.copy and (self.alias[out] or self.view[out]):
             result = self.d.copy.format(x=result)  # never hand back an input or a view
         if self.backend in ("numpy", "opt_einsum") and not self.rank[out]:

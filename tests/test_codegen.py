@@ -18,12 +18,15 @@ from pathlib import Path
 import numpy as np
 import opt_einsum as oe
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import einderiv
 from einderiv.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import HESSIANS, IDENTITIES
+from strategies import SHAPES, expressions, make_values
 
 RNG = np.random.default_rng(11)
 LINREG = "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n"
@@ -135,6 +138,46 @@ if FOREIGN:  # defined only where there is something to run (no skipped tests in
         np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
         with pytest.raises(einderiv.EvaluationError, match="missing value for"):
             f()
+
+
+    @settings(deadline=None, derandomize=True, database=None, max_examples=120,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(g=expressions(smooth=True), seed=st.integers(0, 2**32 - 1), data=st.data())
+    def test_foreign_export_of_random_derivatives_equals_numpy(g, seed, data):
+        """Random expressions and derivatives (tests/strategies.py) exported with shapes:
+        products pairwise, intermediates in the axis order their contraction gives them,
+        transposed back only for the steps that read axes by position (log-sum-exp,
+        solve, inv, det, the result). Values equal compile's on numpy."""
+        e = einderiv.parse(g.text)
+        wrt = data.draw(st.sampled_from(sorted(SHAPES)))
+        vals = make_values(seed)
+        for f in (e, einderiv.diff(e, wrt, SHAPES)):
+            want = np.asarray(f.evaluate(**vals))
+            assume(np.all(np.isfinite(want)) and np.max(np.abs(want), initial=0.0) < 1e6)
+            for backend in FOREIGN:
+                got = _run_foreign(backend, f.to_python(backend=backend, shapes=SHAPES), vals)
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9,
+                                           err_msg=f"{backend}: {f}")
+
+
+    @pytest.mark.parametrize("backend", FOREIGN)
+    @pytest.mark.parametrize("text, closed", [
+        # axes in the order the products give them (cyclic permutations of the
+        # result's), kept through tanh, restored at the end
+        ("tanh(x[i]*y[p]*z[r])", lambda v: np.tanh(np.einsum("i,p,r->ipr", v["x"], v["y"], v["z"]))),
+        ("tanh(x[i]*y[p]*z[r]) -> [r,i,p]",
+         lambda v: np.tanh(np.einsum("i,p,r->rip", v["x"], v["y"], v["z"]))),
+        ("tanh(A[p,i]*B[i,r]*y[q]) -> [q,r,p]",
+         lambda v: np.tanh(np.einsum("pi,ir,q->qrp", v["A"], v["B"], v["y"]))),
+        # read by position: a solve on a product stored as (j,i)
+        ("inv(M[i,k]*M[k,j] + M[j,i])[i,j]*x[j]",
+         lambda v: np.linalg.solve(v["M"] @ v["M"] + v["M"].T, v["x"])),
+    ])
+    def test_foreign_export_restores_axis_orders(backend, text, closed):
+        e = einderiv.parse(text)
+        vals = make_values(3)
+        got = _run_foreign(backend, e.to_python(backend=backend, shapes=SHAPES), vals)
+        np.testing.assert_allclose(got, closed(vals), rtol=1e-12)
 
 
 def test_foreign_backend_that_is_not_installed_says_so(monkeypatch):
