@@ -50,7 +50,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .contraction import plan_einsum
-from .errors import EinderivError, EvaluationError, LimitError
+from .einstein import check_shapes, normalize_shapes
+from .errors import EinderivError, EvaluationError, LimitError, ShapeError
 from .execution import (
     MAKES_CONSTANTS,
     absorbed_diagonals,
@@ -210,6 +211,17 @@ class CompiledExpr:
         """Cost of the plan for these arrays (or anything with a ``.shape``)."""
         return self._plan(self._inputs(arrays))[1]
 
+    def _check_sizes(self, inputs: Mapping[str, Any]) -> None:
+        """The arrays keep the rule parse's shapes follow (docs/language.md): an index
+        name has one size everywhere it is used (inv/det/logdet arguments apart), the
+        two indices of a delta one size. Checked once per new set of shapes."""
+        shapes = {name: tuple(int(n) for n in a.shape) for name, a in inputs.items()
+                  if all(isinstance(n, (int, np.integer)) for n in a.shape)}
+        try:
+            check_shapes(self.expr, shapes)
+        except ShapeError as exc:
+            raise EvaluationError(f"{exc}; check the shapes of the arrays") from None
+
     def _key(self, inputs: Mapping[str, Any]) -> tuple:
         """The plan cache key: the inputs' shapes, in the program's input order."""
         return tuple([tuple(inputs[n].shape) for n in self.program.inputs])
@@ -219,6 +231,7 @@ class CompiledExpr:
         cached = self._plans.get(key)
         if cached is not None:
             return cached
+        self._check_sizes(inputs)
         shapes: list[tuple[int, ...]] = []
         exprs: list[Any] = []
         flops = 0
@@ -502,6 +515,9 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
         from .codegen import ExportedExpr  # codegen builds on this module
         return ExportedExpr(expr, backend, shapes)  # type: ignore[return-value]
     compiled = CompiledExpr(expr, backend, memory_limit, optimize)
+    if shapes:
+        shapes = normalize_shapes(shapes)
+        check_shapes(expr, shapes)  # ShapeError: the shapes conflict (as parse says)
     if shapes and all(n in shapes for n in compiled.program.inputs):
         known = {n: _ShapeOnly(tuple(shapes[n])) for n in compiled.program.inputs}
         if all(isinstance(d, int) for s in known.values() for d in s.shape):

@@ -291,11 +291,14 @@ def _note(sizes: dict[Index, tuple[int | str, str]], idx: Index, d: int | str, w
 def _scope_sizes(e: Expr, shapes: Mapping[str, Shape],
                  sizes: dict[Index, tuple[int | str, str]]) -> None:
     stack = [e]
+    deltas: list[Delta] = []
     while stack:
         n = stack.pop()
         if isinstance(n, Tensor) and n.name in shapes:
             for idx, d in zip(n.indices, shapes[n.name]):
                 _note(sizes, idx, d, _ref(n))
+        elif isinstance(n, Delta) and n.i != n.j:
+            deltas.append(n)
         elif isinstance(n, (Inv, Det, LogDet)):
             inner: dict[Index, tuple[int | str, str]] = {}
             _scope_sizes(n.arg, shapes, inner)
@@ -310,3 +313,21 @@ def _scope_sizes(e: Expr, shapes: Mapping[str, Shape],
             continue
         else:
             stack.extend(children(n))
+    _tie_deltas(deltas, sizes)
+
+
+def _tie_deltas(deltas: list[Delta], sizes: dict[Index, tuple[int | str, str]]) -> None:
+    """A delta is square: ``delta[i,j]`` gives ``i`` and ``j`` one size (chains of
+    deltas too), so ``delta[i,j]*x[i]*y[j]`` with x and y of two sizes is refused."""
+    changed = True
+    while changed:
+        changed = False
+        for n in deltas:
+            si, sj = sizes.get(n.i), sizes.get(n.j)
+            if si is not None and sj is not None and si[0] != sj[0]:
+                raise ShapeError(f"delta[{n.i},{n.j}] is square, but index {n.i!r} has size "
+                                 f"{si[0]} in {si[1]} and index {n.j!r} size {sj[0]} in {sj[1]}")
+            if (si is None) != (sj is None):
+                known = si or sj
+                sizes[n.j if sj is None else n.i] = (known[0], f"delta[{n.i},{n.j}] ({known[1]})")
+                changed = True

@@ -180,6 +180,9 @@ def _product_text(p: Product, top: bool) -> str:
         parts.insert(0, format_number(c))
     text = "*".join(parts)
     for f in den:
+        if const_value(f) == 0:  # parse refuses a literal '/0': the same value, readable back
+            text += "*0**-1"
+            continue
         text += "/" + (_factor(f) if not isinstance(f, Pow) else _atom(f))
     text = sign + text
     if _is_plain(p):

@@ -437,7 +437,7 @@ def test_unknown_backend_and_bad_names_are_refused():
             e.to_python(name=bad)
     with pytest.raises(einderiv.ShapeError):
         e.to_python(shapes={"x": (3, 4)})
-    with pytest.raises(einderiv.EvaluationError, match="size"):
+    with pytest.raises(einderiv.ShapeError, match="size"):
         einderiv.parse("x[i]*y[i]").to_python(shapes={"x": (3,), "y": (4,)})
 
 

@@ -226,6 +226,28 @@ def test_bad_arrays_are_an_evaluation_error(text, arrays, pattern) -> None:
     assert re.search(pattern, str(info.value)), str(info.value)
 
 
+def test_arrays_must_keep_one_size_per_index_name() -> None:
+    """evaluate holds arrays to the rule parse holds shapes to (docs/language.md): an
+    index name has one size everywhere, a delta's two indices one size. Found by the
+    fuzzer (seed 22): with p22 (2, 2) and y22 (1, 1) the unsimplified expression gave a
+    2 x 2 result and its simplified form a 1 x 1 one, neither an error."""
+    raw = einderiv.parse("delta[d1,d2]*(-p22[d2,d2] + y22[d1,d1])", simplify=False)
+    with pytest.raises(EvaluationError, match=r"delta\[d1,d2\] is square.*size (1|2).*size (1|2)"):
+        raw.evaluate(p22=np.ones((2, 2)), y22=np.ones((1, 1)))
+    rng = np.random.default_rng(22)
+    p22, y22 = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))  # sizes that fit: the value
+    want = (np.trace(y22) - np.trace(p22)) * np.eye(2)
+    for e in (raw, einderiv.parse(str(raw))):
+        np.testing.assert_allclose(e.evaluate(p22=p22, y22=y22), want, rtol=1e-12)
+    with pytest.raises(EvaluationError, match=r"'i' has size (2|4) in .* but size (2|4)"):
+        einderiv.parse("x[i]*sum[i](y[i])", simplify=False).evaluate(x=np.ones(2), y=np.ones(4))
+    with pytest.raises(ShapeError, match=r"delta\[i,j\] is square"):
+        einderiv.parse("delta[i,j]*x[i]*y[j]", shapes={"x": (3,), "y": (4,)})
+    with pytest.raises(EvaluationError, match=r"delta\[(i,j|j,k)\] is square"):  # a chain
+        einderiv.parse("delta[i,j]*delta[j,k]*x[i]*y[k]", simplify=False).evaluate(
+            x=np.ones(3), y=np.ones(4))
+
+
 def test_evaluation_error_of_a_derivative() -> None:
     d = einderiv.diff("A[i,j]*x[j]", "x")
     with pytest.raises(EvaluationError, match="'A'"):

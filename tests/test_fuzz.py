@@ -571,3 +571,19 @@ def test_extreme(name):
     assert r["status"] in EXTREMES[name], f"{name}: {r['status']}: {r['detail']}"
     if r["status"] == "limit":
         assert r["detail"].startswith("LimitError"), f"{name}: {r['detail']}"
+
+
+def test_bug_zero_denominator_prints_readably():
+    """F29 (fuzz --seed 0, input 25470, ``0.0^-1 Y' I``): a constant that folds to a zero
+    denominator printed as ``Y[i]/0``, which parse refuses (a literal '/0' is a
+    ParseError); it prints as ``Y[i]*0**-1``, the same expression, inf as in numpy."""
+    for text in ("Y[i]/(1-1)", "Y[i]*0**-1", "-2*A[i,j]*x[j]/(2-2)/s"):
+        e = einderiv.parse(text)
+        assert "/0" not in str(e)
+        assert einderiv.parse(str(e)) == e
+    m = einderiv.parse_matrix("0.0^-1 Y' I", shapes={"Y": (4,)})
+    assert einderiv.parse(str(m)) == m
+    with np.errstate(divide="ignore"):
+        assert np.all(np.isposinf(einderiv.parse("Y[i]/(1-1)").evaluate(Y=np.ones(3))))
+    with pytest.raises(einderiv.ParseError, match="division by zero"):
+        einderiv.parse("Y[i]/0")
