@@ -206,6 +206,38 @@ def test_an_outer_product_is_no_symmetric_product():
 
 
 @pytest.mark.parametrize("text, spec", [
+    ("p[c]*q[d] -> [d,c]", "c,d->dc"),                   # p p^T of a softmax Hessian
+    ("-2*p[c]*q[d]*r[e] -> [e,c,d]", "c,d,e->ecd"),      # three vectors, numbers in front
+    ("A[i,j]*q[d] -> [d,j,i]", "ij,d->dji"),             # a matrix times a vector
+    ("A[i,j]*q[d]*B[i,k] -> [d,j,k]", "ij,d,ik->djk"),   # a contraction, then an outer
+])
+@pytest.mark.parametrize("scale", [1, 20], ids=["small", "large"])
+def test_outer_products_equal_einsum(text, spec, scale):
+    # Small ones run as np.multiply.outer, large ones (>= OUTER_EINSUM_MIN entries) as
+    # np.einsum's outer-product loop: both in the output's axis order.
+    m, n, k = 4 * scale, 3 * scale, 5
+    arrays = {"p": RNG.normal(size=m), "q": RNG.normal(size=n), "r": RNG.normal(size=k),
+              "A": RNG.normal(size=(k, m)), "B": RNG.normal(size=(k, 3))}
+    copies = {name: a.copy() for name, a in arrays.items()}
+    names = [name for name in arrays if f"{name}[" in text]
+    want = np.einsum(spec, *(arrays[name] for name in _order_in(text, names)))
+    want = -2 * want if text.startswith("-2") else want
+    f = einderiv.parse(text).compile()
+    got = f(**{name: arrays[name] for name in names})
+    if scale > 1:
+        assert got.size >= einderiv.contraction.OUTER_EINSUM_MIN
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    single = {name: arrays[name].astype(np.float32) if name == names[0] else arrays[name]
+              for name in names}   # mixed precision: promoted as numpy promotes
+    got = f(**single)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.einsum(spec, *(single[x] for x in _order_in(text, names)))
+                               * (-2 if text.startswith("-2") else 1), rtol=1e-6)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(a, copies[name])
+
+
+@pytest.mark.parametrize("text, spec", [
     ("X[a,c]*y[a]*s[a] -> [c]", "ac,a,a->c"),            # (y s) @ X: a GLM gradient
     ("-X[a,b]*t[b]*y[a] -> [a]", "ab,b,a->a"),           # (X @ t) * y
     ("X[a,c]*y[a]*t[c]", "ac,a,c->"),                    # y @ X @ t
