@@ -41,7 +41,7 @@ _fresh_counter = itertools.count()
 
 def fresh_index() -> Index:
     """A new internal index name. Internal names start with ``_`` and are renamed
-    to readable letters by :func:`einderiv.simplify.canonicalize` before printing."""
+    to readable letters by :func:`einderiv.simplify.prettify` before printing."""
     return f"_{next(_fresh_counter)}"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from .errors import EinderivError
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  const_value, factor_indices, outer_origins, rename, walk)
-from .simplify import _sort_key, canonical_key
+from .canonical import canonical_key, sort_key
 
 __all__ = ["Lowering", "Program", "Step", "SizeRef", "to_float"]
 
@@ -412,7 +412,7 @@ def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:
     best: tuple | None = None
     for order in orders:
         key = canonical_key(e, {f: f"@{k}" for k, f in enumerate(order)})
-        if best is None or _sort_key(key) < _sort_key(best[0]):
+        if best is None or sort_key(key) < sort_key(best[0]):
             best = (key, order)
     assert best is not None
     return best

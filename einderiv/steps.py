@@ -38,7 +38,8 @@ from .einstein import normalize_shapes
 from .errors import EinderivError
 from .ir import Expr, Product, Sum, children, outer_origins, with_children
 from .printing import _latex_indices, _latex_name
-from .simplify import _sorted_factors, _with_order, contract_deltas, flatten_product, prettify
+from .canonical import sorted_factors
+from .simplify import _with_order, contract_deltas, flatten_product, prettify
 
 __all__ = ["Step", "Derivation", "derive_steps"]
 
@@ -209,7 +210,7 @@ def _rename_dummies(e: Expr) -> Expr:
     renamed = []
     for t in terms:
         if isinstance(t, Product):
-            t = Product(t.coeff, _sorted_factors(t.factors, set(t.out)), t.out)
+            t = Product(t.coeff, sorted_factors(t.factors, set(t.out)), t.out)
         renamed.append(prettify(t, set(e.free)))
     if isinstance(e, Sum):
         return Sum(tuple(renamed), e.out, e.hints)

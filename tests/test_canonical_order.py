@@ -1,9 +1,9 @@
-"""The shortcuts of the canonical order (einderiv/simplify.py) give what the full
+"""The shortcuts of the canonical order (einderiv/canonical.py) give what the full
 ranking gives.
 
 1. A product's *layout* (its factor order and the numbering of its summed labels,
    found once with placeholders for the names of its free labels) keys it, under
-   every naming, exactly as :func:`_order_factors` ranks and numbers it.
+   every naming, exactly as :func:`order_factors` ranks and numbers it.
 2. A factor's *head* is the start of its rank (flags, then the beginning of its
    key's repr), so factors with different heads are ordered without keys.
 3. Where a factor has fewer than two labels of the enclosing product's summed set,
@@ -22,9 +22,9 @@ from strategies import Generated, expressions
 import einderiv
 from einderiv.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
                          rename, walk)
-from einderiv.simplify import (_SLOT, _head, _indices_in_order, _laid_out, _layout,
-                               _order_factors, _rank_flags, _sort_key, canonical_key,
-                               canonical_order, merge_scalar_powers)
+from einderiv.canonical import (_SLOT, _head, _laid_out, _layout, _rank_flags, canonical_key,
+                                canonical_order, indices_in_order, order_factors, sort_key)
+from einderiv.simplify import merge_scalar_powers
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
                     max_examples=150,
@@ -68,7 +68,7 @@ def _check_layouts(nodes: list) -> None:
         if not isinstance(p, Product) or _layout(p) is None:
             continue
         for naming in _namings(p.out):
-            assert _laid_out(_layout(p), naming) == _order_factors(p.factors, naming), p
+            assert _laid_out(_layout(p), naming) == order_factors(p.factors, naming), p
 
 
 @PROPERTY
@@ -89,19 +89,19 @@ def test_head_begins_every_rank(g: Generated) -> None:
         assert flags == _rank_flags(f)
         assert _SLOT not in start
         for naming in _namings(f.free):
-            assert _sort_key(canonical_key(f, naming)).startswith(start), f
+            assert sort_key(canonical_key(f, naming)).startswith(start), f
 
 
 def _sorted_order(f, blind: frozenset) -> list[str]:
     """The labels of ``blind`` free in ``f`` in order of first appearance, its terms and
-    factors always sorted (what :func:`_indices_in_order` did for every ``f``)."""
+    factors always sorted (what :func:`indices_in_order` did for every ``f``)."""
     if isinstance(f, (Func, Pow)):
         return _sorted_order(f.arg if isinstance(f, Func) else f.base, blind)
     if not isinstance(f, (Product, Sum)):  # an atom, inv, det
         return [i for i in dict.fromkeys(factor_indices(f)) if i in blind]
     naming = {i: "#?" for i in blind & set(f.free)}
     if isinstance(f, Sum):
-        parts = sorted(f.terms, key=lambda t: _sort_key(canonical_key(t, naming)))
+        parts = sorted(f.terms, key=lambda t: sort_key(canonical_key(t, naming)))
     else:
         parts = canonical_order(f, naming)[1] if naming else f.factors
     seen = [i for t in parts for i in _sorted_order(t, blind) if i in set(f.free)]
@@ -114,7 +114,7 @@ def _check_summed_order(nodes: list) -> None:
             continue
         blind = frozenset(bound_indices(p))
         for f in p.factors:
-            fast = [i for i in dict.fromkeys(_indices_in_order(f, blind)) if i in blind]
+            fast = [i for i in dict.fromkeys(indices_in_order(f, blind)) if i in blind]
             assert fast == _sorted_order(f, blind), f
 
 
