@@ -27,24 +27,24 @@ the cofactors are single matrices (``(A + A^T) x``) or where that is shorter.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterable, Optional
+from typing import Callable
 
 from .errors import EinderivError, NotMatrixExpressible
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, factor_indices, fresh_index, outer_origins)
-from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
-                     Inverse, Kron, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Symbol,
-                     Transpose, Zero, const_number)
+from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, Kron,
+                     MatrixExpr, Number, Ones, Power, Reduce, Symbol, Transpose, Zero,
+                     const_number)
+from .matrix_algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum,
+                             mat_mul, plain_length, reading_cost, shaped_zero, transpose)
 
 __all__ = ["convert"]
 
 #: Names that mean something else in matrix notation (einderiv.matrix_syntax).
 RESERVED_IN_MATRIX_NOTATION = frozenset({"I", "ones", "tr", "diag", "sum", "norm2", "kron"})
 
-Orient = tuple[Optional[Index], Optional[Index]]  # (row label, column label)
 _SCALAR: Orient = (None, None)
 
 
@@ -98,131 +98,6 @@ def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> Matrix
     return converter.convert(e, orient)
 
 
-# ===================================================================== constructors
-
-
-def transpose(m: MatrixExpr) -> MatrixExpr:
-    if isinstance(m, Transpose):
-        return m.arg
-    if m.kind == SCALAR or isinstance(m, Identity) or (isinstance(m, Diag) and m.kind == MATRIX):
-        return m
-    if isinstance(m, Zero):
-        kind = {COLUMN: ROW, ROW: COLUMN}.get(m.shape_kind, m.shape_kind)
-        return Zero(kind, m.cols, m.rows)
-    if isinstance(m, Number):
-        return m
-    return Transpose(m)
-
-
-def inverse(m: MatrixExpr) -> MatrixExpr:
-    if isinstance(m, Transpose):
-        return Transpose(Inverse(m.arg))
-    if isinstance(m, Inverse):
-        return m.arg
-    return Inverse(m)
-
-
-def _is_simple_scalar(f: MatrixExpr) -> bool:
-    return isinstance(f, (Symbol, Reduce, Elementwise)) or \
-        (isinstance(f, Power) and isinstance(f.base, (Symbol, Reduce, Elementwise)))
-
-
-def mat_mul(coeff: Fraction | int, factors: Iterable[MatrixExpr]) -> MatrixExpr:
-    """``coeff`` times the product of ``factors``: nested products flattened, numbers
-    folded, scalars moved to the front (simple ones first), identities dropped."""
-    coeff = Fraction(coeff)
-    simple: list[MatrixExpr] = []
-    compound: list[MatrixExpr] = []
-    chain: list[MatrixExpr] = []
-
-    def add(f: MatrixExpr) -> None:
-        nonlocal coeff
-        value = const_number(f)
-        if value is not None:
-            coeff *= value
-        elif isinstance(f, MatMul) and f.kind != SCALAR:
-            coeff *= f.coeff
-            for g in f.factors:
-                add(g)
-        elif isinstance(f, MatMul) and f.coeff != 1:
-            coeff *= f.coeff
-            add(MatMul(Fraction(1), f.factors) if len(f.factors) > 1 else f.factors[0])
-        elif f.kind == SCALAR:
-            (simple if _is_simple_scalar(f) else compound).append(f)
-        else:
-            chain.append(f)
-
-    for f in factors:
-        add(f)
-    if len(chain) > 1:
-        chain = [f for f in chain if not isinstance(f, Identity)] or chain[:1]
-    items = tuple(simple + compound + chain)
-    if coeff == 0:
-        return Number(Fraction(0))
-    if not items:
-        return Number(coeff)
-    if coeff == 1 and len(items) == 1:
-        return items[0]
-    return MatMul(coeff, items)
-
-
-def hadamard(factors: list[MatrixExpr]) -> MatrixExpr:
-    flat: list[MatrixExpr] = []
-    for f in factors:
-        flat.extend(f.factors if isinstance(f, Hadamard) else (f,))
-    return flat[0] if len(flat) == 1 else Hadamard(tuple(flat))
-
-
-def plain_length(m: MatrixExpr) -> int:
-    """Characters of the ASCII form, spaces not counted."""
-    return len(str(m).replace(" ", ""))
-
-
-def _cost(m: MatrixExpr) -> tuple[int, int]:
-    return m.transposes, plain_length(m)
-
-
-def _choose(direct: MatrixExpr, wrapped: MatrixExpr, row: bool) -> MatrixExpr:
-    """Between a chain with its transposes distributed and the transpose of the
-    reversed chain: a row vector reads best as a transposed column (``(C x)^T``); a
-    column or a matrix with its transposes distributed (``B^T A^T``,
-    ``W1^T diag(...) W2^T r``) unless that costs two or more extra transposes."""
-    if row:
-        return wrapped if _cost(wrapped) < _cost(direct) else direct
-    return wrapped if wrapped.transposes + 1 < direct.transposes else direct
-
-
-def dims(m: MatrixExpr) -> tuple[SizeHint, SizeHint]:
-    """Size hints of the rows and columns of ``m`` (None where unknown or 1)."""
-    if isinstance(m, Symbol):
-        return ((m.name, 0) if m.rank else None, (m.name, 1) if m.rank == 2 else None)
-    if isinstance(m, Transpose):
-        r, c = dims(m.arg)
-        return c, r
-    if isinstance(m, (Inverse, Elementwise)):
-        return dims(m.arg)
-    if isinstance(m, Power):
-        return dims(m.base)
-    if isinstance(m, Identity):
-        return m.size, m.size
-    if isinstance(m, Ones):
-        return m.size, None
-    if isinstance(m, Zero):
-        return m.rows, m.cols
-    if isinstance(m, Diag):
-        r, c = dims(m.arg)
-        return (r, None) if m.arg.kind == MATRIX else (r or c, r or c)
-    if isinstance(m, MatMul):
-        chain = [f for f in m.factors if f.kind != SCALAR]
-        if chain:
-            return dims(chain[0])[0], dims(chain[-1])[1]
-    if isinstance(m, (Add, Hadamard)):
-        for t in (m.terms if isinstance(m, Add) else m.factors):
-            if t.kind != SCALAR:
-                return dims(t)
-    return None, None
-
-
 # ======================================================================== converter
 
 
@@ -231,7 +106,7 @@ class _Piece:
     """A factor seen as a matrix: ``ends`` = (row label, column label) in its natural
     orientation (a vector: (label, None)); ``make(orient)`` builds it oriented."""
 
-    ends: tuple[Optional[Index], Optional[Index]]
+    ends: Orient
     make: Callable[[Orient], MatrixExpr]
 
     @property
@@ -268,10 +143,10 @@ class _Converter:
         result = self._direct(e, o)
         if isinstance(e, Product) and o != _SCALAR:
             wrapped = transpose(self._direct(e, _flip(o)))
-            result = _choose(result, wrapped, row=o[0] is None)
+            result = choose_form(result, wrapped, row=o[0] is None)
         elif isinstance(e, (Func, Pow)) and o[0] is None and o[1] is not None:
             wrapped = transpose(self._direct(e, _flip(o)))  # a row: exp(z)^T, not exp(z^T)
-            result = wrapped if _cost(wrapped) <= _cost(result) else result
+            result = wrapped if reading_cost(wrapped) <= reading_cost(result) else result
         elif isinstance(e, Sum) and o != _SCALAR:  # (X theta - Y)^T, but a^T + 2 s b^T
             wrapped = transpose(self._direct(e, _flip(o)))
             result = min((result, wrapped), key=plain_length)  # ties: distributed
@@ -728,7 +603,7 @@ def _chain_piece(a: _Piece, k: int, b: _Piece, j: int) -> _Piece:
         first = o[0]
         direct = build(first)
         wrapped = transpose(build(y if first == x else x))
-        return _choose(direct, wrapped, row=False)
+        return choose_form(direct, wrapped, row=False)
 
     return _Piece((x, y), make)
 
@@ -781,7 +656,7 @@ class _Component:
         if not self.terminals:
             return self.trace()
         a, b = (self.chain(self.walk(t)) for t in self.terminals)
-        return min((a, b), key=_cost)
+        return min((a, b), key=reading_cost)
 
     def trace(self) -> MatrixExpr:
         options = []
@@ -789,7 +664,7 @@ class _Component:
             for k in (0, 1):
                 steps = self._cycle(start, k)
                 options.append(Reduce("tr", self.chain(steps)))
-        return min(options, key=_cost)
+        return min(options, key=reading_cost)
 
     def _cycle(self, start: _Piece, k: int) -> list[tuple[_Piece, Orient]]:
         steps = []
@@ -809,12 +684,12 @@ class _Component:
         lab0, lab1 = t0[0].ends[t0[1]], t1[0].ends[t1[1]]
         if lab0 is not None and lab0 == lab1:  # both ends on one free label: a diagonal
             d = [Diag(self.chain(self.walk(t))) for t in self.terminals]
-            best = min(d, key=_cost)
+            best = min(d, key=reading_cost)
             return best if o[0] is not None else transpose(best)
         start, other = (t0, t1) if lab0 == o[0] else (t1, t0)
         direct = self.chain(self.walk(start))
         wrapped = transpose(self.chain(self.walk(other)))
-        return _choose(direct, wrapped, row=o[0] is None)
+        return choose_form(direct, wrapped, row=o[0] is None)
 
 
 def _components(pieces: list[_Piece], out: set[Index]) -> list[_Component]:
@@ -839,154 +714,3 @@ def _components(pieces: list[_Piece], out: set[Index]) -> list[_Component]:
     for k, pc in enumerate(pieces):
         groups.setdefault(find(k), []).append(pc)
     return [_Component(g, out) for g in groups.values()]
-
-
-# ======================================================================= sums
-
-
-def make_sum(terms: list[MatrixExpr]) -> MatrixExpr:
-    flat: list[MatrixExpr] = []
-    for t in terms:
-        flat.extend(t.terms if isinstance(t, Add) else (t,))
-    nonzero = [t for t in flat if not _is_zero(t)]
-    if not nonzero:
-        return flat[0]
-    if nonzero and all(t.kind == SCALAR for t in nonzero):  # a zero may carry the shape
-        nonzero += [t for t in flat if _is_zero(t) and t.kind != SCALAR][:1]
-    flat = nonzero
-    flat.sort(key=_term_order)
-    return flat[0] if len(flat) == 1 else Add(tuple(flat))
-
-
-def _is_zero(t: MatrixExpr) -> bool:
-    return const_number(t) == 0 or isinstance(t, Zero) or (isinstance(t, MatMul) and t.coeff == 0)
-
-
-def shaped_zero(o: Orient, rows: SizeHint, cols: SizeHint) -> MatrixExpr:
-    """A zero vector or matrix written so that it keeps its shape: ``0 ones``."""
-    factors: list[MatrixExpr] = []
-    if o[0] is not None:
-        factors.append(Ones(rows))
-    if o[1] is not None:
-        factors.append(Transpose(Ones(cols)))
-    return MatMul(Fraction(0), tuple(factors))
-
-
-def _term_order(t: MatrixExpr) -> tuple[int, int, int, str]:
-    coeff, scalars, chain = _split(t)
-    scaled = abs(coeff) != 1 or (bool(scalars) and bool(chain))
-    return (int(coeff < 0), _outer_transposes(t), int(scaled),
-            str(t) if t.kind != SCALAR else "")  # scalars keep their order
-
-
-def _outer_transposes(m: MatrixExpr) -> int:
-    """Transpose marks outside scalar subexpressions (``A + A^T``, not ``exp(x^T y)``)."""
-    if m.kind == SCALAR:
-        return 0
-    own = int(isinstance(m, Transpose))
-    from .matrix import _children
-    return own + sum(_outer_transposes(c) for c in _children(m))
-
-
-def _split(t: MatrixExpr) -> tuple[Fraction, list[MatrixExpr], list[MatrixExpr]]:
-    """A term as (coefficient, scalar factors, matrix chain)."""
-    value = const_number(t)
-    if value is not None:
-        return value, [], []
-    if isinstance(t, MatMul) and t.kind == SCALAR:  # x^T y: a scalar, not a chain
-        unit = t.factors[0] if len(t.factors) == 1 else MatMul(Fraction(1), t.factors)
-        return t.coeff, [unit], []
-    if isinstance(t, MatMul):
-        return (t.coeff, [f for f in t.factors if f.kind == SCALAR],
-                [f for f in t.factors if f.kind != SCALAR])
-    if t.kind == SCALAR:
-        return Fraction(1), [t], []
-    return Fraction(1), [], [t]
-
-
-def factor_common(terms: list[MatrixExpr]) -> list[MatrixExpr]:
-    """Pull a matrix factor common to several terms out of them, on the right or
-    the left, where the cofactors are single matrices or the result is shorter."""
-    for _ in range(8):
-        for side in (-1, 0):
-            pulled = _pull(terms, side)
-            if pulled is not None:
-                terms = pulled
-                break
-        else:
-            return terms
-    return terms
-
-
-def _pull(terms: list[MatrixExpr], side: int) -> list[MatrixExpr] | None:
-    """Pull one common factor (on the right: ``side=-1``, left: ``side=0``) out of
-    several terms, or None. All terms ending in the factor are tried first, then
-    those whose cofactors are single matrices (``2 M^-1 x + 2 M^-T x + ...``)."""
-    parts = [_split(t) for t in terms]
-    ends = Counter(chain[side] for _, _, chain in parts if chain)
-    for factor, count in ends.most_common():
-        if count < 2:
-            break
-        members = [k for k, (_, _, chain) in enumerate(parts) if chain and chain[side] == factor]
-        short = [k for k in members if len(parts[k][2]) <= 2 and
-                 all(_is_simple_scalar(x) for x in parts[k][1])]
-        for group in (members, short):
-            if len(group) < 2:
-                continue
-            new = _pulled(terms, parts, group, factor, side)
-            if new is not None:
-                rest = [t for k, t in enumerate(terms) if k not in group]
-                return rest[:group[0]] + [new] + rest[group[0]:]
-    return None
-
-
-def _pulled(terms: list[MatrixExpr], parts: list, group: list[int], factor: MatrixExpr,
-            side: int) -> MatrixExpr | None:
-    """The terms ``group`` with ``factor`` pulled out, where that reads better."""
-    cof = [(parts[k][0], parts[k][1], parts[k][2][:-1] if side == -1 else parts[k][2][1:])
-           for k in group]
-    common_coeff = _common_coefficient([c for c, _, _ in cof])
-    common_scalars = _common_scalars([s for _, s, _ in cof])
-    all_scalar = all(not chain for _, _, chain in cof)
-    r, c = dims(factor)
-    ident = Identity(r if side == -1 else c)
-    cofactors = []
-    for coeff, scalars, chain in cof:
-        rest = list(scalars)
-        for s in common_scalars:
-            rest.remove(s)
-        body = chain if chain or all_scalar else [ident]
-        cofactors.append(mat_mul(coeff / common_coeff, rest + body))
-    if len({x.kind for x in cofactors} - {SCALAR}) > 1:
-        return None  # cofactors of different shapes cannot be added
-    inner = make_sum(factor_common(cofactors))
-    new = mat_mul(common_coeff, common_scalars +
-                  ([inner, factor] if side == -1 else [factor, inner]))
-    simple = all(len(_split(x)[2]) == 1 and not _split(x)[1] and abs(_split(x)[0]) == 1
-                 for x in cofactors)
-    old = make_sum([terms[k] for k in group])
-    if new.kind != old.kind:  # pragma: no cover - guarded above
-        return None
-    if simple or all_scalar or plain_length(new) < plain_length(old):
-        return new
-    return None
-
-
-def _common_coefficient(coeffs: list[Fraction]) -> Fraction:
-    magnitudes = {abs(c) for c in coeffs}
-    if len(magnitudes) != 1:
-        return Fraction(1)
-    (m,) = magnitudes
-    return -m if all(c < 0 for c in coeffs) else m
-
-
-def _common_scalars(lists: list[list[MatrixExpr]]) -> list[MatrixExpr]:
-    common = Counter(lists[0])
-    for s in lists[1:]:
-        common &= Counter(s)
-    result = []
-    for s in lists[0]:
-        if common[s] > 0:
-            result.append(s)
-            common[s] -= 1
-    return result
