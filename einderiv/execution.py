@@ -363,7 +363,7 @@ def bind_add(a: tuple, shapes: list, k: int,
                          None if target == tuple(shapes[slot][p] for p in perm) or not labels
                          else target,  # (a 0-d part broadcasts as it is)
                          sign))
-        aligned_shapes.append(target)
+        aligned_shapes.append(target if labels else ())  # (as it is: 0-d)
     full = tuple(shapes[k])
     needs_broadcast = np.broadcast_shapes(*aligned_shapes) != full if aligned_shapes else True
     plain = into is None and onto is None and not needs_broadcast and \

@@ -587,3 +587,21 @@ def test_bug_zero_denominator_prints_readably():
         assert np.all(np.isposinf(einderiv.parse("Y[i]/(1-1)").evaluate(Y=np.ones(3))))
     with pytest.raises(einderiv.ParseError, match="division by zero"):
         einderiv.parse("Y[i]/0")
+
+
+def test_bug_scalar_plus_identity_of_size_one():
+    """F30 (fuzz --seed 25, input 6114, ``inv(A + I)`` with A a scalar and I of size 1):
+    a sum whose only dense part is a scalar, with a delta written onto its diagonal,
+    took the scalar for an array of the sum's shape when every axis had size 1 (the
+    broadcast was skipped): a bare KeyError. Compared with the closed form at sizes
+    1 and 3."""
+    a = 0.3
+    for n in (1, 3):
+        for text in ("inv(A + I)", "A + I", "I - A"):
+            m = einderiv.parse_matrix(text, shapes={"A": (), "I": (n,)})
+            want = {"inv(A + I)": np.linalg.inv(a + np.eye(n)), "A + I": a + np.eye(n),
+                    "I - A": np.eye(n) - a}[text]
+            np.testing.assert_allclose(m.evaluate(A=a), want, rtol=1e-12)
+        d = einderiv.diff(einderiv.parse_matrix("inv(A + I)", shapes={"A": (), "I": (n,)}), "A")
+        inv = np.linalg.inv(a + np.eye(n))   # d inv(M)/dA = -inv(M) ones ones^T inv(M)
+        np.testing.assert_allclose(d.evaluate(A=a), -inv @ np.ones((n, n)) @ inv, rtol=1e-12)
