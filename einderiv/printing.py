@@ -42,12 +42,18 @@ def _implicit(factors: tuple[Expr, ...]) -> tuple[Index, ...]:
 def _split(p: Product) -> tuple[list[Expr], list[Expr]]:
     num, den = [], []
     for f in p.factors:
-        k = const_value(f.exponent) if isinstance(f, Pow) else None
-        if k is not None and k < 0:
-            den.append(f.base if k == -1 else Pow(f.base, _number(-k)))
+        k = _negative_power(f)
+        if k is not None:
+            den.append(f.base if k == 1 else Pow(f.base, _number(k)))  # type: ignore[attr-defined]
         else:
             num.append(f)
     return num, den
+
+
+def _negative_power(f: Expr) -> Fraction | None:
+    """``k`` where ``f`` is ``base**-k`` with a number ``k > 0`` (a denominator)."""
+    k = const_value(f.exponent) if isinstance(f, Pow) else None
+    return -k if k is not None and k < 0 else None
 
 
 def _number(k: Fraction) -> Product:
@@ -170,12 +176,43 @@ def _factor(e: Expr) -> str:
     return _text(e)
 
 
+def _flat_labels(f: Expr) -> list[Index]:
+    """The labels parse counts for factor ``f`` of a product: a parenthesised product
+    that needs no '->' is only grouping (``x[i]*(y[i]*z[i])`` is ``x[i]*y[i]*z[i]``),
+    so its factors' labels count in the enclosing product."""
+    if isinstance(f, Product) and _is_plain(f):
+        return [i for g in f.factors for i in _flat_labels(g)]
+    return list(factor_indices(f))
+
+
+def _nested_product(f: Product, around: set[Index]) -> str:
+    """A product factor of a product whose other factors use ``around``. Printed
+    plain, parse would merge its factors into the enclosing product: where it sums an
+    index that is also used around it (its factors' groupings included), it keeps
+    ``-> [...]`` to stay a scope of its own (``w[i,j]*(y[i]*z[i] -> [])``; fuzz --seed 28)."""
+    if const_value(f) is not None or not _is_plain(f):
+        return _factor(f)
+    if set(_flat_labels(f)) - set(f.out) & around:
+        return f"({_product_text(f, top=True)} -> [{','.join(f.out)}])"
+    return f"({_product_text(f, top=False)})"
+
+
 def _product_text(p: Product, top: bool) -> str:
-    num, den = _split(p)
+    _, den = _split(p)
     coeff = p.coeff
     sign = "-" if coeff < 0 else ""
     c = abs(coeff)
-    parts = [_factor(f) for f in num]
+    parts = []
+    for k, f in enumerate(p.factors):
+        if _negative_power(f) is not None:
+            continue  # a denominator: below
+        if not isinstance(f, Product):
+            parts.append(_factor(f))
+            continue
+        around = set(p.out)
+        for g in p.factors[:k] + p.factors[k + 1:]:
+            around.update(_flat_labels(g))
+        parts.append(_nested_product(f, around))
     if c != 1 or not parts:
         parts.insert(0, format_number(c))
     text = "*".join(parts)

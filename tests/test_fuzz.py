@@ -605,3 +605,48 @@ def test_bug_scalar_plus_identity_of_size_one():
         d = einderiv.diff(einderiv.parse_matrix("inv(A + I)", shapes={"A": (), "I": (n,)}), "A")
         inv = np.linalg.inv(a + np.eye(n))   # d inv(M)/dA = -inv(M) ones ones^T inv(M)
         np.testing.assert_allclose(d.evaluate(A=a), -inv @ np.ones((n, n)) @ inv, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text, closed", [
+    # the fuzz input, whose printed text parse refused
+    ("tanh(y[d,i])*(u[d]*v[d] -> []) -> [i]", lambda a: np.tanh(a["y"]).sum(0) * (a["u"] @ a["v"])),
+    # printed plain, this meant w[i,j]*u[i]*v[i]: another expression (free j only)
+    ("w[i,j]*(u[i]*v[i] -> [])", lambda a: a["w"] * (a["u"] @ a["v"])),
+    # the clash two groupings out
+    ("a[k]*(b[i]*(c[k]*e[k] -> []))", lambda a: np.outer(a["b"], a["a"]) * (a["c"] @ a["e"])),
+    ("-w[i,j]*(-2*u[i]*v[i] -> [])", lambda a: 2 * a["w"] * (a["u"] @ a["v"])),
+])
+def test_bug_scoped_product_factor_prints_its_scope(text, closed):
+    """F31 (fuzz --seed 28, input 29501): a product factor that sums an index which
+    the enclosing product also uses printed as plain ``(u[d]*v[d])``, which parse
+    reads as grouping, merging its ``d`` into the enclosing product: refused, or
+    another expression. It keeps ``-> []`` there. Values against the closed form."""
+    rng = np.random.default_rng(31)
+    sizes = {"i": 4, "j": 3, "k": 5, "d": 2}
+    vec = "d" if "y[" in text else "i"
+    shapes = {"y": "di", "u": vec, "v": vec, "w": "ij", "a": "k", "b": "i", "c": "k", "e": "k"}
+    e = einderiv.parse(text, simplify=False)
+    arrays = {n: rng.normal(size=tuple(sizes[x] for x in shapes[n])) for n in e.variables}
+    back = einderiv.parse(str(e), simplify=False)
+    assert back.free == e.free == tuple(sorted(e.free))   # the closed forms' axis order
+    np.testing.assert_allclose(back.evaluate(**arrays), closed(arrays), rtol=1e-12)
+
+
+def test_bug_scoped_product_two_groupings_deep():
+    """F31, built as IR (parse merges such groupings as it reads them): the inner
+    product sums k, which the outermost product uses; the middle product, whose own
+    factors do not clash, keeps the scope, so the printed text means the same."""
+    from fractions import Fraction
+
+    from einderiv.ir import Product, Tensor
+    inner = Product(Fraction(1), (Tensor("c", ("k",)), Tensor("e", ("k",))), ())
+    middle = Product(Fraction(1), (Tensor("b", ("i",)), inner), ("i",))
+    outer = Product(Fraction(1), (Tensor("a", ("k",)), middle), ("i", "k"))
+    rng = np.random.default_rng(31)
+    arrays = {"a": rng.normal(size=5), "b": rng.normal(size=4), "c": rng.normal(size=5),
+              "e": rng.normal(size=5)}
+    want = np.outer(arrays["b"], arrays["a"]) * (arrays["c"] @ arrays["e"])
+    back = einderiv.parse(str(outer), simplify=False)
+    assert back.free == outer.free == ("i", "k")
+    np.testing.assert_allclose(outer.evaluate(**arrays), want, rtol=1e-12)
+    np.testing.assert_allclose(back.evaluate(**arrays), want, rtol=1e-12)
