@@ -29,9 +29,12 @@ __all__ = ["Inline", "bind_step", "bind_add", "bind_in_place", "skipped", "absor
 
 def _linalg_ready(m: Any) -> Any:
     """numpy.linalg supports float32/64 and complex64/128: promote other floats
-    (float16, longdouble) to float64, as numpy does for integers."""
+    (float16, longdouble) to float64 and other complex numbers (clongdouble) to
+    complex128, as numpy does for integers."""
     if isinstance(m, np.ndarray) and m.dtype.kind == "f" and m.dtype.itemsize not in (4, 8):
         return m.astype(np.float64)
+    if isinstance(m, np.ndarray) and m.dtype.kind == "c" and m.dtype.itemsize not in (8, 16):
+        return m.astype(np.complex128)
     return m
 
 
@@ -491,7 +494,7 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
     if kind == "scale":
         return values[a[0]] * a[1]
     if kind == "solve":
-        m, rhs, transposed = _linalg_ready(values[a[0]]), values[a[1]], a[2]
+        m, rhs, transposed = _linalg_ready(values[a[0]]), _linalg_ready(values[a[1]]), a[2]
         flat = rhs.reshape(rhs.shape[0], -1) if rhs.ndim != 1 else rhs
         try:
             x = np.linalg.solve(m.T if transposed else m, flat)

@@ -650,3 +650,24 @@ def test_bug_scoped_product_two_groupings_deep():
     assert back.free == outer.free == ("i", "k")
     np.testing.assert_allclose(outer.evaluate(**arrays), want, rtol=1e-12)
     np.testing.assert_allclose(back.evaluate(**arrays), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.clongdouble, np.float16])
+@pytest.mark.parametrize("which", ["S", "b"])
+def test_bug_linalg_of_long_double_arrays(dtype, which):
+    """F32 (fuzz --seed 50, input 1668): ``inv(M)[k,l]*b[l]`` runs as a solve; a
+    long-double right-hand side (or a complex long-double matrix) reached
+    numpy.linalg, which refuses it: a bare TypeError. Such arrays are promoted as
+    numpy promotes integers (float64, complex128). Values against the closed form."""
+    rng = np.random.default_rng(32)
+    S = rng.normal(size=(4, 4)) + 4 * np.eye(4)
+    x, b = rng.normal(size=(4, 4)), rng.normal(size=4)
+    e = einderiv.parse("inv(S[a,c] + 1/10*tanh(x[a,c]))[k,l]*b[l]")
+    args = {"S": S, "x": x, "b": b}
+    args[which] = args[which].astype(dtype)
+    got = e.evaluate(**args)
+    want = np.linalg.solve(S.astype(np.float64) + 0.1 * np.tanh(x), b)
+    np.testing.assert_allclose(got, want, rtol=1e-2 if dtype == np.float16 else 1e-10)
+    for text, closed in (("inv(S)[i,j]", np.linalg.inv), ("det(S)", np.linalg.det)):
+        np.testing.assert_allclose(einderiv.parse(text).evaluate(S=S.astype(dtype)),
+                                   closed(S), rtol=1e-2 if dtype == np.float16 else 1e-10)
