@@ -216,6 +216,7 @@ class _Writer:
             self.used.add(py)
         self.xp = self.fresh(dialect.alias)
         self.oe = self.fresh("oe")
+        self.math = self.fresh("math")
         self.helper = self.fresh("_array")
         self.names = {"dtype": self.fresh("dtype"), "device": self.fresh("device")}
         self.counts: dict[str, int] = {}
@@ -227,6 +228,7 @@ class _Writer:
         self.perm: dict[int, tuple[int, ...]] = {}
         self.canon: dict[int, str] = {}    # slot -> its variable in the plan's order
         self.needs_oe = backend == "opt_einsum"
+        self.needs_math = False
         self.needs_dtype = False
         self.rank = self._ranks()
         self._size_classes()
@@ -627,8 +629,10 @@ class _Writer:
         b = self.canonical(rhs)
         if (self.rank[rhs] or 0) <= 2:
             self.assign(k, f"{self.xp}.linalg.solve({a}, {b})")
-        else:  # the trailing axes as columns
-            self.assign(k, f"{self.xp}.linalg.solve({a}, {b}.reshape({b}.shape[0], -1))"
+        else:  # the trailing axes as columns (their product: -1 cannot stand for 0)
+            self.needs_math = True
+            columns = f"{self.math}.prod({b}.shape[1:])"
+            self.assign(k, f"{self.xp}.linalg.solve({a}, {b}.reshape({b}.shape[0], {columns}))"
                            f".reshape({b}.shape)")
 
     def step_inv(self, k: int, arg: int) -> None:
@@ -741,6 +745,9 @@ class _Writer:
         module = self.d.module.format(xp=xp)
         imports = [module.removesuffix(" as " + xp) if module.endswith(f"{xp} as {xp}")
                    else module]
+        if self.needs_math:
+            imports.insert(0, "import math" if self.math == "math" else
+                           f"import math as {self.math}")
         if self.needs_oe:
             imports.append(f"import opt_einsum as {self.oe}")
         return "\n".join(imports + ["", ""] + head + ["    " + s if s else "" for s in body]) \

@@ -495,7 +495,7 @@ def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend
         return values[a[0]] * a[1]
     if kind == "solve":
         m, rhs, transposed = _linalg_ready(values[a[0]]), _linalg_ready(values[a[1]]), a[2]
-        flat = rhs.reshape(rhs.shape[0], -1) if rhs.ndim != 1 else rhs
+        flat = rhs if rhs.ndim == 1 else rhs.reshape(rhs.shape[0], math.prod(rhs.shape[1:]))
         try:
             x = np.linalg.solve(m.T if transposed else m, flat)
         except np.linalg.LinAlgError:

@@ -671,3 +671,24 @@ def test_bug_linalg_of_long_double_arrays(dtype, which):
     for text, closed in (("inv(S)[i,j]", np.linalg.inv), ("det(S)", np.linalg.det)):
         np.testing.assert_allclose(einderiv.parse(text).evaluate(S=S.astype(dtype)),
                                    closed(S), rtol=1e-2 if dtype == np.float16 else 1e-10)
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((0, 0), (0, 2, 3)), ((4, 4), (4, 0, 3)),
+                                              ((0, 0), (0, 0))])
+def test_bug_solve_with_an_empty_axis(shape_a, shape_b):
+    """F33 (fuzz --seed 52, input 26206, ``x x'^-1`` with x 0 x 0): a solve whose
+    right-hand side has an empty axis reshaped it with -1, which numpy cannot infer
+    for size 0: a bare ValueError. Values against numpy's own solve."""
+    rng = np.random.default_rng(33)
+    A = rng.normal(size=shape_a) + 4 * np.eye(shape_a[0])
+    B = rng.normal(size=shape_b)
+    text = "inv(A)[i,j]*B[" + ",".join("jkl"[:len(shape_b)]) + "]"
+    got = einderiv.parse(text).evaluate(A=A, B=B)
+    want = np.linalg.solve(A, B.reshape(shape_a[0], int(np.prod(shape_b[1:])))).reshape(shape_b)
+    assert got.shape == want.shape == shape_b
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    namespace: dict = {}   # the exported code reshapes the same way
+    exec(einderiv.parse(text).to_python("f", "numpy"), namespace)  # noqa: S102
+    np.testing.assert_allclose(namespace["f"](A=A, B=B), want, rtol=1e-12)
+    m = einderiv.parse_matrix("x x'⁻¹", {"x": (0, 0)})
+    assert m.evaluate(x=np.zeros((0, 0))).shape == (0, 0)
