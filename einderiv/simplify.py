@@ -149,8 +149,13 @@ def _exact_sqrt(v: Fraction) -> Fraction | None:
 
 
 def _simplify_pow(e: Pow) -> Expr:
-    base = _node(_simplify(e.base))
-    exponent = _simplify(e.exponent)
+    return _power(_node(_simplify(e.base)), _simplify(e.exponent))
+
+
+def _power(base: Expr, exponent: Expr) -> Expr:
+    """``base**exponent`` of simplified parts, by the power rules: ``x**1 = x``,
+    ``x**0 = 1``, small integer powers of numbers folded, ``(x**a)**k = x**(a k)`` for
+    an integer ``k``, ``(1 + exp(w))**-1 = sigmoid(-w)``."""
     k = const_value(exponent)
     if k is not None:
         if k == 1:
@@ -164,7 +169,7 @@ def _simplify_pow(e: Pow) -> Expr:
         if isinstance(base, Pow):
             inner = const_value(base.exponent)
             if inner is not None and k.denominator == 1:
-                return _simplify_pow(Pow(base.base, number(inner * k)))
+                return _power(base.base, number(inner * k))
         w = one_plus_exp(base) if k == -1 else None
         if w is not None:  # 1 / (1 + exp(w)) = sigmoid(-w)
             return Func("sigmoid", _negated(w))
@@ -369,7 +374,7 @@ def merge_scalar_powers(p: Product) -> Product:
         if value is not None:
             coeff *= value
             continue
-        base, k = (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, _ONE)
+        base, k = _base_and_exponent(f)
         if f.free or k is None:
             rest.append(f)
         else:
@@ -383,19 +388,36 @@ def merge_scalar_powers(p: Product) -> Product:
 
 def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
     """The powers of equal bases (by canonical key) multiplied, in order of first
-    appearance; a power that comes to 0 is dropped."""
-    if len(scalars) < 2:  # nothing to merge: no keys needed
-        powers = [[base, k] for base, k in scalars]
-    else:
-        by_key: dict[tuple, list] = {}
-        for base, k in scalars:
-            key = canonical_key(base)
-            if key in by_key:
-                by_key[key][1] += k
-            else:
-                by_key[key] = [base, k]
-        powers = list(by_key.values())
-    return [base if k == 1 else Pow(base, number(k)) for base, k in powers if k != 0]
+    appearance; a power that comes to 0 is dropped. A merged power goes through the
+    power rules (:func:`_power`), and what they rewrite is merged again:
+    ``(q**-2)**(-1/2) (q**-2)**(-1/2) q**-2`` is ``(q**-2)**-1 q**-2 = q**2 q**-2 = 1``
+    (so that simplifying the printed result changes nothing; fuzz --seed 57)."""
+    for _ in range(8):  # each round unwraps a power of a power: a few rounds at most
+        if len(scalars) < 2:  # nothing to merge: no keys needed
+            powers = [[base, k] for base, k in scalars]
+        else:
+            by_key: dict[tuple, list] = {}
+            for base, k in scalars:
+                key = canonical_key(base)
+                if key in by_key:
+                    by_key[key][1] += k
+                else:
+                    by_key[key] = [base, k]
+            powers = list(by_key.values())
+        powers = [(base, k) for base, k in powers if k != 0]
+        merged = [base if k == 1 else _power(base, number(k)) for base, k in powers]
+        # merged again where the rules (or k = 1 of a power) leave another base
+        rewritten = any(_base_and_exponent(m)[0] is not base
+                        for m, (base, _) in zip(merged, powers))
+        if not rewritten or len(merged) < 2:
+            return merged
+        scalars = [_base_and_exponent(m) for m in merged]  # (numbers: made by _power())
+    return merged
+
+
+def _base_and_exponent(f: Expr) -> tuple[Expr, Fraction | None]:
+    """``(x, k)`` for ``f = x**k`` (k None: not a number), ``(f, 1)`` otherwise."""
+    return (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, _ONE)
 
 
 # ============================================================================== sums

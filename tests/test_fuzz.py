@@ -692,3 +692,35 @@ def test_bug_solve_with_an_empty_axis(shape_a, shape_b):
     np.testing.assert_allclose(namespace["f"](A=A, B=B), want, rtol=1e-12)
     m = einderiv.parse_matrix("x x'⁻¹", {"x": (0, 0)})
     assert m.evaluate(x=np.zeros((0, 0))).shape == (0, 0)
+
+
+@pytest.mark.parametrize("text", [
+    "(x**3)**(1/3)*(x**3)**(2/3)*x**-3",        # merged to (x**3)**1 = x**3, then with x**-3
+    "(1+exp(x))**(1/2)*(1+exp(x))**(-3/2)",     # merged to (1+exp(x))**-1 = sigmoid(-x)
+    "sigmoid(-x)*(1+exp(x))**-1",
+    "(x**2)**(1/2)*(x**2)**(1/2)*x**-2",
+])
+def test_bug_merged_powers_go_through_the_power_rules(text):
+    """F34 (fuzz --seed 57, input 5272): ``d/dq ((q**-2)**(1/2))**q`` kept the factor
+    ``(q**-2)**-1 q**-2``, which simplifying the printed result turned into 1: powers
+    merged in a product skipped the rules for a power of a power (and the sigmoid
+    rule), so the result was not in canonical form. Values against numpy."""
+    e = einderiv.parse(text)
+    assert einderiv.parse(str(e)) == e
+    x = np.array([0.3, 1.7, 2.5])
+    raw = einderiv.parse(text, simplify=False)
+    closed = {"(x**3)**(1/3)*(x**3)**(2/3)*x**-3": np.ones_like(x),
+              "(1+exp(x))**(1/2)*(1+exp(x))**(-3/2)": 1 / (1 + np.exp(x)),
+              "sigmoid(-x)*(1+exp(x))**-1": 1 / (1 + np.exp(x)) ** 2,
+              "(x**2)**(1/2)*(x**2)**(1/2)*x**-2": np.ones_like(x)}[text]
+    for form in (e, raw):
+        np.testing.assert_allclose([form.evaluate(x=v) for v in x], closed, rtol=1e-12)
+
+
+def test_bug_power_of_a_power_derivative_is_canonical():
+    """F34, the fuzz input: for q > 0, ((q**-2)**(1/2))**q = q**-q, whose derivative
+    is -q**-q (log q + 1)."""
+    d = einderiv.diff("((q**-2)**(1/2))**q", "q")
+    assert einderiv.parse(str(d)) == d
+    for q in (0.4, 1.3, 2.2):
+        np.testing.assert_allclose(d.evaluate(q=q), -q ** -q * (np.log(q) + 1), rtol=1e-12)
