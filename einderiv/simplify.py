@@ -411,7 +411,7 @@ def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
                         for m, (base, _) in zip(merged, powers))
         if not rewritten or len(merged) < 2:
             return merged
-        scalars = [_base_and_exponent(m) for m in merged]  # (numbers: made by _power())
+        scalars = [_base_and_exponent(m) for m in merged]  # numeric exponents: _power made them
     return merged
 
 
