@@ -10,6 +10,7 @@ differs from the einsum implicit (sorted) order.
 
 from __future__ import annotations
 
+from collections import Counter
 from fractions import Fraction
 
 from .functions import FUNCTIONS
@@ -42,18 +43,12 @@ def _implicit(factors: tuple[Expr, ...]) -> tuple[Index, ...]:
 def _split(p: Product) -> tuple[list[Expr], list[Expr]]:
     num, den = [], []
     for f in p.factors:
-        k = _negative_power(f)
-        if k is not None:
-            den.append(f.base if k == 1 else Pow(f.base, _number(k)))  # type: ignore[attr-defined]
+        k = const_value(f.exponent) if isinstance(f, Pow) else None
+        if k is not None and k < 0:
+            den.append(f.base if k == -1 else Pow(f.base, _number(-k)))
         else:
             num.append(f)
     return num, den
-
-
-def _negative_power(f: Expr) -> Fraction | None:
-    """``k`` where ``f`` is ``base**-k`` with a number ``k > 0`` (a denominator)."""
-    k = const_value(f.exponent) if isinstance(f, Pow) else None
-    return -k if k is not None and k < 0 else None
 
 
 def _number(k: Fraction) -> Product:
@@ -198,21 +193,21 @@ def _nested_product(f: Product, around: set[Index]) -> str:
 
 
 def _product_text(p: Product, top: bool) -> str:
-    _, den = _split(p)
+    num, den = _split(p)
     coeff = p.coeff
     sign = "-" if coeff < 0 else ""
     c = abs(coeff)
+    counts: Counter[Index] = Counter()  # the labels parse counts here, if a factor nests
+    if any(isinstance(f, Product) for f in num):
+        counts.update(i for g in p.factors for i in _flat_labels(g))
     parts = []
-    for k, f in enumerate(p.factors):
-        if _negative_power(f) is not None:
-            continue  # a denominator: below
-        if not isinstance(f, Product):
+    for f in num:
+        if isinstance(f, Product):  # the labels used around f: more than f's own
+            own = Counter(_flat_labels(f))
+            around = {i for i, n in counts.items() if n > own[i]} | set(p.out)
+            parts.append(_nested_product(f, around))
+        else:
             parts.append(_factor(f))
-            continue
-        around = set(p.out)
-        for g in p.factors[:k] + p.factors[k + 1:]:
-            around.update(_flat_labels(g))
-        parts.append(_nested_product(f, around))
     if c != 1 or not parts:
         parts.insert(0, format_number(c))
     text = "*".join(parts)
