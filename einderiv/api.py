@@ -140,21 +140,34 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
     ('d',)
     """
     shape_map = normalize_shapes(shapes)
-    e = parse(expr, shape_map) if isinstance(expr, str) else expr
-    return differentiate(e, wrt, shape_map)[1]
+    e, ranks = parse_with_ranks(expr, shape_map)
+    return differentiate(e, wrt, shape_map, ranks=ranks)[1]
+
+
+def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple]
+                     ) -> tuple[Expr, dict[str, int]]:
+    """``expr`` parsed and simplified, and the rank of each variable its text uses --
+    also of one that simplifying removed (``s + -s``): its derivative is a zero of
+    the right shape, not an error."""
+    if not isinstance(expr, str):
+        return expr, {}
+    written = parse(expr, shape_map, simplify=False)
+    return _simplify(written), {t.name: len(t.indices) for t in iter_tensors(written)}
 
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
-                  log: list[str] | None = None) -> tuple[Expr, Expr]:
+                  log: list[str] | None = None,
+                  ranks: Mapping[str, int] | None = None) -> tuple[Expr, Expr]:
     """The raw derivative (the rules applied, nothing simplified) and the result
-    :func:`diff` returns. ``log`` receives the names of the rules applied."""
+    :func:`diff` returns. ``log`` receives the names of the rules applied; ``ranks``
+    gives the ranks of variables the text used (see :func:`parse_with_ranks`)."""
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(e).__name__}")
     if shape_map:
         check_shapes(e, shape_map)
     name, given = _parse_wrt(wrt)
     tensors = list(iter_tensors(e))
-    ranks = {t.name: len(t.indices) for t in tensors}
+    ranks = {**(ranks or {}), **{t.name: len(t.indices) for t in tensors}}
     if name in ranks:
         rank = ranks[name]
     elif name in shape_map:
@@ -210,14 +223,14 @@ def jvp(expr: Expr | str, wrt: str, vector: str = "v",
     W[i,a]*v[a]*(1 - tanh(W[i,b]*x[b])**2) -> [i]
     """
     shape_map = normalize_shapes(shapes)
-    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    e, ranks = parse_with_ranks(expr, shape_map)
     name, given = _parse_wrt(wrt)
     if not isinstance(vector, str) or not vector.isidentifier() or vector in syntax.RESERVED:
         raise ParseError(f"vector must be a variable name, got {vector!r}")
     if vector in e.variables or vector == name:
         raise IndexMismatchError(
             f"the direction {vector!r} is already a variable of the expression; choose another name")
-    d = diff(e, wrt, shape_map)
+    d = differentiate(e, wrt, shape_map, ranks=ranks)[1]
     axes = d.free[: len(d.free) - len(e.free)]
     product = Product(Fraction(1), (d, Tensor(vector, axes)), e.free)
     return _simplify(product, e.free)
@@ -237,8 +250,8 @@ def hvp(expr: Expr | str, wrt: str, vector: str = "v",
     True
     """
     shape_map = normalize_shapes(shapes)
-    e = parse(expr, shape_map) if isinstance(expr, str) else expr
-    first = diff(e, wrt, shape_map)
+    e, ranks = parse_with_ranks(expr, shape_map)
+    first = differentiate(e, wrt, shape_map, ranks=ranks)[1]
     # The first derivative may no longer contain the variable (a linear function):
     # name its axes explicitly so the second knows its rank.
     name, _ = _parse_wrt(wrt)

@@ -8,7 +8,11 @@ Rules (docs/language.md):
 * ``u / v`` is ``u * v**-1`` under the same rule.
 * ``EXPR -> [i,j]`` fixes the free indices and their order; other indices are summed
   and repeated ones may stay free (Hadamard ``x[i]*w[i] -> [i]``). On a sum it
-  applies to each term.
+  applies to each term, through signs and number factors; where it drops an index
+  that some term does not carry once (``X[a,h] + s -> [a]``) it is refused as
+  ambiguous.
+* A product's summed indices and the argument of inv/det/logdet are scopes of their
+  own: their names never meet the same names outside (sizes included).
 * The terms of a sum must have the same free indices; a term with none broadcasts.
 """
 
@@ -21,7 +25,7 @@ from . import syntax as S
 from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 children, factor_indices, fresh_index, gc_paused, iter_tensors, number)
+                 bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number)
 
 __all__ = ["build", "check_shapes", "normalize_shapes"]
 
@@ -36,6 +40,8 @@ class _Builder:
     def __init__(self, text: str):
         self.text = text
         self.ranks: dict[str, tuple[int, int]] = {}  # name -> (rank, position of first use)
+        # Under '->': each term's indices that occur once in it, and its position.
+        self.arrow_terms: list[tuple[set[Index], int]] | None = None
 
     def error(self, message: str, pos: int | None, cls: type = IndexMismatchError) -> Exception:
         return cls(format_caret(message, self.text, pos))
@@ -156,9 +162,16 @@ class _Builder:
 
     def product(self, node: S.Node, out: list[tuple[Index, int]] | None,
                 in_sum: bool = False) -> Expr:
+        if out is not None:
+            scale, core = self.linear_core(node)
+            if isinstance(core, S.Add):  # -(u + v) -> [i] is -(u -> [i] + v -> [i])
+                total = self.add(core, out, in_sum)
+                return total if scale == 1 else Product(scale, (total,), total.free)
         factors: list[tuple[Expr, int]] = []
         coeff = self.collect(node, Fraction(1), factors)
         counts = _label_counts(f for f, _ in factors)
+        if out is not None and self.arrow_terms is not None:
+            self.arrow_terms.append(({i for i, c in counts.items() if c == 1}, _pos(node)))
         fs = tuple(f for f, _ in factors)
         if out is None:
             free = tuple(sorted(i for i, c in counts.items() if c == 1))
@@ -208,7 +221,60 @@ class _Builder:
         return self.product(node, out, in_sum)
 
     def arrow(self, node: S.Arrow) -> Expr:
-        return self.with_out(node.arg, node.indices)
+        outer, self.arrow_terms = self.arrow_terms, []
+        try:
+            result = self.with_out(node.arg, node.indices)
+            self.check_arrow_terms(self.arrow_terms, {name for name, _ in node.indices})
+        finally:
+            self.arrow_terms = outer
+        return result
+
+    def check_arrow_terms(self, terms: list[tuple[set[Index], int]], out: set[Index]) -> None:
+        """``->`` on a sum sums each dropped index over every term, so every term must
+        carry it once: in ``X[a,h] + s -> [a]`` one reader sums ``s`` over ``h`` too
+        (``|h| s``, the sum's value summed), another adds it once. Refused, naming both."""
+        if len(terms) < 2:
+            return
+        dropped = sorted({i for singles, _ in terms for i in singles} - out)
+        for h in dropped:
+            for singles, pos in terms:
+                if h not in singles:
+                    raise self.error(
+                        f"'->' sums over {h!r}, which this term does not carry once, so it is "
+                        f"unclear whether the term is summed over {h!r} too (times the size of "
+                        f"{h!r}) or added once; write sum[{h}](...) to say which: around the terms "
+                        f"that carry {h!r} (e.g. sum[{h}](X[a,{h}]) + s) or around the whole "
+                        f"sum (sum[{h}](X[a,{h}] + s))", pos)
+
+    @staticmethod
+    def linear_core(node: S.Node) -> tuple[Fraction, S.Node]:
+        """``node`` as ``scale * core`` through signs and number factors (``-2*(u + v)``
+        is ``-2`` and ``u + v``); ``(1, node)`` where it is not such a node."""
+        if isinstance(node, S.Neg):
+            scale, core = _Builder.linear_core(node.arg)
+            return -scale, core
+        if isinstance(node, S.Mul):
+            numbers = [(op, _signed_number(item)) for op, item in node.items]
+            rest = [(op, item) for (op, item), (_, k) in zip(node.items, numbers) if k is None]
+            if len(rest) != 1 or rest[0][0] != "*":
+                return Fraction(1), node
+            scale = Fraction(1)
+            for op, k in numbers:
+                if k is not None:
+                    if op == "/" and k == 0:
+                        return Fraction(1), node  # collect() reports the division by zero
+                    scale = scale / k if op == "/" else scale * k
+            inner, core = _Builder.linear_core(rest[0][1])
+            return scale * inner, core
+        return Fraction(1), node
+
+
+def _signed_number(node: S.Node) -> Fraction | None:
+    """The value of a number literal with any signs (``-2``), else None."""
+    sign = 1
+    while isinstance(node, S.Neg):
+        node, sign = node.arg, -sign
+    return sign * node.value if isinstance(node, S.Num) else None
 
 
 def _pos(node: S.Node) -> int:
@@ -261,11 +327,14 @@ def normalize_shapes(shapes: Mapping[str, object] | None) -> dict[str, Shape]:
 
 
 def check_shapes(e: Expr, shapes: Mapping[str, Shape]) -> dict[Index, int | str]:
-    """Check ``e`` against ``shapes``; return the size of every visible index that has one.
+    """Check ``e`` against ``shapes``; return the size of every index that has one.
 
-    Each tensor's rank must match its shape, and an index must have one size
-    everywhere it is used. The argument of inv/det/logdet is its own scope: it must
-    be square, and ``inv(M)[i,j]`` gives ``i`` and ``j`` the sizes of M's rows and columns.
+    Each tensor's rank must match its shape, and an index must have one size in its
+    scope. A product's summed indices are its own (``x[i]*sum[i](y[i])``: the summed
+    ``i`` is another index than the free one, and may have another size); so is the
+    argument of inv/det/logdet, which must be square, and ``inv(M)[i,j]`` gives ``i``
+    and ``j`` the sizes of M's rows and columns. The two indices of a delta have one
+    size. The result maps each index name to its size where all its scopes agree.
     """
     for t in iter_tensors(e):
         shape = shapes.get(t.name)
@@ -273,61 +342,103 @@ def check_shapes(e: Expr, shapes: Mapping[str, Shape]) -> dict[Index, int | str]
             raise ShapeError(
                 f"{t.name!r} has shape {shape} ({len(shape)} axes) but is used with "
                 f"{len(t.indices)} indices: {_ref(t)}")
-    sizes: dict[Index, tuple[int | str, str]] = {}
-    _scope_sizes(e, shapes, sizes)
-    return {i: s for i, (s, _) in sizes.items()}
+    cells: list[tuple[Index, _Cell]] = []
+    _ScopeSizes(shapes, cells).check(e)
+    found: dict[Index, int | str | None] = {}
+    for idx, cell in cells:
+        if cell.size is not None:
+            found[idx] = cell.size if found.get(idx, cell.size) == cell.size else None
+    return {i: d for i, d in found.items() if d is not None}
 
 
 def _ref(t: Tensor) -> str:
     return t.name + ("[" + ",".join(t.indices) + "]" if t.indices else "")
 
 
-def _note(sizes: dict[Index, tuple[int | str, str]], idx: Index, d: int | str, where: str) -> None:
-    seen = sizes.setdefault(idx, (d, where))
-    if seen[0] != d:
-        raise ShapeError(f"index {idx!r} has size {seen[0]} in {seen[1]} but size {d} in {where}")
+class _Cell:
+    """The size of one index in one scope, and where it was first seen."""
+    __slots__ = ("size", "where")
+
+    def __init__(self) -> None:
+        self.size: int | str | None = None
+        self.where = ""
+
+    def note(self, idx: Index, d: int | str, where: str) -> None:
+        if self.size is None:
+            self.size, self.where = d, where
+        elif self.size != d:
+            raise ShapeError(f"index {idx!r} has size {self.size} in {self.where} but size {d} "
+                             f"in {where}")
 
 
-def _scope_sizes(e: Expr, shapes: Mapping[str, Shape],
-                 sizes: dict[Index, tuple[int | str, str]]) -> None:
-    stack = [e]
-    deltas: list[Delta] = []
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Tensor) and n.name in shapes:
-            for idx, d in zip(n.indices, shapes[n.name]):
-                _note(sizes, idx, d, _ref(n))
-        elif isinstance(n, Delta) and n.i != n.j:
-            deltas.append(n)
-        elif isinstance(n, (Inv, Det, LogDet)):
-            inner: dict[Index, tuple[int | str, str]] = {}
-            _scope_sizes(n.arg, shapes, inner)
-            rows, cols = (inner.get(i, (None, ""))[0] for i in n.arg.free)
-            what = type(n).__name__.lower()
-            if rows is not None and cols is not None and rows != cols:
-                raise ShapeError(f"the argument of {what}(...) is {rows} x {cols}, not square")
-            if isinstance(n, Inv):
-                for idx, d in zip(n.indices, (rows, cols)):
-                    if d is not None:
-                        _note(sizes, idx, d, f"inv(...)[{','.join(n.indices)}]")
-            continue
-        else:
-            stack.extend(children(n))
-    _tie_deltas(deltas, sizes)
+class _ScopeSizes:
+    """Index sizes by scope: an environment maps a label to the cell of the scope that
+    binds it; a product gives its summed labels new cells, an inv/det/logdet argument
+    starts an environment of its own."""
+
+    def __init__(self, shapes: Mapping[str, Shape], cells: list[tuple[Index, _Cell]]):
+        self.shapes = shapes
+        self.cells = cells
+
+    def cell(self, env: dict[Index, _Cell], idx: Index) -> _Cell:
+        found = env.get(idx)
+        if found is None:
+            found = env[idx] = _Cell()
+            self.cells.append((idx, found))
+        return found
+
+    def check(self, e: Expr) -> dict[Index, _Cell]:
+        """Note the sizes in ``e``; return the environment of its top scope."""
+        env: dict[Index, _Cell] = {}
+        deltas: list[tuple[Delta, _Cell, _Cell]] = []
+        stack: list[tuple[Expr, dict[Index, _Cell]]] = [(e, env)]
+        while stack:
+            n, here = stack.pop()
+            if isinstance(n, Tensor):
+                for axis, idx in enumerate(n.indices):
+                    cell = self.cell(here, idx)
+                    if n.name in self.shapes:
+                        cell.note(idx, self.shapes[n.name][axis], _ref(n))
+            elif isinstance(n, Delta):
+                if n.i != n.j:
+                    deltas.append((n, self.cell(here, n.i), self.cell(here, n.j)))
+            elif isinstance(n, (Inv, Det, LogDet)):
+                self.closed(n, here)
+            elif isinstance(n, Product):
+                inner = dict(here)
+                for idx in sorted(bound_indices(n)):
+                    inner[idx] = _Cell()
+                    self.cells.append((idx, inner[idx]))
+                stack.extend((f, inner) for f in n.factors)
+            else:
+                stack.extend((c, here) for c in children(n))
+        _tie_deltas(deltas)
+        return env
+
+    def closed(self, n: Inv | Det | LogDet, outside: dict[Index, _Cell]) -> None:
+        inner = self.check(n.arg)
+        rows, cols = (inner[i].size if i in inner else None for i in n.arg.free)
+        what = type(n).__name__.lower()
+        if rows is not None and cols is not None and rows != cols:
+            raise ShapeError(f"the argument of {what}(...) is {rows} x {cols}, not square")
+        if isinstance(n, Inv):
+            for idx, d in zip(n.indices, (rows, cols)):
+                if d is not None:
+                    self.cell(outside, idx).note(idx, d, f"inv(...)[{','.join(n.indices)}]")
 
 
-def _tie_deltas(deltas: list[Delta], sizes: dict[Index, tuple[int | str, str]]) -> None:
+def _tie_deltas(deltas: list[tuple[Delta, _Cell, _Cell]]) -> None:
     """A delta is square: ``delta[i,j]`` gives ``i`` and ``j`` one size (chains of
     deltas too), so ``delta[i,j]*x[i]*y[j]`` with x and y of two sizes is refused."""
     changed = True
     while changed:
         changed = False
-        for n in deltas:
-            si, sj = sizes.get(n.i), sizes.get(n.j)
-            if si is not None and sj is not None and si[0] != sj[0]:
+        for n, ci, cj in deltas:
+            if ci.size is not None and cj.size is not None and ci.size != cj.size:
                 raise ShapeError(f"delta[{n.i},{n.j}] is square, but index {n.i!r} has size "
-                                 f"{si[0]} in {si[1]} and index {n.j!r} size {sj[0]} in {sj[1]}")
-            if (si is None) != (sj is None):
-                known = si or sj
-                sizes[n.j if sj is None else n.i] = (known[0], f"delta[{n.i},{n.j}] ({known[1]})")
+                                 f"{ci.size} in {ci.where} and index {n.j!r} size {cj.size} "
+                                 f"in {cj.where}")
+            if (ci.size is None) != (cj.size is None):
+                known, other, idx = (ci, cj, n.j) if cj.size is None else (cj, ci, n.i)
+                other.note(idx, known.size, f"delta[{n.i},{n.j}] ({known.where})")  # type: ignore[arg-type]
                 changed = True

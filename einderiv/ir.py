@@ -462,14 +462,7 @@ def all_indices(e: Expr) -> set[Index]:
 def visible_indices(e: Expr) -> set[Index]:
     """Index labels used outside the closed scopes of inv/det/logdet arguments
     (those are private to their node and never meet another label)."""
-    out: set[Index] = set()
-    stack = [e]
-    while stack:
-        n = stack.pop()
-        out.update(_declared_labels(n))
-        if not isinstance(n, (Inv, Det, LogDet)):
-            stack.extend(children(n))
-    return out
+    return {i for n in _open_scope(e) for i in _declared_labels(n)}
 
 
 def factor_indices(f: Expr) -> tuple[Index, ...]:
@@ -483,8 +476,9 @@ def factor_indices(f: Expr) -> tuple[Index, ...]:
 
 
 def outer_origins(e: Expr) -> dict[Index, SizeHint]:
-    """For the labels visible at the top of ``e`` (and any in open scopes), a size
-    hint: the first ``(tensor, axis)`` carrying the label, else a delta's hint.
+    """For the labels visible at the top of ``e`` (and any in open scopes, never those
+    inside an inv/det/logdet argument), a size hint: the first ``(tensor, axis)``
+    carrying the label, else a delta's hint.
     Memoised on the (immutable) node; the caller gets its own copy."""
     cached = e.__dict__.get("_outer_origins")
     if cached is None:
@@ -493,16 +487,58 @@ def outer_origins(e: Expr) -> dict[Index, SizeHint]:
     return dict(cached)
 
 
+def _open_scope(e: Expr) -> Iterator[Expr]:
+    """The nodes of ``e`` outside the closed scopes of inv/det/logdet arguments
+    (the ``Inv``/``Det``/``LogDet`` nodes themselves included), parents first."""
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (Inv, Det, LogDet)):
+            stack.extend(reversed(children(node)))
+
+
 def _outer_origins(e: Expr) -> dict[Index, SizeHint]:
+    # A product below e is a scope of its own: what it sums is another index that may
+    # share a name with one of e (``sum[a](y[a])*delta[a,a]``), and so is a label inside
+    # an inv/det/logdet argument (``logdet(M[g,a]) + x[a]``). Each product's origins are
+    # found within it (its deltas tie its labels there) and only its free labels are
+    # passed up. The products below are done innermost first, so each is memoised
+    # before its parent reads it (no recursion along a deep expression).
+    below = [n for n in _open_scope_products(e) if n is not e]
+    for q in reversed(below):
+        if "_outer_origins" not in q.__dict__:
+            object.__setattr__(q, "_outer_origins", _scope_origins(q))
+    return _scope_origins(e)
+
+
+def _open_scope_products(e: Expr) -> Iterator[Product]:
+    for n in _open_scope(e):
+        if isinstance(n, Product):
+            yield n
+
+
+def _scope_origins(e: Expr) -> dict[Index, SizeHint]:
+    """The origins of the labels of ``e``'s own scope, reading each product below it
+    from its memo (see :func:`_outer_origins`)."""
     found: dict[Index, SizeHint] = {}
     deltas: list[Delta] = []
-    for n in walk(e):
+    stack: list[Expr] = [e]
+    while stack:
+        n = stack.pop()
         if isinstance(n, Tensor):
             for axis, idx in enumerate(n.indices):
                 found.setdefault(idx, (n.name, axis))
-        elif isinstance(n, Product):
-            continue  # the commonest node without labels of its own to record
-        elif isinstance(n, Sum):
+            continue
+        if isinstance(n, Product) and n is not e:
+            inner = n.__dict__.get("_outer_origins")
+            if inner is None:
+                inner = _outer_origins(n)
+            for idx in n.out:
+                if inner.get(idx) is not None:
+                    found.setdefault(idx, inner[idx])
+            continue
+        if isinstance(n, Sum):
             for idx, hint in n.hints:
                 found.setdefault(idx, hint)
         elif isinstance(n, Inv):  # inv(M)[i,j]: i, j have the sizes of M's rows, columns
@@ -510,8 +546,11 @@ def _outer_origins(e: Expr) -> dict[Index, SizeHint]:
             for idx, axis_label in zip(n.indices, n.arg.free):
                 if inner.get(axis_label) is not None:
                     found.setdefault(idx, inner[axis_label])
+            continue
         elif isinstance(n, Delta):
             deltas.append(n)
+        if not isinstance(n, (Det, LogDet)):
+            stack.extend(reversed(children(n)))
     for n in deltas:  # tensors first, then a delta's own hint
         if n.size is not None:
             found.setdefault(n.i, n.size)

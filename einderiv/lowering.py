@@ -94,8 +94,7 @@ class Lowering:
         if isinstance(e, Pow):
             return self.power(e)
         if isinstance(e, (Inv, Det, LogDet)):
-            slot, labels = self.value(e.arg)
-            slot = self.align(slot, labels, e.arg.free)
+            slot = self.closed_scope(e.arg)
             if isinstance(e, Inv):
                 out = self.emit("inv", slot)
                 if e.indices[0] == e.indices[1]:
@@ -107,6 +106,17 @@ class Lowering:
         if isinstance(e, Sum):
             return self.sum(e)
         raise TypeError(e)  # pragma: no cover
+
+    def closed_scope(self, arg: Expr) -> int:
+        """The slot of an inv/det/logdet argument, axes in ``arg.free`` order. The
+        argument is a closed scope: none of its sizes comes from around it (its ``a``
+        is another index than an ``a`` outside)."""
+        outer, self.context = self.context, []
+        try:
+            slot, labels = self.value(arg)
+        finally:
+            self.context = outer
+        return self.align(slot, labels, arg.free)
 
     def logsumexp(self, s: Product) -> int:
         """``log(c * sum_j exp(u))`` as ``log c + m + log(sum_j exp(u - m))``, m the max
@@ -293,8 +303,7 @@ class Lowering:
                 g_labels = factor_indices(g)
                 if g_labels.count(shared) != 1 or f.indices[1 - axis] in g_labels:
                     continue
-                m_slot, m_labels = self.value(f.arg)
-                m_slot = self.align(m_slot, m_labels, f.arg.free)
+                m_slot = self.closed_scope(f.arg)
                 g_slot, g_free = (self.input(g.name), g.indices) if isinstance(g, Tensor) \
                     else self.value(g)
                 if len(set(g_free)) != len(g_free):

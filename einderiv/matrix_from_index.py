@@ -129,11 +129,26 @@ def _flip(o: Orient) -> Orient:
 class _Converter:
     def __init__(self, root: Expr):
         self.memo: dict[tuple[Expr, Orient], MatrixExpr] = {}
-        self.origins = outer_origins(root)
+        # Size hints of the scopes around the node being converted, innermost last: a
+        # product's summed labels are its own, an inv/det/logdet argument starts anew.
+        self.scopes = [outer_origins(root)]
         self.root = root
 
     def hint(self, label: Index | None) -> SizeHint:
-        return self.origins.get(label) if label is not None else None
+        if label is None:
+            return None
+        for origins in reversed(self.scopes):
+            if origins.get(label) is not None:
+                return origins[label]
+        return None
+
+    def closed(self, arg: Expr) -> MatrixExpr:
+        """An inv/det/logdet argument as a matrix: a scope of its own."""
+        outer, self.scopes = self.scopes, [outer_origins(arg)]
+        try:
+            return self.convert(arg, (arg.free[0], arg.free[1]))
+        finally:
+            self.scopes = outer
 
     # ------------------------------------------------------------------- dispatch
     def convert(self, e: Expr, o: Orient) -> MatrixExpr:
@@ -186,13 +201,13 @@ class _Converter:
             ident = Identity(f.size or self.hint(f.i) or self.hint(f.j))
             return _Piece((f.i, f.j), lambda o: ident)
         if isinstance(f, Inv):
-            inv = inverse(self.convert(f.arg, (f.arg.free[0], f.arg.free[1])))
+            inv = inverse(self.closed(f.arg))
             k, l = f.indices
             if k == l:
                 return _vector_piece(k, Diag(inv))
             return _matrix_piece((k, l), inv)
         if isinstance(f, (Det, LogDet)):
-            arg = self.convert(f.arg, (f.arg.free[0], f.arg.free[1]))
+            arg = self.closed(f.arg)
             arg = arg.arg if isinstance(arg, Transpose) else arg  # det(M^T) = det(M)
             value = Reduce("det" if isinstance(f, Det) else "logdet", arg)
             return _Piece(_SCALAR, lambda o: value)
@@ -224,6 +239,13 @@ class _Converter:
 
     # ------------------------------------------------------------------- products
     def product(self, p: Product, o: Orient) -> MatrixExpr:
+        self.scopes.append(outer_origins(p))
+        try:
+            return self._product(p, o)
+        finally:
+            self.scopes.pop()
+
+    def _product(self, p: Product, o: Orient) -> MatrixExpr:
         from .simplify import flatten_product
         for k, f in enumerate(p.factors):
             if isinstance(f, Sum) and len(f.free) > 2 and f.terms:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .api import differentiate, guard_recursion, parse
+from .api import differentiate, guard_recursion, parse_with_ranks
 from .einstein import normalize_shapes
 from .errors import EinderivError
 from .ir import Expr, Product, Sum, children, outer_origins, with_children
@@ -145,11 +145,11 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     2/n X^T (X theta - Y)
     """
     shape_map = normalize_shapes(shapes)
-    e = parse(expr, shape_map) if isinstance(expr, str) else expr
+    e, ranks = parse_with_ranks(expr, shape_map)
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
     log: list[str] = []
-    raw, result = differentiate(e, wrt, shape_map, log)
+    raw, result = differentiate(e, wrt, shape_map, log, ranks)
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))
