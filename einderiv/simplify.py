@@ -411,7 +411,9 @@ def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
                         for m, (base, _) in zip(merged, powers))
         if not rewritten or len(merged) < 2:
             return merged
-        scalars = [_base_and_exponent(m) for m in merged]  # numeric exponents: _power made them
+        scalars = [_base_and_exponent(m) for m in merged]
+        if any(k is None for _, k in scalars):  # a symbolic exponent: ((p**q)**(3/2))**(-1/2)
+            return merged
     return merged
 
 

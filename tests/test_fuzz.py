@@ -729,3 +729,20 @@ def test_bug_power_of_a_power_derivative_is_canonical():
     assert einderiv.parse(str(d)) == d
     for q in (0.4, 1.3, 2.2):
         np.testing.assert_allclose(d.evaluate(q=q), -q ** -q * (np.log(q) + 1), rtol=1e-12)
+
+
+def test_bug_symbolic_power_of_a_power_merged():
+    """F35 (fuzz --seed 3, input 510): merging ``((p**q)**(3/2))**(-1/2)`` with the
+    factors of its derivative left a symbolic exponent, read as a number: a bare
+    TypeError from Fraction(None) in the second derivative. For p > 0 the expression
+    is p**(-3q/4), whose derivatives by p are k p**(k - 1) and k (k - 1) p**(k - 2),
+    k = -3q/4."""
+    text = "((p**q)**(3/2))**(-1/2)"
+    d = einderiv.diff(text, "p")
+    d2 = einderiv.diff(d, "p")
+    assert einderiv.parse(str(d2)) == d2
+    for p, q in ((0.4, 0.6), (1.7, -1.3), (2.2, 2.0)):
+        k = -0.75 * q
+        np.testing.assert_allclose(einderiv.parse(text).evaluate(p=p, q=q), p ** k, rtol=1e-12)
+        np.testing.assert_allclose(d.evaluate(p=p, q=q), k * p ** (k - 1), rtol=1e-12)
+        np.testing.assert_allclose(d2.evaluate(p=p, q=q), k * (k - 1) * p ** (k - 2), rtol=1e-11)
