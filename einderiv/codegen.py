@@ -480,8 +480,8 @@ class _Writer:
             value, actual = " * ".join(factors + [self.var[rest[0][0]]]), rest[0][1]
             alias = view = not factors and not sign  # the variable itself
         else:
-            value, actual = self.contraction(rest, out, path_strategy("auto", len(operands)),
-                                             free)
+            strategy = path_strategy("auto", [labels for _, labels in operands])
+            value, actual = self.contraction(rest, out, strategy, free)
             alias = not factors and not sign and len(rest) == 1
             if factors:  # (a single-operand einsum may be a view of its operand)
                 value = " * ".join(factors) + " * " + value

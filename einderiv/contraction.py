@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import opt_einsum as oe
@@ -68,7 +68,7 @@ def _plan_product(operands: tuple, local: list, out: tuple[Index, ...],
     split = _split_plan(operands, local, out, sizes, optimize) if backend == "numpy" else None
     if split is not None:
         return shape, split[0], split[1], max(split[2], math.prod(shape))
-    strategy = path_strategy(optimize, len(operands))
+    strategy = path_strategy(optimize, [labels for _, labels in operands])
     if strategy is None or any(0 in sh for sh in local):
         # Many factors (path search would dominate) or an empty axis (every path
         # costs nothing and opt_einsum's dynamic programming finds none): contract
@@ -174,8 +174,11 @@ def _split_plan(operands: tuple, local: list, out: tuple[Index, ...],
         flops += cost + math.prod(sizes[i] for i in out)
         largest = max(largest, widest, size)
     parts.sort(key=lambda p: -p[0])  # largest first: it takes the products in place
+    # Only a group of two or more factors is a new array: a lone factor's "product" is
+    # that operand as it came (an input, or a transposed view of one), never written.
     combine = _pairwise_plan(tuple((None, labels) for *_, labels in parts), out,
-                             [(0, 1)] * (len(parts) - 1), sizes, made=True)
+                             [(0, 1)] * (len(parts) - 1), sizes,
+                             made=[len(group) > 1 for _, _, group, _ in parts])
     if combine is None:  # pragma: no cover - every pair is a broadcast product
         return None
     scalars = [k for k, (_, labels) in enumerate(operands) if not labels]
@@ -185,6 +188,8 @@ def _split_plan(operands: tuple, local: list, out: tuple[Index, ...],
 
 #: Above this many factors in one product, "auto" skips opt_einsum's path search.
 MANY_FACTORS = 40
+#: Up to this many operands, dynamic programming plans every product (see path_strategy).
+DP_FACTORS = 8
 
 
 def einsum_spec(operands: list[tuple[Index, ...]], out: tuple[Index, ...]) -> str:
@@ -200,17 +205,44 @@ def einsum_spec(operands: list[tuple[Index, ...]], out: tuple[Index, ...]) -> st
         "->" + "".join(symbols[i] for i in out)
 
 
-def path_strategy(requested: str, n_operands: int) -> Any:
-    """opt_einsum's strategy for one product, or None for :func:`connected_order`.
-    ``"auto"``: exhaustive search for a few operands, dynamic programming (optimal,
-    and fast for chains such as x^T A1 ... A16 x, which it runs as matrix-vector
-    products) up to MANY_FACTORS; beyond, path search itself would dominate (greedy
-    is quadratic). Any other value is passed to opt_einsum as it is."""
+def path_strategy(requested: str, labels: Sequence[tuple[Index, ...]]) -> Any:
+    """opt_einsum's strategy for one product of operands with these ``labels``, or None
+    for :func:`connected_order`. ``"auto"``: exhaustive search for a few operands;
+    dynamic programming (optimal, and fast for chains such as x^T A1 ... A16 x, which
+    it runs as matrix-vector products) up to DP_FACTORS operands, and beyond that for
+    products that link up as chains; greedy for the others; beyond MANY_FACTORS, path
+    search itself would dominate (greedy is quadratic). Dynamic programming visits every
+    connected set of operands, exponentially many where many operands share an index:
+    16 vectors on one index took 195 s to plan (issue 21). Any other value is passed
+    to opt_einsum as it is."""
     if requested != "auto":
         return requested
-    if n_operands <= 4:
+    n = len(labels)
+    if n <= 4:
         return "optimal"
-    return "dp" if n_operands <= MANY_FACTORS else None
+    if n > MANY_FACTORS:
+        return None
+    return "dp" if n <= DP_FACTORS or _chain_like(labels) else "greedy"
+
+
+def _chain_like(labels: Sequence[tuple[Index, ...]]) -> bool:
+    """Whether the operands link up as chains or rings: each index on at most two
+    operands, each operand linked to at most two others. Then there are about n**2
+    connected sets of operands for dynamic programming to visit (a star or a tree
+    has exponentially many)."""
+    where: dict[Index, set[int]] = {}
+    for k, labs in enumerate(labels):
+        for i in labs:
+            where.setdefault(i, set()).add(k)
+    links: dict[int, set[int]] = {}
+    for ks in where.values():
+        if len(ks) > 2:
+            return False
+        if len(ks) == 2:
+            a, b = ks
+            links.setdefault(a, set()).add(b)
+            links.setdefault(b, set()).add(a)
+    return all(len(linked) <= 2 for linked in links.values())
 
 
 def connected_order(operands: tuple) -> list[int]:
@@ -379,16 +411,19 @@ def _scalars_apart(operands: tuple, out: tuple[Index, ...], shapes: list, optimi
 
 
 def _pairwise_plan(operands: tuple, out: tuple[Index, ...], path: list[tuple[int, ...]],
-                   sizes: Mapping[Index, int], made: bool = False
+                   sizes: Mapping[Index, int], made: bool | list[bool] = False
                    ) -> Callable[..., Any] | None:
     """opt_einsum's contraction path run pair by pair, each pair by the plainest
     numpy call for it: ``@`` on transposed views where it is a matrix product (BLAS
     reads a transposed view without a copy, where ``tensordot`` reshapes it into a
     copy), a broadcast multiply where nothing is summed, a two-operand opt_einsum
-    expression otherwise. None where the path is not all pairs. ``made``: the operands
-    are new arrays of the caller's, which an element-wise product may overwrite."""
+    expression otherwise. None where the path is not all pairs. ``made``: which
+    operands (one flag each, or one for all) are new arrays of the caller's, which an
+    element-wise product may overwrite; the others (inputs, views of inputs) are
+    never written."""
     labels = [tuple(lab) for _, lab in operands]
-    owned = [made] * len(labels)  # made here (or by the caller): may take a result in place
+    # made here (or by the caller): may take a result in place
+    owned = [made] * len(labels) if isinstance(made, bool) else list(made)
     steps: list[tuple[int, int, Callable[..., Any]]] = []
     for pair in path:
         if len(pair) != 2:

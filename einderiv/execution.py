@@ -190,9 +190,9 @@ def reads(step: Step) -> list[int]:
     return slots + ([a[0]] if kind == "broadcast" else [])
 
 
-#: Step kinds whose value is a new array that no other slot shares (the einsum
-#: kind only with two or more operands: one operand may come back as it is).
-_FRESH = frozenset({"func", "pow", "scale", "add", "softmax"})
+#: Step kinds whose value is always a new array that no other slot shares (see
+#: :func:`plan_owned` for the einsum and add kinds, whose value may be an operand).
+_FRESH = frozenset({"func", "pow", "scale", "softmax"})
 
 
 def count_readers(program: Program) -> list[int]:
@@ -227,10 +227,22 @@ def releases(program: Program, taken_over: Mapping[int, list[int]]) -> list[tupl
     return [tuple(f) for f in found]
 
 
-def _new_array(step: Step) -> bool:
-    """Whether the step's value is a new array (or a view of one) that no other slot
-    shares: see :data:`_FRESH`."""
-    return step.kind in _FRESH or (step.kind == "einsum" and len(step.args[1]) > 1)
+def plan_owned(step: Step) -> bool:
+    """Whether the step's value is an array the plan allocated itself (or a view of
+    one) that no other slot and no input shares: the only arrays an in-place write
+    (:func:`in_place_steps`, :func:`absorbed_diagonals`) may touch. Not so: inputs,
+    transposes, a product of one operand (np.einsum returns a permutation or a
+    diagonal as a view, a lone factor comes back as it is), a sum of one term with
+    sign +1 (that term, maybe transposed). Where an input is among the operands (the
+    same array under two names, views of each other), none of these is written."""
+    kind, a = step.kind, step.args
+    if kind in _FRESH:
+        return True
+    if kind == "einsum":  # every plan of two or more operands returns a new array
+        return len(a[1]) > 1
+    if kind == "add":  # two or more parts (a + b is new), or -a
+        return len(a[0]) > 1 or a[0][0][2] != 1.0
+    return False
 
 
 #: Below this many entries, writing into an operand saves nothing worth a check.
@@ -264,7 +276,7 @@ def in_place_steps(program: Program, shapes: list, excluded: set[int]) -> dict[i
         for j, slot in enumerate(candidates):
             # (a part of a sum with every axis has the sum's shape, up to the order)
             if slot >= 0 and slot not in excluded and readers[slot] == 1 and \
-                    _new_array(steps[slot]) and (kind == "add" or shapes[slot] == shapes[k]):
+                    plan_owned(steps[slot]) and (kind == "add" or shapes[slot] == shapes[k]):
                 found[k] = j
                 break
     return found
@@ -317,7 +329,7 @@ def absorbed_diagonals(program: Program) -> dict[int, tuple[int, int | None]]:
         rest = [(slot, sign) for slot, _, sign in parts if slot != embeds[0]]
         owned = None
         if len(rest) == 1 and rest[0][1] == 1.0 and readers[rest[0][0]] == 1 and \
-                _new_array(program.steps[rest[0][0]]):
+                plan_owned(program.steps[rest[0][0]]):
             owned = rest[0][0]
         found[k] = (embeds[0], owned)
     return found
