@@ -25,7 +25,8 @@ from . import syntax as S
 from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number)
+                 bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number,
+                 visible_indices)
 
 __all__ = ["build", "check_shapes", "normalize_shapes"]
 
@@ -42,6 +43,9 @@ class _Builder:
         self.ranks: dict[str, tuple[int, int]] = {}  # name -> (rank, position of first use)
         # Under '->': each term's indices that occur once in it, and its position.
         self.arrow_terms: list[tuple[set[Index], int]] | None = None
+        # Indices bound by the enclosing sum[...]s (name -> position of the sum): free
+        # throughout the body, summed once, by the sum.
+        self.bound: dict[Index, int] = {}
 
     def error(self, message: str, pos: int | None, cls: type = IndexMismatchError) -> Exception:
         return cls(format_caret(message, self.text, pos))
@@ -85,13 +89,18 @@ class _Builder:
             return Delta(node.i[0], node.j[0])
         return self.call(node)
 
-    @staticmethod
-    def einstein_atom(atom: Expr) -> Expr:
+    def einstein_atom(self, atom: Expr) -> Expr:
         """The Einstein rule for a lone reference, as ``numpy.einsum`` implicit mode:
-        ``X[a,a]`` sums (``einsum('aa', X)``) and ``A[p,i]`` has free indices (i, p)."""
-        counts = _label_counts((atom,))
-        free = tuple(sorted(i for i, c in counts.items() if c == 1))
+        ``X[a,a]`` sums (``einsum('aa', X)``) and ``A[p,i]`` has free indices (i, p);
+        an index bound by an enclosing ``sum[...]`` stays free (the diagonal)."""
+        free = self.implicit_free(_label_counts((atom,)))
         return atom if atom.free == free else Product(Fraction(1), (atom,), free)
+
+    def implicit_free(self, counts: dict[Index, int]) -> tuple[Index, ...]:
+        """The free indices by the Einstein rule, in code-point order: those occurring
+        once, and those an enclosing ``sum[...]`` binds (it sums them, once)."""
+        bound = self.bound
+        return tuple(sorted(i for i, c in counts.items() if c == 1 or i in bound))
 
     # ------------------------------------------------------------------ functions
     def call(self, node: S.Call) -> Expr:
@@ -102,7 +111,11 @@ class _Builder:
             self.note_rank(node.arg.name, 2, node.arg.pos)
             arg: Expr = Tensor(node.arg.name, (fresh_index(), fresh_index()))
         else:
-            arg = self.build(node.arg)
+            outer, self.bound = self.bound, {}  # a closed scope: no outer sum reaches in
+            try:
+                arg = self.build(node.arg)
+            finally:
+                self.bound = outer
             if len(arg.free) != 2:
                 raise self.error(
                     f"{node.func}(...) needs a matrix: a name or an expression with exactly "
@@ -113,15 +126,28 @@ class _Builder:
         return Det(arg) if node.func == "det" else LogDet(arg)
 
     def sum_over(self, node: S.SumOver) -> Expr:
-        arg = self.build(node.arg)
+        """``sum[a](BODY)`` binds ``a`` in BODY, at any depth (inv/det/logdet arguments
+        apart): it is free there, and summed once, here (docs/language.md)."""
         names = [i for i, _ in node.indices]
         for name, pos in node.indices:
             if names.count(name) > 1:
                 raise self.error(f"index {name!r} is listed twice in sum[...]", pos)
-            if name not in arg.free:
+            if name in self.bound:
                 raise self.error(
-                    f"sum over {name!r}, but it is not a free index of the argument "
-                    f"(free: {_fmt(arg.free)})", pos)
+                    f"sum[{name}] inside another sum[{name}] (at position {self.bound[name]}): "
+                    f"the inner one would sum the same index again; rename one of them",
+                    pos)
+        outer = self.bound
+        self.bound = {**outer, **{name: pos for name, pos in node.indices}}
+        try:
+            arg = self.build(node.arg)
+        finally:
+            self.bound = outer
+        for name, pos in node.indices:
+            if name not in arg.free:
+                why = "it does not occur in the argument" if name not in visible_indices(arg) \
+                    else "a '->' inside the argument sums it already"
+                raise self.error(f"sum over {name!r}, but {why} (free: {_fmt(arg.free)})", pos)
         return Product(Fraction(1), (arg,), tuple(i for i in arg.free if i not in names))
 
     def power(self, node: S.Power) -> Expr:
@@ -174,15 +200,12 @@ class _Builder:
             self.arrow_terms.append(({i for i, c in counts.items() if c == 1}, _pos(node)))
         fs = tuple(f for f, _ in factors)
         if out is None:
-            free = tuple(sorted(i for i, c in counts.items() if c == 1))
-        elif in_sum and not any(name in counts for name, _ in out) and \
-                all(c > 1 for c in counts.values()):
-            free = ()  # a term of a sum without free indices broadcasts along the output
+            free = self.implicit_free(counts)
+        elif in_sum:  # a term of a sum broadcasts along the output indices it lacks
+            free = tuple(i for i, _ in out if i in counts)
         else:
             free = tuple(i for i, _ in out)
             for name, pos in out:
-                if free.count(name) > 1:
-                    raise self.error(f"output index {name!r} is listed twice after '->'", pos)
                 if name not in counts:
                     raise self.error(
                         f"output index {name!r} does not occur in the expression before '->' "
@@ -193,26 +216,26 @@ class _Builder:
 
     def add(self, node: S.Add, out: list[tuple[Index, int]] | None,
             in_sum: bool = False) -> Expr:
+        """A sum; its free indices are the union of its terms', and a term broadcasts
+        along those it lacks (named broadcasting: ``W[h,i]*X[i,n] + b[h]``). Their
+        order: the first term's where all terms have the same, else code-point order,
+        or the output list of ``->``."""
         terms: list[Expr] = []
-        reference: tuple[Expr, int] | None = None
         for op, item, pos in node.items:
             term = self.build(item) if out is None else self.with_out(item, out, in_sum=True)
             if op == "-":
                 term = Product(Fraction(-1), (term,), term.free)
-            if term.free:
-                if reference is None:
-                    reference = (term, pos)
-                elif set(term.free) != set(reference[0].free):
-                    raise self.error(
-                        f"the terms of a sum must have the same free indices: this term has "
-                        f"{_fmt(term.free)} but an earlier one has {_fmt(reference[0].free)} "
-                        "(a term with no free indices broadcasts)", pos)
             terms.append(term)
-        if out and reference is None and not in_sum:  # 'x + y -> [i]': i is nowhere
-            name, pos = out[0]
-            raise self.error(f"output index {name!r} does not occur in the expression before "
-                             "'->' (no term has free indices)", pos)
-        free = reference[0].free if reference else ()
+        if out is not None:
+            carried = {i for t in terms for i in t.free}
+            for name, pos in out:
+                if name not in carried and not in_sum:  # 'x[i] + y -> [i,j]': j is nowhere
+                    raise self.error(f"output index {name!r} does not occur in the expression "
+                                     "before '->'", pos)
+            return Sum(tuple(terms), tuple(name for name, _ in out if name in carried))
+        first = next((t.free for t in terms if t.free), ())
+        union = {i for t in terms for i in t.free}
+        free = first if len(union) == len(first) else tuple(sorted(union))
         return Sum(tuple(terms), free)
 
     def with_out(self, node: S.Node, out: list[tuple[Index, int]], in_sum: bool = False) -> Expr:
@@ -221,30 +244,41 @@ class _Builder:
         return self.product(node, out, in_sum)
 
     def arrow(self, node: S.Arrow) -> Expr:
+        names = [name for name, _ in node.indices]
+        for name, pos in node.indices:
+            if names.count(name) > 1:
+                raise self.error(f"output index {name!r} is listed twice after '->'", pos)
         outer, self.arrow_terms = self.arrow_terms, []
         try:
             result = self.with_out(node.arg, node.indices)
-            self.check_arrow_terms(self.arrow_terms, {name for name, _ in node.indices})
+            self.check_arrow_terms(self.arrow_terms, {name for name, _ in node.indices},
+                                   node.pos)
         finally:
             self.arrow_terms = outer
         return result
 
-    def check_arrow_terms(self, terms: list[tuple[set[Index], int]], out: set[Index]) -> None:
+    def check_arrow_terms(self, terms: list[tuple[set[Index], int]], out: set[Index],
+                          end: int) -> None:
         """``->`` on a sum sums each dropped index over every term, so every term must
         carry it once: in ``X[a,h] + s -> [a]`` one reader sums ``s`` over ``h`` too
-        (``|h| s``, the sum's value summed), another adds it once. Refused, naming both."""
+        (``|h| s``, the sum's value summed), another adds it once. Refused, saying what
+        to write for either reading."""
         if len(terms) < 2:
             return
         dropped = sorted({i for singles, _ in terms for i in singles} - out)
         for h in dropped:
-            for singles, pos in terms:
-                if h not in singles:
-                    raise self.error(
-                        f"'->' sums over {h!r}, which this term does not carry once, so it is "
-                        f"unclear whether the term is summed over {h!r} too (times the size of "
-                        f"{h!r}) or added once; write sum[{h}](...) to say which: around the terms "
-                        f"that carry {h!r} (e.g. sum[{h}](X[a,{h}]) + s) or around the whole "
-                        f"sum (sum[{h}](X[a,{h}] + s))", pos)
+            lacking = [pos for singles, pos in terms if h not in singles]
+            if not lacking:
+                continue
+            starts = sorted(pos for _, pos in terms) + [end]
+            after = starts[starts.index(lacking[0]) + 1]
+            term = _term_text(self.text, lacking[0], after)
+            which = f"the term {term!r}" if term else "a term"
+            raise self.error(
+                f"'->' sums over {h!r}, but {which} does not carry {h!r} once: is it summed "
+                f"over {h!r} too (times the size of {h!r}) or added once? Write sum[{h}](...) "
+                f"around the terms to sum, as in sum[{h}](X[a,{h}]) + s or "
+                f"sum[{h}](X[a,{h}] + s)", lacking[0])
 
     @staticmethod
     def linear_core(node: S.Node) -> tuple[Fraction, S.Node]:
@@ -267,6 +301,17 @@ class _Builder:
             inner, core = _Builder.linear_core(rest[0][1])
             return scale * inner, core
         return Fraction(1), node
+
+
+def _term_text(text: str, start: int, end: int) -> str:
+    """The text of a term from ``start`` to the next term's start (or the arrow), for
+    messages, without the operators around it; empty where that is not a whole term."""
+    piece = text[start:end].strip()
+    while piece and piece[-1] in "+-(":
+        piece = piece[:-1].rstrip()
+    while piece.endswith(")") and piece.count(")") > piece.count("("):
+        piece = piece[:-1].rstrip()
+    return piece if piece.count("(") == piece.count(")") else ""
 
 
 def _signed_number(node: S.Node) -> Fraction | None:

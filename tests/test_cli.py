@@ -195,7 +195,7 @@ def test_parse_error_exit_code_and_caret(capsys, expr, column) -> None:
 
 
 @pytest.mark.parametrize("argv, kind, pattern", [
-    (["diff", "x[i] + y[j]", "--wrt", "x"], "IndexMismatchError", r"free indices"),
+    (["diff", "x[i] + y[j] -> [i]", "--wrt", "x"], "IndexMismatchError", r"sums over 'j'"),
     (["diff", "x[i]", "--wrt", "theta"], "IndexMismatchError", r"'theta'"),
     (["diff", "X[i,j]*y[j]", "--wrt", "y", "--shape", "X=4,3", "--shape", "y=4"],
      "ShapeError", r"'j'"),

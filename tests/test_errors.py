@@ -119,9 +119,12 @@ def test_diff_of_a_non_expression_is_an_einderiv_error() -> None:
 # ------------------------------------------------------------------- index errors
 
 INDEX_ERRORS = [
-    ("x[i] + y[j]", r"free indices"),
-    ("A[i,j]*x[j] + y[j]", r"free indices"),
-    ("exp(x[i]) + y[j]", r"free indices"),
+    # Terms with different free indices broadcast by name since issue 14 (x[i] + y[j]
+    # is the (i, j) table); what stays an error is '->' summing an index some term lacks.
+    ("x[i] + y[j] -> [i]", r"'->' sums over 'j'"),
+    ("A[i,j]*x[j] + y[k] -> [i]", r"'->' sums over 'k'"),
+    ("exp(x[i]) + y -> []", r"'->' sums over 'i'"),
+    ("sum[i](sum[i](x[i]))", r"sum\[i\] inside another sum\[i\]"),
     ("x[i] -> [j]", r"'j'.*does not occur"),
     ("x[i]*y[j] -> [i,i]", r"'i'.*(twice|duplicate)"),
     ("x[i] + x", r"'x'.*(scalar|indices|rank)"),

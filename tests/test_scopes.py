@@ -164,7 +164,7 @@ def test_arrow_over_a_term_that_lacks_the_summed_index_is_refused(text: str) -> 
     """The two readings (each term summed over h, or the sum's value summed, which
     multiplies a term without h by |h|) differ; term order or a factor 1 chose
     between them (issue 21 C). The error says what to write."""
-    with pytest.raises(EinderivError, match=r"'->' sums over 'h'.*write sum\[h\]\(\.\.\.\)"):
+    with pytest.raises(EinderivError, match=r"'->' sums over 'h'.*Write sum\[h\]\(\.\.\.\)"):
         einderiv.parse(text)
 
 
