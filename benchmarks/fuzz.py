@@ -331,8 +331,8 @@ class MathGen:
                              rng.choice(["2", "(-1)", "1/3", "-0.5"])))
         out = texts[0][1]
         for op, t in texts[1:]:
-            if op == "*" and rng.random() < 0.2 and re.match(r"[A-Za-z0-9]", t):
-                out += " " + t  # juxtaposition: X[a,b] theta[b]
+            if op == "*" and rng.random() < 0.2 and re.match(r"[A-Za-z]", t):
+                out += " " + t  # juxtaposition: X[a,b] theta[b] (never 'x 2': refused)
             else:
                 out += op + t
         return out

@@ -64,6 +64,8 @@ class _Builder:
     def build(self, node: S.Node) -> Expr:
         if isinstance(node, S.Num):
             return number(node.value)
+        if isinstance(node, S.Call) and node.func in FUNCTIONS:
+            return self.call(node)  # f(EXPR) has EXPR's free indices, in EXPR's order
         if isinstance(node, (S.Ref, S.DeltaRef, S.Call)):
             return self.einstein_atom(self.atom(node))
         if isinstance(node, S.SumOver):

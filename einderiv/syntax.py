@@ -168,6 +168,7 @@ def tokenize(text: str) -> list[Token]:
             if m is None:  # pragma: no cover - guarded by the test above
                 raise ParseError("malformed number", text, i)
             j = m.end()
+            _check_number_end(text, m, i)
             check_number(m.group(0), text, i)
             tokens.append(Token("number", m.group(0), i))
             i = j
@@ -186,6 +187,25 @@ def tokenize(text: str) -> list[Token]:
             raise ParseError(f"unexpected character {shown}{hint}", text, i)
     tokens.append(Token("end", "", n))
     return tokens
+
+
+def _check_number_end(text: str, m: re.Match, i: int) -> None:
+    """Refuse a number that runs on into another (``1..2``, ``1.2.3``, read as a
+    product of two numbers) or an exponent without digits (``1e``, read as ``1*e``)."""
+    j = m.end()
+    if j < len(text) and (text[j] == "." or text[j] in _DIGITS):
+        end = j
+        while end < len(text) and (text[end] == "." or text[end] in _DIGITS):
+            end += 1
+        raise ParseError(f"malformed number {text[i:end]!r}: one decimal point at most",
+                         text, j)
+    if m.group(2) is None and j < len(text) and text[j] in "eE":
+        k = j + 1 + (j + 1 < len(text) and text[j + 1] in "+-")
+        if k >= len(text) or text[k] not in _DIGITS:
+            raise ParseError(
+                f"malformed number {text[i:k]!r}: an exponent needs digits, as in "
+                f"{m.group(0)}{text[j]}3; to multiply by a variable, write {m.group(0)}*{text[j]}",
+                text, j)
 
 
 def _operator_at(text: str, i: int) -> str:
@@ -286,6 +306,14 @@ class _Parser:
                 self.k += 1
                 items.append((op, self.unary()))
             elif self._starts_primary():  # juxtaposition: X[a,b] theta[b]
+                if self.tok.kind == "number":
+                    prev = self.tokens[self.k - 1].text
+                    if self.tokens[self.k - 1].kind == "number":
+                        raise self.error(f"two numbers in a row: write {prev}*{self.tok.text} "
+                                         f"for their product, or {prev}{self.tok.text}")
+                    raise self.error(
+                        f"a number right after an operand is not read as a product: write "
+                        f"'*' before {self.tok.text}, or put the number first (2 x, not x 2)")
                 items.append(("*", self.unary()))
             else:
                 break
@@ -397,8 +425,16 @@ class _Parser:
             return Call(name, arg, tok.pos, indices)
         if self.at("("):
             known = ", ".join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))
-            raise self.error(f"unknown function {name!r}; known functions: {known}", tok)
+            raise self.error(f"unknown function {name!r} (known functions: {known}); to "
+                             f"multiply, write {name}*(...)", tok)
         indices = self.index_list() if self.at("[") else None
+        if indices is not None and self.at("("):
+            ref = f"{name}[{','.join(i for i, _ in indices)}]"
+            raise self.error(
+                f"{ref} followed by '(' is not a function of the language (is {name!r} "
+                f"meant as one? known functions: "
+                f"{', '.join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))}); to multiply, "
+                f"write {ref}*(...)")
         return Ref(name, indices, tok.pos)
 
 

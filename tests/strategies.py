@@ -206,8 +206,10 @@ class _Gen:
         """Factors joined by '*' or, where unambiguous, by juxtaposition."""
         out = texts[0]
         for t in texts[1:]:
-            # not before '(' (``s (..)`` would be a call) or a sign (a subtraction)
-            juxtapose = not t.startswith(("-", "+", "(")) and self.d(st.integers(0, 4)) == 0
+            # not before '(' (``s (..)`` would be a call), a sign (a subtraction) or a
+            # number (``2 3``, ``x 2`` are refused: issue 14)
+            juxtapose = not t.startswith(("-", "+", "(")) and not t[0].isdigit() and \
+                not t.startswith(".") and self.d(st.integers(0, 4)) == 0
             out += (" " if juxtapose else "*") + t
         return out
 
