@@ -1,5 +1,9 @@
 """Command line: ``einderiv diff "EXPR" --wrt NAME [--shape X=4,3] [--order 2] [--latex]``.
 
+With ``--latex`` the derivative is one line that pastes into a document,
+``\\frac{\\partial f}{\\partial w_{d}} = ...``; the other lines are ``f = ...`` and
+LaTeX comments.
+
 Exit status 0 on success, 2 on bad input (one-line error with the caret excerpt;
 ``--debug`` shows the traceback).
 """
@@ -109,18 +113,41 @@ def _run_diff(args: argparse.Namespace) -> int:
     if getattr(args, "emit", None):
         return _emit(args, e, result, label, matrix, shapes)
     if args.latex:
-        print(f"f = {e.to_latex()}")
-        print(f"{label} = {result.to_latex()}")
+        f_tex = _latex_function(e)
+        print(f"{f_tex} = {e.to_latex()}")
+        print(f"{_latex_derivative(f_tex, name, result, rank, args.order)} = {result.to_latex()}")
         if matrix is not None:
-            print(f"{label} = {matrix.to_latex()}   % matrix form, denominator layout")
+            print(f"% matrix form, denominator layout: {matrix.to_latex()}")
     else:
         print(f"f = {e}")
         print(f"{label} = {result}")
         print(f"matrix form: {matrix}" if matrix is not None else f"matrix form: none ({why_not})")
     free = ", ".join(result.free)
-    print(f"free indices: ({free})   shape: {_shape_text(result, shapes)}   "
-          f"layout: {name}'s axes first, then f's (denominator layout)")
+    print(f"{'% ' if args.latex else ''}free indices: ({free})   shape: "
+          f"{_shape_text(result, shapes)}   layout: {name}'s axes first, then f's "
+          f"(denominator layout)")
     return 0
+
+
+def _latex_function(e: Expr) -> str:
+    """``f``, with its free indices as subscripts: ``f_{i}``."""
+    from .printing import _latex_indices
+    return f"f_{{{_latex_indices(e.free)}}}" if e.free else "f"
+
+
+def _latex_derivative(f_tex: str, name: str, result: Expr, rank: int, order: int) -> str:
+    r"""The left side of ``--latex``: ``\frac{\partial f}{\partial w_{d}}``, or for
+    order 2 ``\frac{\partial^2 f}{\partial w_{e} \partial w_{d}}`` (the axes in the
+    result's order: the last derivative's first); ``\partial s^{2}`` for a scalar."""
+    from .printing import _latex_indices, _latex_name
+    var = _latex_name(name)
+    power = f"^{order}" if order > 1 else ""
+    if rank == 0:
+        below = rf"\partial {var}" + (f"^{{{order}}}" if order > 1 else "")
+    else:
+        below = " ".join(rf"\partial {var}_{{{_latex_indices(result.free[k * rank:(k + 1) * rank])}}}"
+                         for k in range(order))
+    return rf"\frac{{\partial{power} {f_tex}}}{{{below}}}"
 
 
 def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> int:

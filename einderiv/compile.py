@@ -188,7 +188,8 @@ class CompiledExpr:
                                       ) from None
             name = next(n for n in self.program.inputs if n not in arrays)
             raise EvaluationError(
-                f"missing value for {name!r}: the result has an axis of its size") from None
+                f"missing value for {name!r}: the expression uses the size of one of its "
+                f"axes (size({name}, k), or an axis of the result)") from None
         return out
 
     def _converted(self, name: str, value: Any) -> Any:

@@ -26,7 +26,7 @@ from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number,
-                 visible_indices)
+                 visible_indices, walk)
 
 __all__ = ["build", "check_shapes", "normalize_shapes"]
 
@@ -46,6 +46,30 @@ class _Builder:
         # Indices bound by the enclosing sum[...]s (name -> position of the sum): free
         # throughout the body, summed once, by the sum.
         self.bound: dict[Index, int] = {}
+        self.sizes: list[S.SizeOf] = []  # the size(x, k) atoms, checked at the end
+
+    def check_sizes(self) -> None:
+        """``size(x, k)`` needs an axis ``k`` of ``x`` where the text gives x's rank."""
+        for node in self.sizes:
+            if node.name in self.ranks and node.axis >= self.ranks[node.name][0]:
+                rank = self.ranks[node.name][0]
+                raise self.error(
+                    f"size({node.name}, {node.axis}): {node.name!r} has {rank} ax"
+                    f"{'is' if rank == 1 else 'es'} (used at position "
+                    f"{self.ranks[node.name][1]}), so its axes are 0 to {rank - 1}"
+                    if rank else
+                    f"size({node.name}, {node.axis}): {node.name!r} is a scalar here (position "
+                    f"{self.ranks[node.name][1]}) and has no axes", node.axis_pos)
+
+    def size_of(self, node: S.SizeOf) -> Expr:
+        """``size(x, k)``: the length of axis ``k`` of ``x``, a number. It is the size
+        marker of the IR, a summed ``delta[i,i]`` whose size hint is ``(x, k)``
+        (docs/language.md, "Sizes")."""
+        if node.name in S.RESERVED:  # pragma: no cover - the parser refuses it
+            raise self.error(f"{node.name!r} is reserved, not a variable", node.name_pos)
+        self.sizes.append(node)
+        label = fresh_index()
+        return Product(Fraction(1), (Delta(label, label, (node.name, node.axis)),), ())
 
     def error(self, message: str, pos: int | None, cls: type = IndexMismatchError) -> Exception:
         return cls(format_caret(message, self.text, pos))
@@ -70,6 +94,8 @@ class _Builder:
             return self.einstein_atom(self.atom(node))
         if isinstance(node, S.SumOver):
             return self.sum_over(node)
+        if isinstance(node, S.SizeOf):
+            return self.size_of(node)
         if isinstance(node, S.Power):
             return self.power(node)
         if isinstance(node, (S.Mul, S.Neg)):
@@ -341,7 +367,10 @@ def _label_counts(factors: Iterable[Expr]) -> dict[Index, int]:
 def build(ast: S.Node, text: str) -> Expr:
     """The IR for a parsed AST (Einstein rule applied, index sets checked)."""
     with gc_paused():
-        return _Builder(text).build(ast)
+        builder = _Builder(text)
+        result = builder.build(ast)
+        builder.check_sizes()
+        return result
 
 
 # --------------------------------------------------------------------------- shapes
@@ -389,6 +418,12 @@ def check_shapes(e: Expr, shapes: Mapping[str, Shape]) -> dict[Index, int | str]
             raise ShapeError(
                 f"{t.name!r} has shape {shape} ({len(shape)} axes) but is used with "
                 f"{len(t.indices)} indices: {_ref(t)}")
+    if shapes:
+        for n in walk(e):  # size(x, k): x needs an axis k
+            if isinstance(n, Delta) and n.i == n.j and isinstance(n.size, tuple) and \
+                    n.size[0] in shapes and n.size[1] >= len(shapes[n.size[0]]):
+                raise ShapeError(f"size({n.size[0]}, {n.size[1]}): {n.size[0]!r} has shape "
+                                 f"{shapes[n.size[0]]}, without an axis {n.size[1]}")
     cells: list[tuple[Index, _Cell]] = []
     _ScopeSizes(shapes, cells).check(e)
     found: dict[Index, int | str | None] = {}

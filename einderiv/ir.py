@@ -574,6 +574,19 @@ def bound_indices(p: Product) -> set[Index]:
     return seen - set(p.out)
 
 
+def size_marker(f: Expr, p: Product) -> bool:
+    """Whether factor ``f`` of product ``p`` is a size marker: a ``delta[i,i]`` with
+    ``i`` summed by ``p`` and on no other factor (the size of ``i``), whose size hint
+    is an axis of a variable, ``(x, k)``. It is printed ``size(x, k)``."""
+    if not isinstance(f, Delta) or f.i != f.j or f.i in p.out:
+        return False
+    hint = f.size
+    if not (isinstance(hint, tuple) and len(hint) == 2 and isinstance(hint[0], str)
+            and isinstance(hint[1], int)):
+        return False
+    return sum(factor_indices(g).count(f.i) for g in p.factors) == 2
+
+
 def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
     """Rename the free labels of ``e`` by ``mapping``, avoiding capture: a label
     bound inside ``e`` that a new name would collide with is renamed fresh first.

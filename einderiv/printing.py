@@ -5,17 +5,27 @@ Text rules: a product prints its factors joined by ``*`` with negative powers as
 divisions (``2*X[a,d]*r[a]/n``); where the Einstein rule would not give the product's
 free indices, it adds ``sum[i](...)`` or an explicit ``-> [i,j]``. At the root the
 axis order is part of the expression, so ``-> [...]`` is added whenever the order
-differs from the einsum implicit (sorted) order.
+differs from the einsum implicit (sorted) order. Under the issue-14 rules a sum's
+terms are printed without the ones they only broadcast along (a sum broadcasts by
+name), a product inside a printed ``sum[a](...)`` keeps ``a`` free without ``-> [...]``,
+and a summed ``delta[i,i]`` whose size is an axis of a variable prints ``size(x, k)``.
+
+LaTeX (:func:`to_latex`) means the expression under the usual Einstein reading, with
+explicit ``\\sum`` and ``\\left[...\\right]_{i}`` outputs where that reading would
+differ (docs/language.md, "LaTeX").
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
 from fractions import Fraction
+from typing import Iterator
 
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 const_value, factor_indices)
+                 const_value, factor_indices, size_marker)
 
 __all__ = ["to_text", "to_latex", "format_number"]
 
@@ -31,13 +41,46 @@ def format_number(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
-def _implicit(factors: tuple[Expr, ...]) -> tuple[Index, ...]:
-    """The free indices the Einstein rule gives ``factors``: those occurring once."""
+#: The indices bound by the ``sum[...]``s printed around the text being printed: parse
+#: keeps them free throughout the body (docs/language.md), so the Einstein rule there
+#: does not sum them. Empty at the root and inside inv/det/logdet (closed scopes).
+_BOUND: ContextVar[frozenset] = ContextVar("einderiv_printing_bound", default=frozenset())
+
+
+@contextmanager
+def _bound_as(bound: frozenset) -> Iterator[None]:
+    token = _BOUND.set(bound)
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def _implicit(factors: tuple[Expr, ...], p: Product | None = None) -> tuple[Index, ...]:
+    """The free indices the Einstein rule gives ``factors`` (of product ``p``) where
+    printed: those occurring once, and those a printed ``sum[...]`` around binds. A
+    size marker (printed ``size(x, k)``) shows no index."""
+    bound = _BOUND.get()
     counts: dict[Index, int] = {}  # a plain dict: Counter.update is slow for small inputs
     for f in factors:
+        if p is not None and isinstance(f, Delta) and size_marker(f, p):
+            continue
         for i in factor_indices(f):
             counts[i] = counts.get(i, 0) + 1
-    return tuple(sorted(i for i, c in counts.items() if c == 1))
+    return tuple(sorted(i for i, c in counts.items() if c == 1 or i in bound))
+
+
+def _size_text(f: Delta) -> str:
+    name, axis = f.size  # type: ignore[misc]
+    return f"size({name}, {axis})"
+
+
+def _lone_size(e: Expr) -> Delta | None:
+    """The size marker ``e`` is alone (``size(x, 0)``: one factor, no number), or None."""
+    if isinstance(e, Product) and e.coeff == 1 and len(e.factors) == 1 and not e.out and \
+            size_marker(e.factors[0], e):
+        return e.factors[0]  # type: ignore[return-value]
+    return None
 
 
 def _split(p: Product) -> tuple[list[Expr], list[Expr]]:
@@ -91,13 +134,15 @@ def _natural_order(e: Expr) -> tuple[Index, ...]:
 
 
 def _summation_only(p: Product) -> bool:
-    """Printed as ``sum[...](...)``: only single-occurrence indices are summed."""
-    implicit = set(_implicit(p.factors))
-    return set(p.out) <= implicit and bool(implicit - set(p.out))
+    """Printed as ``sum[...](...)``: the Einstein rule (with the printed ``sum[...]``s
+    around) keeps all of ``p.out`` free, and more, none bound around already."""
+    implicit = set(_implicit(p.factors, p))
+    extra = implicit - set(p.out)
+    return set(p.out) <= implicit and bool(extra) and not extra & _BOUND.get()
 
 
 def _is_plain(p: Product) -> bool:
-    return set(_implicit(p.factors)) == set(p.out) and len(p.out) == len(set(p.out))
+    return set(_implicit(p.factors, p)) == set(p.out) and len(p.out) == len(set(p.out))
 
 
 def _diagonal(e: Expr) -> bool:
@@ -143,10 +188,13 @@ def _text(e: Expr, top: bool = False) -> str:
 def _matrix_arg(arg: Expr) -> str:
     if isinstance(arg, Tensor) and len(set(arg.indices)) == 2 and arg.free == arg.indices:
         return arg.name
-    text = _text(arg, top=True)
-    if _natural_order(arg) != arg.free:
-        return f"{_wrap_sum(arg, text)} -> [{','.join(arg.free)}]"
-    return text
+    with _bound_as(frozenset()):  # a closed scope: no sum[...] around reaches in
+        if isinstance(arg, Sum):
+            arg = _printable_sum(arg)
+        text = _text(arg, top=True)
+        if _natural_order(arg) != arg.free:
+            return f"{_wrap_sum(arg, text)} -> [{','.join(arg.free)}]"
+        return text
 
 
 def _atom(e: Expr) -> str:
@@ -159,6 +207,9 @@ def _atom(e: Expr) -> str:
         return _standalone(e, parens=True)
     if isinstance(e, (Tensor, Delta, Func, Inv, Det, LogDet)):
         return _text(e)
+    lone = _lone_size(e)
+    if lone is not None:
+        return _size_text(lone)
     return f"({_text(e, top=True)})"
 
 
@@ -166,6 +217,9 @@ def _factor(e: Expr) -> str:
     value = const_value(e)
     if value is not None and value >= 0:
         return format_number(value) if value.denominator == 1 else f"({format_number(value)})"
+    lone = _lone_size(e)
+    if lone is not None:
+        return _size_text(lone)
     if isinstance(e, (Sum, Product)) and not (isinstance(e, Sum) and len(e.terms) == 1):
         return f"({_text(e)})"
     return _text(e)
@@ -176,7 +230,7 @@ def _flat_labels(f: Expr) -> list[Index]:
     that needs no '->' is only grouping (``x[i]*(y[i]*z[i])`` is ``x[i]*y[i]*z[i]``),
     so its factors' labels count in the enclosing product."""
     if isinstance(f, Product) and _is_plain(f):
-        return [i for g in f.factors for i in _flat_labels(g)]
+        return [i for g in f.factors if not size_marker(g, f) for i in _flat_labels(g)]
     return list(factor_indices(f))
 
 
@@ -185,7 +239,7 @@ def _nested_product(f: Product, around: set[Index]) -> str:
     plain, parse would merge its factors into the enclosing product: where it sums an
     index that is also used around it (its factors' groupings included), it keeps
     ``-> [...]`` to stay a scope of its own (``w[i,j]*(y[i]*z[i] -> [])``; fuzz --seed 28)."""
-    if const_value(f) is not None or not _is_plain(f):
+    if const_value(f) is not None or not _is_plain(f) or _lone_size(f) is not None:
         return _factor(f)
     if set(_flat_labels(f)) - set(f.out) & around:
         return f"({_product_text(f, top=True)} -> [{','.join(f.out)}])"
@@ -193,19 +247,46 @@ def _nested_product(f: Product, around: set[Index]) -> str:
 
 
 def _product_text(p: Product, top: bool) -> str:
+    bound = _BOUND.get()
+    implicit = set(_implicit(p.factors, p))
+    plain = implicit == set(p.out) and len(p.out) == len(set(p.out))
+    summed_single = sorted(implicit - set(p.out))
+    as_sum = not plain and set(p.out) <= implicit and bool(summed_single) and \
+        not set(summed_single) & bound
+    if as_sum:  # sum[i](...): parse keeps i free throughout the body
+        with _bound_as(bound | frozenset(summed_single)):
+            if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
+                text = _text(p.factors[0])
+            else:
+                text = _product_body(p)
+        return f"sum[{','.join(summed_single)}]({text})"  # the root adds its order
+    text = _product_body(p)
+    if plain:
+        return text
+    if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
+        # '(a + b) -> [i]' would apply '->' to each term; one factor keeps it whole.
+        text = "1*" + text
+    arrow = f"{text} -> [{','.join(p.out)}]"
+    return arrow if top else f"({arrow})"
+
+
+def _product_body(p: Product) -> str:
+    """The factors of ``p`` joined by ``*`` and ``/``, with its number and sign."""
     num, den = _split(p)
     coeff = p.coeff
     sign = "-" if coeff < 0 else ""
     c = abs(coeff)
     counts: Counter[Index] = Counter()  # the labels parse counts here, if a factor nests
     if any(isinstance(f, Product) for f in num):
-        counts.update(i for g in p.factors for i in _flat_labels(g))
+        counts.update(i for g in p.factors if not size_marker(g, p) for i in _flat_labels(g))
     parts = []
     for f in num:
         if isinstance(f, Product):  # the labels used around f: more than f's own
             own = Counter(_flat_labels(f))
             around = {i for i, n in counts.items() if n > own[i]} | set(p.out)
             parts.append(_nested_product(f, around))
+        elif isinstance(f, Delta) and size_marker(f, p):
+            parts.append(_size_text(f))
         else:
             parts.append(_factor(f))
     if c != 1 or not parts:
@@ -216,26 +297,16 @@ def _product_text(p: Product, top: bool) -> str:
             text += "*0**-1"
             continue
         text += "/" + (_factor(f) if not isinstance(f, Pow) else _atom(f))
-    text = sign + text
-    if _is_plain(p):
-        return text
-    implicit = set(_implicit(p.factors))
-    summed_single = sorted(implicit - set(p.out))
-    if set(p.out) <= implicit and summed_single:
-        if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
-            text = _text(p.factors[0])
-        return f"sum[{','.join(summed_single)}]({text})"  # the root adds its order
-    if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], Sum):
-        # '(a + b) -> [i]' would apply '->' to each term; one factor keeps it whole.
-        text = "1*" + text
-    arrow = f"{text} -> [{','.join(p.out)}]"
-    return arrow if top else f"({arrow})"
+    return sign + text
 
 
 def _printable_sum(s: Sum) -> Sum:
-    """``s`` with broadcast terms written out (``t*delta[i,i] -> [...]``) where the
-    language needs it: an index-free term broadcasts by itself only next to a term
-    that carries all the indices."""
+    """``s`` as printed: a sum broadcasts its terms by name (docs/language.md), so
+    a term's ones-markers along indices it only broadcasts over are left out
+    (``b1[h]`` for ``b1[h]*delta[n,n] -> [h,n]``) where another term carries them."""
+    bare = tuple(_unbroadcast(t) for t in s.terms)
+    if {i for t in bare for i in t.free} == set(s.out):
+        return Sum(bare, s.out, s.hints)
     carried = any(set(t.free) == set(s.out) for t in s.terms)
     terms = tuple(_explicit_broadcast(t, s) if set(t.free) != set(s.out) and
                   (t.free or not carried) else t for t in s.terms)
@@ -264,6 +335,27 @@ def _sum_text(s: Sum) -> str:
             body = f"({body})"
         pieces.append((" - " if negative else " + ") + body)
     return "".join(pieces)
+
+
+def _unbroadcast(t: Expr, keep_scalars: bool = True) -> Expr:
+    """Term ``t`` without its ones-markers ``delta[i,i]`` along free indices that no
+    other factor carries (what a sum's broadcasting by name adds back, as the
+    simplifier writes a term that carries some of the sum's indices)."""
+    if not isinstance(t, Product):
+        return t
+    markers = [f for f in t.factors if isinstance(f, Delta) and f.i == f.j and f.i in t.out
+               and sum(factor_indices(g).count(f.i) for g in t.factors) == 2]
+    if not markers:
+        return t
+    gone = {f.i for f in markers}
+    rest = tuple(f for f in t.factors if not any(f is m for m in markers))
+    out = tuple(i for i in t.out if i not in gone)
+    if not out and keep_scalars:  # parse keeps an index-free term bare; this one is
+        return t  # written out (the text must read back to it): kept
+    if t.coeff == 1 and len(rest) == 1 and isinstance(rest[0], (Tensor, Delta)) and \
+            set(rest[0].free) == set(out) and len(factor_indices(rest[0])) == len(out):
+        return rest[0]
+    return Product(t.coeff, rest, out)
 
 
 def _explicit_broadcast(t: Expr, s: Sum) -> Expr:
@@ -303,58 +395,132 @@ def _latex_indices(indices: tuple[Index, ...]) -> str:
 
 
 def to_latex(e: Expr) -> str:
-    """LaTeX index notation for ``e`` (implicit summation over repeated indices;
-    explicit ``\\sum`` where a repeated index stays free)."""
-    return _latex(e)
+    r"""LaTeX index notation for ``e`` that means ``e`` under the usual Einstein reading
+    (an index repeated in a product is summed, one that occurs once is free).
+
+    Where that reading would differ, the printer says what is meant
+    (docs/language.md, "LaTeX"): ``\sum_{b}`` over the indices a product sums that the
+    rule would not (``\sum_{a} x_{a}``), and ``\left[\,\cdots
+ight]_{i}`` around a
+    product that keeps a repeated index free: the entries indexed by ``i``, nothing
+    summed over ``i`` inside (the Hadamard product ``\left[w_{i} x_{i}
+ight]_{i}``).
+    An index bound by a ``\sum`` or such brackets around is free throughout them.
+    A ones vector is ``\mathbf{1}_{i}``; a size marker, ``\operatorname{size}(x, 0)``.
+    A sum broadcasts its terms by name: ``W_{ha} X_{an} + b_{h}``."""
+    return _latex(e, frozenset())
 
 
-def _latex(e: Expr) -> str:
+def _latex(e: Expr, fixed: frozenset = frozenset()) -> str:
+    """``e`` standing alone; ``fixed``: indices bound around it (free inside)."""
     if isinstance(e, Tensor):
         name = _latex_name(e.name)
-        return f"{name}_{{{_latex_indices(e.indices)}}}" if e.indices else name
+        text = f"{name}_{{{_latex_indices(e.indices)}}}" if e.indices else name
+        if len(set(e.indices)) < len(e.indices) and not set(e.indices) <= fixed:
+            return rf"\left[{text}\right]_{{{_latex_indices(e.free)}}}"  # the diagonal
+        return text
     if isinstance(e, Delta):
+        if e.i == e.j:
+            return rf"\mathbf{{1}}_{{{_latex_indices((e.i,))}}}"  # alone, it is ones
         return rf"\delta_{{{_latex_indices((e.i, e.j))}}}"
     if isinstance(e, Func):
-        return FUNCTIONS[e.name].latex.format(_latex(e.arg))
+        return FUNCTIONS[e.name].latex.format(_latex(e.arg, fixed))
     if isinstance(e, Pow):
-        return f"{_latex_atom(e.base)}^{{{_latex(e.exponent)}}}"
+        return f"{_latex_atom(e.base, fixed)}^{{{_latex(e.exponent, fixed)}}}"
     if isinstance(e, Inv):
-        return rf"\left({_latex_matrix(e.arg)}^{{-1}}\right)_{{{_latex_indices(e.indices)}}}"
+        text = rf"\left({_latex_matrix(e.arg)}^{{-1}}\right)_{{{_latex_indices(e.indices)}}}"
+        if e.indices[0] == e.indices[1] and e.indices[0] not in fixed:
+            return rf"\left[{text}\right]_{{{_latex_indices(e.free)}}}"
+        return text
     if isinstance(e, Det):
         return rf"\det\left({_latex_matrix(e.arg)}\right)"
     if isinstance(e, LogDet):
         return rf"\log\left|\det\left({_latex_matrix(e.arg)}\right)\right|"
     if isinstance(e, Product):
-        return _latex_product(e)
+        return _latex_product(e, fixed)
     if isinstance(e, Sum):
-        return _latex_sum(e)
+        return _latex_sum(e, fixed)
     raise TypeError(e)  # pragma: no cover
 
 
 def _latex_matrix(arg: Expr) -> str:
+    """The argument of inv/det/logdet (a closed scope: nothing bound around it)."""
     if isinstance(arg, Tensor) and len(set(arg.indices)) == 2:
         return _latex_name(arg.name)
-    return rf"\left[{_latex(arg)}\right]_{{{_latex_indices(arg.free)}}}"
+    inner = _latex(arg, frozenset(arg.free))
+    return rf"\left[{inner}\right]_{{{_latex_indices(arg.free)}}}"
 
 
-def _latex_atom(e: Expr) -> str:
+def _latex_atom(e: Expr, fixed: frozenset) -> str:
     if isinstance(e, (Tensor, Delta, Func)) or const_value(e) is not None and const_value(e) >= 0:
-        return _latex(e)
-    return rf"\left({_latex(e)}\right)"
+        return _latex(e, fixed)
+    if isinstance(e, Product) and (_lone_size(e) is not None or
+                                   (e.coeff > 0 and _latex_plan(e, fixed)[1])):
+        return _latex(e, fixed)  # size(x, 0) or [...]_{i}: delimited already
+    return rf"\left({_latex(e, fixed)}\right)"
 
 
-def _latex_factor(e: Expr) -> str:
+def _latex_factor(e: Expr, fixed: frozenset) -> str:
+    if isinstance(e, Product) and (_lone_size(e) is not None or
+                                   (e.coeff > 0 and _latex_plan(e, fixed)[1])):
+        return _latex(e, fixed)
     if isinstance(e, (Sum, Product)):
-        return rf"\left({_latex(e)}\right)"
-    return _latex(e)
+        return rf"\left({_latex(e, fixed)}\right)"
+    return _latex(e, fixed)
 
 
-def _latex_product(p: Product) -> str:
+def _shown_labels(f: Expr, p: Product) -> tuple[Index, ...]:
+    r"""The indices factor ``f`` of ``p`` shows in LaTeX (``\mathbf{1}_{i}`` one,
+    ``\operatorname{size}(x, 0)`` none)."""
+    if isinstance(f, Delta) and f.i == f.j:
+        if size_marker(f, p):
+            return ()
+        if f.i in p.out and sum(factor_indices(g).count(f.i) for g in p.factors) == 2:
+            return (f.i,)
+    return factor_indices(f)
+
+
+def _latex_plan(p: Product, fixed: frozenset) -> tuple[list[Index], bool, frozenset]:
+    r"""How ``p`` is printed: the indices of an explicit ``\sum`` (all it sums, where
+    the Einstein reading would miss one), whether it needs ``\left[...\right]_{out}``
+    (it keeps an index free that the reading would sum), and what is bound inside."""
+    counts: dict[Index, int] = {}
+    for f in p.factors:
+        for i in _shown_labels(f, p):
+            counts[i] = counts.get(i, 0) + 1
+    out = set(p.out)
+    summed = set(counts) - out
+    read_summed = {i for i, c in counts.items() if c >= 2 and i not in fixed}
+    explicit = sorted(summed) if summed - read_summed else []
+    bracket = any(counts.get(i, 0) >= 2 and i not in fixed for i in out)
+    inside = fixed | frozenset(explicit) | (frozenset(out) if bracket else frozenset())
+    return explicit, bracket, inside
+
+
+def _latex_product(p: Product, fixed: frozenset) -> str:
+    explicit, bracket, inside = _latex_plan(p, fixed)
     num, den = _split(p)
     c = abs(p.coeff)
     sign = "-" if p.coeff < 0 else ""
-    top = [_latex_factor(f) for f in num]
-    bottom = [_latex_factor(f) for f in den]
+
+    def factor(f: Expr) -> str:
+        if isinstance(f, Delta) and f.i == f.j and f in p.factors:
+            if size_marker(f, p):
+                name, axis = f.size  # type: ignore[misc]
+                return rf"\operatorname{{size}}({_latex_name(name)}, {axis})"
+            if _shown_labels(f, p) == (f.i,):
+                return rf"\mathbf{{1}}_{{{_latex_indices((f.i,))}}}"
+        if isinstance(f, Delta):
+            return rf"\delta_{{{_latex_indices((f.i, f.j))}}}"
+        if isinstance(f, (Tensor, Inv)):  # its labels count in the product, repeats too
+            if isinstance(f, Tensor):
+                name = _latex_name(f.name)
+                return f"{name}_{{{_latex_indices(f.indices)}}}" if f.indices else name
+            return rf"\left({_latex_matrix(f.arg)}^{{-1}}\right)_{{{_latex_indices(f.indices)}}}"
+        return _latex_factor(f, inside)
+
+    top = [factor(f) for f in num]
+    bottom = [_latex_atom(f, inside) if isinstance(f, Pow) else factor(f) for f in den]
     if c.numerator != 1 or not top:
         top.insert(0, str(c.numerator))
     if c.denominator != 1:
@@ -362,20 +528,23 @@ def _latex_product(p: Product) -> str:
     body = " ".join(top)
     if bottom:
         body = rf"\frac{{{body}}}{{{' '.join(bottom)}}}"
-    if not _is_plain(p):
-        from .ir import bound_indices
-        summed = sorted(bound_indices(p))
-        if summed:
-            body = rf"\sum_{{{_latex_indices(tuple(summed))}}} {body}"
+    if explicit:
+        body = rf"\sum_{{{_latex_indices(tuple(explicit))}}} {body}"
+    if bracket:
+        body = rf"\left[{body}\right]_{{{_latex_indices(p.out)}}}"
     return sign + body
 
 
-def _latex_sum(s: Sum) -> str:
+def _latex_sum(s: Sum, fixed: frozenset) -> str:
     if not s.terms:
         return "0"
+    bare = tuple(_unbroadcast(t, keep_scalars=False) for t in s.terms)
+    if {i for t in bare for i in t.free} == set(s.out):  # broadcasting by name
+        s = Sum(bare, s.out, s.hints)
     out = []
     for k, t in enumerate(s.terms):
         negative = isinstance(t, Product) and t.coeff < 0
-        body = _latex(Product(-t.coeff, t.factors, t.out) if negative else t)  # type: ignore[union-attr]
+        body = _latex(Product(-t.coeff, t.factors, t.out) if negative else t,  # type: ignore[union-attr]
+                      fixed)
         out.append(("-" if negative else "") + body if k == 0 else (" - " if negative else " + ") + body)
     return "".join(out)

@@ -29,8 +29,8 @@ from typing import Callable, Iterable, Mapping
 from .canonical import (Key, canonical_key, factor_order, indices_in_order, order_factors,
                         ordered_product, product_parts, same_factors, same_tuple, sort_key)
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, bound_indices, const_value, factor_indices, freshen_bound,
-                 gc_paused, number, outer_origins, rename)
+                 Tensor, bound_indices, children, const_value, factor_indices, freshen_bound,
+                 gc_paused, number, outer_origins, rename, size_marker)
 
 __all__ = ["simplify", "prettify"]
 
@@ -365,7 +365,9 @@ def _has_delta(t: Expr) -> bool:
 
 def merge_scalar_powers(p: Product) -> Product:
     """``n * n`` -> ``n**2`` and ``n * n**-1`` -> 1 for factors without free indices;
-    numeric factors (after folding) go into the coefficient."""
+    numeric factors (after folding) go into the coefficient. Factors with free indices
+    merge too where they are equal up to the names of their own summed indices
+    (:func:`merge_indexed_powers`)."""
     coeff = p.coeff
     rest: list[Expr] = []
     scalars: list[tuple[Expr, Fraction]] = []  # (base, exponent) of index-free powers
@@ -379,11 +381,49 @@ def merge_scalar_powers(p: Product) -> Product:
             rest.append(f)
         else:
             scalars.append((base, k))
+    rest = merge_indexed_powers(rest)
     rest.extend(_merged_powers(scalars))
     factors = same_tuple(tuple(rest), p.factors)
     if factors is p.factors and coeff is p.coeff:
         return p  # nothing merged (and what is memoised on p is kept)
     return Product(coeff, factors, p.out)
+
+
+def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
+    """Factors with free indices that are powers of one base -- equal up to the names
+    of their own summed indices, the free ones in the same places -- multiplied:
+    ``sigmoid(X[a,b]*w[b]) / sigmoid(X[a,h]*w[h])`` is 1 and ``u[i]**2 / u[i]`` is
+    ``u[i]`` (issue 15); only groups with a division merge, so ``r[a]*r[a]`` stays the
+    product the matrix printer reads as ``r^T r``. Each value is a product of the same entries,
+    so this holds for any naming of the product's labels. Where a base cancels out,
+    a ones-marker keeps each of its labels that no other factor carries (its size
+    still counts, summed or broadcast). Variables are left as they are (``x[i]*x[i]``
+    stays the dot product it reads as)."""
+    groups: dict[Key, list[int]] = {}
+    for k, f in enumerate(factors):
+        base, power = _base_and_exponent(f)
+        if power is not None and not isinstance(base, (Tensor, Delta)):
+            groups.setdefault(canonical_key(base), []).append(k)
+    # only where a division is involved: r[a]*r[a] stays a product of two equal
+    # factors (the Gram form r^T r of the matrix printer), s*s/s is s
+    merged = [ks for ks in groups.values()
+              if len(ks) > 1 and any(_base_and_exponent(factors[k])[1] < 0 for k in ks)]
+    if not merged:
+        return factors
+    result: list[Expr | None] = list(factors)
+    markers: list[Expr] = []
+    for ks in merged:
+        base = _base_and_exponent(factors[ks[0]])[0]
+        total = sum((_base_and_exponent(factors[k])[1] for k in ks), Fraction(0))
+        for k in ks:
+            result[k] = None
+        if total != 0:
+            result[ks[0]] = base if total == 1 else _power(base, number(total))
+            continue
+        carried = {i for f in result if f is not None for i in factor_indices(f)}
+        hints = outer_origins(base)
+        markers.extend(Delta(i, i, hints.get(i)) for i in base.free if i not in carried)
+    return [f for f in result if f is not None] + markers
 
 
 def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
@@ -441,6 +481,9 @@ def collect_terms(s: Sum) -> Expr:
     groups: dict[tuple, list] = {}  # key -> [first term with that key, total coefficient]
     for t in _flat_terms(s):
         key = _term_key(t)
+        sizes = size_signature(t)
+        if sizes:  # size(x, 0) and size(y, 0) are different numbers: not collected
+            key = (*key, ("size", sizes))
         coeff = t.coeff if isinstance(t, Product) else _ONE
         group = groups.get(key)
         if group is None:
@@ -453,7 +496,7 @@ def collect_terms(s: Sum) -> Expr:
         if coeff == 0:
             continue
         term = _collected(first, coeff)
-        _remember_term_key(term, key)
+        _remember_term_key(term, key if len(key) == 4 else key[:4])
         terms.append(term)
     if len(terms) == 1 and set(terms[0].free) == set(s.out):
         return terms[0]
@@ -516,6 +559,25 @@ def _lone_term(s: Sum) -> Expr | None:
     t = _node(t)
     coeff = t.coeff if isinstance(t, Product) else _ONE
     return None if coeff == 0 else _collected(t, coeff)
+
+
+def size_signature(e: Expr) -> tuple:
+    """The sizes ``(x, k)`` of the size markers in ``e`` (``size(x, k)``: a summed
+    ``delta[i,i]`` whose size hint is an axis of a variable, see
+    :func:`einderiv.ir.size_marker`), sorted. Equality of expressions ignores size
+    hints, so terms equal but for these are told apart by it. Memoised."""
+    if isinstance(e, (Tensor, Delta)):
+        return ()
+    found = e.__dict__.get("_size_signature")
+    if found is None:
+        sizes: list = []
+        if isinstance(e, Product):
+            sizes.extend(f.size for f in e.factors if size_marker(f, e))  # type: ignore[union-attr]
+        for c in children(e):
+            sizes.extend(size_signature(c))
+        found = tuple(sorted(sizes))
+        object.__setattr__(e, "_size_signature", found)
+    return found
 
 
 def _has_factors(t: Expr) -> bool:
@@ -596,7 +658,11 @@ def prettify(e: Expr, taken: set[Index] | None = None) -> Expr:
     Axes are put in sorted order everywhere (only labels matter inside an expression;
     one order makes one canonical form); the argument of inv/det/logdet keeps rows
     before columns, and :func:`simplify` gives the root its axis order afterwards."""
-    return _pretty(e, set(e.free) if taken is None else set(taken))
+    used = set(e.free) if taken is None else set(taken)
+    # Never a variable's name (no 'b[b]'), nor one that size(x, k) names.
+    used.update(e.variables)
+    used.update(name for name, _ in size_signature(e))
+    return _pretty(e, used)
 
 
 def _node(e: Expr) -> Expr:

@@ -15,6 +15,7 @@ Grammar (lowest precedence first)::
              | FUNC '(' expr ')' | 'sum' '[' names ']' '(' expr ')'
              | 'delta' '[' NAME ',' NAME ']' | 'inv' '(' expr ')' '[' NAME ',' NAME ']'
              | 'det' '(' expr ')' | 'logdet' '(' expr ')'
+             | 'size' '(' NAME ',' INTEGER ')'
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ MAX_DEPTH = 32
 #: Longest run of unary signs (``- - x``) accepted.
 MAX_SIGNS = 200
 MATRIX_FUNCTIONS = ("inv", "det", "logdet")
-RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", *MATRIX_FUNCTIONS}
+RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", "size", *MATRIX_FUNCTIONS}
 
 # ------------------------------------------------------------------------ AST nodes
 
@@ -69,6 +70,16 @@ class Call:
     arg: "Node"
     pos: int
     indices: list[tuple[str, int]] | None = None  # inv(M)[i,j]
+
+
+@dataclass
+class SizeOf:
+    """``size(x, 0)``: the length of axis 0 of the variable ``x`` (a number)."""
+    name: str
+    axis: int
+    pos: int
+    name_pos: int
+    axis_pos: int
 
 
 @dataclass
@@ -110,7 +121,7 @@ class Arrow:
     pos: int
 
 
-Node = Union[Num, Ref, DeltaRef, Call, SumOver, Neg, Power, Mul, Add, Arrow]
+Node = Union[Num, Ref, DeltaRef, Call, SizeOf, SumOver, Neg, Power, Mul, Add, Arrow]
 
 # -------------------------------------------------------------------------- lexer
 
@@ -403,6 +414,8 @@ class _Parser:
             if len(idx) != 2:
                 raise self.error(f"delta takes exactly two indices, got {len(idx)}", tok)
             return DeltaRef(idx[0], idx[1], tok.pos)
+        if name == "size":
+            return self.size_of(tok)
         if name == "sum":
             if not self.at("["):
                 raise self.error("sum needs the indices to sum over: sum[i](EXPR)")
@@ -436,6 +449,26 @@ class _Parser:
                 f"{', '.join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))}); to multiply, "
                 f"write {ref}*(...)")
         return Ref(name, indices, tok.pos)
+
+    def size_of(self, tok: Token) -> SizeOf:
+        """``size(NAME, AXIS)``: the length of an axis of a variable, as ``np.size(x, 0)``."""
+        usage = "size(NAME, AXIS), the length of axis AXIS of variable NAME, as in size(x, 0)"
+        if not self.at("("):
+            raise self.error(f"'size' is reserved: write {usage}", tok)
+        self.k += 1
+        name = self.tok
+        if name.kind != "name" or name.text in RESERVED:
+            raise self.error(f"expected a variable name in {usage}")
+        self.k += 1
+        self.expect(",", f"in {usage}")
+        axis = self.tok
+        if axis.kind != "number" or not axis.text.isdigit():
+            raise self.error(f"the axis must be a non-negative integer literal in {usage}")
+        self.k += 1
+        self.expect(")", f"to close {usage}")
+        if self.at("["):
+            raise self.error("size(...) is a number and cannot be indexed")
+        return SizeOf(name.text, int(axis.text), tok.pos, name.pos, axis.pos)
 
 
 def parse_ast(text: str) -> Node:

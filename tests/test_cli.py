@@ -134,6 +134,10 @@ def test_latex_output(capsys) -> None:
     assert "\\frac" in out
     assert "\\theta" in out
     assert "theta[" not in out  # no index-bracket text in LaTeX mode
+    # one line that pastes into a document; every other line is a LaTeX comment
+    lines = out.splitlines()
+    assert r"\frac{\partial f}{\partial \theta_{d}} = \frac{2 X_{ad} \left(X_{ab} \theta_{b} - Y_{a}\right)}{n}" in lines
+    assert all(l.startswith(("f = ", r"\frac", "% ")) for l in lines), lines
 
 
 def test_demo(capsys) -> None:

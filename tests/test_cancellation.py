@@ -1,0 +1,66 @@
+"""Factors equal up to the names of their own summed indices cancel (issue 15, first
+part): ``sigmoid(X[a,b]*w[b]) / sigmoid(X[a,h]*w[h])`` is 1, in products whose free
+indices run through the factor (element-wise, Hadamard) as well as in scalars.
+
+Values against numpy closed forms and the unsimplified expression; sizes distinct.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import einderiv
+
+RNG = np.random.default_rng(15)
+X, W, Y, Z = RNG.normal(size=(5, 3)), RNG.normal(size=3), RNG.random(5), RNG.normal(size=4)
+
+
+def _sigmoid(u):
+    return 1 / (1 + np.exp(-u))
+
+
+def test_log_sigmoid_derivative_cancels_the_sigmoid() -> None:
+    """d log(sigmoid(z_i)) / d z_j = delta_ij (1 - sigmoid(z_i)); it kept
+    sigmoid(z[i])*(1 - sigmoid(z[i]))/sigmoid(z[i])."""
+    d = einderiv.diff("log(sigmoid(z[i])) -> [i]", "z")
+    assert "/sigmoid" not in str(d) and "**-1" not in str(d), str(d)
+    np.testing.assert_allclose(d.evaluate(z=Z), np.diag(1 - _sigmoid(Z)), atol=1e-12)
+
+
+def test_binary_cross_entropy_gradient_has_no_quotient() -> None:
+    """The two quotients (1 - s)/(1 - s) and s/s, with the summed index of the
+    denominator named apart, cancel; the value is X^T (sigmoid(X w) - y)."""
+    text = "sum[a](-y[a]*log(sigmoid(X[a,b]*w[b])) - (1 - y[a])*log(1 - sigmoid(X[a,b]*w[b])))"
+    g = einderiv.diff(text, "w")
+    assert "/" not in str(g), str(g)
+    np.testing.assert_allclose(g.evaluate(X=X, w=W, y=Y), X.T @ (_sigmoid(X @ W) - Y),
+                               rtol=1e-10)
+    assert einderiv.parse(str(g)) == g
+
+
+@pytest.mark.parametrize("text, want", [
+    ("exp(z[i])/exp(z[i]) -> [i]", np.ones(4)),                     # a ones vector, size kept
+    ("sum[i](exp(z[i])/exp(z[i]))", 4.0),                           # the size of i
+    ("exp(z[i])*exp(z[i])/exp(z[i]) -> [i]", np.exp(Z)),            # powers merge
+    ("sigmoid(z[i])**2/sigmoid(z[i])**3 -> [i]", 1 / _sigmoid(Z)),
+    ("exp(A[i,b]*w[b])*exp(A[i,c]*w[c]) -> [i]", np.exp(2 * X @ W)),  # no division: kept
+    ("x[i]*exp(A[i,b]*w[b])/exp(A[i,c]*w[c])", None),              # sum of x, cancelled
+])
+def test_equal_factors_cancel_and_merge(text: str, want) -> None:
+    arrays = {"z": Z, "A": X, "w": W, "x": RNG.normal(size=5)}
+    if want is None:
+        want = arrays["x"].sum()
+    e = einderiv.parse(text)
+    np.testing.assert_allclose(e.evaluate(**arrays), want, rtol=1e-12)
+    raw = einderiv.parse(text, simplify=False)
+    np.testing.assert_allclose(raw.evaluate(**arrays), want, rtol=1e-12)
+    assert einderiv.parse(str(e)) == e
+
+
+def test_a_product_of_two_equal_residuals_stays_a_gram_form() -> None:
+    """Only groups with a division merge: (X theta - Y)^T (X theta - Y) keeps its two
+    factors, which the matrix printer reads as r^T r."""
+    e = einderiv.parse("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])")
+    assert "**2" not in str(e)
+    assert str(e.to_matrix()) == "(X theta - Y)^T (X theta - Y)"
