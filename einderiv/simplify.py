@@ -30,7 +30,7 @@ from .canonical import (Key, canonical_key, factor_order, indices_in_order, orde
                         ordered_product, product_parts, same_factors, same_tuple, sort_key)
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, bound_indices, children, const_value, factor_indices, freshen_bound,
-                 gc_paused, number, outer_origins, rename, size_marker)
+                 gc_paused, number, outer_origins, rename, size_marker, walk)
 
 __all__ = ["simplify", "prettify"]
 
@@ -227,6 +227,12 @@ def normalize_product(p: Product) -> Expr:
         scaled = collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), s.out, s.hints))
         if set(s.out) == set(p.out):
             return scaled  # c * (a + b): distribute the number, keep one sum
+        if all(set(t.free) == set(s.out) for t in s.terms):
+            # sum[a](u + v) with every term carrying a: sum[a](u) + sum[a](v), where
+            # each term is a product of its own (X^T s - X^T y: the matrix printer
+            # pulls X^T out, issue 15)
+            return collect_terms(Sum(tuple(normalize_product(Product(p.coeff, (t,), p.out))
+                                           for t in s.terms), p.out))
         if p.coeff != 1:  # c * sum[i](a + b): the number goes inside too (one spelling)
             return normalize_product(Product(Fraction(1), (scaled,), p.out))
     return ordered_product(p)
@@ -466,7 +472,80 @@ def _base_and_exponent(f: Expr) -> tuple[Expr, Fraction | None]:
 
 
 def _simplify_sum(e: Sum) -> Expr:
-    return collect_terms(Sum(tuple(_simplify(t) for t in e.terms), e.out, e.hints))
+    collected = collect_terms(Sum(tuple(_simplify(t) for t in e.terms), e.out, e.hints))
+    return expand_where_shorter(collected) if isinstance(collected, Sum) else collected
+
+
+#: Multiplying out a sum's terms is tried only up to this many terms after expansion.
+EXPAND_MAX_TERMS = 12
+#: ... and only for sums of at most this many nodes (it re-simplifies every term).
+EXPAND_MAX_NODES = 400
+
+
+def expand_where_shorter(s: Sum) -> Expr:
+    """The sum with each term's sum factors multiplied out and like terms collected,
+    where that is shorter (issue 15): ``x s (1 - y) - x y (1 - s)`` is ``x s - x y``
+    (the binary cross-entropy gradient ``X^T (sigmoid(X w) - y)``), since the two
+    ``x s y`` cancel. Nothing changes where no term cancels or merges: the rule only
+    fires when the node count drops, so it cannot undo itself."""
+    if _size(s) > EXPAND_MAX_NODES:
+        return s
+    expanded: list[Expr] = []
+    grew = False
+    for t in s.terms:
+        parts = _distributed(t)
+        if parts is None:
+            expanded.append(t)
+            continue
+        grew = True
+        expanded.extend(parts)
+        if len(expanded) > EXPAND_MAX_TERMS:
+            return s
+    if not grew or not _some_alike(expanded):
+        return s
+    terms = [normalize_product(t) if isinstance(t, Product) else t for t in expanded]
+    result = collect_terms(Sum(tuple(terms), s.out, s.hints))
+    return result if _size(result) < _size(s) else s
+
+
+def _some_alike(terms: list[Expr]) -> bool:
+    """Whether two of ``terms`` are equal up to their coefficients and dummy names (a
+    cheap test before simplifying the multiplied-out terms: only then can any cancel)."""
+    seen: set[Key] = set()
+    for t in terms:
+        key = canonical_key(Product(Fraction(1), t.factors, t.out) if isinstance(t, Product)
+                            else t)
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
+def _distributed(t: Expr) -> list[Expr] | None:
+    """The product ``t`` multiplied out over its small sum factors (each term of a sum
+    made explicit along the labels it broadcasts over), or None where it has none."""
+    if not isinstance(t, Product):
+        return None
+    sums = [k for k, f in enumerate(t.factors)
+            if isinstance(f, Sum) and 1 < len(f.terms) <= 4
+            and all(isinstance(u, (Product, Tensor, Func, Pow)) for u in f.terms)]
+    if not sums:
+        return None
+    k = sums[0]
+    f = t.factors[k]
+    assert isinstance(f, Sum)
+    rest = t.factors[:k] + t.factors[k + 1:]
+    parts = []
+    for u in f.terms:
+        u = _broadcast_term(u, f) if set(u.free) != set(f.out) else u
+        part = flatten_product(Product(t.coeff, (*rest, u), t.out))
+        more = _distributed(part) if len(sums) > 1 else None
+        parts.extend(more if more is not None else [part])
+    return parts
+
+
+def _size(e: Expr) -> int:
+    return sum(1 for _ in walk(e))
 
 
 def collect_terms(s: Sum) -> Expr:

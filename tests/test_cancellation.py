@@ -64,3 +64,41 @@ def test_a_product_of_two_equal_residuals_stays_a_gram_form() -> None:
     e = einderiv.parse("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])")
     assert "**2" not in str(e)
     assert str(e.to_matrix()) == "(X theta - Y)^T (X theta - Y)"
+
+
+# ------------------------------------------- multiplying out where terms cancel
+
+BCE = "sum[a](-y[a]*log(sigmoid(X[a,b]*w[b])) - (1 - y[a])*log(1 - sigmoid(X[a,b]*w[b])))"
+
+
+@pytest.mark.parametrize("text, matrix, value", [
+    (BCE, "X^T (sigmoid(X w) - y)", lambda X, w, y: X.T @ (_sigmoid(X @ w) - y)),
+    (BCE + "/n", "X^T (sigmoid(X w) - y)/n", lambda X, w, y: X.T @ (_sigmoid(X @ w) - y) / 5),
+    ("sum[a](softplus(X[a,b]*w[b]) - y[a]*X[a,c]*w[c])", "X^T (sigmoid(X w) - y)",
+     lambda X, w, y: X.T @ (_sigmoid(X @ w) - y)),
+    ("sum[a](exp(X[a,b]*w[b]) - y[a]*X[a,c]*w[c])", "X^T (exp(X w) - y)",
+     lambda X, w, y: X.T @ (np.exp(X @ w) - y)),
+])
+def test_glm_gradients_in_textbook_form(text: str, matrix: str, value) -> None:
+    """y (1 - s) - (1 - y) s multiplied out is s - y (the y s cancel), and a sum over
+    the samples of a difference is a difference of sums, whose common X^T the matrix
+    printer pulls out."""
+    g = einderiv.diff(text, "w")
+    assert str(g.to_matrix()) == matrix
+    np.testing.assert_allclose(g.evaluate(X=X, w=W, y=Y, n=5.0), value(X, W, Y), rtol=1e-10)
+    assert einderiv.parse(str(g)) == g
+
+
+def test_bce_hessian_in_textbook_form() -> None:
+    h = einderiv.diff(einderiv.diff(BCE, "w"), "w")
+    assert str(h.to_matrix()) == "X^T diag(sigmoid(X w) .* (1 - sigmoid(X w))) X"
+    s = _sigmoid(X @ W)
+    np.testing.assert_allclose(h.evaluate(X=X, w=W, y=Y), X.T @ np.diag(s * (1 - s)) @ X,
+                               rtol=1e-10)
+
+
+def test_multiplying_out_only_where_shorter() -> None:
+    """(a + b)*(c + d) has nothing to cancel: it stays as written."""
+    assert str(einderiv.parse("(a + b)*(c + d)")) == "(a + b)*(c + d)"
+    e = einderiv.parse("x[i]*(1 - y[i]) - y[i]*(1 - x[i]) -> [i]")
+    assert str(e) == "x[i] - y[i]"

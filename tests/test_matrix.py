@@ -551,7 +551,7 @@ def test_outer_product_with_ones_sized_only_by_shapes(text: str, broadcast: str)
     grad = X.T @ (X @ theta - Y) + X.T @ (X @ theta)   # of (X theta - Y)^T X theta
     expected = np.outer(grad, np.ones(len(v[broadcast])))
     m = d.to_matrix()
-    assert str(m) == "X^T (X theta + X theta - Y) ones^T"
+    assert str(m) == "X^T (2 X theta - Y) ones^T"  # X theta + X theta collected (issue 15)
     np.testing.assert_allclose(d.evaluate(**v), expected, rtol=1e-10)
     np.testing.assert_allclose(m.evaluate(**v), expected, rtol=1e-10)
     with pytest.raises(ShapeError, match="cannot tell the size of ones"):

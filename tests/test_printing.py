@@ -52,6 +52,26 @@ _OPERATOR_FUNCS = {"softplus": lambda x: np.logaddexp(0, x), "relu": lambda x: n
 _GREEK_NAMES = {"alpha", "beta", "gamma", "theta", "lambda", "mu"}
 
 
+def _lse_along(x: np.ndarray, labs: list, axis: str) -> tuple[np.ndarray, list]:
+    n = labs.index(axis)
+    m = np.max(x, axis=n, keepdims=True)
+    out = np.squeeze(m, n) + np.log(np.sum(np.exp(x - m), axis=n))
+    return out, [i for i in labs if i != axis]
+
+
+def _log_softmax_along(x: np.ndarray, labs: list, axis: str) -> tuple[np.ndarray, list]:
+    lse, _ = _lse_along(x, labs, axis)
+    return x - np.expand_dims(lse, labs.index(axis)), labs
+
+
+#: \operatorname{word}_{k}(u): issue 15's words over the axis k of u.
+_AXIS_WORDS = {
+    "logsumexp": _lse_along,
+    "log\\_softmax": _log_softmax_along,
+    "softmax": lambda x, labs, k: (np.exp(_log_softmax_along(x, labs, k)[0]), labs),
+}
+
+
 class _Reader:
     """Reads the LaTeX subset einderiv prints into ``(array, labels)`` values."""
 
@@ -234,6 +254,11 @@ class _Reader:
                 axis = int(self.take())
                 self.take(")")
                 return np.array(float(np.shape(self.arrays[name])[axis])), []
+            if op in _AXIS_WORDS:  # \operatorname{softmax}_{k}(u): over k, free inside
+                (axis,) = self.labels()
+                self.take(r"\left(")
+                arr, labs = self.grouped(fixed | {axis}, r"\right)")
+                return _AXIS_WORDS[op](np.asarray(arr, dtype=float), labs, axis)
             self.take(r"\left(")
             arr, labs = self.grouped(fixed, r"\right)")
             return _OPERATOR_FUNCS[op](arr), labs
@@ -383,8 +408,9 @@ EXPECTED_LATEX = [
     ("(1 - tanh(s)**2)*delta[i,i] -> [i]",
      r"\left(1 - \tanh\left(s\right)^{2}\right) \mathbf{1}_{i}"),
     ("size(x, 0)/n", r"\frac{\operatorname{size}(x, 0)}{n}"),
-    ("sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - X[a,d]*y[a])",
-     r"\sum_{a} \left(X_{ad} \sigma\left(X_{ab} w_{b}\right) - X_{ad} y_{a}\right)"),
+    # a term without a is summed over a too: the size of a times y[d]
+    ("sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - y[d])",
+     r"X_{ad} \sigma\left(X_{ab} w_{b}\right) - y_{d} \operatorname{size}(X, 0)"),
 ]
 
 
@@ -515,8 +541,11 @@ def test_fresh_names_are_deterministic_and_short() -> None:
     ("W1[h,i]*X[i,n] + b1[h]", "W1[h,a]*X[a,n] + b1[h]"),
     ("x[i] - y[j]", "x[i] - y[j]"),
     ("x[i]*y[j] + z[j] -> [j,i]", "(x[i]*y[j] + z[j]) -> [j,i]"),
+    ("sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - y[d])",
+     "X[a,d]*sigmoid(X[a,b]*w[b]) - y[d]*size(X, 0)"),
+    # every term carries a: one sum per term (the matrix printer then pulls X^T out)
     ("sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - X[a,d]*y[a])",
-     "sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - X[a,d]*y[a])"),
+     "X[a,d]*sigmoid(X[a,b]*w[b]) - X[c,d]*y[c]"),
     ("exp(W1[h,i]*X[i,n] + b1[h])*y[n]", "y[a]*exp(W1[h,b]*X[b,a] + b1[h])"),
 ])
 def test_text_is_readable_and_reads_back(text: str, printed: str) -> None:
@@ -527,7 +556,8 @@ def test_text_is_readable_and_reads_back(text: str, printed: str) -> None:
 
 def test_logistic_gradient_prints_without_arrows() -> None:
     d = einderiv.diff("sum[a](softplus(X[a,b]*w[b]) - y[a]*X[a,c]*w[c])", "w")
-    assert str(d) == "sum[a](X[a,d]*sigmoid(X[a,b]*w[b]) - X[a,d]*y[a])"
+    assert str(d) == "X[a,e]*sigmoid(X[a,b]*w[b]) - X[c,e]*y[c]"
+    assert str(d.to_matrix()) == "X^T (sigmoid(X w) - y)"
     assert einderiv.parse(str(d)) == d
     rng = np.random.default_rng(6)
     X, w, y = rng.normal(size=(5, 3)), rng.normal(size=3), rng.uniform(size=5)
@@ -557,10 +587,10 @@ def test_cli_latex_line_pastes_into_a_document() -> None:
                "--latex").splitlines()
     line = next(l for l in out if l.startswith(r"\frac{\partial f}"))
     left, right = line.split(" = ")
-    assert left == r"\frac{\partial f}{\partial w_{d}}"
+    assert left == r"\frac{\partial f}{\partial w_{e}}"
     rng = np.random.default_rng(8)
     arrays = {"X": rng.normal(size=(5, 3)), "w": rng.normal(size=3), "y": rng.uniform(size=5)}
-    value, labs = read_latex(right, arrays, {"a": 5, "b": 3, "c": 3, "d": 3})
+    value, labs = read_latex(right, arrays, {"a": 5, "b": 3, "c": 5, "d": 3, "e": 3})
     X, w, y = arrays["X"], arrays["w"], arrays["y"]
     np.testing.assert_allclose(value, X.T @ (1 / (1 + np.exp(-X @ w)) - y))
     assert all(l.startswith(("f = ", r"\frac", "%")) for l in out), out
