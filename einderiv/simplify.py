@@ -97,7 +97,17 @@ def _simplify_func(e: Func) -> Expr:
         w = one_plus_exp(arg)
         if w is not None:  # log(1 + exp(w)) = softplus(w): stable, and sigmoid' is closed
             return Func("softplus", w)
+    if isinstance(arg, Func) and (e.name, arg.name) in INVERSE_FUNCTIONS:
+        return arg.arg
     return Func(e.name, arg)
+
+
+#: Compositions that are the identity where both sides are defined (issue 15):
+#: ``exp(log(u)) = u`` (u > 0), ``log(exp(u)) = u``. Named for derive_steps.
+INVERSE_FUNCTIONS: dict[tuple[str, str], str] = {
+    ("exp", "log"): "exp(log(u)) = u",
+    ("log", "exp"): "log(exp(u)) = u",
+}
 
 
 def one_plus_exp(s: Expr) -> Expr | None:

@@ -14,6 +14,7 @@ import einderiv
 
 RNG = np.random.default_rng(15)
 X, W, Y, Z = RNG.normal(size=(5, 3)), RNG.normal(size=3), RNG.random(5), RNG.normal(size=4)
+RNG_Y = RNG.normal(size=4)
 
 
 def _sigmoid(u):
@@ -102,3 +103,20 @@ def test_multiplying_out_only_where_shorter() -> None:
     assert str(einderiv.parse("(a + b)*(c + d)")) == "(a + b)*(c + d)"
     e = einderiv.parse("x[i]*(1 - y[i]) - y[i]*(1 - x[i]) -> [i]")
     assert str(e) == "x[i] - y[i]"
+
+
+@pytest.mark.parametrize("text, want", [
+    ("exp(log(x[i]))", lambda x: x),
+    ("log(exp(x[i]*y[i]))", lambda x: x @ RNG_Y),
+    ("log(exp(s))*exp(log(s)) + x[i]", lambda x: 1.7 ** 2 + x),
+])
+def test_inverse_functions_cancel(text: str, want) -> None:
+    """simplify.INVERSE_FUNCTIONS: exp(log(u)) = u (u > 0), log(exp(u)) = u; the
+    unsimplified expression gives the same values on positive data."""
+    x = RNG.uniform(0.5, 2.0, size=4)
+    arrays = {"x": x, "y": RNG_Y, "s": 1.7}
+    e = einderiv.parse(text)
+    assert "exp" not in str(e) and "log" not in str(e), str(e)
+    for form in (e, einderiv.parse(text, simplify=False)):
+        np.testing.assert_allclose(form.evaluate(**arrays), want(x), rtol=1e-12)
+
