@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Sequence
 from . import syntax as S
 from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
 from .functions import FUNCTIONS
+from .softmax import expand as expand_word
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number,
                  visible_indices, walk)
@@ -46,6 +47,8 @@ class _Builder:
         # Indices bound by the enclosing sum[...]s (name -> position of the sum): free
         # throughout the body, summed once, by the sum.
         self.bound: dict[Index, int] = {}
+        # What binds each of ``bound``, where it is not a sum (softmax[k], ...), for messages.
+        self.binder: dict[Index, str] = {}
         self.sizes: list[S.SizeOf] = []  # the size(x, k) atoms, checked at the end
 
     def check_sizes(self) -> None:
@@ -94,6 +97,8 @@ class _Builder:
             return self.einstein_atom(self.atom(node))
         if isinstance(node, S.SumOver):
             return self.sum_over(node)
+        if isinstance(node, S.WordCall):
+            return self.word(node)
         if isinstance(node, S.SizeOf):
             return self.size_of(node)
         if isinstance(node, S.Power):
@@ -161,8 +166,9 @@ class _Builder:
             if names.count(name) > 1:
                 raise self.error(f"index {name!r} is listed twice in sum[...]", pos)
             if name in self.bound:
+                outer_word = self.binder.get(name, f"another sum[{name}]")
                 raise self.error(
-                    f"sum[{name}] inside another sum[{name}] (at position {self.bound[name]}): "
+                    f"sum[{name}] inside {outer_word} (at position {self.bound[name]}): "
                     f"the inner one would sum the same index again; rename one of them",
                     pos)
         outer = self.bound
@@ -177,6 +183,41 @@ class _Builder:
                     else "a '->' inside the argument sums it already"
                 raise self.error(f"sum over {name!r}, but {why} (free: {_fmt(arg.free)})", pos)
         return Product(Fraction(1), (arg,), tuple(i for i in arg.free if i not in names))
+
+    def word(self, node: S.WordCall) -> Expr:
+        """``softmax[k](u)``, ``log_softmax[k](u)``, ``logsumexp[k](u)``: the expression
+        each stands for (:mod:`einderiv.softmax`). Like ``sum[k]``, the word binds ``k``
+        in its argument: ``k`` is free there at any depth (``logsumexp[k](z[k]*w[k])``
+        runs over the entries of the Hadamard product); the argument's other free
+        indices are batch axes."""
+        name, pos = node.index
+        word = node.word
+        if word == "logsumexp" and name in self.bound:
+            raise self.error(
+                f"logsumexp[{name}] inside {self.binder.get(name, f'sum[{name}]')} (at position "
+                f"{self.bound[name]}): it would sum the same index again; rename one of them",
+                pos)
+        outer, outer_binder = self.bound, self.binder
+        if name not in outer:
+            self.bound = {**outer, name: pos}
+            self.binder = {**outer_binder, name: f"{word}[{name}]"}
+        try:
+            arg = self.build(node.arg)
+        finally:
+            self.bound, self.binder = outer, outer_binder
+        if name not in arg.free:
+            if name in visible_indices(arg):
+                why = "a '->' inside the argument sums it already"
+            else:
+                why = "it does not occur in the argument"
+            axes = ", ".join(arg.free)
+            hint = (f"; write the axis to run over, one of ({axes}), as in "
+                    f"{word}[{arg.free[-1]}](...)" if arg.free else
+                    f"; the argument has no free index: {word} needs a vector, as in "
+                    f"{word}[k](z[k])")
+            raise self.error(f"{word}[{name}] runs over {name!r}, but {why} (free: "
+                             f"{_fmt(arg.free)}){hint}", pos)
+        return expand_word(word, arg, name)
 
     def power(self, node: S.Power) -> Expr:
         base = self.build(node.base)

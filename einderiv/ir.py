@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import itertools
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
 
@@ -369,6 +369,8 @@ def with_children(e: Expr, new: tuple[Expr, ...] | list[Expr]) -> Expr:
     if isinstance(e, Sum):
         return Sum(tuple(new), e.out, e.hints)
     if isinstance(e, Func):
+        if type(e) is not Func:  # a printing view (einderiv.softmax.Word) keeps its kind
+            return replace(e, arg=new[0])
         return Func(e.name, new[0])
     if isinstance(e, Pow):
         return Pow(new[0], new[1])
@@ -608,6 +610,8 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
         if e.i not in mapping and e.j not in mapping:
             return e
         return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
+    if isinstance(e, Func) and type(e) is not Func:  # a printing view: einderiv.softmax.Word
+        return e.renamed(mapping)  # type: ignore[attr-defined]
     if isinstance(e, (Func, Pow)):
         inner = e.arg if isinstance(e, Func) else e.base
         renamed = rename(inner, mapping)

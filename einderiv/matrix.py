@@ -36,7 +36,7 @@ from .ir import SizeHint
 
 __all__ = [
     "MatrixExpr", "Symbol", "Number", "Identity", "Ones", "Zero", "Transpose", "Inverse",
-    "MatMul", "Hadamard", "Add", "Diag", "Reduce", "Elementwise", "Power", "Kron",
+    "MatMul", "Hadamard", "Add", "Diag", "Reduce", "Elementwise", "Softmax", "Power", "Kron",
     "to_matrix",
 ]
 
@@ -311,6 +311,44 @@ class Elementwise(MatrixExpr):
 
 
 @dataclass(frozen=True, repr=False)
+class Softmax(Elementwise):
+    """``softmax``, ``log_softmax`` or ``logsumexp`` (``name``) of a vector (``over``
+    empty), or of each row (``over == "rows"``: the sum runs along the row, over the
+    column index) or each column (``"cols"``) of a matrix. ``logsumexp`` of a vector
+    is a scalar, of the rows a column vector, of the columns a row vector; the other
+    two keep the argument's shape (docs/matrix.md)."""
+
+    over: str = ""
+
+    @property
+    def word(self) -> str:
+        """The printed name: ``softmax``, ``softmax_rows``, ``logsumexp_cols``, ..."""
+        return f"{self.name}_{self.over}" if self.over else self.name
+
+    @property
+    def kind(self) -> str:
+        if self.name != "logsumexp":
+            return self.arg.kind
+        return {"": SCALAR, "rows": COLUMN, "cols": ROW}[self.over]
+
+
+def softmax_values(name: str, x: np.ndarray, axis: int | None) -> np.ndarray:
+    """``name`` (softmax, log_softmax, logsumexp) of ``x`` along ``axis`` (None: all
+    entries), max-shifted: finite for any finite input. logsumexp keeps the axis
+    (length 1)."""
+    x = np.asarray(x, dtype=float)
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    shifted = x - m
+    lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    if name == "logsumexp":
+        return lse + m
+    if name == "log_softmax":
+        return shifted - lse
+    return np.exp(shifted - lse)
+
+
+@dataclass(frozen=True, repr=False)
 class Power(MatrixExpr):
     """``base`` to a scalar ``exponent``, element-wise."""
 
@@ -471,6 +509,11 @@ class _Printer:
             return self.wrap(m.arg, ATOM) + s.inverse, POST
         if isinstance(m, Power):
             return self.power(m)
+        if isinstance(m, Softmax):
+            if self.latex:
+                word = m.word.replace("_", "\\_")
+                return f"\\operatorname{{{word}}}\\left({self.text(m.arg)}\\right)", ATOM
+            return self.call(m.word, m.arg), ATOM
         if isinstance(m, (Elementwise, Reduce)):
             return self.call(m.name, m.arg), ATOM
         if isinstance(m, Diag):
@@ -687,6 +730,11 @@ class _Evaluator:
             if m.name == "tr":
                 return np.full((1, 1), np.trace(arg))
             return np.full((1, 1), np.sum(arg))
+        if isinstance(m, Softmax):
+            arg = self.value(m.arg)
+            axis = {"": None, "rows": 1, "cols": 0}[m.over]
+            result = softmax_values(m.name, arg, axis)
+            return result.reshape(1, 1) if m.kind == SCALAR else result
         if isinstance(m, Elementwise):
             return np.asarray(FUNCTIONS[m.name].numpy(self.value(m.arg)))
         if isinstance(m, Power):

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from .ir import Index, SizeHint
 from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
-                     Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Symbol,
+                     Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
                      Transpose, Zero, const_number)
 
 __all__ = ["Orient", "transpose", "inverse", "mat_mul", "hadamard", "plain_length",
@@ -125,6 +125,9 @@ def dims(m: MatrixExpr) -> tuple[SizeHint, SizeHint]:
     if isinstance(m, Transpose):
         r, c = dims(m.arg)
         return c, r
+    if isinstance(m, Softmax) and m.kind != m.arg.kind:  # logsumexp: one axis is left
+        r, c = dims(m.arg)
+        return {COLUMN: (r, None), ROW: (None, c)}.get(m.kind, (None, None))
     if isinstance(m, (Inverse, Elementwise)):
         return dims(m.arg)
     if isinstance(m, Power):

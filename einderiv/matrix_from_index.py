@@ -35,15 +35,19 @@ from .errors import EinderivError, NotMatrixExpressible
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, factor_indices, fresh_index, outer_origins)
 from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, Kron,
-                     MatrixExpr, Number, Ones, Power, Reduce, Symbol, Transpose, Zero,
+                     MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol, Transpose, Zero,
                      const_number)
+from .softmax import Word, named_view
 from .matrix_algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum,
                              mat_mul, plain_length, reading_cost, shaped_zero, transpose)
 
 __all__ = ["convert"]
 
 #: Names that mean something else in matrix notation (einderiv.matrix_syntax).
-RESERVED_IN_MATRIX_NOTATION = frozenset({"I", "ones", "tr", "diag", "sum", "norm2", "kron"})
+RESERVED_IN_MATRIX_NOTATION = frozenset({"I", "ones", "tr", "diag", "sum", "norm2", "kron",
+                                         *(f"{w}_{s}" for w in ("softmax", "log_softmax",
+                                                                "logsumexp")
+                                           for s in ("rows", "cols"))})
 
 _SCALAR: Orient = (None, None)
 
@@ -60,6 +64,7 @@ def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> Matrix
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")
     e = simplify(expr)
     clash = sorted(RESERVED_IN_MATRIX_NOTATION & set(e.variables))
+    e = named_view(e)  # softmax, log_softmax, logsumexp as words (einderiv.softmax)
     if clash:
         raise NotMatrixExpressible(
             f"the variable {clash[0]!r} would read as a reserved word of matrix notation "
@@ -173,11 +178,35 @@ class _Converter:
             return self.sum(e, o)
         if isinstance(e, Product):
             return self.product(e, o)
+        if isinstance(e, Word):
+            return self.word(e, o)
         if isinstance(e, Func):
             return Elementwise(e.name, self.convert(e.arg, o))
         if isinstance(e, Pow):
             return self.power(self.convert(e.base, o), self.convert(e.exponent, _SCALAR))
         return self.piece(e).make(o)
+
+    def word(self, e: Word, o: Orient) -> MatrixExpr:
+        """``softmax[k](u)`` and its kin: of a vector, ``softmax(z)``; of a matrix, by
+        rows (``k`` the column index: each row is normalised, ``softmax_rows(Z)``) or
+        by columns, whichever reads shorter in the orientation ``o``."""
+        u, k = e.arg, e.index
+        batch = [i for i in u.free if i != k]
+        if len(batch) > 1:
+            raise NotMatrixExpressible(
+                f"{e.name}[{k}] of an argument with {len(u.free)} free axes {u.free}; matrix "
+                "notation has at most two. Use the index form (str(expr)).")
+        if not batch:
+            inner = (k, None) if e.name == "logsumexp" else o
+            return Softmax(e.name, self.convert(u, inner), "")
+        (g,) = batch
+        by_rows = Softmax(e.name, self.convert(u, (g, k)), "rows")
+        by_cols = Softmax(e.name, self.convert(u, (k, g)), "cols")
+        if (e.name == "logsumexp" and o[0] == g) or o == (g, k):
+            options = [by_rows, transpose(by_cols)]
+        else:
+            options = [by_cols, transpose(by_rows)]
+        return min(options, key=plain_length)
 
     @staticmethod
     def power(base: MatrixExpr, exponent: MatrixExpr) -> MatrixExpr:
@@ -276,6 +305,8 @@ class _Converter:
         summed = [lab for lab in dict.fromkeys(x for f in p.factors for x in factor_indices(f))
                   if lab not in out]
         if any(_matrix_ends(pieces, lab) > 2 for lab in summed):
+            pieces = self._row_sums(pieces, summed)
+        if any(_matrix_ends(pieces, lab) > 2 for lab in summed):
             pieces = _series_parallel(pieces, out, scalars)
             summed = [lab for lab in summed if any(lab in pc.ends for pc in pieces)]
         for lab in summed:
@@ -288,6 +319,23 @@ class _Converter:
             else:
                 labelled.append(comp)
         return mat_mul(p.coeff, scalars + self._combine(labelled, o))
+
+    def _row_sums(self, pieces: list[_Piece], summed: list[Index]) -> list[_Piece]:
+        """Where a summed label joins three matrices: a matrix with an end summed over it
+        alone is a vector on its other end, ``Y ones`` for ``Y[a,b]`` summed over ``b``
+        (``X^T diag(Y ones) softmax_rows(X W)`` in the softmax cross-entropy gradient)."""
+        result = []
+        for pc in pieces:
+            if not pc.is_vector and pc.ends[1] is not None and pc.ends[0] != pc.ends[1]:
+                for k in (0, 1):
+                    lab, other = pc.ends[k], pc.ends[1 - k]
+                    if lab in summed and other is not None and \
+                            sum(lab in q.ends for q in pieces) == 1:
+                        column = mat_mul(1, [pc.make((other, lab)), Ones(self.hint(lab))])
+                        pc = _vector_piece(other, column)
+                        break
+            result.append(pc)
+        return result
 
     def _join_summed(self, pieces: list[_Piece], lab: Index, out: set[Index],
                      scalars: list[MatrixExpr]) -> list[_Piece]:

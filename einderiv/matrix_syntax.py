@@ -17,6 +17,7 @@ Grammar (lowest precedence first)::
     power   := ['-' | '+'] NUMBER | NAME | '(' expr ')'
     primary := NUMBER | NAME | 'I' | 'ones' | FUNC '(' expr ')' | '(' expr ')'
     FUNC    := inv det logdet tr diag sum norm2 | the element-wise functions
+             | softmax log_softmax logsumexp, each also with _rows or _cols
 """
 
 from __future__ import annotations
@@ -32,12 +33,18 @@ from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, children, fresh_index, number, rename, with_children)
 from .matrix import GREEK_LETTERS
+from .softmax import WORDS
+from .softmax import expand as expand_word
 from .syntax import MAX_DEPTH, check_number
 
 __all__ = ["parse_matrix"]
 
 MATRIX_FUNCTIONS = ("inv", "det", "logdet", "tr", "diag", "sum", "norm2")
-RESERVED = frozenset(FUNCTIONS) | set(MATRIX_FUNCTIONS) | {"I", "ones", "kron"}
+#: softmax(z), log_softmax(z), logsumexp(z) of a vector; of each row or column of a
+#: matrix with the suffix _rows / _cols (docs/matrix.md).
+SOFTMAX_FUNCTIONS = tuple(f"{w}{s}" for w in WORDS for s in ("", "_rows", "_cols"))
+RESERVED = frozenset(FUNCTIONS) | set(MATRIX_FUNCTIONS) | set(SOFTMAX_FUNCTIONS) | \
+    {"I", "ones", "kron"}
 
 _NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _OPERATORS = (".*", ".^", "+", "-", "*", "@", "/", "(", ")", ",", "^", "'", "⊙", "⊗")
@@ -344,7 +351,8 @@ class _Parser:
             return self.const(Fraction(t.text), t.pos, t.pos + len(t.text))
         if t.kind == "name":
             self.k += 1
-            if t.text in FUNCTIONS or t.text in MATRIX_FUNCTIONS or t.text == "kron":
+            if t.text in FUNCTIONS or t.text in MATRIX_FUNCTIONS or t.text == "kron" or \
+                    t.text in SOFTMAX_FUNCTIONS:
                 return self.call(t)
             if t.text == "I":
                 return self.identity(t.pos)
@@ -568,6 +576,8 @@ class _Parser:
         e = v.expr
         if name in FUNCTIONS:
             return _Val(Func(name, e), v.row, v.col, v.rdim, v.cdim, pos, v.end)
+        if name in SOFTMAX_FUNCTIONS:
+            return self.softmax(name, v, pos)
         if name == "inv":
             return self.inverse(v, pos)
         if name in ("det", "logdet"):
@@ -605,6 +615,42 @@ class _Parser:
             squares = Product(Fraction(1), (e, e), ())
             return _Val(Func("sqrt", squares), None, None, None, None, pos, v.end)
         raise AssertionError(name)  # pragma: no cover
+
+
+    def softmax(self, name: str, v: _Val, pos: int) -> _Val:
+        """``softmax(z)`` of a vector; ``softmax_rows(Z)`` normalises each row of a
+        matrix (the sum runs over the column index), ``softmax_cols(Z)`` each column.
+        ``logsumexp`` of a vector is a scalar, of the rows a column vector, of the
+        columns a row vector (einderiv.softmax gives the index form)."""
+        word = name.rsplit("_", 1)[0] if name.endswith(("_rows", "_cols")) else name
+        over = name[len(word) + 1:]
+        e = v.expr
+        if v.is_scalar:
+            raise self.shape_error(f"{name}(...) needs a vector or matrix, got "
+                                   f"{self.describe(v)}", pos)
+        is_matrix = v.row is not None and v.col is not None
+        if is_matrix and not over:
+            raise self.shape_error(
+                f"{name}(...) of a matrix needs the axis: {name}_rows(...) runs over each "
+                f"row, {name}_cols(...) over each column; got {self.describe(v)}", pos)
+        if over and not is_matrix:
+            raise self.shape_error(f"{name}(...) needs a matrix; for a vector write "
+                                   f"{word}(...); got {self.describe(v)}", pos)
+        if not over:
+            k = v.row if v.row is not None else v.col
+            assert k is not None
+            expr = expand_word(word, e, k)
+            if word == "logsumexp":
+                return _Val(expr, None, None, None, None, pos, v.end)
+            return _Val(expr, v.row, v.col, v.rdim, v.cdim, pos, v.end)
+        k = v.col if over == "rows" else v.row
+        assert k is not None
+        expr = expand_word(word, e, k)
+        if word != "logsumexp":
+            return _Val(expr, v.row, v.col, v.rdim, v.cdim, pos, v.end)
+        if over == "rows":  # one value per row: a column vector
+            return _Val(expr, v.row, None, v.rdim, None, pos, v.end)
+        return _Val(expr, None, v.col, None, v.cdim, pos, v.end)  # per column: a row
 
 
 def _mul(coeff: int, factors: tuple[Expr, ...], out: tuple[Index, ...]) -> Product:

@@ -26,6 +26,7 @@ from typing import Iterator
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  const_value, factor_indices, size_marker)
+from .softmax import Word, named_view
 
 __all__ = ["to_text", "to_latex", "format_number"]
 
@@ -102,7 +103,14 @@ def _number(k: Fraction) -> Product:
 
 
 def to_text(e: Expr) -> str:
-    """Index notation for ``e``, with the root's axis order made explicit if needed."""
+    """Index notation for ``e``, with the root's axis order made explicit if needed.
+    The shapes of ``softmax[k](u)``, ``log_softmax[k](u)`` and ``logsumexp[k](u)``
+    print as those words (:func:`einderiv.softmax.named_view`)."""
+    return _rooted(named_view(e))
+
+
+def _rooted(e: Expr) -> str:
+    """``e`` as text whose parse has ``e``'s free indices in ``e``'s order."""
     if isinstance(e, Sum):
         e = _printable_sum(e)
     body = _text(e, top=True)
@@ -130,6 +138,9 @@ def _natural_order(e: Expr) -> tuple[Index, ...]:
         return ()
     if isinstance(e, (Tensor, Delta, Inv)):
         return _implicit((e,))
+    if isinstance(e, Word):  # its expansion keeps the order the argument's text has
+        arg = _printable_sum(e.arg) if isinstance(e.arg, Sum) else e.arg
+        return tuple(i for i in _natural_order(arg) if i in e.free)
     return tuple(sorted(e.free))
 
 
@@ -168,6 +179,15 @@ def _text(e: Expr, top: bool = False) -> str:
         return e.name + (f"[{','.join(e.indices)}]" if e.indices else "")
     if isinstance(e, Delta):
         return f"delta[{e.i},{e.j}]"
+    if isinstance(e, Word):  # the word binds its index in the argument, as sum[k] does
+        if e.name == "logsumexp" and e.index in _BOUND.get():  # a sum[k] around: rename
+            from .ir import all_indices, rename
+            taken = all_indices(e.arg) | _BOUND.get()
+            new = next(f"{e.index}{n}" for n in range(1, len(taken) + 2)
+                       if f"{e.index}{n}" not in taken)
+            e = Word(e.name, rename(e.arg, {e.index: new}), new)
+        with _bound_as(_BOUND.get() | {e.index}):
+            return f"{e.name}[{e.index}]({_standalone(e.arg, parens=False)})"
     if isinstance(e, Func):
         return f"{e.name}({_standalone(e.arg, parens=False)})"
     if isinstance(e, Pow):
@@ -407,8 +427,10 @@ ight]_{i}`` around a
 ight]_{i}``).
     An index bound by a ``\sum`` or such brackets around is free throughout them.
     A ones vector is ``\mathbf{1}_{i}``; a size marker, ``\operatorname{size}(x, 0)``.
-    A sum broadcasts its terms by name: ``W_{ha} X_{an} + b_{h}``."""
-    return _latex(e, frozenset())
+    A sum broadcasts its terms by name: ``W_{ha} X_{an} + b_{h}``. The shapes of
+    the softmax words print as ``\operatorname{softmax}_{k}\left(u\right)`` (and
+    ``log\_softmax``, ``logsumexp``), ``k`` free throughout the argument."""
+    return _latex(named_view(e), frozenset())
 
 
 def _latex(e: Expr, fixed: frozenset = frozenset()) -> str:
@@ -423,6 +445,10 @@ def _latex(e: Expr, fixed: frozenset = frozenset()) -> str:
         if e.i == e.j:
             return rf"\mathbf{{1}}_{{{_latex_indices((e.i,))}}}"  # alone, it is ones
         return rf"\delta_{{{_latex_indices((e.i, e.j))}}}"
+    if isinstance(e, Word):
+        name = e.name.replace("_", r"\_")
+        inner = _latex(e.arg, fixed | {e.index})
+        return rf"\operatorname{{{name}}}_{{{_latex_indices((e.index,))}}}\left({inner}\right)"
     if isinstance(e, Func):
         return FUNCTIONS[e.name].latex.format(_latex(e.arg, fixed))
     if isinstance(e, Pow):

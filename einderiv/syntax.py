@@ -16,6 +16,7 @@ Grammar (lowest precedence first)::
              | 'delta' '[' NAME ',' NAME ']' | 'inv' '(' expr ')' '[' NAME ',' NAME ']'
              | 'det' '(' expr ')' | 'logdet' '(' expr ')'
              | 'size' '(' NAME ',' INTEGER ')'
+             | WORD '[' NAME ']' '(' expr ')'    # WORD: softmax, log_softmax, logsumexp
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Union
 from .errors import LimitError, ParseError, format_caret
 from .functions import FUNCTIONS
 from .ir import gc_paused
+from .softmax import WORDS
 
 __all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
 
@@ -39,7 +41,7 @@ MAX_DEPTH = 32
 #: Longest run of unary signs (``- - x``) accepted.
 MAX_SIGNS = 200
 MATRIX_FUNCTIONS = ("inv", "det", "logdet")
-RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", "size", *MATRIX_FUNCTIONS}
+RESERVED = frozenset(FUNCTIONS) | {"sum", "delta", "size", *MATRIX_FUNCTIONS, *WORDS}
 
 # ------------------------------------------------------------------------ AST nodes
 
@@ -90,6 +92,15 @@ class SumOver:
 
 
 @dataclass
+class WordCall:
+    """``softmax[k](EXPR)``, ``log_softmax[k](EXPR)``, ``logsumexp[k](EXPR)``."""
+    word: str
+    index: tuple[str, int]
+    arg: "Node"
+    pos: int
+
+
+@dataclass
 class Neg:
     arg: "Node"
     pos: int
@@ -121,7 +132,7 @@ class Arrow:
     pos: int
 
 
-Node = Union[Num, Ref, DeltaRef, Call, SizeOf, SumOver, Neg, Power, Mul, Add, Arrow]
+Node = Union[Num, Ref, DeltaRef, Call, SizeOf, SumOver, WordCall, Neg, Power, Mul, Add, Arrow]
 
 # -------------------------------------------------------------------------- lexer
 
@@ -422,6 +433,8 @@ class _Parser:
             idx = self.index_list(what="after 'sum'")
             arg = self.parenthesized(tok, "after sum[...]")
             return SumOver(idx, arg, tok.pos)
+        if name in WORDS:
+            return self.word_call(tok)
         if name in FUNCTIONS or name in MATRIX_FUNCTIONS:
             if not self.at("("):
                 raise self.error(f"{name!r} is a function: write {name}(...)", tok)
@@ -446,9 +459,25 @@ class _Parser:
             raise self.error(
                 f"{ref} followed by '(' is not a function of the language (is {name!r} "
                 f"meant as one? known functions: "
-                f"{', '.join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))}); to multiply, "
+                f"{', '.join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))}, and "
+                f"{', '.join(f'{w}[k](...)' for w in WORDS)}); to multiply, "
                 f"write {ref}*(...)")
         return Ref(name, indices, tok.pos)
+
+    def word_call(self, tok: Token) -> WordCall:
+        """``softmax[k](EXPR)`` and its kin: the axis ``k`` in brackets, then the argument."""
+        name = tok.text
+        usage = f"{name}[k](EXPR), k the axis it runs over, as in {name}[k](z[k])"
+        if not self.at("["):
+            raise self.error(f"{name} needs the axis it runs over: write {usage}")
+        idx = self.index_list(what=f"after {name!r}")
+        if len(idx) != 1:
+            raise self.error(f"{name}[...] takes exactly one index, got {len(idx)}: write "
+                             f"{usage}", tok)
+        arg = self.parenthesized(tok, f"after {name}[...]")
+        if self.at("["):
+            raise self.error(f"{name}[...](...) cannot be indexed")
+        return WordCall(name, idx[0], arg, tok.pos)
 
     def size_of(self, tok: Token) -> SizeOf:
         """``size(NAME, AXIS)``: the length of an axis of a variable, as ``np.size(x, 0)``."""

@@ -231,7 +231,9 @@ def test_det_argument_is_not_reached_by_an_outer_sum() -> None:
 
 
 @pytest.mark.parametrize("text, pattern, column", [
-    ("logsumexp[k](W[k,j]*x[j])", r"logsumexp\[k\] followed by '\(' .* logsumexp\[k\]\*\(\.\.\.\)", 12),
+    # logsumexp[k](...) is a word of the language since issue 15 (tests/test_softmax.py);
+    # another name in its place is still refused
+    ("lse[k](W[k,j]*x[j])", r"lse\[k\] followed by '\(' .* lse\[k\]\*\(\.\.\.\)", 6),
     ("foo(x[i])", r"unknown function 'foo' .* write foo\*\(\.\.\.\)", 0),
     ("n (x + 1)", r"unknown function 'n' .* write n\*\(\.\.\.\)", 0),
     ("x[i] (y[i])", r"x\[i\] followed by '\('", 5),
