@@ -322,8 +322,11 @@ def absorbed_diagonals(program: Program) -> dict[int, tuple[int, int | None]]:
         if step.kind != "add":
             continue
         parts = step.args[0]
-        embeds = [slot for slot, _, _ in parts
-                  if program.steps[slot].kind == "embed" and readers[slot] == 1]
+        # only an embed with all of the sum's axes: one broadcast along an axis it
+        # lacks (delta[d1,d2] + q[i,d1], named broadcasting) is not one diagonal
+        embeds = [slot for slot, labels, _ in parts
+                  if program.steps[slot].kind == "embed" and readers[slot] == 1
+                  and set(labels) == set(step.args[1])]
         if len(embeds) != 1 or len(parts) < 2:
             continue
         rest = [(slot, sign) for slot, _, sign in parts if slot != embeds[0]]

@@ -520,6 +520,23 @@ def _open_scope_products(e: Expr) -> Iterator[Product]:
             yield n
 
 
+def _free_deltas(e: Expr, free: frozenset[Index]) -> Iterator[Delta]:
+    """The deltas in ``e`` (through products and sums, not function arguments) whose
+    two labels are free all the way up (in ``free``): they tie sizes in the scope
+    around ``e`` too (``-(-delta[d1,d2]) + q[i,d1]``: d2 has q's size)."""
+    stack: list[tuple[Expr, frozenset[Index]]] = [(e, free)]
+    while stack:
+        n, here = stack.pop()
+        if isinstance(n, Delta):
+            if n.i in here and n.j in here:
+                yield n
+        elif isinstance(n, Product):  # what it sums is its own: not free above
+            inner = here & frozenset(n.out)
+            stack.extend((f, inner) for f in n.factors)
+        elif isinstance(n, Sum):
+            stack.extend((t, here) for t in n.terms)
+
+
 def _scope_origins(e: Expr) -> dict[Index, SizeHint]:
     """The origins of the labels of ``e``'s own scope, reading each product below it
     from its memo (see :func:`_outer_origins`)."""
@@ -539,6 +556,7 @@ def _scope_origins(e: Expr) -> dict[Index, SizeHint]:
             for idx in n.out:
                 if inner.get(idx) is not None:
                     found.setdefault(idx, inner[idx])
+            deltas.extend(_free_deltas(n, frozenset(n.out)))
             continue
         if isinstance(n, Sum):
             for idx, hint in n.hints:

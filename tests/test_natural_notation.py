@@ -263,3 +263,23 @@ def test_juxtaposition_that_stays(text: str, want) -> None:
         np.testing.assert_allclose(einderiv.parse(text).evaluate(X=X, y=y), X @ y)
     else:
         assert float(einderiv.parse(text).evaluate(x=3.0)) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("text", [
+    "delta[d1,d2] + relu(q[i,d1])", "relu(q[i,d1]) - (-delta[d1,d2])",
+    "relu(q[i,d1]) - (-(2*delta[d1,d2]/2))",
+])
+@pytest.mark.parametrize("simplify", [False, True])
+def test_a_diagonal_term_broadcasts_along_an_axis_it_lacks(text: str, simplify: bool) -> None:
+    """fuzz --seed 14, input 770: the unsimplified sum added the identity only at i = 0
+    (a diagonal term was written onto the diagonal of the rest, which has an axis the
+    term lacks), and with the delta inside a product 'cannot tell the size of d2'
+    (the delta ties d2 to d1 from inside its product). Against numpy, every path."""
+    q = np.random.default_rng(14).normal(size=(2, 3))
+    want = np.eye(3)[:, :, None] + np.maximum(q, 0).T[:, None, :]
+    e = einderiv.parse(text, simplify=simplify)
+    assert e.free == ("d1", "d2", "i")
+    namespace: dict = {}
+    exec(e.to_python("f"), namespace)  # noqa: S102 - einderiv's own export
+    for got in (e.evaluate(q=q), e.compile()(q=q), namespace["f"](q)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
