@@ -183,6 +183,13 @@ def _power(base: Expr, exponent: Expr) -> Expr:
         w = one_plus_exp(base) if k == -1 else None
         if w is not None:  # 1 / (1 + exp(w)) = sigmoid(-w)
             return Func("sigmoid", _negated(w))
+        if isinstance(base, Product) and base.coeff not in (0, 1) and k.denominator == 1 \
+                and abs(k) <= 64:
+            # (c u)**k = c**k u**k: the number joins the coefficients around it
+            # (2 (mu - x)/(2 s**2) is (mu - x)/s**2; issue 15)
+            rest = normalize_product(Product(Fraction(1), base.factors, base.out))
+            return normalize_product(
+                Product(base.coeff ** int(k), (_power(rest, exponent),), base.out))
     return Pow(base, exponent)
 
 
@@ -191,6 +198,25 @@ def _ones_like(e: Expr) -> Expr:
     if not e.free:
         return number(1)
     return Product(Fraction(1), tuple(Delta(i, i, hints.get(i)) for i in e.free), e.free)
+
+
+def _common_number_out(p: Product) -> Product:
+    """A sum factor whose terms all carry the same number up to sign gives it to the
+    product's coefficient, where there are other factors: ``1/2 (2 mu - 2 x) s**-2`` is
+    ``(mu - x) s**-2`` (issue 15: numeric constants fold)."""
+    if len(p.factors) < 2:
+        return p
+    for k, f in enumerate(p.factors):
+        if not isinstance(f, Sum) or len(f.terms) < 2 or \
+                not all(isinstance(t, Product) for t in f.terms):
+            continue
+        g = abs(f.terms[0].coeff)  # type: ignore[union-attr]
+        if g in (0, 1) or any(abs(t.coeff) != g for t in f.terms):  # type: ignore[union-attr]
+            continue
+        inner = Sum(tuple(_scale(t, 1 / g) for t in f.terms), f.out, f.hints)
+        factors = p.factors[:k] + (inner,) + p.factors[k + 1:]
+        return Product(p.coeff * g, factors, p.out)
+    return p
 
 
 def _simplify_closed(e: Inv | Det | LogDet) -> Expr:
@@ -232,6 +258,7 @@ def normalize_product(p: Product) -> Expr:
         # Below the root only the labels matter, not their order; simplify() restores
         # the root's order, so one canonical form serves every spelling.
         return p.factors[0]
+    p = _common_number_out(p)
     if len(p.factors) == 1 and isinstance(p.factors[0], Sum):
         s = p.factors[0]
         scaled = collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), s.out, s.hints))

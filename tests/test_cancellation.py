@@ -120,3 +120,22 @@ def test_inverse_functions_cancel(text: str, want) -> None:
     for form in (e, einderiv.parse(text, simplify=False)):
         np.testing.assert_allclose(form.evaluate(**arrays), want(x), rtol=1e-12)
 
+
+
+@pytest.mark.parametrize("text, wrt, printed, value", [
+    ("(x - mu)**2/(2*s**2)", "mu", "(mu - x)/s^2", lambda x, mu, s: (mu - x) / s ** 2),
+    ("(2*a - 2*b)*c", None, None, lambda a, b, c: 2 * c * (a - b)),
+    ("(3*s)**-2", None, None, lambda s: 1 / (9 * s ** 2)),
+])
+def test_numeric_constants_fold(text: str, wrt, printed, value) -> None:
+    """(c u)**k = c**k u**k and a number common to a sum's terms joins the coefficient:
+    no 2/(2 s^2) (issue 15). Values against the closed form."""
+    arrays = {"x": 0.7, "mu": -0.4, "s": 1.3, "a": 0.9, "b": -1.1, "c": 2.3}
+    e = einderiv.diff(text, wrt) if wrt else einderiv.parse(text)
+    if printed:
+        assert str(e.to_matrix()) == printed
+    assert "2*s" not in str(e) and "2*a" not in str(e), str(e)
+    names = value.__code__.co_varnames[:value.__code__.co_argcount]
+    np.testing.assert_allclose(e.evaluate(**arrays), value(*(arrays[n] for n in names)),
+                               rtol=1e-12)
+    assert einderiv.parse(str(e)) == e
