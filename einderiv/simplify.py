@@ -213,7 +213,7 @@ def _common_number_out(p: Product) -> Product:
         g = abs(f.terms[0].coeff)  # type: ignore[union-attr]
         if g in (0, 1) or any(abs(t.coeff) != g for t in f.terms):  # type: ignore[union-attr]
             continue
-        inner = Sum(tuple(_scale(t, 1 / g) for t in f.terms), f.out, f.hints)
+        inner = collect_terms(Sum(tuple(_scale(t, 1 / g) for t in f.terms), f.out, f.hints))
         factors = p.factors[:k] + (inner,) + p.factors[k + 1:]
         return Product(p.coeff * g, factors, p.out)
     return p
