@@ -12,7 +12,9 @@ the immutable nodes.
 from __future__ import annotations
 
 import itertools
-from typing import Iterable, Mapping
+import math
+from collections import Counter
+from typing import Iterable, Iterator, Mapping
 
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  const_value, factor_indices)
@@ -339,7 +341,7 @@ def order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
         refined.update({b: f"#{c}" for b, c in _index_colours(factors, bound, outer).items()})
         ranked = _ranked(factors, refined)
         groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
-    candidates: Iterable = itertools.product(*(itertools.permutations(g) for g in groups)) \
+    candidates: Iterable = itertools.product(*(_distinct_orders(g) for g in groups)) \
         if _few_orders(groups) else [tuple(tuple(g) for g in groups)]
     best: tuple | None = None
     best_order: tuple[Expr, ...] = ()
@@ -390,15 +392,46 @@ def _summed(factors: tuple[Expr, ...], outer: Mapping[Index, str]) -> set[Index]
 
 
 def _few_orders(groups: list[list]) -> bool:
-    """Whether the orders of tied factors (the product of the groups' factorials)
-    number at most :data:`_MAX_TIE_PERMUTATIONS` (stops multiplying beyond it)."""
+    """Whether the distinct orders of tied factors (per group, its factorial over those
+    of its runs of equal factors) number at most :data:`_MAX_TIE_PERMUTATIONS`."""
     n_perm = 1
     for g in groups:
-        for k in range(2, len(g) + 1):
-            n_perm *= k
-            if n_perm > _MAX_TIE_PERMUTATIONS:
-                return False
+        n_perm *= math.factorial(len(g))
+        for count in Counter(f for _, f in g).values():
+            n_perm //= math.factorial(count)
+        if n_perm > _MAX_TIE_PERMUTATIONS:
+            return False
     return True
+
+
+def _distinct_orders(group: list) -> Iterator[tuple]:
+    """The orders of a group of tied ``(rank, factor)`` pairs, equal factors not
+    swapped (``u[g]*u[g]*u[g]*u[g]`` has one order, not 24): swapping them changes no
+    key (a product of twenty factors with such repeats took seconds to key)."""
+    members: dict[Expr, list] = {}
+    for item in group:
+        members.setdefault(item[1], []).append(item)
+    pools = list(members.values())
+    counts = [len(pool) for pool in pools]
+
+    def orders(left: int) -> Iterator[tuple[int, ...]]:
+        if left == 0:
+            yield ()
+            return
+        for c, n in enumerate(counts):
+            if n:
+                counts[c] -= 1
+                for rest in orders(left - 1):
+                    yield (c,) + rest
+                counts[c] += 1
+
+    for classes in orders(len(group)):
+        taken = [0] * len(pools)
+        order = []
+        for c in classes:
+            order.append(pools[c][taken[c]])
+            taken[c] += 1
+        yield tuple(order)
 
 
 def _index_colours(factors: tuple[Expr, ...], bound: set[Index], outer: Mapping[Index, str],

@@ -144,3 +144,30 @@ def test_merge_scalar_powers_keeps_an_unchanged_product() -> None:
     assert isinstance(p, Product) and merge_scalar_powers(p) is p
     merged = merge_scalar_powers(einderiv.parse("n*n*x[i]", simplify=False))
     assert merged != p and str(merged) == "x[i]*n**2"
+
+
+def test_equal_tied_factors_are_not_permuted() -> None:
+    """Issue 21 D (oracle fuzz seed 21, input 711): a derivative of a product of twenty
+    factors with repeats (u[c]*...*u[c]*...*w[c]) took 2-4 s to compile, keying every
+    permutation of equal tied factors. Swapping equal factors changes no key, so each
+    group is ordered as a multiset: 4 equal and 2 equal factors give 6!/(4! 2!) = 15
+    orders, not 720. The derivative's value against finite differences."""
+    import math
+
+    import numpy as np
+    from fd import assert_close_to_fd, central_diff
+
+    import einderiv
+    from einderiv.canonical import _distinct_orders
+    group = [(0, "u")] * 4 + [(0, "w")] * 2
+    orders = list(_distinct_orders(group))
+    assert len(orders) == len(set(orders)) == math.factorial(6) // (math.factorial(4) * 2)
+    text = ("u[c]*w[c]*softplus(W[b,b,c])*B[c,a]*w[c]*log(1 + w[c]**2)*u[c]*E[a,c]*u[c]"
+            "*z[c]*w[c]*u[c]")
+    rng = np.random.default_rng(21)
+    arrays = {"u": rng.normal(size=2), "w": rng.normal(size=2), "z": rng.normal(size=2),
+              "W": rng.normal(size=(3, 3, 2)), "B": rng.normal(size=(2, 4)),
+              "E": rng.normal(size=(4, 2))}
+    d = einderiv.diff(text, "w")
+    numeric = central_diff(lambda a: einderiv.parse(text).evaluate(**a), arrays, "w")
+    assert_close_to_fd(d.evaluate(**arrays), numeric)
