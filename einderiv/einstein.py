@@ -287,8 +287,8 @@ class _Builder:
             in_sum: bool = False) -> Expr:
         """A sum; its free indices are the union of its terms', and a term broadcasts
         along those it lacks (named broadcasting: ``W[h,i]*X[i,n] + b[h]``). Their
-        order: the first term's where all terms have the same, else code-point order,
-        or the output list of ``->``."""
+        order: that of the first term with free indices if it has them all, else
+        code-point order; or the output list of ``->``."""
         terms: list[Expr] = []
         for op, item, pos in node.items:
             term = self.build(item) if out is None else self.with_out(item, out, in_sum=True)
