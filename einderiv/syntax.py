@@ -417,6 +417,13 @@ class _Parser:
             raise self.error("unexpected end of input: expected a number, a name or '('")
         raise self.error(f"unexpected {tok.text!r}: expected a number, a name or '('")
 
+    def refuse_call_after(self, what: str) -> None:
+        """``delta[i,j](x[j])``, ``inv(M)[i,j](...)``: '(' right after an indexed
+        reference reads as a function call to some, a product to others."""
+        if self.at("("):
+            raise self.error(f"{what} followed by '(' is not a function call; to multiply, "
+                             f"write {what}*(...)")
+
     def named(self, tok: Token) -> Node:
         name = tok.text
         self.k += 1
@@ -424,6 +431,7 @@ class _Parser:
             idx = self.index_list(what="after 'delta'")
             if len(idx) != 2:
                 raise self.error(f"delta takes exactly two indices, got {len(idx)}", tok)
+            self.refuse_call_after(f"delta[{idx[0][0]},{idx[1][0]}]")
             return DeltaRef(idx[0], idx[1], tok.pos)
         if name == "size":
             return self.size_of(tok)
@@ -448,6 +456,8 @@ class _Parser:
                     raise self.error(f"inv(M)[i,j] takes two indices, got {len(indices)}", tok)
             elif self.at("["):
                 raise self.error(f"{name}(...) cannot be indexed")
+            if indices is not None:
+                self.refuse_call_after(f"inv(...)[{','.join(i for i, _ in indices)}]")
             return Call(name, arg, tok.pos, indices)
         if self.at("("):
             known = ", ".join(sorted(FUNCTIONS) + list(MATRIX_FUNCTIONS))

@@ -237,6 +237,8 @@ def test_det_argument_is_not_reached_by_an_outer_sum() -> None:
     ("foo(x[i])", r"unknown function 'foo' .* write foo\*\(\.\.\.\)", 0),
     ("n (x + 1)", r"unknown function 'n' .* write n\*\(\.\.\.\)", 0),
     ("x[i] (y[i])", r"x\[i\] followed by '\('", 5),
+    ("delta[i,j](x[j])", r"delta\[i,j\] followed by '\(' .* delta\[i,j\]\*\(\.\.\.\)", 10),
+    ("inv(M)[i,j](x[j])", r"inv\(\.\.\.\)\[i,j\] followed by '\('", 11),
     ("2 3", r"two numbers in a row: write 2\*3 for their product, or 23", 2),
     ("1..2", r"malformed number '1\.\.2'", 2),
     ("1.2.3*x", r"malformed number '1\.2\.3'", 3),
