@@ -252,19 +252,31 @@ def products(draw):
         value
 
 
-def _layouts(arrays: dict, rng: np.random.Generator) -> dict[str, dict]:
-    """The same values as plain arrays, transposed/strided views, views into one
-    shared buffer (overlapping: the values are then what the buffer holds), one
-    array for A and B, read-only arrays; the scalar as a Python float or 0-d array."""
-    plain = {k: np.array(v) for k, v in arrays.items()}
-    views = {k: (np.ascontiguousarray(v.T).T if v.ndim > 1 else
-                 np.repeat(v, 2)[::2] if v.ndim == 1 else float(v)) for k, v in arrays.items()}
+def _strided_views(arrays: dict) -> dict:
+    """Transposed (matrices) and strided (vectors) views; a scalar as a Python float."""
+    return {k: (np.ascontiguousarray(v.T).T if v.ndim > 1 else
+                np.repeat(v, 2)[::2] if v.ndim == 1 else float(v)) for k, v in arrays.items()}
+
+
+def _in_one_buffer(arrays: dict, overlap: bool) -> dict:
+    """The arrays as views into one buffer, side by side or each overlapping the next
+    (then the values are what the buffer holds)."""
     buffer = np.empty(sum(v.size for v in arrays.values()))
     shared, at = {}, 0
     for k, v in sorted(arrays.items()):
         shared[k] = buffer[at:at + v.size].reshape(v.shape)
         shared[k][...] = v
-        at += (v.size + 1) // 2  # overlapping the next one
+        at += (v.size + 1) // 2 if overlap else v.size
+    return shared
+
+
+def _layouts(arrays: dict, rng: np.random.Generator) -> dict[str, dict]:
+    """The same values as plain arrays, transposed/strided views, views into one
+    shared buffer (overlapping: the values are then what the buffer holds), one
+    array for A and B, read-only arrays; the scalar as a Python float or 0-d array."""
+    plain = {k: np.array(v) for k, v in arrays.items()}
+    views = _strided_views(arrays)
+    shared = _in_one_buffer(arrays, overlap=True)
     same = dict(plain)
     same["B"] = same["A"] = np.array(rng.normal(size=arrays["A"].shape))
     frozen = {k: np.array(v) for k, v in arrays.items()}
@@ -321,14 +333,8 @@ def test_random_products_and_their_derivatives_leave_inputs_alone(case, order, w
 def _strategy_layouts(vals: dict) -> dict[str, dict]:
     """Transposed/strided views (a Python float for ``s``), views side by side in one
     buffer (not overlapping: M stays well conditioned), read-only arrays."""
-    views = {k: (np.ascontiguousarray(v.T).T if v.ndim > 1 else
-                 np.repeat(v, 2)[::2] if v.ndim == 1 else float(v)) for k, v in vals.items()}
-    buffer = np.empty(sum(v.size for v in vals.values()))
-    shared, at = {}, 0
-    for k, v in sorted(vals.items()):
-        shared[k] = buffer[at:at + v.size].reshape(v.shape)
-        shared[k][...] = v
-        at += v.size
+    views = _strided_views(vals)
+    shared = _in_one_buffer(vals, overlap=False)
     frozen = {k: np.array(v) for k, v in vals.items()}
     for v in frozen.values():
         v.flags.writeable = False
