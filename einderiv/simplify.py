@@ -414,7 +414,7 @@ def merge_scalar_powers(p: Product) -> Product:
     coeff = p.coeff
     rest: list[Expr] = []
     scalars: list[tuple[Expr, Fraction]] = []  # (base, exponent) of index-free powers
-    for f in p.factors:
+    for f in _sqrt_as_powers(p.factors):
         value = const_value(f)
         if value is not None:
             coeff *= value
@@ -430,6 +430,32 @@ def merge_scalar_powers(p: Product) -> Product:
     if factors is p.factors and coeff is p.coeff:
         return p  # nothing merged (and what is memoised on p is kept)
     return Product(coeff, factors, p.out)
+
+
+def _sqrt_as_powers(factors: tuple[Expr, ...]) -> tuple[Expr, ...]:
+    """``sqrt(u)**k`` as ``u**(k/2)`` where another factor is a power of ``u``, so the
+    two merge: ``s (1 - s) / sqrt(s)`` is ``sqrt(s) (1 - s)``, which stays 0 where ``s``
+    underflows to 0, instead of 0/0 (oracle fuzz seed 31, input 2446: the derivative of
+    ``sqrt(sigmoid(u))``)."""
+    roots = [k for k, f in enumerate(factors) if _sqrt_base(f) is not None]
+    if not roots:
+        return factors
+    bases = {canonical_key(_base_and_exponent(f)[0]) for k, f in enumerate(factors)
+             if k not in roots}
+    result = list(factors)
+    for k in roots:
+        inner, power = _sqrt_base(factors[k])  # type: ignore[misc]
+        if canonical_key(inner) in bases:
+            result[k] = Pow(inner, number(power / 2))
+    return tuple(result)
+
+
+def _sqrt_base(f: Expr) -> tuple[Expr, Fraction] | None:
+    """``(u, k)`` for ``f = sqrt(u)**k`` (k a number, 1 for ``sqrt(u)``), else None."""
+    base, k = _base_and_exponent(f)
+    if k is not None and isinstance(base, Func) and base.name == "sqrt":
+        return base.arg, k
+    return None
 
 
 def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:

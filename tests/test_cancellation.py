@@ -139,3 +139,16 @@ def test_numeric_constants_fold(text: str, wrt, printed, value) -> None:
     np.testing.assert_allclose(e.evaluate(**arrays), value(*(arrays[n] for n in names)),
                                rtol=1e-12)
     assert einderiv.parse(str(e)) == e
+
+
+def test_a_square_root_merges_with_powers_of_its_argument() -> None:
+    """Oracle fuzz seed 31, input 2446: d sqrt(sigmoid(u)) printed
+    sigmoid(u) (1 - sigmoid(u)) / (2 sqrt(sigmoid(u))), which is 0/0 = nan where the
+    sigmoid underflows to 0; merged, sqrt(sigmoid(u)) (1 - sigmoid(u))/2 is 0 there, the
+    limit. Values against the closed form, also far out (u = -1000)."""
+    d = einderiv.diff("sqrt(sigmoid(z[i])) -> [i]", "z")
+    z = np.array([-1000.0, -3.0, 0.5, 40.0])
+    with np.errstate(over="ignore"):  # exp(1000) in the reference: s = 0 there
+        s = _sigmoid(z)
+        np.testing.assert_allclose(d.evaluate(z=z), np.diag(np.sqrt(s) * (1 - s) / 2), atol=1e-15)
+    assert str(einderiv.parse("x/sqrt(x)")) == "x**(1/2)"
