@@ -25,7 +25,7 @@ from typing import Iterator
 
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 const_value, factor_indices, size_marker)
+                 all_indices, const_value, factor_indices, rename, size_marker)
 from .softmax import Word, named_view
 
 __all__ = ["to_text", "to_latex", "format_number"]
@@ -181,7 +181,6 @@ def _text(e: Expr, top: bool = False) -> str:
         return f"delta[{e.i},{e.j}]"
     if isinstance(e, Word):  # the word binds its index in the argument, as sum[k] does
         if e.name == "logsumexp" and e.index in _BOUND.get():  # a sum[k] around: rename
-            from .ir import all_indices, rename
             taken = all_indices(e.arg) | _BOUND.get()
             new = next(f"{e.index}{n}" for n in range(1, len(taken) + 2)
                        if f"{e.index}{n}" not in taken)

@@ -28,8 +28,8 @@ from fractions import Fraction
 from typing import Mapping
 
 from .canonical import canonical_key
-from .ir import (Expr, Func, Index, Pow, Product, Sum, const_value, factor_indices, number,
-                 rename, walk)
+from .ir import (Expr, Func, Index, Pow, Product, Sum, children, const_value, factor_indices,
+                 number, rename, walk, with_children)
 
 __all__ = ["WORDS", "expand", "named_view", "Word", "lse_parts", "softmax_parts"]
 
@@ -170,7 +170,6 @@ def _may_contain(e: Expr) -> bool:
 
 
 def _view(e: Expr) -> Expr:
-    from .ir import with_children, children
     if isinstance(e, Word):
         return e
     parts = lse_parts(e)
