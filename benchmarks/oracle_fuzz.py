@@ -876,6 +876,20 @@ class Gen:
             return f"({t})"
         return t
 
+
+    def relink(self, slots: list, scope: dict, free) -> tuple | bool | None:
+        """Move one occurrence of a label l in ``slots`` to a new letter m of l's size
+        (for a delta[l,m] or inv(...)[l,m] that links them): ``(l, m)``; None where no
+        label is placed; False where no letter is left."""
+        cands = [(k, l) for k, s in enumerate(slots) for l in s]
+        if not cands:
+            return None
+        k, l = self.pick(cands)
+        m = self.new_letter(scope, size=scope[l], avoid=free)
+        if m is None:
+            return False
+        slots[k][slots[k].index(l)] = m
+        return l, m
     def product(self, scope, free, depth, extra_sum=None):
         big = self.chance(0.06)
         nf = self.pick([5, 6, 7, 8]) if big else self.pick([1, 2, 2, 3, 3, 4])
@@ -908,23 +922,19 @@ class Gen:
         factors = []
         # a delta: move one occurrence of a label l to a new letter m, add delta[l,m]
         if self.chance(0.18):
-            cands = [(k, l) for k, s in enumerate(slots) for l in s]
-            if cands:
-                k, l = self.pick(cands)
-                m = self.new_letter(scope, size=scope[l], avoid=free)
-                if m is None:
-                    return self.tensor(scope, free)
-                slots[k][slots[k].index(l)] = m
+            link = self.relink(slots, scope, free)
+            if link is False:
+                return self.tensor(scope, free)
+            if link:
+                l, m = link
                 factors.append(f"delta[{l},{m}]" if self.chance(0.5) else f"delta[{m},{l}]")
         # an inverse: the same trick, inv(ARG)[l,m]
         if self.chance(0.10):
-            cands = [(k, l) for k, s in enumerate(slots) for l in s]
-            if cands:
-                k, l = self.pick(cands)
-                m = self.new_letter(scope, size=scope[l], avoid=free)
-                if m is None:
-                    return self.tensor(scope, free)
-                slots[k][slots[k].index(l)] = m
+            link = self.relink(slots, scope, free)
+            if link is False:
+                return self.tensor(scope, free)
+            if link:
+                l, m = link
                 arg = self.matrix_arg(scope[l], depth - 1)
                 factors.append(f"inv({arg})[{l},{m}]" if self.chance(0.5) else f"inv({arg})[{m},{l}]")
         for s in slots:
