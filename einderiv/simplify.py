@@ -468,6 +468,8 @@ def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
     a ones-marker keeps each of its labels that no other factor carries (its size
     still counts, summed or broadcast). Variables are left as they are (``x[i]*x[i]``
     stays the dot product it reads as)."""
+    if not any(isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0 for f in factors):
+        return factors  # no division: nothing merges (and no keys to compute)
     groups: dict[Key, list[int]] = {}
     for k, f in enumerate(factors):
         base, power = _base_and_exponent(f)
@@ -551,8 +553,9 @@ def expand_where_shorter(s: Sum) -> Expr:
     (the binary cross-entropy gradient ``X^T (sigmoid(X w) - y)``), since the two
     ``x s y`` cancel. Nothing changes where no term cancels or merges: the rule only
     fires when the node count drops, so it cannot undo itself."""
-    if _size(s) > EXPAND_MAX_NODES:
-        return s
+    if not any(isinstance(t, Product) and any(isinstance(f, Sum) for f in t.factors)
+               for t in s.terms) or _size(s, EXPAND_MAX_NODES + 1) > EXPAND_MAX_NODES:
+        return s  # nothing to multiply out (the common case: no walk), or too large
     expanded: list[Expr] = []
     grew = False
     for t in s.terms:
@@ -607,8 +610,9 @@ def _distributed(t: Expr) -> list[Expr] | None:
     return parts
 
 
-def _size(e: Expr) -> int:
-    return sum(1 for _ in walk(e))
+def _size(e: Expr, limit: int | None = None) -> int:
+    """The number of nodes of ``e`` (counting stops at ``limit``)."""
+    return sum(1 for _ in itertools.islice(walk(e), limit))
 
 
 def collect_terms(s: Sum) -> Expr:
