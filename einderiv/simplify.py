@@ -28,6 +28,8 @@ from typing import Callable, Iterable, Mapping
 
 from .canonical import (Key, canonical_key, factor_order, indices_in_order, order_factors,
                         ordered_product, product_parts, same_factors, same_tuple, sort_key)
+from .identities import (FUNCTION_IDENTITIES, has_both_sigmoids, negated, note,
+                         one_plus_exp, reflect_sigmoids, sigmoid_complement)
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, bound_indices, children, const_value, factor_indices, freshen_bound,
                  gc_paused, number, outer_origins, rename, size_marker, walk)
@@ -93,37 +95,12 @@ def _simplify_func(e: Func) -> Expr:
         folded = _fold_number(e.name, value)
         if folded is not None:
             return _constant(folded)
-    if e.name == "log":
-        w = one_plus_exp(arg)
-        if w is not None:  # log(1 + exp(w)) = softplus(w): stable, and sigmoid' is closed
-            return Func("softplus", w)
-    if isinstance(arg, Func) and (e.name, arg.name) in INVERSE_FUNCTIONS:
-        return arg.arg
+    for name, rewrite in FUNCTION_IDENTITIES.get(e.name, ()):
+        replaced = rewrite(arg)
+        if replaced is not None:  # log(sigmoid(u)) = -softplus(-u), ...: identities.py
+            note(name)
+            return _simplify(replaced)
     return Func(e.name, arg)
-
-
-#: Compositions that are the identity where both sides are defined (issue 15):
-#: ``exp(log(u)) = u`` (u > 0), ``log(exp(u)) = u``. Named for derive_steps.
-INVERSE_FUNCTIONS: dict[tuple[str, str], str] = {
-    ("exp", "log"): "exp(log(u)) = u",
-    ("log", "exp"): "log(exp(u)) = u",
-}
-
-
-def one_plus_exp(s: Expr) -> Expr | None:
-    """``w`` if ``s`` is ``1 + exp(w)`` (the pattern of the logistic loss), else None."""
-    if not isinstance(s, Sum) or len(s.terms) != 2:
-        return None
-    one, other = sorted(s.terms, key=lambda t: const_value(t) is None)
-    if const_value(one) != 1 or not isinstance(other, Func) or other.name != "exp":
-        return None
-    return other.arg if set(other.arg.free) == set(s.out) else None
-
-
-def _negated(w: Expr) -> Expr:
-    if isinstance(w, Product):
-        return Product(-w.coeff, w.factors, w.out)
-    return Product(Fraction(-1), (w,), w.free)
 
 
 def _fold_number(name: str, x: Fraction) -> Fraction | None:
@@ -182,7 +159,16 @@ def _power(base: Expr, exponent: Expr) -> Expr:
                 return _power(base.base, number(inner * k))
         w = one_plus_exp(base) if k == -1 else None
         if w is not None:  # 1 / (1 + exp(w)) = sigmoid(-w)
-            return Func("sigmoid", _negated(w))
+            note("sigmoid-of-exp")
+            return _simplify(Func("sigmoid", negated(w)))
+        if isinstance(base, Product) and k.denominator == 1 and len(base.factors) > 1 \
+                and not bound_indices(base) and abs(k) <= 64:
+            # (u v)**k = u**k v**k for an element-wise product (nothing summed) and an
+            # integer k: the powers merge with the factors around them, so
+            # |y| / (|x| |y|)**2 is |x|**-2 |y|**-1 (cosine similarity, issue 15)
+            note("power-of-product")
+            return normalize_product(Product(
+                base.coeff ** int(k), tuple(_power(f, exponent) for f in base.factors), base.out))
         if isinstance(base, Product) and base.coeff not in (0, 1) and k.denominator == 1 \
                 and abs(k) <= 64:
             # (c u)**k = c**k u**k: the number joins the coefficients around it
@@ -388,22 +374,35 @@ def _share_delta_hints(factors: list[Expr]) -> list[Expr]:
 
 
 def expand_delta_sums(p: Product) -> Expr | None:
-    """Multiply out a sum factor that carries deltas, then simplify each term."""
+    """Multiply out a sum factor that carries deltas, then simplify each term. A sum
+    whose terms carry only ones-markers (``R[e,b] + b2[e]``: the bias broadcast along
+    the samples) is multiplied out only where that is no longer: the residual of a
+    batch MLP stays whole, ``W - W s 1^T`` becomes ``W s 1^T y - W y``."""
     for k, f in enumerate(p.factors):
-        if isinstance(f, Sum) and any(_has_delta(t) for t in f.terms):
-            rest = p.factors[:k] + p.factors[k + 1:]
-            terms = []
-            for t in f.terms:
-                t = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
-                terms.append(normalize_product(Product(p.coeff, (*rest, t), p.out)))
-            return collect_terms(Sum(tuple(terms), p.out, ()))
+        if not isinstance(f, Sum):
+            continue
+        kinds = {_delta_kind(t) for t in f.terms}
+        if not kinds & {"delta", "marker"}:
+            continue
+        rest = p.factors[:k] + p.factors[k + 1:]
+        terms = []
+        for t in f.terms:
+            t = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
+            terms.append(normalize_product(Product(p.coeff, (*rest, t), p.out)))
+        expanded = collect_terms(Sum(tuple(terms), p.out, ()))
+        if "delta" in kinds or _size(expanded) <= _size(p):
+            return expanded
     return None
 
 
-def _has_delta(t: Expr) -> bool:
-    if isinstance(t, Delta):
-        return True
-    return isinstance(t, Product) and any(isinstance(f, Delta) for f in t.factors)
+def _delta_kind(t: Expr) -> str | None:
+    """``"delta"`` if ``t`` carries a delta to contract, ``"marker"`` if only
+    ones-markers ``delta[b,b]`` (a term broadcast along an axis it lacks), else None."""
+    factors = (t,) if isinstance(t, Delta) else t.factors if isinstance(t, Product) else ()
+    deltas = [f for f in factors if isinstance(f, Delta)]
+    if any(f.i != f.j for f in deltas):
+        return "delta"
+    return "marker" if deltas else None
 
 
 def merge_scalar_powers(p: Product) -> Product:
@@ -481,6 +480,7 @@ def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
               if len(ks) > 1 and any(_base_and_exponent(factors[k])[1] < 0 for k in ks)]
     if not merged:
         return factors
+    note("cancel-equal-factors")
     result: list[Expr | None] = list(factors)
     markers: list[Expr] = []
     for ks in merged:
@@ -538,7 +538,18 @@ def _base_and_exponent(f: Expr) -> tuple[Expr, Fraction | None]:
 
 def _simplify_sum(e: Sum) -> Expr:
     collected = collect_terms(Sum(tuple(_simplify(t) for t in e.terms), e.out, e.hints))
-    return expand_where_shorter(collected) if isinstance(collected, Sum) else collected
+    if not isinstance(collected, Sum):
+        return collected
+    u = sigmoid_complement(collected)
+    if u is not None and isinstance(u, Product) and u.coeff < 0:
+        note("sigmoid-complement")  # 1 - sigmoid(-u) = sigmoid(u): shorter
+        return _simplify(Func("sigmoid", negated(u)))
+    if has_both_sigmoids(collected):
+        reflected = _simplify(reflect_sigmoids(collected))
+        if _size(reflected) < _size(collected):
+            note("sigmoid-reflection")  # sigmoid(-u) = 1 - sigmoid(u), and terms cancel
+            return reflected
+    return expand_where_shorter(collected)
 
 
 #: Multiplying out a sum's terms is tried only up to this many terms after expansion.
@@ -571,7 +582,10 @@ def expand_where_shorter(s: Sum) -> Expr:
         return s
     terms = [normalize_product(t) if isinstance(t, Product) else t for t in expanded]
     result = collect_terms(Sum(tuple(terms), s.out, s.hints))
-    return result if _size(result) < _size(s) else s
+    if _size(result) >= _size(s):
+        return s
+    note("multiply-out")
+    return result
 
 
 def _some_alike(terms: list[Expr]) -> bool:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from .api import differentiate, guard_recursion, parse_with_ranks
 from .einstein import normalize_shapes
 from .errors import EinderivError
+from .identities import IDENTITIES, recording
 from .ir import Expr, Product, Sum, children, outer_origins, with_children
 from .printing import _latex_indices, _latex_name
 from .canonical import sorted_factors
@@ -145,11 +146,13 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     2/n X^T (X theta - Y)
     """
     shape_map = normalize_shapes(shapes)
-    e, ranks = parse_with_ranks(expr, shape_map)
+    with recording() as read_with:
+        e, ranks = parse_with_ranks(expr, shape_map)
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
     log: list[str] = []
-    raw, result = differentiate(e, wrt, shape_map, log, ranks)
+    with recording() as collected_with:
+        raw, result = differentiate(e, wrt, shape_map, log, ranks)
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))
@@ -157,7 +160,7 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     def shown(x: Expr) -> Expr:
         return _with_order(prettify(x), order, hints)
 
-    steps = [Step("index form", "repeated indices are summed", e),
+    steps = [Step("index form", "repeated indices are summed" + _identities(read_with), e),
              Step("differentiate", "; ".join(log) or "no term depends on the variable",
                   shown(raw))]
     stages: list[tuple[str, str, Callable[[Expr], Expr]]] = [
@@ -178,7 +181,9 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
             continue  # renaming shows nothing new unless it makes terms read alike
         if str(display) != str(steps[-1].expr):
             steps.append(Step(rule, detail, display))
-    steps.append(Step("collect like terms", _collect_detail(steps[-1].expr, result), result))
+    steps.append(Step("collect like terms",
+                      _collect_detail(steps[-1].expr, result) + _identities(collected_with),
+                      result))
     matrix = _matrix_form(result, len(order) - len(e.free))
     if matrix is not None:
         steps.append(Step("matrix form", "denominator layout", result, matrix))
@@ -220,6 +225,13 @@ def _rename_dummies(e: Expr) -> Expr:
 def _repeated_terms(e: Expr) -> bool:
     texts = [str(t) for t in e.terms] if isinstance(e, Sum) else []
     return len(set(texts)) < len(texts)
+
+
+def _identities(names: list[str]) -> str:
+    """The identities of :mod:`einderiv.identities` that fired, for a step's detail."""
+    if not names:
+        return ""
+    return "; identities: " + "; ".join(f"{IDENTITIES[n].statement} [{n}]" for n in names)
 
 
 def _collect_detail(before: Expr, after: Expr) -> str:
