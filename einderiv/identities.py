@@ -23,7 +23,10 @@ name                      identity                                    fires
 ``multiply-out``          ``y (1 - s) - (1 - y) s = y - s``            where shorter
 ========================  ==========================================  ================
 
-``sigmoid(-u) sigmoid(u)`` is left as it is: it is accurate in both tails, where
+``sigmoid-reflection`` gives the textbook BCE gradient ``X^T (sigmoid(X w) - y)``,
+accurate to the rounding of its terms, not relative to a tiny result: with every label
+1 and every margin over 37 it is exactly 0 where ``-X^T sigmoid(-X w)`` is about
+``-4e-18 X``. ``sigmoid(-u) sigmoid(u)`` is left as it is: it is accurate in both tails, where
 ``(1 - sigmoid(u)) sigmoid(u)`` is 0 for ``u > 37`` (tests/test_numerics.py).
 
 The derivative rules of the functions (``sigmoid' = sigmoid (1 - sigmoid)``,
