@@ -105,7 +105,7 @@ def deep_cli_5000():
 
 
 def _max_depth() -> int:
-    from einderiv import syntax
+    from einderiv.symbolic import syntax
     return syntax.MAX_DEPTH
 
 

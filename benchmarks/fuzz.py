@@ -66,7 +66,7 @@ import einderiv
 from einderiv.errors import EinderivError
 
 try:  # internal helper: the rank of each variable, for building arrays
-    from einderiv.ir import iter_tensors as _iter_tensors
+    from einderiv.core.ir import iter_tensors as _iter_tensors
 except Exception:  # pragma: no cover
     _iter_tensors = None
 

@@ -46,7 +46,7 @@ import cases as case_table  # noqa: E402
 from cases import Case  # noqa: E402
 
 import einderiv  # noqa: E402
-from einderiv.ir import Sum  # noqa: E402
+from einderiv.core.ir import Sum  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 COMPETITORS = ("hand", "einderiv", "evaluate", "einderiv-jax", "jax", "torch", "autograd")

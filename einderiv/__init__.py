@@ -6,17 +6,17 @@ A[a,c]*x[a] + A[c,b]*x[b]
 """
 
 from .api import diff, hvp, jvp, parse
-from .compile import CompiledExpr, compile_expr
-from .check import CheckResult, check
+from .numeric.compiled import CompiledExpr, compile_expr
+from .tools.check import CheckResult, check
 from .errors import (EinderivError, EvaluationError, IndexMismatchError, LimitError,
                      NotMatrixExpressible, ParseError, ShapeError)
-from .inspect import StructureReport
-from .ir import Expr
-from .layout import flatten
-from .matrix import MatrixExpr
-from .matrix_syntax import parse_matrix
-from .plot import plot
-from .steps import Derivation, Step, derive_steps
+from .tools.inspect import StructureReport
+from .core.ir import Expr
+from .numeric.layout import flatten
+from .matrix.nodes import MatrixExpr
+from .matrix.syntax import parse_matrix
+from .tools.plot import plot
+from .tools.steps import Derivation, Step, derive_steps
 
 __version__ = "0.1.0"
 

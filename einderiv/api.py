@@ -8,13 +8,13 @@ import sys
 from fractions import Fraction
 from typing import Callable, Mapping, TypeVar
 
-from . import syntax
-from .diff import derivative
-from .einstein import build, check_shapes, normalize_shapes
+from .symbolic import syntax
+from .symbolic.diff import derivative
+from .symbolic.einstein import build, check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, LimitError, ParseError
-from .ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, bound_indices,
+from .core.ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, bound_indices,
                  fresh_names, iter_tensors, outer_origins, rename, visible_indices)
-from .simplify import simplify as _simplify
+from .symbolic.simplify import simplify as _simplify
 
 __all__ = ["parse", "diff", "jvp", "hvp", "with_axes", "guard_recursion"]
 
@@ -48,7 +48,7 @@ _RECURSION_HEADROOM = 8000
 @guard_recursion
 def parse(text: str, shapes: Mapping[str, object] | None = None, *,
           simplify: bool = True) -> Expr:
-    """Parse an index expression (docs/language.md) into an :class:`~einderiv.ir.Expr`.
+    """Parse an index expression (docs/language.md) into an :class:`~einderiv.core.ir.Expr`.
 
     Repeated indices in a product are summed (Einstein rule); ``-> [i,j]`` fixes the
     free indices. ``shapes`` (name -> tuple of ints or size names) is checked for

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .api import diff, parse, with_axes
 from .errors import EinderivError
-from .ir import Expr, iter_tensors, outer_origins
+from .core.ir import Expr, iter_tensors, outer_origins
 
 __all__ = ["main", "DEMO"]
 
@@ -51,7 +51,7 @@ def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
     """Index notation, or matrix notation with --matrix. Without the flag, text that
     index notation rejects but that has matrix marks (' ^ @ tr() ...) is read as
     matrix notation; if that fails too, the index-notation error is the one shown."""
-    from .matrix_syntax import parse_matrix
+    from .matrix.syntax import parse_matrix
     if matrix:
         return parse_matrix(text, shapes=shapes)
     try:
@@ -131,7 +131,7 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 def _latex_function(e: Expr) -> str:
     """``f``, with its free indices as subscripts: ``f_{i}``."""
-    from .printing import _latex_indices
+    from .core.printing import _latex_indices
     return f"f_{{{_latex_indices(e.free)}}}" if e.free else "f"
 
 
@@ -139,7 +139,7 @@ def _latex_derivative(f_tex: str, name: str, result: Expr, rank: int, order: int
     r"""The left side of ``--latex``: ``\frac{\partial f}{\partial w_{d}}``, or for
     order 2 ``\frac{\partial^2 f}{\partial w_{e} \partial w_{d}}`` (the axes in the
     result's order: the last derivative's first); ``\partial s^{2}`` for a scalar."""
-    from .printing import _latex_indices, _latex_name
+    from .core.printing import _latex_indices, _latex_name
     var = _latex_name(name)
     power = f"^{order}" if order > 1 else ""
     if rank == 0:
@@ -152,7 +152,7 @@ def _latex_derivative(f_tex: str, name: str, result: Expr, rank: int, order: int
 
 def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> int:
     """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
-    from .steps import derive_steps
+    from .tools.steps import derive_steps
     name = wrt.split("[")[0]
     current, variable, rank = e, wrt, None
     for k in range(1, order + 1):
@@ -168,7 +168,7 @@ def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> in
 
 
 def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict) -> int:
-    """``--emit python``: the generated function (:mod:`einderiv.codegen`), named
+    """``--emit python``: the generated function (:mod:`einderiv.numeric.codegen`), named
     grad, jacobian or hessian unless ``--name`` says; ``--emit latex``: the LaTeX of
     the index form and, where one exists, of the matrix form."""
     if args.emit == "latex":
@@ -189,7 +189,7 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
     """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
     import numpy as np
 
-    from .einstein import check_shapes
+    from .symbolic.einstein import check_shapes
     ranks = {t.name: t.indices for t in iter_tensors(e)}
     index_sizes = check_shapes(e, shapes)
     arrays, described = {}, []
@@ -211,7 +211,7 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from .inspect import structure
+    from .tools.inspect import structure
     shapes = dict(_parse_shape(s) for s in args.shape or ())
     e = parse(args.expr, shapes)
     d = diff(e, args.wrt, shapes)
@@ -222,7 +222,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     print(f"f = {e}")
     print(report._repr_markdown_() if args.markdown else report)
     if args.plot:
-        from .plot import plot
+        from .tools.plot import plot
         arrays, note = _plot_arrays(e, shapes)
         plot(report, kind="slices" if args.slices else "matrix", order=args.order,
              path=args.plot, **arrays)

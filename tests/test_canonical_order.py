@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from strategies import Generated, expressions
 
 import einderiv
-from einderiv.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
+from einderiv.core.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
                          rename, walk)
-from einderiv.canonical import (_SLOT, _head, _laid_out, _layout, _rank_flags, canonical_key,
+from einderiv.core.canonical import (_SLOT, _head, _laid_out, _layout, _rank_flags, canonical_key,
                                 canonical_order, indices_in_order, order_factors, sort_key)
-from einderiv.simplify import merge_scalar_powers
+from einderiv.symbolic.simplify import merge_scalar_powers
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
                     max_examples=150,
@@ -158,7 +158,7 @@ def test_equal_tied_factors_are_not_permuted() -> None:
     from fd import assert_close_to_fd, central_diff
 
     import einderiv
-    from einderiv.canonical import _distinct_orders
+    from einderiv.core.canonical import _distinct_orders
     group = [(0, "u")] * 4 + [(0, "w")] * 2
     orders = list(_distinct_orders(group))
     assert len(orders) == len(set(orders)) == math.factorial(6) // (math.factorial(4) * 2)

@@ -183,7 +183,7 @@ if FOREIGN:  # defined only where there is something to run (no skipped tests in
 
 def test_foreign_backend_that_is_not_installed_says_so(monkeypatch):
     """A backend whose library is missing is refused, saying what to install."""
-    monkeypatch.setattr(einderiv.codegen.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(einderiv.numeric.codegen.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(einderiv.EinderivError, match=r"backend 'jax' needs jax installed"):
         einderiv.diff(LINREG, "theta").compile(backend="jax")
 

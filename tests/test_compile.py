@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import einderiv
-from einderiv.execution import skipped
+from einderiv.numeric.execution import skipped
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import HESSIANS, IDENTITIES, grouped_chain  # noqa: E402
@@ -33,8 +33,8 @@ def test_in_place_steps_and_early_release_keep_every_value(case, monkeypatch):
     """With the size thresholds at 0, every element-wise step that can write into its
     operand does, and every intermediate is let go of after its last use: values are
     unchanged, inputs untouched, a second call (reusing the plan) equal."""
-    monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
-    monkeypatch.setattr(einderiv.execution, "IN_PLACE_MIN_SIZE", 0)
+    monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
+    monkeypatch.setattr(einderiv.numeric.execution, "IN_PLACE_MIN_SIZE", 0)
     d = einderiv.diff(case.expr, case.wrt, case.shapes)
     if case in HESSIANS:
         d = einderiv.diff(d, case.wrt, case.shapes)
@@ -63,7 +63,7 @@ def test_two_layer_gradient_at_size_writes_in_place_and_frees_early():
     np.testing.assert_allclose(f(W1=W1, W2=W2, X=X, T=T), want, rtol=1e-10)
     key = f._key(f._inputs(dict(W1=W1, W2=W2, X=X, T=T)))
     assert f._release[key] is not None
-    written = einderiv.execution.in_place_steps(f.program, f._shapes[key], set())
+    written = einderiv.numeric.execution.in_place_steps(f.program, f._shapes[key], set())
     assert {f.program.steps[k].kind for k in written} >= {"func", "scale", "add"}
 
 
@@ -184,7 +184,7 @@ RNG_V = RNG.normal(size=3)
     ("V[a,e,c]*V[a,d,f] -> [c,d]", "aec,adf->cd", 1),
 ])
 def test_symmetric_products_equal_einsum(text, spec, coeff):
-    """Products whose factors pair up into two halves run as one syrk (einderiv.gram);
+    """Products whose factors pair up into two halves run as one syrk (einderiv.numeric.gram);
     look-alikes that do not pair up must not: all agree with numpy's einsum."""
     arrays = {"W": RNG.normal(size=(4, 3)), "X": RNG.normal(size=(5, 6)),
               "D": RNG.normal(size=(6, 3)), "u": RNG.normal(size=6), "t": RNG.normal(size=3),
@@ -199,7 +199,7 @@ def test_symmetric_products_equal_einsum(text, spec, coeff):
 def test_an_outer_product_is_no_symmetric_product():
     """p[c] p[d] pairs up but sums over nothing: it stays an outer product (a matrix
     product with an inner dimension of 1 is several times slower)."""
-    from einderiv.gram import symmetric_plan
+    from einderiv.numeric.gram import symmetric_plan
     assert symmetric_plan(((0, ("c",)), (0, ("d",))), ("c", "d"), {"c": 3, "d": 3}) is None
     assert symmetric_plan(((0, ("a", "c")), (0, ("a", "d"))), ("c", "d"),
                           {"a": 4, "c": 3, "d": 3}) is not None
@@ -225,7 +225,7 @@ def test_outer_products_equal_einsum(text, spec, scale):
     f = einderiv.parse(text).compile()
     got = f(**{name: arrays[name] for name in names})
     if scale > 1:
-        assert got.size >= einderiv.contraction.OUTER_EINSUM_MIN
+        assert got.size >= einderiv.numeric.contraction.OUTER_EINSUM_MIN
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     single = {name: arrays[name].astype(np.float32) if name == names[0] else arrays[name]
               for name in names}   # mixed precision: promoted as numpy promotes
@@ -269,7 +269,7 @@ def _order_in(text, names):
 @pytest.mark.parametrize("release", [False, True], ids=["as-planned", "release-all"])
 def test_a_diagonal_term_is_added_onto_the_rest(text, closed, release, monkeypatch):
     if release:  # every intermediate let go of after its last use, however small
-        monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
     A, s, p = RNG.normal(size=(4, 4)), RNG.normal(size=4), RNG.normal(size=4)
     A0 = A.copy()
     f = einderiv.parse(text).compile()
@@ -288,7 +288,7 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     # d/dU ||M - U V^T||^2 = -2 (M - U V^T) V: for m, n >> r the plan computes
     # 2 (U (V^T V) - M V) and never forms the m x n residual (issue 5, C8).
     if release:  # every intermediate let go of after its last use, however small
-        monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
     g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
     m, n, r = 40, 30, 2
     M, U, V = RNG.normal(size=(m, n)), RNG.normal(size=(m, r)), RNG.normal(size=(n, r))
@@ -346,7 +346,7 @@ def test_many_factors_on_one_index_plan_without_exponential_search() -> None:
     vectors on one index (all connected) took 195 s to plan. It now plans only
     products that link up as chains (x^T A1 ... A16 x); others go greedy. Values
     against numpy; the strategy is read from path_strategy, not timed."""
-    from einderiv.contraction import path_strategy
+    from einderiv.numeric.contraction import path_strategy
     rng = np.random.default_rng(16)
     names = [f"v{k}" for k in range(16)]
     arrays = {v: rng.normal(size=3) for v in names}

@@ -643,7 +643,7 @@ def test_bug_scoped_product_two_groupings_deep():
     factors do not clash, keeps the scope, so the printed text means the same."""
     from fractions import Fraction
 
-    from einderiv.ir import Product, Tensor
+    from einderiv.core.ir import Product, Tensor
     inner = Product(Fraction(1), (Tensor("c", ("k",)), Tensor("e", ("k",))), ())
     middle = Product(Fraction(1), (Tensor("b", ("i",)), inner), ("i",))
     outer = Product(Fraction(1), (Tensor("a", ("k",)), middle), ("i", "k"))

@@ -290,7 +290,7 @@ def test_check_accepts_correct_derivatives(case: Case) -> None:
 
 def _check_module():
     # einderiv.check is the function; the module is einderiv/check.py
-    return sys.modules["einderiv.check"]
+    return sys.modules["einderiv.tools.check"]
 
 
 @pytest.mark.parametrize("wrong_text", [

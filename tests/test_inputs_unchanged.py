@@ -32,9 +32,9 @@ from strategies import SHAPES, expressions, make_values
 import einderiv
 from einderiv import EinderivError
 
-execution = importlib.import_module("einderiv.execution")
-contraction = importlib.import_module("einderiv.contraction")
-compile_module = importlib.import_module("einderiv.compile")
+execution = importlib.import_module("einderiv.numeric.execution")
+contraction = importlib.import_module("einderiv.numeric.contraction")
+compile_module = importlib.import_module("einderiv.numeric.compiled")
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -152,7 +152,7 @@ def test_a_second_derivative_leaves_z_alone_and_is_right(seed):
 def test_a_sum_of_one_term_is_not_taken_over_in_place():
     # Sum((A[p,i],), out=(i,p)) runs as a transposed view of A; tanh of it (large
     # enough to run in place) wrote into A
-    from einderiv.ir import Func, Sum, Tensor
+    from einderiv.core.ir import Func, Sum, Tensor
     A = np.random.default_rng(1).normal(size=(40, 30))
     e = Func("tanh", Sum((Tensor("A", ("p", "i")),), ("i", "p")))
     compiled = einderiv.compile_expr(e)

@@ -15,7 +15,7 @@ import pytest
 
 import einderiv
 from einderiv.cli import main
-from einderiv.inspect import StructureReport
+from einderiv.tools.inspect import StructureReport
 
 matplotlib.use("Agg")
 
@@ -232,7 +232,7 @@ def test_wrt_forms():
     with pytest.raises(einderiv.EinderivError, match="var_axes must be"):
         d.structure(var_axes=7)
     with pytest.raises(einderiv.EinderivError, match="needs an expression"):
-        einderiv.inspect.structure("W[j,i]*A[j]")
+        einderiv.tools.inspect.structure("W[j,i]*A[j]")
 
 
 def test_expand_checks_shapes():

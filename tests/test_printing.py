@@ -517,7 +517,7 @@ def test_size_axis_beyond_a_shape() -> None:
 ])
 def test_fresh_index_names_are_never_variable_names(text: str, wrt: str | None) -> None:
     e = einderiv.parse(text) if wrt is None else einderiv.diff(text, wrt)
-    from einderiv.ir import all_indices
+    from einderiv.core.ir import all_indices
     names = all_indices(e)
     assert not names & set(e.variables), (str(e), names & set(e.variables))
     assert einderiv.parse(str(e)) == e

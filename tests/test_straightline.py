@@ -1,4 +1,4 @@
-"""The straight-line fast path of compiled evaluation (einderiv.straightline, issue 5):
+"""The straight-line fast path of compiled evaluation (einderiv.numeric.straightline, issue 5):
 it computes what the loop over the bound steps computes, takes only the calls it
 can, and leaves everything else (conversions, errors, new shapes) to the general way."""
 
@@ -30,14 +30,14 @@ def test_straight_line_equals_the_loop_and_the_closed_form(case, small_threshold
     the loop over the closures (straight-line code switched off) gives the same
     numbers, and the inputs are untouched."""
     if small_thresholds:
-        monkeypatch.setattr(einderiv.compile, "RELEASE_MIN_BYTES", 0)
-        monkeypatch.setattr(einderiv.execution, "IN_PLACE_MIN_SIZE", 0)
+        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.execution, "IN_PLACE_MIN_SIZE", 0)
     values = case.arrays(RNG)
     before = {k: np.array(v, copy=True) for k, v in values.items()}
     fast = _derivative(case).compile()
     got = [fast(**values) for _ in range(2)]
     assert len(fast._runs) == 1  # the plan was written out and used
-    monkeypatch.setattr(einderiv.straightline, "MAX_STEPS", 0)
+    monkeypatch.setattr(einderiv.numeric.straightline, "MAX_STEPS", 0)
     loop = _derivative(case).compile()
     want = loop(**values)
     assert not loop._runs

@@ -41,7 +41,7 @@ _fresh_counter = itertools.count()
 
 def fresh_index() -> Index:
     """A new internal index name. Internal names start with ``_`` and are renamed
-    to readable letters by :func:`einderiv.simplify.prettify` before printing."""
+    to readable letters by :func:`einderiv.symbolic.simplify.prettify` before printing."""
     return f"_{next(_fresh_counter)}"
 
 
@@ -124,7 +124,7 @@ class Expr:
     def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
                 **options: Any) -> Any:
         """Plan the evaluation once and return a callable ``f(**arrays)`` (see
-        :func:`einderiv.compile.compile_expr`).
+        :func:`einderiv.numeric.compiled.compile_expr`).
 
         >>> import numpy as np, einderiv
         >>> f = einderiv.diff("x[i]*A[i,j]*x[j]", "x").compile()
@@ -132,13 +132,13 @@ class Expr:
         >>> bool(np.allclose(f(A=A, x=x), (A + A.T) @ x))
         True
         """
-        from .compile import compile_expr
+        from ..numeric.compiled import compile_expr
         return compile_expr(self, shapes=shapes, backend=backend, **options)
 
     def to_python(self, name: str = "grad", backend: str = "numpy",
                   shapes: Mapping[str, Any] | None = None) -> str:
         """The source of a standalone function ``name(<variables, sorted>)`` computing
-        the expression from the plan of :meth:`compile` (see :mod:`einderiv.codegen`;
+        the expression from the plan of :meth:`compile` (see :mod:`einderiv.numeric.codegen`;
         ``backend``: ``"numpy"``, ``"opt_einsum"``, ``"jax"`` or ``"torch"``; integer
         ``shapes`` fix each contraction's path).
 
@@ -152,19 +152,19 @@ class Expr:
         >>> bool(np.allclose(namespace["grad"](A, x), (A + A.T) @ x))
         True
         """
-        from .codegen import to_python
+        from ..numeric.codegen import to_python
         return to_python(self, name=name, backend=backend, shapes=shapes)
 
     def to_matrix(self, **options: Any) -> Any:
         """The expression in denominator-layout matrix notation (see
         :func:`einderiv.matrix.to_matrix`); raises ``NotMatrixExpressible`` where none
         exists."""
-        from .matrix import to_matrix
+        from ..matrix.nodes import to_matrix
         return to_matrix(self, **options)
 
     def structure(self, *args: Any, **kw: Any) -> Any:
-        """The structure report of a derivative (see :func:`einderiv.inspect.structure`)."""
-        from .inspect import structure
+        """The structure report of a derivative (see :func:`einderiv.tools.inspect.structure`)."""
+        from ..tools.inspect import structure
         return structure(self, *args, **kw)
 
     def evaluate(self, **arrays: Any) -> "np.ndarray":
@@ -222,7 +222,7 @@ class Delta(Expr):
 
 @dataclass(frozen=True, repr=False)
 class Func(Expr):
-    """An element-wise function (see :mod:`einderiv.functions`) of ``arg``."""
+    """An element-wise function (see :mod:`einderiv.core.functions`) of ``arg``."""
 
     name: str
     arg: Expr
@@ -369,7 +369,7 @@ def with_children(e: Expr, new: tuple[Expr, ...] | list[Expr]) -> Expr:
     if isinstance(e, Sum):
         return Sum(tuple(new), e.out, e.hints)
     if isinstance(e, Func):
-        if type(e) is not Func:  # a printing view (einderiv.softmax.Word) keeps its kind
+        if type(e) is not Func:  # a printing view (einderiv.core.softmax.Word) keeps its kind
             return replace(e, arg=new[0])
         return Func(e.name, new[0])
     if isinstance(e, Pow):
@@ -628,7 +628,7 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
         if e.i not in mapping and e.j not in mapping:
             return e
         return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
-    if isinstance(e, Func) and type(e) is not Func:  # a printing view: einderiv.softmax.Word
+    if isinstance(e, Func) and type(e) is not Func:  # a printing view: einderiv.core.softmax.Word
         return e.renamed(mapping)  # type: ignore[attr-defined]
     if isinstance(e, (Func, Pow)):
         inner = e.arg if isinstance(e, Func) else e.base

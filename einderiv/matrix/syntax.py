@@ -27,15 +27,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Optional
 
-from .einstein import check_shapes, normalize_shapes
-from .errors import LimitError, ParseError, ShapeError, format_caret
-from .functions import FUNCTIONS
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+from ..symbolic.einstein import check_shapes, normalize_shapes
+from ..errors import LimitError, ParseError, ShapeError, format_caret
+from ..core.functions import FUNCTIONS
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, children, fresh_index, number, rename, with_children)
-from .matrix import GREEK_LETTERS
-from .softmax import WORDS
-from .softmax import expand as expand_word
-from .syntax import MAX_DEPTH, check_number
+from .nodes import GREEK_LETTERS
+from ..core.softmax import WORDS
+from ..core.softmax import expand as expand_word
+from ..symbolic.syntax import MAX_DEPTH, check_number
 
 __all__ = ["parse_matrix"]
 
@@ -621,7 +621,7 @@ class _Parser:
         """``softmax(z)`` of a vector; ``softmax_rows(Z)`` normalises each row of a
         matrix (the sum runs over the column index), ``softmax_cols(Z)`` each column.
         ``logsumexp`` of a vector is a scalar, of the rows a column vector, of the
-        columns a row vector (einderiv.softmax gives the index form)."""
+        columns a row vector (einderiv.core.softmax gives the index form)."""
         word = name.rsplit("_", 1)[0] if name.endswith(("_rows", "_cols")) else name
         over = name[len(word) + 1:]
         e = v.expr
@@ -727,13 +727,13 @@ def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
       X theta
        ^
     """
-    from .api import guard_recursion
+    from ..api import guard_recursion
     return guard_recursion(_parse_matrix)(text, shapes, simplify=simplify)
 
 
 def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
                   simplify: bool = True) -> Expr:
-    from .simplify import simplify as _simplify
+    from ..symbolic.simplify import simplify as _simplify
     if not isinstance(text, str):
         raise ParseError(f"expected the matrix expression as a string, got {type(text).__name__}")
     shape_map = normalize_shapes(shapes)

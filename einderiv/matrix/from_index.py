@@ -1,6 +1,6 @@
 """Index form -> matrix form, from the index structure alone (docs/matrix.md).
 
-A :class:`~einderiv.ir.Product` is read as a graph. Each factor is a *piece* with
+A :class:`~einderiv.core.ir.Product` is read as a graph. Each factor is a *piece* with
 at most two labelled ends (a matrix ``X[a,b]`` has ends ``a`` and ``b``, a vector
 one end, a scalar none). A summed label joins exactly two ends, so the pieces
 joined by summed labels form paths and cycles:
@@ -31,19 +31,19 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
-from .errors import EinderivError, NotMatrixExpressible
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+from ..errors import EinderivError, NotMatrixExpressible
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, factor_indices, fresh_index, outer_origins)
-from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, Kron,
+from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, Kron,
                      MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol, Transpose, Zero,
                      const_number)
-from .softmax import Word, named_view
-from .matrix_algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum,
+from ..core.softmax import Word, named_view
+from .algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum,
                              mat_mul, plain_length, reading_cost, shaped_zero, transpose)
 
 __all__ = ["convert"]
 
-#: Names that mean something else in matrix notation (einderiv.matrix_syntax).
+#: Names that mean something else in matrix notation (einderiv.matrix.syntax).
 RESERVED_IN_MATRIX_NOTATION = frozenset({"I", "ones", "tr", "diag", "sum", "norm2", "kron",
                                          *(f"{w}_{s}" for w in ("softmax", "log_softmax",
                                                                 "logsumexp")
@@ -54,17 +54,17 @@ _SCALAR: Orient = (None, None)
 
 def convert(expr: Expr, *, wrt_rank: int | None = None, flatten: str | None = None) -> MatrixExpr:
     """See :func:`einderiv.matrix.to_matrix`."""
-    from .api import guard_recursion
+    from ..api import guard_recursion
     return guard_recursion(_convert)(expr, wrt_rank=wrt_rank, flatten=flatten)
 
 
 def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> MatrixExpr:
-    from .simplify import simplify
+    from ..symbolic.simplify import simplify
     if not isinstance(expr, Expr):
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")
     e = simplify(expr)
     clash = sorted(RESERVED_IN_MATRIX_NOTATION & set(e.variables))
-    e = named_view(e)  # softmax, log_softmax, logsumexp as words (einderiv.softmax)
+    e = named_view(e)  # softmax, log_softmax, logsumexp as words (einderiv.core.softmax)
     if clash:
         raise NotMatrixExpressible(
             f"the variable {clash[0]!r} would read as a reserved word of matrix notation "
@@ -275,7 +275,7 @@ class _Converter:
             self.scopes.pop()
 
     def _product(self, p: Product, o: Orient) -> MatrixExpr:
-        from .simplify import flatten_product
+        from ..symbolic.simplify import flatten_product
         for k, f in enumerate(p.factors):
             if isinstance(f, Sum) and len(f.free) > 2 and f.terms:
                 # a sum with three or more axes inside a product: multiply it out

@@ -1,12 +1,12 @@
 """A plan's bound steps as one generated straight-line Python function.
 
-:mod:`einderiv.execution` binds each step of a program to a closure
+:mod:`einderiv.numeric.execution` binds each step of a program to a closure
 ``run(values, inputs, dtype)``. Calling them in a loop costs a few hundred
 nanoseconds per step on top of the arithmetic, plus the checks and the plan lookup
 of each call: on a 100 x 100 ``A x + x A`` that overhead was as large as the two
 matrix-vector products themselves. Here the closures of one plan are written out as
 the body of one function, the common ones as the Python expression they stand for
-(``v2 = a1 @ a0``; see :class:`~einderiv.execution.Inline`), the others as a call of
+(``v2 = a1 @ a0``; see :class:`~einderiv.numeric.execution.Inline`), the others as a call of
 the closure (the values then live in a list the closures read: ``v[3] = b3(v, inputs,
 dtype)``), with the early releases as assignments of None; and one entry
 function per compiled expression takes the keyword arguments, checks that they are

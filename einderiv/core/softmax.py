@@ -1,7 +1,7 @@
 """``softmax[k](u)``, ``log_softmax[k](u)`` and ``logsumexp[k](u)``: words of the
 language defined by their expansion (docs/language.md, "Softmax and log-sum-exp").
 
-The parser (:mod:`einderiv.einstein`) builds each word as the expression it stands
+The parser (:mod:`einderiv.symbolic.einstein`) builds each word as the expression it stands
 for, with ``G`` the free indices of ``u`` other than ``k`` (the batch axes):
 
 * ``logsumexp[k](u)  = log(sum[k](exp(u)))``                  free: ``G``
@@ -9,7 +9,7 @@ for, with ``G`` the free indices of ``u`` other than ``k`` (the batch axes):
 * ``log_softmax[k](u) = u - logsumexp[k](u)``                   free: those of ``u``
 
 so differentiation, simplification, evaluation and code export are the engine's
-own, already tested rules: the lowering (:mod:`einderiv.lowering`) evaluates
+own, already tested rules: the lowering (:mod:`einderiv.numeric.lowering`) evaluates
 ``log(sum exp)`` max-shifted and ``exp(u)/sum exp`` as one softmax step, so the words
 stay finite for large ``u``, and their derivatives (``d logsumexp = softmax``,
 ``d softmax = softmax (delta - softmax)``) come out of the chain rule.
@@ -17,7 +17,7 @@ stay finite for large ``u``, and their derivatives (``d logsumexp = softmax``,
 The printers recognise these shapes wherever they occur -- written by the parser or
 by hand, or made by ``diff`` -- and print them back as the words. :func:`named_view`
 rewrites an expression for printing only: each shape becomes a :class:`Word` node
-(a :class:`~einderiv.ir.Func` subclass whose free indices are the word's). A
+(a :class:`~einderiv.core.ir.Func` subclass whose free indices are the word's). A
 ``Word`` never reaches the engine; it exists between the recogniser and a printer.
 """
 
@@ -74,7 +74,7 @@ class Word(Func):
         return self.arg.free
 
     def renamed(self, mapping: Mapping[Index, Index]) -> "Word":
-        """The word with its free labels renamed (:func:`einderiv.ir.rename`): the axis
+        """The word with its free labels renamed (:func:`einderiv.core.ir.rename`): the axis
         of softmax and log_softmax is one of them; that of logsumexp is bound."""
         if self.name == "logsumexp":
             inner = {k: v for k, v in mapping.items() if k != self.index}

@@ -34,7 +34,7 @@ __all__ = ["to_text", "to_latex", "format_number"]
 def format_number(value: Fraction) -> str:
     """``2``, ``-1/3``: integers plain, other rationals as a fraction."""
     if max(value.numerator.bit_length(), value.denominator.bit_length()) > 13000:
-        from .errors import LimitError  # ~3900 digits: what the lexer reads back
+        from ..errors import LimitError  # ~3900 digits: what the lexer reads back
         raise LimitError("a number in the expression has more than 3900 digits; "
                          "einderiv cannot print it")
     if value.denominator == 1:
@@ -105,7 +105,7 @@ def _number(k: Fraction) -> Product:
 def to_text(e: Expr) -> str:
     """Index notation for ``e``, with the root's axis order made explicit if needed.
     The shapes of ``softmax[k](u)``, ``log_softmax[k](u)`` and ``logsumexp[k](u)``
-    print as those words (:func:`einderiv.softmax.named_view`)."""
+    print as those words (:func:`einderiv.core.softmax.named_view`)."""
     return _rooted(named_view(e))
 
 
@@ -378,7 +378,7 @@ def _unbroadcast(t: Expr, keep_scalars: bool = True) -> Expr:
 
 
 def _explicit_broadcast(t: Expr, s: Sum) -> Expr:
-    from .simplify import _broadcast_term
+    from ..symbolic.simplify import _broadcast_term
     return _broadcast_term(t, s)
 
 

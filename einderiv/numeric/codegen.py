@@ -1,7 +1,7 @@
 """Code export: the source of a standalone Python function computing an expression.
 
 :func:`to_python` (``Expr.to_python``) writes out the plan of
-:func:`einderiv.compile.compile_expr` step by step, so the exported function does
+:func:`einderiv.numeric.compiled.compile_expr` step by step, so the exported function does
 what ``compile`` does:
 
 * each step becomes one line (or a few), and each shared subexpression one local
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import opt_einsum as oe
 
-from .compile import CompiledExpr, compile_expr
+from .compiled import CompiledExpr, compile_expr
 from .contraction import connected_order, path_strategy
-from .einstein import normalize_shapes
-from .errors import EinderivError, EvaluationError, ShapeError
-from .functions import FUNCTIONS
-from .ir import Expr, Index
+from ..symbolic.einstein import normalize_shapes
+from ..errors import EinderivError, EvaluationError, ShapeError
+from ..core.functions import FUNCTIONS
+from ..core.ir import Expr, Index
 
 __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
 
@@ -138,7 +138,7 @@ def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | Non
 
 class ExportedExpr:
     """``expr`` exported as code of another array library (:func:`to_python`) and
-    loaded, called like a :class:`~einderiv.compile.CompiledExpr`: ``f(**arrays)``,
+    loaded, called like a :class:`~einderiv.numeric.compiled.CompiledExpr`: ``f(**arrays)``,
     arrays of that library in and out. The code is written once per input shape, with
     that shape's contraction paths (products pairwise, intermediates in the axis order
     their contraction gives); ``Expr.compile(backend="jax")`` runs it under

@@ -20,9 +20,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import opt_einsum as oe
 
-from .errors import EvaluationError
+from ..errors import EvaluationError
 from .gram import symmetric_plan
-from .ir import Index
+from ..core.ir import Index
 
 __all__ = ["plan_einsum", "path_strategy", "connected_order", "einsum_spec", "writable",
            "MANY_FACTORS"]
@@ -119,7 +119,7 @@ def _linked_groups(operands: tuple, out: tuple[Index, ...]) -> list[list[int]]:
 
 class _Split:
     """A product whose factors fall into groups that share no summed index, one of
-    them at least a :class:`~einderiv.gram.SymmetricProduct`: each group contracted
+    them at least a :class:`~einderiv.numeric.gram.SymmetricProduct`: each group contracted
     on its own, the numbers (``coeff`` and 0-d operands) multiplied into the smallest
     result, the results multiplied (broadcast) into the output by ``combine``. The
     Gauss-Newton block of a two-layer network,

@@ -22,9 +22,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Callable
 
-from .errors import EinderivError
-from .functions import FUNCTIONS
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+from ..errors import EinderivError
+from ..core.functions import FUNCTIONS
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, all_indices, const_value, fresh_index, gc_paused, number, outer_origins,
                  rename)
 

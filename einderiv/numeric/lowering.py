@@ -6,7 +6,7 @@ to the names of their summed indices and the order of their free axes share one 
 (common subexpressions: the residual ``X theta - Y`` of both terms of a least-squares
 gradient is computed once). Numerically delicate patterns are lowered to stable forms
 here: ``log(sum exp)`` max-shifted, softmax factors as ``exp(u - lse)``, ``inv(M) g``
-as a solve (issue 6). Planning for shapes and running are in :mod:`einderiv.compile`.
+as a solve (issue 6). Planning for shapes and running are in :mod:`einderiv.numeric.compiled`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .errors import EinderivError
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+from ..errors import EinderivError
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  const_value, factor_indices, outer_origins, rename, walk)
-from .canonical import canonical_key, sort_key
+from ..core.canonical import canonical_key, sort_key
 
 __all__ = ["Lowering", "Program", "Step", "SizeRef", "to_float"]
 
@@ -280,7 +280,7 @@ class Lowering:
                 raise EinderivError(f"index {i!r} of the output occurs in no factor")
         if not operands:
             return self.emit("const", to_float(p.coeff))
-        from .printing import to_text
+        from ..core.printing import to_text
         names = tuple(to_text(f) if isinstance(f, Expr) else "an intermediate" for f in factors)
         return self.einsum(p.coeff, operands, out, names)
 

@@ -22,10 +22,10 @@ from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
 from . import syntax as S
-from .errors import IndexMismatchError, ParseError, ShapeError, format_caret
-from .functions import FUNCTIONS
-from .softmax import expand as expand_word
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+from ..errors import IndexMismatchError, ParseError, ShapeError, format_caret
+from ..core.functions import FUNCTIONS
+from ..core.softmax import expand as expand_word
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                  bound_indices, children, factor_indices, fresh_index, gc_paused, iter_tensors, number,
                  visible_indices, walk)
 
@@ -186,7 +186,7 @@ class _Builder:
 
     def word(self, node: S.WordCall) -> Expr:
         """``softmax[k](u)``, ``log_softmax[k](u)``, ``logsumexp[k](u)``: the expression
-        each stands for (:mod:`einderiv.softmax`). Like ``sum[k]``, the word binds ``k``
+        each stands for (:mod:`einderiv.core.softmax`). Like ``sum[k]``, the word binds ``k``
         in its argument: ``k`` is free there at any depth (``logsumexp[k](z[k]*w[k])``
         runs over the entries of the Hadamard product); the argument's other free
         indices are batch axes."""

@@ -1,6 +1,6 @@
 """Identities of the ML functions as named rules (issue 15): one table entry each.
 
-The simplifier (:mod:`einderiv.simplify`) applies them; :func:`derive_steps` lists
+The simplifier (:mod:`einderiv.symbolic.simplify`) applies them; :func:`derive_steps` lists
 the ones that fired. Every entry keeps values (the tests check each on random data,
 and a hypothesis property over the whole float range); each fires only where it
 makes the expression shorter, more stable, or canonical.
@@ -31,7 +31,7 @@ accurate to the rounding of its terms, not relative to a tiny result: with every
 
 The derivative rules of the functions (``sigmoid' = sigmoid (1 - sigmoid)``,
 ``softplus' = sigmoid``, ``tanh' = 1 - tanh**2``) are entries of
-:data:`einderiv.functions.FUNCTIONS`.
+:data:`einderiv.core.functions.FUNCTIONS`.
 
 :func:`recording` collects the names of the identities that fire inside it;
 outside it, :func:`note` costs one context-variable lookup.
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator, Mapping
 
-from .ir import Expr, Func, Product, Sum, children, const_value, with_children
+from ..core.ir import Expr, Func, Product, Sum, children, const_value, with_children
 
 __all__ = ["Identity", "IDENTITIES", "FUNCTION_IDENTITIES", "recording", "note", "negated", "is_negated",
            "one_plus_exp", "sigmoid_complement", "has_both_sigmoids", "reflect_sigmoids"]

@@ -1,6 +1,6 @@
 """Lexer and recursive-descent parser for index expressions (docs/language.md).
 
-The parser produces a small positioned AST; :mod:`einderiv.einstein` turns it into
+The parser produces a small positioned AST; :mod:`einderiv.symbolic.einstein` turns it into
 the IR, applying the Einstein summation rule. Every syntax error is a
 :class:`~einderiv.errors.ParseError` with a caret under the offending character.
 
@@ -27,10 +27,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Union
 
-from .errors import LimitError, ParseError, format_caret
-from .functions import FUNCTIONS
-from .ir import gc_paused
-from .softmax import WORDS
+from ..errors import LimitError, ParseError, format_caret
+from ..core.functions import FUNCTIONS
+from ..core.ir import gc_paused
+from ..core.softmax import WORDS
 
 __all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
 
@@ -151,7 +151,7 @@ MAX_NUMBER_DIGITS = 4000
 
 def check_number(literal: str, text: str, pos: int) -> None:
     """Refuse a numeric literal beyond :data:`MAX_NUMBER_DIGITS` digits or decimal
-    exponent (shared with :mod:`einderiv.matrix_syntax`)."""
+    exponent (shared with :mod:`einderiv.matrix.syntax`)."""
     mantissa, _, exponent = literal.lower().partition("e")
     if len(mantissa) > MAX_NUMBER_DIGITS or len(exponent) > 8:
         raise LimitError(format_caret(f"number too long: at most {MAX_NUMBER_DIGITS} digits",

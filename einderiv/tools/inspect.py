@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 import opt_einsum as oe
 
-from .errors import EinderivError, IndexMismatchError
-from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, bound_indices,
+from ..errors import EinderivError, IndexMismatchError
+from ..core.ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, bound_indices,
                  factor_indices, iter_tensors, outer_origins, rename)
 
 __all__ = ["structure", "StructureReport"]
@@ -110,7 +110,7 @@ def _compress_term(t: _Term, rep: Mapping[Index, Index], order: list[Index]) -> 
 def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
                    var_axes: int | None) -> tuple[str | None, tuple[Index, ...] | None]:
     """The variable's name and the labels of its axes (the leading free labels)."""
-    from .api import _parse_wrt
+    from ..api import _parse_wrt
     if var_axes is not None:
         if isinstance(var_axes, bool) or not isinstance(var_axes, int) \
                 or not 0 <= var_axes <= len(e.free):
@@ -362,7 +362,7 @@ class StructureReport:
             return None
         if view["rows"] > _PATTERN_LIMIT[0] or view["cols"] > _PATTERN_LIMIT[1]:
             return None
-        from .layout import flatten
+        from ..numeric.layout import flatten
         assert self.var_axes is not None and self.fun_axes is not None
         m = flatten(self.mask(), len(self.var_axes), order)
         vshape = tuple(int(self.sizes[i]) for i in self.var_axes)
@@ -473,7 +473,7 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
     >>> print(s.chain)
     A[b]*G[c]
     """
-    from .einstein import normalize_shapes
+    from ..symbolic.einstein import normalize_shapes
     if not isinstance(expr, Expr):
         raise EinderivError(f"structure() needs an expression, got {type(expr).__name__}")
     shape_map = normalize_shapes(shapes)
@@ -516,7 +516,7 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
 def _compressed(e: Expr, terms: list[_Term], rep: Mapping[Index, Index],
                 order: list[Index]) -> Expr:
     """The terms with delta-tied labels merged and broadcast axes dropped, simplified."""
-    from .simplify import simplify
+    from ..symbolic.simplify import simplify
     if not terms:
         return Product(Fraction(0), (), ())
     parts = [_compress_term(t, rep, order) for t in terms]
@@ -552,7 +552,7 @@ def _chain(e: Expr, var: tuple[Index, ...] | None, fun: tuple[Index, ...] | None
            name: str | None) -> tuple[Expr | None, str]:
     """``dL/dW = sum over f's axes of T * G`` with ``G = dL/df``, simplified: the deltas
     contract, leaving the compressed form applied without a matrix product."""
-    from .simplify import simplify
+    from ..symbolic.simplify import simplify
     taken = {t.name for t in iter_tensors(e)} | {name}
     upstream = next(g for g in ("G", "G_", "G1", "G2", "Gup") if g not in taken)
     if var is None or not fun:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EinderivError
+from ..errors import EinderivError
 
 __all__ = ["flatten"]
 

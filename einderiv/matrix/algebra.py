@@ -3,7 +3,7 @@ tidy as they build (``(A^T)^T = A``, ``(A^-1)^-1 = A``, products flattened with 
 numbers folded into one coefficient and scalars in front, identities dropped), which
 of two equal forms reads better, and sums with their common factors pulled out
 (``A x + A^T x`` is ``(A + A^T) x``). It knows matrix expressions
-(:mod:`einderiv.matrix`) only; :mod:`einderiv.matrix_from_index` reads index
+(:mod:`einderiv.matrix`) only; :mod:`einderiv.matrix.from_index` reads index
 expressions with it.
 """
 
@@ -13,8 +13,8 @@ from collections import Counter
 from fractions import Fraction
 from typing import Iterable, Optional
 
-from .ir import Index, SizeHint
-from .matrix import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
+from ..core.ir import Index, SizeHint
+from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
                      Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
                      Transpose, Zero, const_number)
 
@@ -195,7 +195,7 @@ def _outer_transposes(m: MatrixExpr) -> int:
     if m.kind == SCALAR:
         return 0
     own = int(isinstance(m, Transpose))
-    from .matrix import _children
+    from .nodes import _children
     return own + sum(_outer_transposes(c) for c in _children(m))
 
 

@@ -11,14 +11,14 @@ expression after each stage, the way the notes derive the least-squares gradient
    power rules, the rules for inv/det/logdet, and ``d theta[b] / d theta[d] =
    delta[d,b]`` for the variable (A.18). The step lists the rules it used.
 3. **flatten products** -- products of products written as one einsum term each,
-   numbers folded (:func:`einderiv.simplify.flatten_product`); shown only when it
+   numbers folded (:func:`einderiv.symbolic.simplify.flatten_product`); shown only when it
    changes the expression.
 4. **contract deltas** -- each ``delta[d,b]`` with ``b`` summed renames ``b`` to
-   ``d`` (:func:`einderiv.simplify.contract_deltas`, A.18 -> A.19).
+   ``d`` (:func:`einderiv.symbolic.simplify.contract_deltas`, A.18 -> A.19).
 5. **rename dummies** -- each term's summed indices renamed by the term's canonical
    factor order, so terms that are equal up to dummy names read the same.
 6. **collect like terms** -- the engine's full simplification
-   (:func:`einderiv.simplify.simplify`): equal terms added (A.19 -> A.20), numbers
+   (:func:`einderiv.symbolic.simplify.simplify`): equal terms added (A.19 -> A.20), numbers
    folded. Its expression is exactly the result of :func:`einderiv.diff`.
 7. **matrix form** -- the denominator-layout matrix form (A.21-A.22), where one
    exists (:meth:`einderiv.Expr.to_matrix`).
@@ -33,14 +33,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .api import differentiate, guard_recursion, parse_with_ranks
-from .einstein import normalize_shapes
-from .errors import EinderivError
-from .identities import IDENTITIES, recording
-from .ir import Expr, Product, Sum, children, outer_origins, with_children
-from .printing import _latex_indices, _latex_name
-from .canonical import sorted_factors
-from .simplify import _with_order, contract_deltas, flatten_product, prettify
+from ..api import differentiate, guard_recursion, parse_with_ranks
+from ..symbolic.einstein import normalize_shapes
+from ..errors import EinderivError
+from ..symbolic.identities import IDENTITIES, recording
+from ..core.ir import Expr, Product, Sum, children, outer_origins, with_children
+from ..core.printing import _latex_indices, _latex_name
+from ..core.canonical import sorted_factors
+from ..symbolic.simplify import _with_order, contract_deltas, flatten_product, prettify
 
 __all__ = ["Step", "Derivation", "derive_steps"]
 
@@ -228,7 +228,7 @@ def _repeated_terms(e: Expr) -> bool:
 
 
 def _identities(names: list[str]) -> str:
-    """The identities of :mod:`einderiv.identities` that fired, for a step's detail."""
+    """The identities of :mod:`einderiv.symbolic.identities` that fired, for a step's detail."""
     if not names:
         return ""
     return "; identities: " + "; ".join(f"{IDENTITIES[n].statement} [{n}]" for n in names)

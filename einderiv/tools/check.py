@@ -7,9 +7,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .api import _parse_wrt, diff, parse
-from .errors import EinderivError
-from .ir import Expr
+from ..api import _parse_wrt, diff, parse
+from ..errors import EinderivError
+from ..core.ir import Expr
 
 __all__ = ["check", "CheckResult"]
 

@@ -8,7 +8,7 @@
 * a two-axis result is a matrix whose rows are the first free axis: a Jacobian
   ``d y / d x`` has rows = x, so ``d(A x)/dx`` prints ``A^T`` (001_*, A.4).
 
-The conversion itself lives in :mod:`einderiv.matrix_from_index`; this module holds
+The conversion itself lives in :mod:`einderiv.matrix.from_index`; this module holds
 the node types (immutable, compared structurally), the ASCII / Unicode / LaTeX
 printers and a numpy evaluator that is independent of the index-form evaluator, so
 the two can check each other.
@@ -30,9 +30,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import EvaluationError
-from .functions import FUNCTIONS
-from .ir import SizeHint
+from ..errors import EvaluationError
+from ..core.functions import FUNCTIONS
+from ..core.ir import SizeHint
 
 __all__ = [
     "MatrixExpr", "Symbol", "Number", "Identity", "Ones", "Zero", "Transpose", "Inverse",
@@ -72,7 +72,7 @@ def to_matrix(expr: Any, *, wrt_rank: int | None = None,
     >>> print(d.to_matrix(wrt_rank=2, flatten="F"))
     kron(B, A^T)
     """
-    from .matrix_from_index import convert
+    from .from_index import convert
     return convert(expr, wrt_rank=wrt_rank, flatten=flatten)
 
 
@@ -300,7 +300,7 @@ class Reduce(MatrixExpr):
 
 @dataclass(frozen=True, repr=False)
 class Elementwise(MatrixExpr):
-    """An element-wise function (:mod:`einderiv.functions`) of ``arg``."""
+    """An element-wise function (:mod:`einderiv.core.functions`) of ``arg``."""
 
     name: str
     arg: MatrixExpr
@@ -444,7 +444,7 @@ ADD, MUL, NEG, POST, ATOM = 1, 2, 3, 4, 5
 
 def format_fraction(value: Fraction) -> str:
     """``2``, ``1/3`` (LimitError beyond the digits the parsers read back)."""
-    from .printing import format_number
+    from ..core.printing import format_number
     return format_number(value)
 
 

@@ -13,7 +13,7 @@ The rules (each a function below):
 * :func:`collect_terms` -- terms equal up to the names of summed indices and the
   order of factors are added (A.19 -> A.20: two equal terms become one with
   coefficient 2); zeros are dropped.
-* :func:`~einderiv.canonical.canonical_key` (in :mod:`einderiv.canonical`) -- a
+* :func:`~einderiv.core.canonical.canonical_key` (in :mod:`einderiv.core.canonical`) -- a
   name-independent key of a term, used for ordering and for recognising equal terms.
 * :func:`prettify` -- summed indices renamed to readable letters, never shadowing an
   index of an enclosing scope.
@@ -26,11 +26,11 @@ import math
 from fractions import Fraction
 from typing import Callable, Iterable, Mapping
 
-from .canonical import (Key, canonical_key, factor_order, indices_in_order, order_factors,
+from ..core.canonical import (Key, canonical_key, factor_order, indices_in_order, order_factors,
                         ordered_product, product_parts, same_factors, same_tuple, sort_key)
 from .identities import (FUNCTION_IDENTITIES, has_both_sigmoids, negated, note,
                          one_plus_exp, reflect_sigmoids, sigmoid_complement)
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                  Tensor, bound_indices, children, const_value, factor_indices, freshen_bound,
                  gc_paused, number, outer_origins, rename, size_marker, walk)
 
@@ -724,7 +724,7 @@ def _lone_term(s: Sum) -> Expr | None:
 def size_signature(e: Expr) -> tuple:
     """The sizes ``(x, k)`` of the size markers in ``e`` (``size(x, k)``: a summed
     ``delta[i,i]`` whose size hint is an axis of a variable, see
-    :func:`einderiv.ir.size_marker`), sorted. Equality of expressions ignores size
+    :func:`einderiv.core.ir.size_marker`), sorted. Equality of expressions ignores size
     hints, so terms equal but for these are told apart by it. Memoised."""
     if isinstance(e, (Tensor, Delta)):
         return ()

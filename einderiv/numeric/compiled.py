@@ -3,7 +3,7 @@
 :func:`compile_expr` runs a simplified expression through five stages, one module each
 (this module uses the others; none of them imports it):
 
-* :mod:`einderiv.lowering` turns it into a straight-line program. **Common
+* :mod:`einderiv.numeric.lowering` turns it into a straight-line program. **Common
   subexpressions** are computed once: nodes equal up to the names of their summed
   indices and the order of their free axes (the residual ``X theta - Y`` in both
   terms) share one slot; stable forms replace ``log(sum exp)``, softmax factors and
@@ -13,17 +13,17 @@
   the machine's RAM), so a 8 TB Hessian raises :class:`~einderiv.errors.LimitError`
   instead of swapping. Products with a sum factor are multiplied out where
   opt_einsum counts that cheaper (``2 (U (V^T V) - M V)``).
-* :mod:`einderiv.contraction` plans **each product**: BLAS for two operands, one syrk
-  for a product whose factors pair up into two halves (:mod:`einderiv.gram`:
+* :mod:`einderiv.numeric.contraction` plans **each product**: BLAS for two operands, one syrk
+  for a product whose factors pair up into two halves (:mod:`einderiv.numeric.gram`:
   ``X^T diag(w) X``, a two-layer network's Gauss-Newton block), otherwise
   ``opt_einsum.contract_expression`` (exhaustive search for small terms, dynamic
   programming for chains such as ``x^T A1 ... A16 x``, one factor at a time beyond 40
   factors).
-* :mod:`einderiv.execution` binds each step to a closure. **Kronecker deltas** never
+* :mod:`einderiv.numeric.execution` binds each step to a closure. **Kronecker deltas** never
   become dense identities on numpy: a delta with both indices free is applied by
   computing the term with the two indices merged and writing it into a strided
   diagonal view; a ones-marker becomes a broadcast.
-* :mod:`einderiv.straightline` writes a numpy plan's closures out as one generated
+* :mod:`einderiv.numeric.straightline` writes a numpy plan's closures out as one generated
   function, the common steps as the expressions they stand for (``a1 @ a0``), and
   gives each compiled expression an entry that finds the plan for the arrays' shapes
   with one look-up: a call costs about a microsecond more than the arithmetic.
@@ -31,13 +31,13 @@
 Inputs: every variable of the expression must be given; names it does not use are
 ignored (except that one may give the size of an axis). Integer and boolean arrays
 are promoted to float64; complex arrays are supported (functions marked real-only in
-:mod:`einderiv.functions` refuse them); NaN and inf pass through as in numpy; inputs
+:mod:`einderiv.core.functions` refuse them); NaN and inf pass through as in numpy; inputs
 are never modified and the result never aliases an input.
 
 Backends: ``"numpy"`` (default) and ``"dask"`` (dask arrays in, a lazy dask array out;
 ``.compute()`` equals numpy). Element-wise functions go through numpy ufuncs, which
 dask arrays implement; nothing calls ``np.asarray`` on a dask input. ``"jax"`` and
-``"torch"`` run the plan exported as that library's code (:mod:`einderiv.codegen`).
+``"torch"`` run the plan exported as that library's code (:mod:`einderiv.numeric.codegen`).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .contraction import plan_einsum
-from .einstein import check_shapes, normalize_shapes
-from .errors import EinderivError, EvaluationError, LimitError, ShapeError
+from ..symbolic.einstein import check_shapes, normalize_shapes
+from ..errors import EinderivError, EvaluationError, LimitError, ShapeError
 from .execution import (
     MAKES_CONSTANTS,
     absorbed_diagonals,
@@ -65,7 +65,7 @@ from .execution import (
     skipped,
     sum_of_products,
 )
-from .ir import Expr, Index, iter_tensors
+from ..core.ir import Expr, Index, iter_tensors
 from .lowering import Lowering, SizeRef
 from .straightline import entry, straight_line
 
@@ -75,7 +75,7 @@ __all__ = ["compile_expr", "CompiledExpr", "PlanInfo", "BACKENDS"]
 _FLOAT64 = np.dtype(np.float64)
 
 #: Plans whose largest array takes at least this many bytes free each intermediate
-#: after its last use (see :func:`einderiv.execution.releases`).
+#: after its last use (see :func:`einderiv.numeric.execution.releases`).
 RELEASE_MIN_BYTES = 1 << 17
 
 #: numpy's limit on the number of axes of an array.
@@ -90,7 +90,7 @@ BACKENDS: dict[str, str] = {
            "(requires jax)",
     "torch": "torch tensors in and out: the plan exported as torch code (requires torch)",
 }
-#: Backends run by the plan exported as code of their library (einderiv.codegen).
+#: Backends run by the plan exported as code of their library (einderiv.numeric.codegen).
 EXPORTED = frozenset({"jax", "torch"})
 
 
@@ -157,7 +157,7 @@ class CompiledExpr:
         self._release: dict[tuple, list[tuple[int, ...]] | None] = {}  # per plan and step
         self._shapes: dict[tuple, list[tuple[int, ...]]] = {}  # per plan: each step's shape
         self._needs_dtype = any(s.kind in MAKES_CONSTANTS for s in self.program.steps)
-        # per plan on numpy: the steps as one straight-line function (einderiv.straightline)
+        # per plan on numpy: the steps as one straight-line function (einderiv.numeric.straightline)
         self._runs: dict[tuple, Callable[..., Any]] = {}
         self._call = entry(list(self.program.inputs),
                            [n for n, rank in self._expected if rank == 0], self._runs,
@@ -502,7 +502,7 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
     the RAM) bounds the result and every intermediate; ``optimize`` is ``"auto"`` or an
     opt_einsum path strategy. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
     result is refused at compile time. ``"jax"`` and ``"torch"`` return an
-    :class:`einderiv.codegen.ExportedExpr`: the plan exported as that library's code
+    :class:`einderiv.numeric.codegen.ExportedExpr`: the plan exported as that library's code
     (``Expr.to_python``), jitted on JAX; ``memory_limit`` and ``optimize`` do not apply.
 
     >>> import numpy as np, einderiv

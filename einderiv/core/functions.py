@@ -3,7 +3,7 @@
 Each :class:`ElementwiseFunction` holds the name used in expressions, the numpy
 implementation (numerically stable where a naive formula overflows), the derivative
 as an expression of the argument, the LaTeX template, and how generated code spells
-it (:mod:`einderiv.codegen`). Differentiation, printing, evaluation and code export
+it (:mod:`einderiv.numeric.codegen`). Differentiation, printing, evaluation and code export
 all read this table; adding a function is adding one line.
 
 The derivative ``f'(u)`` has the same free indices as ``u``; the chain rule in
@@ -31,7 +31,7 @@ class ElementwiseFunction:
     derivative: Callable[[Expr], Expr]
     latex: str  # a format string with one "{}" for the argument
     real_only: bool = False  # defined (or differentiable) for real input only
-    # Generated code (einderiv.codegen): a template with {xp} for the array module
+    # Generated code (einderiv.numeric.codegen): a template with {xp} for the array module
     # (np, jnp or torch) and {x} for the argument; "" means {xp}.<name>({x}).
     code: str = ""
     # Backends that spell the function differently: backend name -> template.

@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import opt_einsum as oe
 
-from .errors import EvaluationError
-from .functions import FUNCTIONS, ElementwiseFunction
-from .ir import Index
+from ..errors import EvaluationError
+from ..core.functions import FUNCTIONS, ElementwiseFunction
+from ..core.ir import Index
 from .contraction import einsum_spec, writable
 from .lowering import Program, SizeRef, Step
 
@@ -60,7 +60,7 @@ MAKES_CONSTANTS = frozenset({"ones", "eye", "const", "zeros", "embed"})
 @dataclass(frozen=True)
 class Inline:
     """What a bound step computes as one Python expression, for the straight-line
-    function of a plan (:mod:`einderiv.straightline`): ``template`` reads the values
+    function of a plan (:mod:`einderiv.numeric.straightline`): ``template`` reads the values
     of ``slots`` as ``{0}``, ``{1}``, ... and ``fn`` (a callable or a number) as ``{f}``:
     ``Inline("{0} @ {1}", (3, 1))``, ``Inline("{f}({0})", (2,), np.tanh)``."""
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EinderivError
-from .ir import Expr
+from ..errors import EinderivError
+from ..core.ir import Expr
 
 __all__ = ["plot"]
 
@@ -41,8 +41,8 @@ def _figure_class() -> Any:
 def plot(expr: Any, wrt: str | None = None, *, kind: str = "matrix", order: str = "F",
          var_axes: int | None = None, function: str = "f", path: Any = None,
          title: str | None = None, **arrays: Any) -> Any:
-    """Draw the derivative ``expr`` (an :class:`~einderiv.ir.Expr`, or the report of
-    :meth:`~einderiv.ir.Expr.structure`) evaluated at ``arrays``; return the
+    """Draw the derivative ``expr`` (an :class:`~einderiv.core.ir.Expr`, or the report of
+    :meth:`~einderiv.core.ir.Expr.structure`) evaluated at ``arrays``; return the
     matplotlib ``Figure`` (saved to ``path`` if given).
 
     ``wrt`` names the variable, whose axes become the rows; ``kind="matrix"`` (the
@@ -94,7 +94,7 @@ def _limits(values: np.ndarray) -> tuple[float, float]:
 
 def _matrix(figure_class: Any, report: Any, tensor: np.ndarray, order: str,
             caption: str) -> Any:
-    from .layout import flatten
+    from ..numeric.layout import flatten
     k = len(report.var_axes)
     mat = flatten(tensor, k, order)
     rows, cols = mat.shape

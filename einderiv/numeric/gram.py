@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .ir import Index
+from ..core.ir import Index
 
 __all__ = ["SymmetricProduct", "symmetric_plan", "weighted_gram"]
 

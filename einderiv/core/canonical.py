@@ -1,7 +1,7 @@
 """Canonical keys and factor order: when two terms are the same term.
 
 :func:`canonical_key` gives a term a key that is equal for terms equal up to the
-names of their summed indices and the order of their factors; :mod:`einderiv.simplify`
+names of their summed indices and the order of their factors; :mod:`einderiv.symbolic.simplify`
 collects like terms by it (notes 001_*, A.19 -> A.20), and its order decides how
 factors are printed and how summed indices are named (:func:`canonical_order`). A
 product whose factor order no naming of its free labels can change is ranked once
