@@ -6,15 +6,22 @@ A[a,c]*x[a] + A[c,b]*x[b]
 """
 
 from .api import diff, hvp, jvp, parse
-from .numeric.compiled import CompiledExpr, compile_expr
-from .tools.check import CheckResult, check
-from .errors import (EinderivError, EvaluationError, IndexMismatchError, LimitError,
-                     NotMatrixExpressible, ParseError, ShapeError)
-from .tools.inspect import StructureReport
 from .core.ir import Expr
-from .numeric.layout import flatten
+from .errors import (
+                     EinderivError,
+                     EvaluationError,
+                     IndexMismatchError,
+                     LimitError,
+                     NotMatrixExpressible,
+                     ParseError,
+                     ShapeError,
+)
 from .matrix.nodes import MatrixExpr
 from .matrix.syntax import parse_matrix
+from .numeric.compiled import CompiledExpr, compile_expr
+from .numeric.layout import flatten
+from .tools.check import CheckResult, check
+from .tools.inspect import StructureReport
 from .tools.plot import plot
 from .tools.steps import Derivation, Step, derive_steps
 

@@ -2,47 +2,37 @@
 
 from __future__ import annotations
 
-import functools
-import re
-import sys
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import Callable, Mapping, TypeVar
 
+from .core.ir import (
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    Sum,
+    Tensor,
+    bound_indices,
+    fresh_names,
+    iter_tensors,
+    outer_origins,
+    rename,
+    visible_indices,
+)
+from .core.shapes import check_shapes, normalize_shapes
+from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
 from .symbolic import syntax
 from .symbolic.diff import derivative
-from .symbolic.einstein import build, check_shapes, normalize_shapes
-from .errors import EinderivError, IndexMismatchError, LimitError, ParseError
-from .core.ir import (Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, bound_indices,
-                 fresh_names, iter_tensors, outer_origins, rename, visible_indices)
+from .symbolic.einstein import build
 from .symbolic.simplify import simplify as _simplify
+from .symbolic.syntax import parse_wrt
 
-__all__ = ["parse", "diff", "jvp", "hvp", "with_axes", "guard_recursion"]
+__all__ = ["parse", "diff", "jvp", "hvp", "with_axes"]
 
-F = TypeVar("F", bound=Callable)
-
-
-def guard_recursion(fn: F) -> F:
-    """Turn a RecursionError deep inside einderiv into a :class:`LimitError`."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        # The parser bounds nesting at syntax.MAX_DEPTH; each level costs a few
-        # frames in every pass, so make sure Python's limit is not the one hit first.
-        old = sys.getrecursionlimit()
-        if old < _RECURSION_HEADROOM:
-            sys.setrecursionlimit(_RECURSION_HEADROOM)
-        try:
-            return fn(*args, **kwargs)
-        except RecursionError:
-            raise LimitError(
-                "the expression is nested too deeply for einderiv to process; "
-                "split it into smaller parts") from None
-        finally:
-            if old < _RECURSION_HEADROOM:
-                sys.setrecursionlimit(old)
-    return wrapper  # type: ignore[return-value]
-
-
-_RECURSION_HEADROOM = 8000
 
 
 @guard_recursion
@@ -66,31 +56,6 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     e = build(ast, text)
     check_shapes(e, normalize_shapes(shapes))
     return _simplify(e) if simplify else e
-
-
-_WRT = re.compile(r"^\s*([^\W\d]\w*)\s*(?:\[\s*([^\]]*)\])?\s*$")
-
-
-def _parse_wrt(wrt: str) -> tuple[str, tuple[Index, ...] | None]:
-    if not isinstance(wrt, str):
-        raise ParseError(f"wrt must be a variable name such as 'theta' or 'theta[d]', "
-                         f"got {type(wrt).__name__}")
-    m = _WRT.match(wrt)
-    if not m:
-        pos = next((k for k, ch in enumerate(wrt) if not (ch.isalnum() or ch in "_[], ")), 0)
-        raise ParseError("wrt must be a variable name such as 'theta' or 'theta[d]'", wrt, pos)
-    name, idx = m.group(1), m.group(2)
-    if name in syntax.RESERVED:
-        raise ParseError(f"{name!r} is reserved, not a variable", wrt, wrt.index(name))
-    if idx is None:
-        return name, None
-    names = tuple(s.strip() for s in idx.split(",")) if idx.strip() else ()
-    for n in names:
-        if not n.isidentifier() or n in syntax.RESERVED:
-            raise ParseError(f"bad index name {n!r} in wrt", wrt, wrt.index("[") + 1)
-    if len(set(names)) != len(names):
-        raise IndexMismatchError(f"wrt indices must be distinct: {wrt!r}")
-    return name, names
 
 
 def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
@@ -165,7 +130,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
         raise EinderivError(f"expected an expression or its text, got {type(e).__name__}")
     if shape_map:
         check_shapes(e, shape_map)
-    name, given = _parse_wrt(wrt)
+    name, given = parse_wrt(wrt)
     tensors = list(iter_tensors(e))
     ranks = {**(ranks or {}), **{t.name: len(t.indices) for t in tensors}}
     if name in ranks:
@@ -224,7 +189,7 @@ def jvp(expr: Expr | str, wrt: str, vector: str = "v",
     """
     shape_map = normalize_shapes(shapes)
     e, ranks = parse_with_ranks(expr, shape_map)
-    name, given = _parse_wrt(wrt)
+    name, given = parse_wrt(wrt)
     if not isinstance(vector, str) or not vector.isidentifier() or vector in syntax.RESERVED:
         raise ParseError(f"vector must be a variable name, got {vector!r}")
     if vector in e.variables or vector == name:
@@ -254,7 +219,7 @@ def hvp(expr: Expr | str, wrt: str, vector: str = "v",
     first = differentiate(e, wrt, shape_map, ranks=ranks)[1]
     # The first derivative may no longer contain the variable (a linear function):
     # name its axes explicitly so the second knows its rank.
-    name, _ = _parse_wrt(wrt)
+    name, _ = parse_wrt(wrt)
     return jvp(first, with_axes(first, name, len(first.free) - len(e.free)), vector, shape_map)
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from .api import diff, parse, with_axes
-from .errors import EinderivError
 from .core.ir import Expr, iter_tensors, outer_origins
+from .errors import EinderivError
 
 __all__ = ["main", "DEMO"]
 
@@ -189,7 +189,7 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
     """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
     import numpy as np
 
-    from .symbolic.einstein import check_shapes
+    from .core.shapes import check_shapes
     ranks = {t.name: t.indices for t in iter_tensors(e)}
     index_sizes = check_shapes(e, shapes)
     arrays, described = {}, []

@@ -6,6 +6,11 @@ can catch a single type.  Subclasses say which stage rejected the input.
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
 __all__ = [
     "EinderivError",
     "ParseError",
@@ -13,6 +18,7 @@ __all__ = [
     "ShapeError",
     "EvaluationError",
     "LimitError",
+    "guard_recursion",
     "NotMatrixExpressible",
 ]
 
@@ -84,3 +90,31 @@ def format_caret(message: str, text: str, position: int | None) -> str:
         line = shown
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
     return f"{message}\n  {line}\n  {' ' * column}^"
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def guard_recursion(fn: F) -> F:
+    """Turn a RecursionError deep inside einderiv into a :class:`LimitError`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        # The parser bounds nesting at syntax.MAX_DEPTH; each level costs a few
+        # frames in every pass, so make sure Python's limit is not the one hit first.
+        old = sys.getrecursionlimit()
+        if old < _RECURSION_HEADROOM:
+            sys.setrecursionlimit(_RECURSION_HEADROOM)
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise LimitError(
+                "the expression is nested too deeply for einderiv to process; "
+                "split it into smaller parts") from None
+        finally:
+            if old < _RECURSION_HEADROOM:
+                sys.setrecursionlimit(old)
+    return wrapper  # type: ignore[return-value]
+
+
+#: Python's recursion limit while einderiv works (restored after).
+_RECURSION_HEADROOM = 8000

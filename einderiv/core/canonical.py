@@ -14,10 +14,23 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 const_value, factor_indices)
+from .ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    Sum,
+    Tensor,
+    const_value,
+    factor_indices,
+)
 
 __all__ = ["Key", "canonical_key", "canonical_order", "factor_order", "indices_in_order",
            "order_factors", "ordered_product", "product_parts", "same_factors", "same_tuple",

@@ -13,9 +13,9 @@ The derivative ``f'(u)`` has the same free indices as ``u``; the chain rule in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Mapping
 
 import numpy as np
 

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import gc
 import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 Index = str
-SizeHint = Union[int, str, tuple[str, int], None]
+SizeHint = int | str | tuple[str, int] | None
 
 __all__ = [
     "Expr", "Tensor", "Delta", "Func", "Pow", "Inv", "Det", "LogDet", "Product", "Sum",
@@ -167,7 +168,7 @@ class Expr:
         from ..tools.inspect import structure
         return structure(self, *args, **kw)
 
-    def evaluate(self, **arrays: Any) -> "np.ndarray":
+    def evaluate(self, **arrays: Any) -> np.ndarray:
         """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
 
         Scalar variables may be Python numbers or 0-d arrays. Names the expression

@@ -18,14 +18,30 @@ differ (docs/language.md, "LaTeX").
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from fractions import Fraction
-from typing import Iterator
 
 from .functions import FUNCTIONS
-from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 all_indices, const_value, factor_indices, rename, size_marker)
+from .ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    Sum,
+    Tensor,
+    all_indices,
+    const_value,
+    factor_indices,
+    rename,
+    size_marker,
+)
 from .softmax import Word, named_view
 
 __all__ = ["to_text", "to_latex", "format_number"]

@@ -23,13 +23,26 @@ rewrites an expression for printing only: each shape becomes a :class:`Word` nod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping
 
 from .canonical import canonical_key
-from .ir import (Expr, Func, Index, Pow, Product, Sum, children, const_value, factor_indices,
-                 number, rename, walk, with_children)
+from .ir import (
+    Expr,
+    Func,
+    Index,
+    Pow,
+    Product,
+    Sum,
+    children,
+    const_value,
+    factor_indices,
+    number,
+    rename,
+    walk,
+    with_children,
+)
 
 __all__ = ["WORDS", "expand", "named_view", "Word", "lse_parts", "softmax_parts"]
 
@@ -73,7 +86,7 @@ class Word(Func):
             return tuple(i for i in self.arg.free if i != self.index)
         return self.arg.free
 
-    def renamed(self, mapping: Mapping[Index, Index]) -> "Word":
+    def renamed(self, mapping: Mapping[Index, Index]) -> Word:
         """The word with its free labels renamed (:func:`einderiv.core.ir.rename`): the axis
         of softmax and log_softmax is one of them; that of logsumexp is bound."""
         if self.name == "logsumexp":

@@ -10,18 +10,38 @@ expressions with it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable, Optional
 
 from ..core.ir import Index, SizeHint
-from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
-                     Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
-                     Transpose, Zero, const_number)
+from .nodes import (
+    COLUMN,
+    MATRIX,
+    ROW,
+    SCALAR,
+    Add,
+    Diag,
+    Elementwise,
+    Hadamard,
+    Identity,
+    Inverse,
+    MatMul,
+    MatrixExpr,
+    Number,
+    Ones,
+    Power,
+    Reduce,
+    Softmax,
+    Symbol,
+    Transpose,
+    Zero,
+    const_number,
+)
 
 __all__ = ["Orient", "transpose", "inverse", "mat_mul", "hadamard", "plain_length",
            "reading_cost", "choose_form", "make_sum", "shaped_zero", "factor_common"]
 
-Orient = tuple[Optional[Index], Optional[Index]]  # (row label, column label)
+Orient = tuple[Index | None, Index | None]  # (row label, column label)
 
 # ===================================================================== constructors
 

@@ -27,19 +27,63 @@ the cofactors are single matrices (``(A + A^T) x``) or where that is shorter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
-from ..errors import EinderivError, NotMatrixExpressible
-from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, factor_indices, fresh_index, outer_origins)
-from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, Kron,
-                     MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol, Transpose, Zero,
-                     const_number)
+from ..core.ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    SizeHint,
+    Sum,
+    Tensor,
+    factor_indices,
+    fresh_index,
+    outer_origins,
+)
 from ..core.softmax import Word, named_view
-from .algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum,
-                             mat_mul, plain_length, reading_cost, shaped_zero, transpose)
+from ..errors import EinderivError, NotMatrixExpressible, guard_recursion
+from .algebra import (
+    Orient,
+    choose_form,
+    factor_common,
+    hadamard,
+    inverse,
+    make_sum,
+    mat_mul,
+    plain_length,
+    reading_cost,
+    shaped_zero,
+    transpose,
+)
+from .nodes import (
+    COLUMN,
+    MATRIX,
+    ROW,
+    SCALAR,
+    Add,
+    Diag,
+    Elementwise,
+    Identity,
+    Kron,
+    MatrixExpr,
+    Number,
+    Ones,
+    Power,
+    Reduce,
+    Softmax,
+    Symbol,
+    Transpose,
+    Zero,
+    const_number,
+)
 
 __all__ = ["convert"]
 
@@ -54,7 +98,6 @@ _SCALAR: Orient = (None, None)
 
 def convert(expr: Expr, *, wrt_rank: int | None = None, flatten: str | None = None) -> MatrixExpr:
     """See :func:`einderiv.matrix.to_matrix`."""
-    from ..api import guard_recursion
     return guard_recursion(_convert)(expr, wrt_rank=wrt_rank, flatten=flatten)
 
 
@@ -231,10 +274,10 @@ class _Converter:
             return _Piece((f.i, f.j), lambda o: ident)
         if isinstance(f, Inv):
             inv = inverse(self.closed(f.arg))
-            k, l = f.indices
-            if k == l:
+            k, m = f.indices
+            if k == m:
                 return _vector_piece(k, Diag(inv))
-            return _matrix_piece((k, l), inv)
+            return _matrix_piece((k, m), inv)
         if isinstance(f, (Det, LogDet)):
             arg = self.closed(f.arg)
             arg = arg.arg if isinstance(arg, Transpose) else arg  # det(M^T) = det(M)
@@ -380,7 +423,7 @@ class _Converter:
                     pieces.append(_vector_piece(lab, Ones(self.hint(lab))))
         return pieces
 
-    def _combine(self, comps: list["_Component"], o: Orient) -> list[MatrixExpr]:
+    def _combine(self, comps: list[_Component], o: Orient) -> list[MatrixExpr]:
         """The labelled components as chain factors with rows ``o[0]``, columns ``o[1]``."""
         row, col = o
         mats = [c for c in comps if set(c.labels) == {row, col} and row is not None
@@ -405,7 +448,7 @@ class _Converter:
         return parts
 
     @staticmethod
-    def _vector(comps: list["_Component"], lab: Index, as_row: bool) -> MatrixExpr:
+    def _vector(comps: list[_Component], lab: Index, as_row: bool) -> MatrixExpr:
         if not as_row:
             return hadamard([c.oriented((lab, None)) for c in comps])
         if len(comps) == 1:

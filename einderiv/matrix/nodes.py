@@ -24,15 +24,16 @@ letters (``θ`` for ``theta``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..errors import EvaluationError
 from ..core.functions import FUNCTIONS
 from ..core.ir import SizeHint
+from ..errors import EvaluationError
 
 __all__ = [
     "MatrixExpr", "Symbol", "Number", "Identity", "Ones", "Zero", "Transpose", "Inverse",
@@ -47,7 +48,7 @@ _KIND = {v: k for k, v in _ONES.items()}
 
 
 def to_matrix(expr: Any, *, wrt_rank: int | None = None,
-              flatten: str | None = None) -> "MatrixExpr":
+              flatten: str | None = None) -> MatrixExpr:
     """``expr`` in denominator-layout matrix notation.
 
     ``wrt_rank`` is the number of leading free axes that belong to the variable of a

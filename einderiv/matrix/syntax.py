@@ -23,19 +23,36 @@ Grammar (lowest precedence first)::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping, Optional
 
-from ..symbolic.einstein import check_shapes, normalize_shapes
-from ..errors import LimitError, ParseError, ShapeError, format_caret
 from ..core.functions import FUNCTIONS
-from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, children, fresh_index, number, rename, with_children)
-from .nodes import GREEK_LETTERS
+from ..core.ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    SizeHint,
+    Sum,
+    Tensor,
+    children,
+    fresh_index,
+    number,
+    rename,
+    with_children,
+)
+from ..core.shapes import check_shapes, normalize_shapes
 from ..core.softmax import WORDS
 from ..core.softmax import expand as expand_word
+from ..errors import LimitError, ParseError, ShapeError, format_caret, guard_recursion
 from ..symbolic.syntax import MAX_DEPTH, check_number
+from .nodes import GREEK_LETTERS
 
 __all__ = ["parse_matrix"]
 
@@ -136,18 +153,18 @@ class _Dim:
                  pos: int = 0):
         self.size = size
         self.hint = hint
-        self.parent: Optional[_Dim] = None
+        self.parent: _Dim | None = None
         self.source = source  # 'I' or 'ones' for an unknown size
         self.pos = pos
 
-    def find(self) -> "_Dim":
+    def find(self) -> _Dim:
         d = self
         while d.parent is not None:
             d = d.parent
         return d
 
 
-def _unify(a: Optional[_Dim], b: Optional[_Dim]) -> bool:
+def _unify(a: _Dim | None, b: _Dim | None) -> bool:
     """Make ``a`` and ``b`` one size; False where both are known and differ."""
     if a is None or b is None:
         return True
@@ -169,10 +186,10 @@ class _Val:
     """A lowered value: ``expr`` with free labels ``row`` / ``col`` (None: size 1)."""
 
     expr: Expr
-    row: Optional[Index]
-    col: Optional[Index]
-    rdim: Optional[_Dim]
-    cdim: Optional[_Dim]
+    row: Index | None
+    col: Index | None
+    rdim: _Dim | None
+    cdim: _Dim | None
     start: int
     end: int
 
@@ -185,7 +202,7 @@ class _Val:
         return self.row is None and self.col is None
 
 
-def _size_text(d: Optional[_Dim], label: Optional[Index]) -> str:
+def _size_text(d: _Dim | None, label: Index | None) -> str:
     if label is None:
         return "1"
     size = None if d is None else d.find().size
@@ -678,11 +695,11 @@ def _add(terms: tuple[Expr, ...], out: tuple[Index, ...]) -> Sum:
     return Sum(tuple(flat), out)
 
 
-def _labels(*labels: Optional[Index]) -> tuple[Index, ...]:
+def _labels(*labels: Index | None) -> tuple[Index, ...]:
     return tuple(x for x in labels if x is not None)
 
 
-def _delta_size(d: Optional[_Dim]) -> SizeHint:
+def _delta_size(d: _Dim | None) -> SizeHint:
     if d is None:
         return None
     d = d.find()
@@ -727,7 +744,6 @@ def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
       X theta
        ^
     """
-    from ..api import guard_recursion
     return guard_recursion(_parse_matrix)(text, shapes, simplify=simplify)
 
 

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import opt_einsum as oe
 
-from .compiled import CompiledExpr, compile_expr
-from .contraction import connected_order, path_strategy
-from ..symbolic.einstein import normalize_shapes
-from ..errors import EinderivError, EvaluationError, ShapeError
 from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Index
+from ..core.shapes import normalize_shapes
+from ..errors import EinderivError, EvaluationError, ShapeError
+from .compiled import CompiledExpr, compile_expr
+from .contraction import connected_order, path_strategy
 
 __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
 
@@ -123,7 +123,7 @@ def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
 
 
 def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | None
-            ) -> "_Writer":
+            ) -> _Writer:
     dialect = _DIALECTS.get(backend)
     if dialect is None:
         valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())

@@ -44,14 +44,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .contraction import plan_einsum
-from ..symbolic.einstein import check_shapes, normalize_shapes
+from ..core.ir import Expr, Index, iter_tensors
+from ..core.shapes import check_shapes, normalize_shapes
 from ..errors import EinderivError, EvaluationError, LimitError, ShapeError
+from .contraction import plan_einsum
 from .execution import (
     MAKES_CONSTANTS,
     absorbed_diagonals,
@@ -65,7 +67,6 @@ from .execution import (
     skipped,
     sum_of_products,
 )
-from ..core.ir import Expr, Index, iter_tensors
 from .lowering import Lowering, SizeRef
 from .straightline import entry, straight_line
 
@@ -396,7 +397,7 @@ class CompiledExpr:
             if step.kind != "einsum":
                 continue
             coeff, operands, out, _ = step.args
-            for j, (slot, labels) in enumerate(operands):
+            for j, (slot, _) in enumerate(operands):
                 add = steps[slot]
                 if add.kind != "add" or readers[slot] != 1 or slot in absorbed or slot in taken:
                     continue

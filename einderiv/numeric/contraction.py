@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import opt_einsum as oe
 
+from ..core.ir import Index
 from ..errors import EvaluationError
 from .gram import symmetric_plan
-from ..core.ir import Index
 
 __all__ = ["plan_einsum", "path_strategy", "connected_order", "einsum_spec", "writable",
            "MANY_FACTORS"]
@@ -132,7 +133,7 @@ class _Split:
                  combine: Callable[..., Any], coeff: float = 1.0):
         self.parts, self.scalars, self.combine, self.coeff = parts, scalars, combine, coeff
 
-    def with_coefficient(self, coeff: float) -> "_Split":
+    def with_coefficient(self, coeff: float) -> _Split:
         """The same product times ``coeff``."""
         return _Split(self.parts, self.scalars, self.combine, self.coeff * coeff)
 
@@ -295,7 +296,9 @@ def _sequential(operands: tuple, op_shapes: list, out: tuple[Index, ...],
         seen = tuple(dict.fromkeys(acc + labels))
         new = out if last else tuple(i for i in seen if later[i] or i in wanted)
         letters = {lab: oe.get_symbol(n) for n, lab in enumerate(seen)}
-        word = lambda labs: "".join(letters[i] for i in labs)  # noqa: E731
+
+        def word(labs: tuple[Index, ...], letters: dict[Index, str] = letters) -> str:
+            return "".join(letters[i] for i in labs)
         if k == 0:
             spec, shapes = f"{word(labels)}->{word(new)}", [op_shapes[0]]
         else:

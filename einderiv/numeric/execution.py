@@ -10,15 +10,16 @@ deltas never become dense identities on numpy (strided diagonal views).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import opt_einsum as oe
 
-from ..errors import EvaluationError
 from ..core.functions import FUNCTIONS, ElementwiseFunction
 from ..core.ir import Index
+from ..errors import EvaluationError
 from .contraction import einsum_spec, writable
 from .lowering import Program, SizeRef, Step
 

@@ -19,7 +19,8 @@ benchmarks are of this kind:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def symmetric_plan(operands: tuple, out: tuple[Index, ...], sizes: Mapping[Index
     scalars = [k for k, (_, labels) in enumerate(operands) if not labels]
     weights = [k for k, (_, labels) in enumerate(operands) if labels and set(labels) <= summed]
     by_slot: dict[int, list[int]] = {}
-    for k, (slot, labels) in enumerate(operands):
+    for k, (slot, _) in enumerate(operands):
         if k not in scalars and k not in weights:
             by_slot.setdefault(slot, []).append(k)
     if not by_slot or any(len(ks) != 2 for ks in by_slot.values()):

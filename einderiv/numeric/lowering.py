@@ -17,10 +17,26 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..errors import EinderivError
-from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                 const_value, factor_indices, outer_origins, rename, walk)
 from ..core.canonical import canonical_key, sort_key
+from ..core.ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    Sum,
+    Tensor,
+    const_value,
+    factor_indices,
+    outer_origins,
+    rename,
+    walk,
+)
+from ..errors import EinderivError
 
 __all__ = ["Lowering", "Program", "Step", "SizeRef", "to_float"]
 

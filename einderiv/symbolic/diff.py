@@ -19,14 +19,32 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
-from ..errors import EinderivError
 from ..core.functions import FUNCTIONS
-from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, all_indices, const_value, fresh_index, gc_paused, number, outer_origins,
-                 rename)
+from ..core.ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    SizeHint,
+    Sum,
+    Tensor,
+    all_indices,
+    const_value,
+    fresh_index,
+    gc_paused,
+    number,
+    outer_origins,
+    rename,
+)
+from ..errors import EinderivError
 
 __all__ = ["derivative"]
 

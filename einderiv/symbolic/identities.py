@@ -40,10 +40,10 @@ outside it, :func:`note` costs one context-variable lookup.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator, Mapping
 
 from ..core.ir import Expr, Func, Product, Sum, children, const_value, with_children
 

@@ -23,16 +23,55 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
-from typing import Callable, Iterable, Mapping
 
-from ..core.canonical import (Key, canonical_key, factor_order, indices_in_order, order_factors,
-                        ordered_product, product_parts, same_factors, same_tuple, sort_key)
-from .identities import (FUNCTION_IDENTITIES, has_both_sigmoids, negated, note,
-                         one_plus_exp, reflect_sigmoids, sigmoid_complement)
-from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
-                 Tensor, bound_indices, children, const_value, factor_indices, freshen_bound,
-                 gc_paused, number, outer_origins, rename, size_marker, walk)
+from ..core.canonical import (
+    Key,
+    canonical_key,
+    factor_order,
+    indices_in_order,
+    order_factors,
+    ordered_product,
+    product_parts,
+    same_factors,
+    same_tuple,
+    sort_key,
+)
+from ..core.ir import (
+    Delta,
+    Det,
+    Expr,
+    Func,
+    Index,
+    Inv,
+    LogDet,
+    Pow,
+    Product,
+    SizeHint,
+    Sum,
+    Tensor,
+    bound_indices,
+    children,
+    const_value,
+    factor_indices,
+    freshen_bound,
+    gc_paused,
+    number,
+    outer_origins,
+    rename,
+    size_marker,
+    walk,
+)
+from .identities import (
+    FUNCTION_IDENTITIES,
+    has_both_sigmoids,
+    negated,
+    note,
+    one_plus_exp,
+    reflect_sigmoids,
+    sigmoid_complement,
+)
 
 __all__ = ["simplify", "prettify"]
 

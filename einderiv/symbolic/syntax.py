@@ -25,14 +25,13 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Union
 
-from ..errors import LimitError, ParseError, format_caret
 from ..core.functions import FUNCTIONS
-from ..core.ir import gc_paused
+from ..core.ir import Index, gc_paused
 from ..core.softmax import WORDS
+from ..errors import IndexMismatchError, LimitError, ParseError, format_caret
 
-__all__ = ["parse_ast", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
+__all__ = ["parse_ast", "parse_wrt", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
 
 #: Deepest nesting of parentheses, function calls and powers accepted. Derivatives
 #: of deeply nested expressions grow quickly (a Hessian of tanh nested 30 deep takes
@@ -69,7 +68,7 @@ class DeltaRef:
 @dataclass
 class Call:
     func: str
-    arg: "Node"
+    arg: Node
     pos: int
     indices: list[tuple[str, int]] | None = None  # inv(M)[i,j]
 
@@ -87,7 +86,7 @@ class SizeOf:
 @dataclass
 class SumOver:
     indices: list[tuple[str, int]]
-    arg: "Node"
+    arg: Node
     pos: int
 
 
@@ -96,43 +95,44 @@ class WordCall:
     """``softmax[k](EXPR)``, ``log_softmax[k](EXPR)``, ``logsumexp[k](EXPR)``."""
     word: str
     index: tuple[str, int]
-    arg: "Node"
+    arg: Node
     pos: int
 
 
 @dataclass
 class Neg:
-    arg: "Node"
+    arg: Node
     pos: int
 
 
 @dataclass
 class Power:
-    base: "Node"
-    exponent: "Node"
+    base: Node
+    exponent: Node
     pos: int
 
 
 @dataclass
 class Mul:
-    items: list[tuple[str, "Node"]]  # ('*' | '/', node); the first item's op is '*'
+    items: list[tuple[str, Node]]  # ('*' | '/', node); the first item's op is '*'
     pos: int
 
 
 @dataclass
 class Add:
-    items: list[tuple[str, "Node", int]]  # ('+' | '-', node, position of the operator)
+    items: list[tuple[str, Node, int]]  # ('+' | '-', node, position of the operator)
     pos: int
 
 
 @dataclass
 class Arrow:
-    arg: "Node"
+    arg: Node
     indices: list[tuple[str, int]]
     pos: int
 
 
-Node = Union[Num, Ref, DeltaRef, Call, SizeOf, SumOver, WordCall, Neg, Power, Mul, Add, Arrow]
+Node = (Num | Ref | DeltaRef | Call | SizeOf | SumOver | WordCall | Neg | Power | Mul | Add
+        | Arrow)
 
 # -------------------------------------------------------------------------- lexer
 
@@ -518,3 +518,30 @@ def parse_ast(text: str) -> Node:
         raise ParseError("empty expression", text, 0)
     with gc_paused():
         return _Parser(text).parse()
+
+
+_WRT = re.compile(r"^\s*([^\W\d]\w*)\s*(?:\[\s*([^\]]*)\])?\s*$")
+
+
+def parse_wrt(wrt: str) -> tuple[str, tuple[Index, ...] | None]:
+    """``(name, indices)`` of a ``wrt`` argument: ``"theta"`` is ``("theta", None)``,
+    ``"W[i,j]"`` is ``("W", ("i", "j"))``; a ParseError with a caret otherwise."""
+    if not isinstance(wrt, str):
+        raise ParseError(f"wrt must be a variable name such as 'theta' or 'theta[d]', "
+                         f"got {type(wrt).__name__}")
+    m = _WRT.match(wrt)
+    if not m:
+        pos = next((k for k, ch in enumerate(wrt) if not (ch.isalnum() or ch in "_[], ")), 0)
+        raise ParseError("wrt must be a variable name such as 'theta' or 'theta[d]'", wrt, pos)
+    name, idx = m.group(1), m.group(2)
+    if name in RESERVED:
+        raise ParseError(f"{name!r} is reserved, not a variable", wrt, wrt.index(name))
+    if idx is None:
+        return name, None
+    names = tuple(s.strip() for s in idx.split(",")) if idx.strip() else ()
+    for n in names:
+        if not n.isidentifier() or n in RESERVED:
+            raise ParseError(f"bad index name {n!r} in wrt", wrt, wrt.index("[") + 1)
+    if len(set(names)) != len(names):
+        raise IndexMismatchError(f"wrt indices must be distinct: {wrt!r}")
+    return name, names

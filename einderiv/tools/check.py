@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..api import _parse_wrt, diff, parse
-from ..errors import EinderivError
+from ..api import diff, parse
 from ..core.ir import Expr
+from ..errors import EinderivError
+from ..symbolic.syntax import parse_wrt
 
 __all__ = ["check", "CheckResult"]
 
@@ -51,7 +53,7 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
     True
     """
     e = parse(expr, shapes) if isinstance(expr, str) else expr
-    name, _ = _parse_wrt(wrt)
+    name, _ = parse_wrt(wrt)
     if name not in values:
         raise EinderivError(f"values has no entry for the variable {name!r}")
     # the variable's rank from its value, should simplifying have removed it (s + -s)

@@ -20,16 +20,30 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import opt_einsum as oe
 
+from ..core.ir import (
+    Delta,
+    Expr,
+    Index,
+    Product,
+    SizeHint,
+    Sum,
+    Tensor,
+    bound_indices,
+    factor_indices,
+    iter_tensors,
+    outer_origins,
+    rename,
+)
 from ..errors import EinderivError, IndexMismatchError
-from ..core.ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, bound_indices,
-                 factor_indices, iter_tensors, outer_origins, rename)
+from ..symbolic.syntax import parse_wrt
 
 __all__ = ["structure", "StructureReport"]
 
@@ -110,20 +124,19 @@ def _compress_term(t: _Term, rep: Mapping[Index, Index], order: list[Index]) -> 
 def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
                    var_axes: int | None) -> tuple[str | None, tuple[Index, ...] | None]:
     """The variable's name and the labels of its axes (the leading free labels)."""
-    from ..api import _parse_wrt
     if var_axes is not None:
         if isinstance(var_axes, bool) or not isinstance(var_axes, int) \
                 or not 0 <= var_axes <= len(e.free):
             raise EinderivError(f"var_axes must be an integer from 0 to {len(e.free)}, "
                                 f"got {var_axes!r}")
-        name = _parse_wrt(wrt)[0] if wrt is not None else None
+        name = parse_wrt(wrt)[0] if wrt is not None else None
         return name, e.free[:var_axes]
     if wrt is None:
         recorded = e.__dict__.get("derivative_of")  # diff() knows the variable
         if recorded is None or e.free[:len(recorded[1])] != recorded[1]:
             return None, None
         return recorded
-    name, given = _parse_wrt(wrt)
+    name, given = parse_wrt(wrt)
     if given is not None:
         if e.free[:len(given)] != given:
             raise IndexMismatchError(
@@ -473,7 +486,7 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
     >>> print(s.chain)
     A[b]*G[c]
     """
-    from ..symbolic.einstein import normalize_shapes
+    from ..core.shapes import normalize_shapes
     if not isinstance(expr, Expr):
         raise EinderivError(f"structure() needs an expression, got {type(expr).__name__}")
     shape_map = normalize_shapes(shapes)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EinderivError
 from ..core.ir import Expr
+from ..errors import EinderivError
 
 __all__ = ["plot"]
 

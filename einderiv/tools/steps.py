@@ -30,16 +30,17 @@ has the same value as the next, which the tests check on random data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from ..api import differentiate, guard_recursion, parse_with_ranks
-from ..symbolic.einstein import normalize_shapes
-from ..errors import EinderivError
-from ..symbolic.identities import IDENTITIES, recording
+from ..api import differentiate, parse_with_ranks
+from ..core.canonical import sorted_factors
 from ..core.ir import Expr, Product, Sum, children, outer_origins, with_children
 from ..core.printing import _latex_indices, _latex_name
-from ..core.canonical import sorted_factors
+from ..core.shapes import normalize_shapes
+from ..errors import EinderivError, guard_recursion
+from ..symbolic.identities import IDENTITIES, recording
 from ..symbolic.simplify import _with_order, contract_deltas, flatten_product, prettify
 
 __all__ = ["Step", "Derivation", "derive_steps"]
