@@ -3,6 +3,14 @@
 >>> import einderiv
 >>> print(einderiv.diff("x[i]*A[i,j]*x[j]", "x"))
 A[a,c]*x[a] + A[c,b]*x[b]
+
+The package face: the public names below, nothing else. Layers, each importing only
+those before it (tests/test_layers.py checks it): ``errors``; ``core`` (the IR,
+function table, canonical keys, printing, shapes); ``symbolic`` (parser, Einstein
+rule, derivative and simplification rules); ``matrix`` (matrix notation both ways);
+``numeric`` (lowering to a program, contraction plans, execution, code export);
+``api`` (parse, diff, jvp, hvp); ``tools`` (steps, inspect, plot, check); then this
+face and the command line. ``numeric`` and ``matrix`` never import each other.
 """
 
 from .api import diff, hvp, jvp, parse
@@ -16,12 +24,12 @@ from .errors import (
                      ParseError,
                      ShapeError,
 )
-from .matrix.nodes import MatrixExpr
-from .matrix.syntax import parse_matrix
+from .matrix import MatrixExpr, parse_matrix, to_matrix
+from .numeric.codegen import to_python
 from .numeric.compiled import CompiledExpr, compile_expr
 from .numeric.layout import flatten
 from .tools.check import CheckResult, check
-from .tools.inspect import StructureReport
+from .tools.inspect import StructureReport, structure
 from .tools.plot import plot
 from .tools.steps import Derivation, Step, derive_steps
 
@@ -39,6 +47,9 @@ __all__ = [
     "flatten",
     "plot",
     "StructureReport",
+    "structure",
+    "to_matrix",
+    "to_python",
     "compile_expr",
     "CompiledExpr",
     "Expr",

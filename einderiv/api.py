@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -17,12 +18,14 @@ from .core.ir import (
     Sum,
     Tensor,
     bound_indices,
+    cached,
     fresh_names,
     iter_tensors,
-    outer_origins,
+    remember,
     rename,
     visible_indices,
 )
+from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
 from .symbolic import syntax
@@ -168,9 +171,13 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
             if hints.get(i) is None and i in origins:
                 hints[i] = origins[i]
         result = Sum(result.terms, result.out, tuple(hints.items()))
-    # Which axes belong to the variable (not part of equality): the structure report
-    # reads it when the variable no longer occurs in the derivative.
+    # Which axes belong to the variable (a declared field, not part of equality): the
+    # structure report reads it when the variable no longer occurs in the derivative.
+    # Written on a fresh copy, never on a node the caller or a cache may hold.
+    simplified = cached(result, "simplified")
+    result = dataclasses.replace(result)
     object.__setattr__(result, "derivative_of", (name, new))
+    remember(result, "simplified", simplified)
     return raw, result
 
 

@@ -14,15 +14,29 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TypedDict
 
 from .api import diff, parse, with_axes
-from .core.ir import Expr, iter_tensors, outer_origins
+from .core.ir import Expr, iter_tensors
+from .core.printing import latex_indices, latex_name
+from .core.scopes import outer_origins
+from .core.shapes import check_shapes
 from .errors import EinderivError
+from .matrix.syntax import parse_matrix
+from .tools.inspect import structure
+from .tools.plot import plot
+from .tools.steps import derive_steps
 
 __all__ = ["main", "DEMO"]
 
+class _DemoSpec(TypedDict):
+    expr: str
+    wrt: str
+    shapes: dict[str, tuple[int | str, ...]]
+
+
 #: The linear-regression example of the notes (001_*, A.5, eq. A.17).
-DEMO = {
+DEMO: _DemoSpec = {
     "expr": "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n",
     "wrt": "theta",
     "shapes": {"X": ("n", "d"), "theta": ("d",), "Y": ("n",), "n": ()},
@@ -51,15 +65,14 @@ def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
     """Index notation, or matrix notation with --matrix. Without the flag, text that
     index notation rejects but that has matrix marks (' ^ @ tr() ...) is read as
     matrix notation; if that fails too, the index-notation error is the one shown."""
-    from .matrix.syntax import parse_matrix
     if matrix:
         return parse_matrix(text, shapes=shapes)
     try:
         return parse(text, shapes)
-    except EinderivError:
+    except EinderivError as exc:
         if not _looks_like_matrix(text):
             raise
-        first = sys.exc_info()[1]
+        first = exc
     try:
         return parse_matrix(text, shapes=shapes)
     except EinderivError:
@@ -131,28 +144,25 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 def _latex_function(e: Expr) -> str:
     """``f``, with its free indices as subscripts: ``f_{i}``."""
-    from .core.printing import _latex_indices
-    return f"f_{{{_latex_indices(e.free)}}}" if e.free else "f"
+    return f"f_{{{latex_indices(e.free)}}}" if e.free else "f"
 
 
 def _latex_derivative(f_tex: str, name: str, result: Expr, rank: int, order: int) -> str:
     r"""The left side of ``--latex``: ``\frac{\partial f}{\partial w_{d}}``, or for
     order 2 ``\frac{\partial^2 f}{\partial w_{e} \partial w_{d}}`` (the axes in the
     result's order: the last derivative's first); ``\partial s^{2}`` for a scalar."""
-    from .core.printing import _latex_indices, _latex_name
-    var = _latex_name(name)
+    var = latex_name(name)
     power = f"^{order}" if order > 1 else ""
     if rank == 0:
         below = rf"\partial {var}" + (f"^{{{order}}}" if order > 1 else "")
     else:
-        below = " ".join(rf"\partial {var}_{{{_latex_indices(result.free[k * rank:(k + 1) * rank])}}}"
+        below = " ".join(rf"\partial {var}_{{{latex_indices(result.free[k * rank:(k + 1) * rank])}}}"
                          for k in range(order))
     return rf"\frac{{\partial{power} {f_tex}}}{{{below}}}"
 
 
 def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> int:
     """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
-    from .tools.steps import derive_steps
     name = wrt.split("[")[0]
     current, variable, rank = e, wrt, None
     for k in range(1, order + 1):
@@ -189,7 +199,6 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
     """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
     import numpy as np
 
-    from .core.shapes import check_shapes
     ranks = {t.name: t.indices for t in iter_tensors(e)}
     index_sizes = check_shapes(e, shapes)
     arrays, described = {}, []
@@ -211,7 +220,6 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from .tools.inspect import structure
     shapes = dict(_parse_shape(s) for s in args.shape or ())
     e = parse(args.expr, shapes)
     d = diff(e, args.wrt, shapes)
@@ -222,7 +230,6 @@ def _run_inspect(args: argparse.Namespace) -> int:
     print(f"f = {e}")
     print(report._repr_markdown_() if args.markdown else report)
     if args.plot:
-        from .tools.plot import plot
         arrays, note = _plot_arrays(e, shapes)
         plot(report, kind="slices" if args.slices else "matrix", order=args.order,
              path=args.plot, **arrays)

@@ -308,7 +308,11 @@ class _Gen:
         return Node(f"{t}/{den}", F, "prod", counts)
 
     def _sumover(self, F, depth, avoid):
-        cands = [i for i in SIZE if i not in F]
+        # not a label of the product around it either: sum[i] where an outer i is
+        # visible is refused as a shadowing (issue 14)
+        cands = [i for i in SIZE if i not in F and i not in avoid]
+        if not cands:
+            return self.gen(F, depth - 1, avoid)
         C = self.d(st.lists(st.sampled_from(cands), unique=True, min_size=1, max_size=2))
         inner = self.gen(F | frozenset(C), depth - 1)
         return _atom(f"sum[{','.join(C)}]({inner.text})", F)
@@ -327,11 +331,16 @@ class _Gen:
             for k in self.d(st.lists(st.integers(0, nf - 1), unique=True, min_size=1,
                                      max_size=min(2, nf))):
                 sets[k].add(a)
-        for c in self._contracted(F, frozenset(), max_size=2):
+        contracted = self._contracted(F, avoid, max_size=2)
+        for c in contracted:
             for k in self.d(st.lists(st.integers(0, nf - 1), unique=True, min_size=1,
                                      max_size=min(2, nf))):
                 sets[k].add(c)
         texts = [self.gen(frozenset(S), depth - 1, F).factor()[0] for S in sets]
+        if nf == 1 and contracted and texts[0].startswith("("):
+            # a lone sum under '->' is not a product: '->' reaches its terms, and one
+            # without the label would be ambiguous (issue 21): sum it explicitly
+            return _atom(f"(sum[{','.join(sorted(contracted))}]{texts[0]} -> [{out}])", F)
         return _atom(f"({self._join(texts)} -> [{out}])", F)
 
     def _matrix(self, depth) -> str:

@@ -1,29 +1,35 @@
 """The shortcuts of the canonical order (einderiv/canonical.py) give what the full
 ranking gives.
 
-1. A product's *layout* (its factor order and the numbering of its summed labels,
-   found once with placeholders for the names of its free labels) keys it, under
-   every naming, exactly as :func:`order_factors` ranks and numbers it.
+1. :func:`product_parts` and :func:`factor_order` (which use a product's *layout*,
+   its factor order and the numbering of its summed labels found once with
+   placeholders for the names of its free labels, where it has one) key and order a
+   product, under every naming, exactly as :func:`order_factors` ranks and numbers it.
 2. A factor's *head* is the start of its rank (flags, then the beginning of its
    key's repr), so factors with different heads are ordered without keys.
 3. Where a factor has fewer than two labels of the enclosing product's summed set,
    the order of its terms and factors does not change the numbering.
 4. ``rename`` and ``merge_scalar_powers`` return a node they leave unchanged (and what
    is memoised on it).
+
+1-3 are checked on random expressions (marked ``slow``) and on :data:`TEXTS` (the quick
+tier).
 """
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import Generated, expressions
 
 import einderiv
 from einderiv.core.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
                          rename, walk)
-from einderiv.core.canonical import (_SLOT, _head, _laid_out, _layout, _rank_flags, canonical_key,
-                                canonical_order, indices_in_order, order_factors, sort_key)
+from einderiv.core.canonical import (_SLOT, _head, _rank_flags, canonical_key, canonical_order,
+                                factor_order, indices_in_order, order_factors, product_parts,
+                                sort_key)
 from einderiv.symbolic.simplify import merge_scalar_powers
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
@@ -65,12 +71,16 @@ def _texts_and_derivatives() -> list:
 
 def _check_layouts(nodes: list) -> None:
     for p in nodes:
-        if not isinstance(p, Product) or _layout(p) is None:
+        if not isinstance(p, Product):
             continue
         for naming in _namings(p.out):
-            assert _laid_out(_layout(p), naming) == order_factors(p.factors, naming), p
+            full = order_factors(p.factors, naming)
+            fresh = Product(p.coeff, p.factors, p.out)  # nothing memoised on it yet
+            assert product_parts(fresh, naming) == full, p
+            assert factor_order(fresh, naming) == full[2], p
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(g=expressions(smooth=False))
 def test_layout_keys_products_as_the_full_ranking_does(g: Generated) -> None:
@@ -81,15 +91,24 @@ def test_layout_of_chosen_expressions() -> None:
     _check_layouts(_texts_and_derivatives())
 
 
-@PROPERTY
-@given(g=expressions(smooth=False))
-def test_head_begins_every_rank(g: Generated) -> None:
-    for f in _nodes(g):
+def _check_heads(nodes: list) -> None:
+    for f in nodes:
         flags, start = _head(f)[:3], _head(f)[3]
         assert flags == _rank_flags(f)
         assert _SLOT not in start
         for naming in _namings(f.free):
             assert sort_key(canonical_key(f, naming)).startswith(start), f
+
+
+@pytest.mark.slow
+@PROPERTY
+@given(g=expressions(smooth=False))
+def test_head_begins_every_rank(g: Generated) -> None:
+    _check_heads(_nodes(g))
+
+
+def test_head_of_chosen_expressions() -> None:
+    _check_heads(_texts_and_derivatives())
 
 
 def _sorted_order(f, blind: frozenset) -> list[str]:
@@ -118,6 +137,7 @@ def _check_summed_order(nodes: list) -> None:
             assert fast == _sorted_order(f, blind), f
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(g=expressions(smooth=False))
 def test_order_of_summed_labels_needs_no_sort_below_two(g: Generated) -> None:

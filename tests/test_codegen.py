@@ -4,7 +4,9 @@ Every generated function is executed and compared with ``evaluate`` and with the
 case's closed form written directly in numpy (tests/cases.py), never with arrays made
 by the code under test. numpy and opt_einsum carry the coverage (CI installs only the
 test extra); jax and torch run where they are installed (the pytest header
-says which ran)."""
+says which ran). Their runs are marked ``slow`` (a jit per function), all but
+``test_foreign_export_restores_axis_orders`` and one case of
+``test_compile_with_a_foreign_backend``."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from einderiv.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import HESSIANS, IDENTITIES
+from fd import central_diff
 from strategies import SHAPES, expressions, make_values
 
 RNG = np.random.default_rng(11)
@@ -36,6 +39,8 @@ ALL = IDENTITIES + HESSIANS
 #: Array libraries besides numpy whose exported code is run: those installed (the
 #: bench extra brings them; CI's test extra does not). conftest.py reports which.
 FOREIGN = [b for b in ("jax", "torch") if importlib.util.find_spec(b) is not None]
+#: The foreign backends, marked slow (the quick tier runs numpy and opt_einsum only).
+SLOW_FOREIGN = [pytest.param(b, marks=pytest.mark.slow) for b in FOREIGN]
 
 
 def _derivative(case):
@@ -107,7 +112,7 @@ def _run_foreign(backend: str, src: str, values: dict) -> np.ndarray:
 
 if FOREIGN:  # defined only where there is something to run (no skipped tests in CI)
     @pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
-    @pytest.mark.parametrize("backend", FOREIGN)
+    @pytest.mark.parametrize("backend", SLOW_FOREIGN)
     @pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
     def test_foreign_export(case, backend, with_shapes):
         d = _derivative(case)
@@ -118,7 +123,8 @@ if FOREIGN:  # defined only where there is something to run (no skipped tests in
         np.testing.assert_allclose(got, case.closed_form(values), atol=1e-12)
 
     @pytest.mark.parametrize("backend", FOREIGN)
-    @pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+    @pytest.mark.parametrize("case", [c if k == 0 else pytest.param(c, marks=pytest.mark.slow)
+                                      for k, c in enumerate(ALL)], ids=lambda c: c.name)
     def test_compile_with_a_foreign_backend(case, backend):
         """``compile(backend="jax"|"torch")`` runs the exported plan (jitted on JAX):
         that library's arrays in and out, values of the closed form."""
@@ -141,6 +147,7 @@ if FOREIGN:  # defined only where there is something to run (no skipped tests in
             f()
 
 
+    @pytest.mark.slow
     @settings(deadline=None, derandomize=True, database=None, max_examples=120,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(g=expressions(smooth=True), seed=st.integers(0, 2**32 - 1), data=st.data())
@@ -199,12 +206,12 @@ def test_source_imports_only_its_array_library(backend, allowed, monkeypatch):
     for src in sources:
         assert _imports(src) <= allowed
         assert "einderiv" not in _imports(src)
-    monkeypatch.setitem(sys.modules, "einderiv", None)  # importing einderiv would fail
     case = IDENTITIES[13]   # the linear-regression gradient
     assert case.name == "A.4 linear regression gradient"
+    src = _derivative(case).to_python(backend=backend)
+    monkeypatch.setitem(sys.modules, "einderiv", None)  # importing einderiv would fail
     if backend == "numpy":
         values = case.arrays(RNG)
-        src = _derivative(case).to_python(backend=backend)
         np.testing.assert_allclose(_call(_load(src), values), case.closed_form(values))
 
 
@@ -382,7 +389,7 @@ STEP_CASES = [
 
 
 @pytest.mark.parametrize("with_shapes", [False, True], ids=["no-shapes", "shapes"])
-@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", *FOREIGN])
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", *SLOW_FOREIGN])
 @pytest.mark.parametrize("name, build, values, closed_form", STEP_CASES,
                          ids=[c[0] for c in STEP_CASES])
 def test_every_step_kind(name, build, values, closed_form, backend, with_shapes):
@@ -484,10 +491,9 @@ def test_cli_emit_python_matches_finite_differences(capsys):
     out = _emit(capsys, ["diff", LOGISTIC, "--wrt", "theta", "--emit", "python"])
     X, y, th = RNG.normal(size=(6, 3)), RNG.choice([-1.0, 1.0], 6), RNG.normal(size=3)
 
-    def loss(t):
-        return np.logaddexp(0, -y * (X @ t)).sum()
-    h = 1e-6
-    fd = np.array([(loss(th + h * e) - loss(th - h * e)) / (2 * h) for e in np.eye(3)])
+    def loss(a):
+        return np.logaddexp(0, -y * (X @ a["theta"])).sum()
+    fd = central_diff(loss, {"theta": th}, "theta")
     np.testing.assert_allclose(_load(out)(X=X, theta=th, y=y), fd, rtol=1e-6, atol=1e-8)
 
 

@@ -33,8 +33,8 @@ def test_in_place_steps_and_early_release_keep_every_value(case, monkeypatch):
     """With the size thresholds at 0, every element-wise step that can write into its
     operand does, and every intermediate is let go of after its last use: values are
     unchanged, inputs untouched, a second call (reusing the plan) equal."""
-    monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
-    monkeypatch.setattr(einderiv.numeric.execution, "IN_PLACE_MIN_SIZE", 0)
+    monkeypatch.setattr(einderiv.numeric.planning, "RELEASE_MIN_BYTES", 0)
+    monkeypatch.setattr(einderiv.numeric.rewrites, "IN_PLACE_MIN_SIZE", 0)
     d = einderiv.diff(case.expr, case.wrt, case.shapes)
     if case in HESSIANS:
         d = einderiv.diff(d, case.wrt, case.shapes)
@@ -45,8 +45,7 @@ def test_in_place_steps_and_early_release_keep_every_value(case, monkeypatch):
         np.testing.assert_allclose(f(**values), case.closed_form(values), atol=1e-12)
     for k, v in values.items():
         np.testing.assert_array_equal(v, before[k])
-    key = f._key(f._inputs(values))
-    assert f._release[key] is not None
+    assert f.plan_for(**values).release is not None
 
 
 def test_two_layer_gradient_at_size_writes_in_place_and_frees_early():
@@ -61,9 +60,9 @@ def test_two_layer_gradient_at_size_writes_in_place_and_frees_early():
     want = 2 * ((W2.T @ (W2 @ H - T)) * (1 - H * H)) @ X.T
     f = g.compile()
     np.testing.assert_allclose(f(W1=W1, W2=W2, X=X, T=T), want, rtol=1e-10)
-    key = f._key(f._inputs(dict(W1=W1, W2=W2, X=X, T=T)))
-    assert f._release[key] is not None
-    written = einderiv.numeric.execution.in_place_steps(f.program, f._shapes[key], set())
+    plan = f.plan_for(W1=W1, W2=W2, X=X, T=T)
+    assert plan.release is not None
+    written = einderiv.numeric.rewrites.in_place_steps(f.program, plan.shapes, set())
     assert {f.program.steps[k].kind for k in written} >= {"func", "scale", "add"}
 
 
@@ -71,7 +70,7 @@ def test_common_subexpressions_are_computed_once():
     loss = "sum[a](softplus(X[a,b]*theta[b]) - y[a]*X[a,c]*theta[c])"
     h = einderiv.diff(einderiv.diff(loss, "theta"), "theta")  # X^T diag(s .* (1 - s)) X
     steps = [s for s in h.compile().program.steps if s.kind == "func"]
-    assert [s.args[0] for s in steps] == ["sigmoid"]   # sigmoid(u) once, used twice
+    assert [s.name for s in steps] == ["sigmoid"]   # sigmoid(u) once, used twice
     X, y, th = RNG.normal(size=(6, 3)), RNG.random(6), RNG.normal(size=3)
     s = 1 / (1 + np.exp(-(X @ th)))
     np.testing.assert_allclose(h.evaluate(X=X, y=y, theta=th), X.T @ np.diag(s * (1 - s)) @ X)
@@ -81,7 +80,7 @@ def test_subexpressions_are_shared_whatever_the_order_of_their_axes():
     # tanh(W1 X) appears with its axes as [b,f] in one term and [g,j] in the other
     loss = "(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])"
     h = einderiv.diff(einderiv.diff(loss, "W1"), "W1")
-    tanhs = [s for s in h.compile().program.steps if s.kind == "func" and s.args[0] == "tanh"]
+    tanhs = [s for s in h.compile().program.steps if s.kind == "func" and s.name == "tanh"]
     assert len(tanhs) == 1
     # and a term equal to another one transposed is not mistaken for it
     g = einderiv.parse("c[d]*x[f] + 2*c[f]*x[d] -> [f,d]")
@@ -225,7 +224,7 @@ def test_outer_products_equal_einsum(text, spec, scale):
     f = einderiv.parse(text).compile()
     got = f(**{name: arrays[name] for name in names})
     if scale > 1:
-        assert got.size >= einderiv.numeric.contraction.OUTER_EINSUM_MIN
+        assert got.size >= einderiv.numeric.direct_products.OUTER_EINSUM_MIN
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     single = {name: arrays[name].astype(np.float32) if name == names[0] else arrays[name]
               for name in names}   # mixed precision: promoted as numpy promotes
@@ -269,7 +268,7 @@ def _order_in(text, names):
 @pytest.mark.parametrize("release", [False, True], ids=["as-planned", "release-all"])
 def test_a_diagonal_term_is_added_onto_the_rest(text, closed, release, monkeypatch):
     if release:  # every intermediate let go of after its last use, however small
-        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.planning, "RELEASE_MIN_BYTES", 0)
     A, s, p = RNG.normal(size=(4, 4)), RNG.normal(size=4), RNG.normal(size=4)
     A0 = A.copy()
     f = einderiv.parse(text).compile()
@@ -288,13 +287,13 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     # d/dU ||M - U V^T||^2 = -2 (M - U V^T) V: for m, n >> r the plan computes
     # 2 (U (V^T V) - M V) and never forms the m x n residual (issue 5, C8).
     if release:  # every intermediate let go of after its last use, however small
-        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.planning, "RELEASE_MIN_BYTES", 0)
     g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
     m, n, r = 40, 30, 2
     M, U, V = RNG.normal(size=(m, n)), RNG.normal(size=(m, r)), RNG.normal(size=(n, r))
     f = g.compile()
     np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
-    runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
+    runners = f.plan_for(M=M, U=U, V=V).bound
     residual = [k for k, s in enumerate(f.program.steps) if s.kind == "add"]
     assert residual and all(runners[k] is skipped for k in residual)
     # the FLOP estimate is that of the plan as it runs: M V and U (V^T V), 2 m n r + ...,
@@ -303,7 +302,7 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     # square factors (r = n): multiplying out would cost more, the residual stays
     M, U, V = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4)), RNG.normal(size=(4, 4))
     np.testing.assert_allclose(f(M=M, U=U, V=V), 2 * (U @ (V.T @ V) - M @ V), rtol=1e-10)
-    runners = f._bound[f._key(f._inputs(dict(M=M, U=U, V=V)))]
+    runners = f.plan_for(M=M, U=U, V=V).bound
     assert all(runners[k] is not skipped for k in residual)
 
 
@@ -346,7 +345,7 @@ def test_many_factors_on_one_index_plan_without_exponential_search() -> None:
     vectors on one index (all connected) took 195 s to plan. It now plans only
     products that link up as chains (x^T A1 ... A16 x); others go greedy. Values
     against numpy; the strategy is read from path_strategy, not timed."""
-    from einderiv.numeric.contraction import path_strategy
+    from einderiv.numeric.paths import path_strategy
     rng = np.random.default_rng(16)
     names = [f"v{k}" for k in range(16)]
     arrays = {v: rng.normal(size=3) for v in names}

@@ -439,6 +439,7 @@ def test_nested_function_products_simplify_quickly() -> None:
     assert elapsed < 0.2, f"parse took {elapsed:.1f} s for {len(text)} characters"
 
 
+@pytest.mark.slow
 def test_a_sum_of_5000_terms_parses_and_evaluates() -> None:
     k = 5000
     text = " + ".join(f"c{j}*x[i]" for j in range(k))

@@ -13,7 +13,8 @@ evaluation on private copies; inputs are checked bit for bit (and their dtype an
 ``writeable`` flag) after every call of every path: ``evaluate``, ``compile()``
 (the first call plans, the second runs the straight-line function),
 ``compile(shapes=...)``, the exported code (``to_python``, numpy and opt_einsum)
-and ``compile(backend="dask")``.
+and ``compile(backend="dask")``. The two tests over random products and expressions
+are marked ``slow``; the quick tier (``-m "not slow"``) runs the fixed cases.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from strategies import SHAPES, expressions, make_values
 import einderiv
 from einderiv import EinderivError
 
-execution = importlib.import_module("einderiv.numeric.execution")
-contraction = importlib.import_module("einderiv.numeric.contraction")
-compile_module = importlib.import_module("einderiv.numeric.compiled")
+rewrites = importlib.import_module("einderiv.numeric.rewrites")
+direct_products = importlib.import_module("einderiv.numeric.direct_products")
+planning = importlib.import_module("einderiv.numeric.planning")
 
 PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -101,9 +102,9 @@ def assert_paths(expr: einderiv.Expr, arrays: dict, expected: np.ndarray, shapes
 def in_place_everywhere(monkeypatch):
     """The plan's size thresholds at 0: every in-place step, outer-product loop and
     early release runs on the small arrays of the tests too."""
-    monkeypatch.setattr(execution, "IN_PLACE_MIN_SIZE", 0)
-    monkeypatch.setattr(contraction, "OUTER_EINSUM_MIN", 0)
-    monkeypatch.setattr(compile_module, "RELEASE_MIN_BYTES", 0)
+    monkeypatch.setattr(rewrites, "IN_PLACE_MIN_SIZE", 0)
+    monkeypatch.setattr(direct_products, "OUTER_EINSUM_MIN", 0)
+    monkeypatch.setattr(planning, "RELEASE_MIN_BYTES", 0)
 
 
 # ------------------------------------------------------------------ the issue's cases
@@ -292,6 +293,7 @@ def _in_free_order(value, out: tuple, free: tuple):
     return lambda a: np.transpose(value(a), perm)
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=25)
 @given(case=products(), order=st.integers(0, 2), wrt=st.data(), seed=st.integers(0, 2**32 - 1),
        thresholds=st.booleans())
@@ -301,9 +303,9 @@ def test_random_products_and_their_derivatives_leave_inputs_alone(case, order, w
     note(text)
     with pytest.MonkeyPatch.context() as mp:
         if thresholds:  # in-place steps on small arrays too
-            mp.setattr(execution, "IN_PLACE_MIN_SIZE", 0)
-            mp.setattr(contraction, "OUTER_EINSUM_MIN", 0)
-            mp.setattr(compile_module, "RELEASE_MIN_BYTES", 0)
+            mp.setattr(rewrites, "IN_PLACE_MIN_SIZE", 0)
+            mp.setattr(direct_products, "OUTER_EINSUM_MIN", 0)
+            mp.setattr(planning, "RELEASE_MIN_BYTES", 0)
         e = einderiv.parse(text)
         f = _in_free_order(value, out, e.free)
         var = wrt.draw(st.sampled_from([n for n in names if n != "s"] or names))
@@ -341,6 +343,7 @@ def _strategy_layouts(vals: dict) -> dict[str, dict]:
     return {"views": views, "shared buffer": shared, "read-only": frozen}
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=25)
 @given(g=expressions(smooth=False), wrt=st.data(), seed=st.integers(0, 2**32 - 1),
        thresholds=st.booleans())
@@ -348,9 +351,9 @@ def test_random_expressions_and_derivatives_give_the_same_values_on_any_layout(
         g, wrt, seed, thresholds):
     with pytest.MonkeyPatch.context() as mp:
         if thresholds:
-            mp.setattr(execution, "IN_PLACE_MIN_SIZE", 0)
-            mp.setattr(contraction, "OUTER_EINSUM_MIN", 0)
-            mp.setattr(compile_module, "RELEASE_MIN_BYTES", 0)
+            mp.setattr(rewrites, "IN_PLACE_MIN_SIZE", 0)
+            mp.setattr(direct_products, "OUTER_EINSUM_MIN", 0)
+            mp.setattr(planning, "RELEASE_MIN_BYTES", 0)
         e = einderiv.parse(g.text)
         var = wrt.draw(st.sampled_from(sorted(SHAPES)))
         try:

@@ -563,6 +563,7 @@ def test_outer_product_with_ones_sized_only_by_shapes(text: str, broadcast: str)
 # ===================================================== property: round trips
 
 
+@pytest.mark.slow
 def test_random_expressions_round_trip() -> None:
     """For random index expressions (and their derivatives) with at most two free
     axes: to_matrix either raises NotMatrixExpressible or prints a form that

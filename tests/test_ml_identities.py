@@ -1,4 +1,4 @@
-"""The named identities of the ML functions (einderiv/identities.py, issue 15).
+"""The named identities of the ML functions (einderiv/symbolic/identities.py, issue 15).
 
 1. ``EXAMPLES`` holds, for every entry of ``identities.IDENTITIES``, expressions that
    make it fire; a test fails when an identity has no example. Each example: the
@@ -250,6 +250,7 @@ def test_elementwise_stability_examples_are_examples_of_the_table():
     assert set(ELEMENTWISE) <= {text for _, text in CASES}
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=150)
 @given(z=_vector(wide, 5), p=_vector(positive, 5), x=_vector(st.floats(-1e4, 1e4), 5),
        t=_vector(labels, 5))

@@ -596,6 +596,7 @@ def test_cli_latex_line_pastes_into_a_document() -> None:
     assert all(l.startswith(("f = ", r"\frac", "%")) for l in out), out
 
 
+@pytest.mark.slow
 def test_cli_latex_scalar_and_second_order() -> None:
     out = _cli("diff", "s**3", "--wrt", "s", "--order", "2", "--latex")
     assert r"\frac{\partial^2 f}{\partial s^{2}} = 6 s" in out

@@ -13,6 +13,9 @@ Properties:
 4. ``str()`` of a derivative parses back to the same free indices and values.
 
 All tests are derandomized and use no example database, so CI is deterministic.
+Properties 1 (first derivatives), 2, 3 and 4 over hundreds of draws are marked ``slow``;
+the quick tier (``-m "not slow"``) keeps the second-derivative property and the
+``test_regression_*`` functions, which check the same properties on fixed inputs.
 The named ``test_regression_*`` functions are minimal reproducers of bugs these
 properties found.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fd import central_diff_with_error
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from strategies import SHAPES, SIZE, Generated, expressions, make_values
@@ -44,36 +48,6 @@ _HUGE = 1e6
 
 def _finite_tame(*arrays: np.ndarray) -> bool:
     return all(np.all(np.isfinite(a)) and np.max(np.abs(a), initial=0.0) < _HUGE for a in arrays)
-
-
-def _stencil(expr: einderiv.Expr, name: str, vals: dict, idx: tuple, step: float) -> np.ndarray:
-    """Fourth-order central difference of ``expr`` along entry ``idx`` of ``name``."""
-    x = np.asarray(vals[name], dtype=float)
-
-    def at(k: int) -> np.ndarray:
-        moved = x.copy()
-        moved[idx] += k * step
-        return np.asarray(expr.evaluate(**{**vals, name: moved}), dtype=float)
-
-    return (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * step)
-
-
-def fd_jacobian(expr: einderiv.Expr, name: str, vals: dict,
-                h: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Finite-difference derivative, shape ``vals[name].shape + value shape``
-    (denominator layout, like :func:`einderiv.diff`), and an estimate of its error
-    (the change between steps ``h`` and ``h/2``)."""
-    x = np.asarray(vals[name], dtype=float)
-    f0 = np.asarray(expr.evaluate(**vals), dtype=float)
-    out = np.zeros(x.shape + f0.shape)
-    err = np.zeros(x.shape + f0.shape)
-    for idx in np.ndindex(*x.shape):
-        step = h * max(1.0, abs(float(x[idx])))
-        coarse = _stencil(expr, name, vals, idx, step)
-        fine = _stencil(expr, name, vals, idx, step / 2)
-        out[idx] = fine
-        err[idx] = np.abs(fine - coarse)
-    return out, err
 
 
 def assert_matches_fd(symbolic: np.ndarray, numeric: tuple[np.ndarray, np.ndarray],
@@ -128,6 +102,7 @@ def _diff(e, wrt: str, with_shapes: bool) -> einderiv.Expr:
 # ------------------------------------------------------------------ 1. derivatives
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=250)
 @given(g=expressions(smooth=True, traces=TRACES, deltas=DELTAS),
        seed=seeds, data=st.data())
@@ -153,7 +128,7 @@ def test_diff_matches_finite_differences(g: Generated, seed: int, data) -> None:
 
     symbolic = np.asarray(d.evaluate(**vals), dtype=float)
     assume(_finite_tame(symbolic))
-    numeric = fd_jacobian(e, name, vals)
+    numeric = central_diff_with_error(lambda a: e.evaluate(**a), vals, name, 1e-3, accuracy=4)
     assert_matches_fd(symbolic, numeric, value, f"d/d{wrt} of {g.text}")
     # differentiating the unsimplified expression gives the same values
     # (einderiv may choose other new index names: they avoid the expression's own)
@@ -184,7 +159,8 @@ def test_second_derivatives_match_fd_and_are_symmetric(g: Generated, seed: int, 
     grad = np.asarray(dv.evaluate(**vals), dtype=float)
     hess = np.asarray(dvw.evaluate(**vals), dtype=float)
     assume(_finite_tame(grad, hess))
-    assert_matches_fd(hess, fd_jacobian(dv, w, vals), grad, f"d/d{w} d/d{v} of {g.text}")
+    numeric = central_diff_with_error(lambda a: dv.evaluate(**a), vals, w, 1e-3, accuracy=4)
+    assert_matches_fd(hess, numeric, grad, f"d/d{w} d/d{v} of {g.text}")
 
     # symmetry: d2/dw dv == (d2/dv dw) with the two groups of axes swapped
     dwv = dvw if v == w else _diff(_diff(e, w, True), v, True)
@@ -196,6 +172,7 @@ def test_second_derivatives_match_fd_and_are_symmetric(g: Generated, seed: int, 
 # ------------------------------------------------------------ 2. print / parse round trip
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=250)
 @given(g=expressions(smooth=False, traces=TRACES, deltas=DELTAS), data=st.data())
 def test_print_parse_roundtrip(g: Generated, data) -> None:
@@ -242,6 +219,7 @@ def printed_values(e: einderiv.Expr, vals: dict, sizes: dict[str, int]) -> np.nd
 # ------------------------------------------------------- 3. simplification keeps values
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=300)
 @given(g=expressions(smooth=False, traces=TRACES, deltas=DELTAS), seed=seeds)
 def test_simplification_preserves_values(g: Generated, seed: int) -> None:
@@ -263,6 +241,7 @@ def test_simplification_preserves_values(g: Generated, seed: int) -> None:
 # ------------------------------------------------- 4. printed derivatives keep values
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=200)
 @given(g=expressions(smooth=True, traces=TRACES, deltas=DELTAS),
        seed=seeds, data=st.data())

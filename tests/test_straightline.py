@@ -30,17 +30,17 @@ def test_straight_line_equals_the_loop_and_the_closed_form(case, small_threshold
     the loop over the closures (straight-line code switched off) gives the same
     numbers, and the inputs are untouched."""
     if small_thresholds:
-        monkeypatch.setattr(einderiv.numeric.compiled, "RELEASE_MIN_BYTES", 0)
-        monkeypatch.setattr(einderiv.numeric.execution, "IN_PLACE_MIN_SIZE", 0)
+        monkeypatch.setattr(einderiv.numeric.planning, "RELEASE_MIN_BYTES", 0)
+        monkeypatch.setattr(einderiv.numeric.rewrites, "IN_PLACE_MIN_SIZE", 0)
     values = case.arrays(RNG)
     before = {k: np.array(v, copy=True) for k, v in values.items()}
     fast = _derivative(case).compile()
     got = [fast(**values) for _ in range(2)]
-    assert len(fast._runs) == 1  # the plan was written out and used
+    assert fast.straight_lines == 1  # the plan was written out and used
     monkeypatch.setattr(einderiv.numeric.straightline, "MAX_STEPS", 0)
     loop = _derivative(case).compile()
     want = loop(**values)
-    assert not loop._runs
+    assert loop.straight_lines == 0
     for g in got:
         np.testing.assert_allclose(g, case.closed_form(values), atol=1e-12)
         np.testing.assert_allclose(g, want, rtol=1e-14, atol=1e-14)
@@ -56,7 +56,7 @@ def test_generated_code_calls_blas_directly():
     f = einderiv.diff("x[i]*A[i,j]*x[j]", "x").compile()
     A, x = RNG.normal(size=(4, 4)), RNG.normal(size=4)
     np.testing.assert_allclose(f(A=A, x=x), (A + A.T) @ x, rtol=1e-12)
-    (run,) = f._runs.values()
+    run = f.plan_for(A=A, x=x).run
     assert run.source.count(" @ ") == 2 and "(v, inputs, dtype)" not in run.source
 
 
@@ -77,11 +77,11 @@ def test_inputs_the_fast_path_does_not_take_go_the_general_way():
     Xi = RNG.integers(-3, 4, size=(4, 3))
     np.testing.assert_allclose(f(X=Xi, theta=th.tolist(), Y=Y, n=4),
                                2 / 4 * Xi.T @ (Xi @ th - Y), rtol=1e-12)
-    assert len(f._runs) == 1  # one shape signature so far
+    assert f.straight_lines == 1  # one shape signature so far
     X5, Y5 = RNG.normal(size=(5, 3)), RNG.normal(size=5)
     np.testing.assert_allclose(f(X=X5, theta=th, Y=Y5, n=5.0), 2 / 5 * X5.T @ (X5 @ th - Y5),
                                rtol=1e-12)
-    assert len(f._runs) == 2
+    assert f.straight_lines == 2
     with pytest.raises(EvaluationError, match="missing value for 'Y'"):
         f(X=X, theta=th, n=4.0)
     with pytest.raises(EvaluationError, match="'theta' is used with 1 indices"):

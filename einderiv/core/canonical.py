@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
 
 from .ir import (
     Delta,
@@ -28,8 +29,11 @@ from .ir import (
     Product,
     Sum,
     Tensor,
+    cached,
     const_value,
     factor_indices,
+    memo,
+    remember,
 )
 
 __all__ = ["Key", "canonical_key", "canonical_order", "factor_order", "indices_in_order",
@@ -53,10 +57,10 @@ def canonical_key(e: Expr, naming: Mapping[Index, str] | None = None) -> Key:
     # part of ``naming`` a key depends on. Without it, nested products recompute
     # their children's keys at every level: exponential in depth.
     memo_key = _names(e.free, naming) if naming else e.free
-    cache = e.__dict__.get("_canonical_keys")
+    cache = cached(e, "canonical_keys")
     if cache is None:
         cache = {}
-        object.__setattr__(e, "_canonical_keys", cache)
+        remember(e, "canonical_keys", cache)
     found = cache.get(memo_key)
     if found is None:
         found = cache[memo_key] = _canonical_key(e, naming)
@@ -88,20 +92,36 @@ _ATOM_KEYS: dict[Key, Key] = {}
 
 
 def _canonical_key(e: Expr, naming: Mapping[Index, str]) -> Key:
-    if isinstance(e, Product):
-        return _product_key(e, naming)
-    if isinstance(e, Sum):
-        terms = sorted([canonical_key(t, naming) for t in e.terms], key=sort_key)
-        return ("S", tuple(terms), tuple(sorted(_names(e.out, naming))))
-    if isinstance(e, Func):
-        return ("F", e.name, canonical_key(e.arg, naming))
-    if isinstance(e, Pow):
-        return ("P", canonical_key(e.base, naming), canonical_key(e.exponent))
-    if isinstance(e, (Inv, Det, LogDet)):
-        closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
-        tail = _names(e.indices, naming) if isinstance(e, Inv) else ()
-        return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
-    raise TypeError(e)  # pragma: no cover
+    """The key of a node that is not an atom, by its type (:data:`_KEYS`; a subclass
+    of a node type, the printing view ``Word``, is keyed as its base type)."""
+    rule = _KEYS.get(type(e))
+    if rule is None:
+        rule = next(_KEYS[c] for c in type(e).__mro__ if c in _KEYS)
+    return rule(e, naming)
+
+
+def _sum_key(e: Sum, naming: Mapping[Index, str]) -> Key:
+    terms = sorted([canonical_key(t, naming) for t in e.terms], key=sort_key)
+    return ("S", tuple(terms), tuple(sorted(_names(e.out, naming))))
+
+
+def _closed_key(e: Inv | Det | LogDet, naming: Mapping[Index, str]) -> Key:
+    """The argument of inv/det/logdet is a closed scope: its two labels are slots."""
+    closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
+    tail = _names(e.indices, naming) if isinstance(e, Inv) else ()
+    return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
+
+
+#: The canonical key of each compound node type: ``(node, naming) -> Key``.
+_KEYS: dict[type, Callable[[Any, Mapping[Index, str]], Key]] = {
+    Product: lambda e, naming: _product_key(e, naming),
+    Sum: _sum_key,
+    Func: lambda e, naming: ("F", e.name, canonical_key(e.arg, naming)),
+    Pow: lambda e, naming: ("P", canonical_key(e.base, naming), canonical_key(e.exponent)),
+    Inv: _closed_key,
+    Det: _closed_key,
+    LogDet: _closed_key,
+}
 
 
 _REPRS: dict[int, tuple[Key, str]] = {}
@@ -146,7 +166,7 @@ def _head(f: Expr) -> tuple:
     its flags and the text its key's repr begins with (the tag, and the name or the
     coefficient). Two heads are equal, or differ before either ends and so compare as
     the ranks do, whatever the names. Memoised."""
-    found = f.__dict__.get("_head")
+    found = cached(f, "head")
     if found is None:
         if isinstance(f, (Tensor, Func)):
             lead: tuple = ("T" if isinstance(f, Tensor) else "F", f.name)
@@ -157,7 +177,7 @@ def _head(f: Expr) -> tuple:
         else:
             lead = ("D" if isinstance(f, Delta) else "P" if isinstance(f, Pow) else "S",)
         found = (*_rank_flags(f), repr(lead)[:-1])  # "('T', 'X'" of "('T', 'X', ('a',))"
-        object.__setattr__(f, "_head", found)
+        remember(f, "head", found)
     return found
 
 
@@ -188,10 +208,10 @@ def product_parts(p: Product, naming: Mapping[Index, str]
     memoised on the (immutable) product by those names: a product is ordered again
     and again as it is normalised, its terms collected and its indices prettified.
     Products built from it keep what is known (:func:`ordered_product`, :func:`same_factors`)."""
-    memo = p.__dict__.get("_parts")
+    memo = cached(p, "parts")
     if memo is None:
         memo = {}
-        object.__setattr__(p, "_parts", memo)
+        remember(p, "parts", memo)
     signature = _naming_signature(p.out, naming)
     found = memo.get(signature)
     if found is None:
@@ -217,18 +237,19 @@ def ordered_product(p: Product) -> Product:
     if parts[2] is p.factors:
         return p
     ordered = Product(p.coeff, parts[2], p.out)
-    object.__setattr__(ordered, "_parts", {_naming_signature(p.out, {}): parts})
-    if "_layout" in p.__dict__:  # the same factors, so the same layout (already in order)
-        object.__setattr__(ordered, "_layout", p.__dict__["_layout"])
+    remember(ordered, "parts", {_naming_signature(p.out, {}): parts})
+    if cached(p, "layout") is not None:  # the same factors, so the same layout (already in order)
+        remember(ordered, "layout", cached(p, "layout"))
     return ordered
 
 
 def same_factors(new: Product, old: Product) -> Product:
     """``new``, built with the factors and free labels of ``old``, sharing what is
     memoised about their order."""
-    for memo in ("_parts", "_layout"):
-        if memo in old.__dict__:
-            object.__setattr__(new, memo, old.__dict__[memo])
+    for name in ("parts", "layout"):
+        found = cached(old, name)
+        if found is not None:
+            memo(new)[name] = found
     return new
 
 
@@ -245,10 +266,10 @@ def _layout(p: Product) -> tuple[tuple[Expr, ...], dict[Index, str]] | None:
     """The canonical order of the factors of ``p`` and the numbering of its summed
     labels, where they are the same whatever names its free labels get (see
     :func:`_find_layout`); None where they may not be. Memoised on the product."""
-    found = p.__dict__.get("_layout", _UNSET)
+    found = cached(p, "layout", _UNSET)
     if found is _UNSET:
         found = _find_layout(p.factors, p.out)
-        object.__setattr__(p, "_layout", found)
+        remember(p, "layout", found)
     return found
 
 
@@ -317,7 +338,7 @@ def _substitutable(e: Expr) -> bool:
     depends on the names (ties broken by numbering) may break it. Memoised."""
     if isinstance(e, (Tensor, Delta, Inv, Det, LogDet)):  # inv/det: the argument is closed
         return True
-    found = e.__dict__.get("_substitutable")
+    found = cached(e, "substitutable")
     if found is None:
         if isinstance(e, Product):
             found = (_layout(e) is not None or not _summed(e.factors, dict.fromkeys(e.out))) \
@@ -325,8 +346,9 @@ def _substitutable(e: Expr) -> bool:
         elif isinstance(e, Sum):
             found = all(_substitutable(t) for t in e.terms)
         else:
+            assert isinstance(e, (Func, Pow))  # the open nodes are all that is left
             found = _substitutable(e.arg if isinstance(e, Func) else e.base)
-        object.__setattr__(e, "_substitutable", found)
+        remember(e, "substitutable", found)
     return found
 
 
@@ -396,7 +418,7 @@ def same_tuple(ordered: tuple[Expr, ...], factors: tuple[Expr, ...]) -> tuple[Ex
     return factors
 
 
-def _summed(factors: tuple[Expr, ...], outer: Mapping[Index, str]) -> set[Index]:
+def _summed(factors: tuple[Expr, ...], outer: Collection[Index]) -> set[Index]:
     """The labels of ``factors`` that are not free (not in ``outer``): the summed ones."""
     seen: set[Index] = set()
     for f in factors:
@@ -481,10 +503,10 @@ def indices_in_order(f: Expr, blind: frozenset[Index] = frozenset()) -> list[Ind
         return [f.i, f.j]
     free = set(f.free)
     relevant = frozenset(blind & free)
-    cache = f.__dict__.get("_index_order")
+    cache = cached(f, "index_order")
     if cache is None:
         cache = {}
-        object.__setattr__(f, "_index_order", cache)
+        remember(f, "index_order", cache)
     if relevant not in cache:
         cache[relevant] = _indices_in_order_uncached(f, blind, relevant, free)
     return cache[relevant]

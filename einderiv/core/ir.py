@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -73,6 +73,7 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+@dataclass(frozen=True, repr=False, eq=False)
 class Expr:
     """Base class of all expression nodes (immutable, hashable, compared structurally).
 
@@ -84,9 +85,31 @@ class Expr:
     'A[i,a]*B[a,j]'
     >>> sorted(e.variables)
     ['A', 'B']
+
+    **State on a node.** A node's fields are its meaning and never change. Two
+    declared fields sit beside them, excluded from equality, hashing and ``repr``,
+    and not copied by ``dataclasses.replace``:
+
+    * ``derivative_of``: ``(variable, its axes)`` on the expression
+      :func:`einderiv.diff` returns, written once by ``diff`` before the node is
+      handed out (read by :mod:`einderiv.tools.inspect` to know the layout);
+    * ``_memo``: a dict of caches of pure functions of the node (canonical keys,
+      size hints, the variables, the compiled plan of :meth:`evaluate`...), read and
+      written only through :func:`memo`; each cache is named by the function that
+      fills it. Nothing else is ever written onto a node.
+
+    **Convenience methods.** ``str``, :meth:`to_latex` print through
+    :mod:`einderiv.core.printing` (the same layer). :meth:`compile`, :meth:`to_python`,
+    :meth:`to_matrix`, :meth:`structure` and :meth:`evaluate` belong to the layers
+    above; they reach them through the package face ``einderiv`` (one sanctioned
+    upward edge, imported when called, checked by tests/test_layers.py).
     """
 
     __slots__ = ()
+
+    derivative_of: tuple[str, tuple[Index, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False)
+    _memo: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def free(self) -> tuple[Index, ...]:
@@ -96,14 +119,14 @@ class Expr:
     @property
     def variables(self) -> frozenset[str]:
         """Names of the tensors and scalar variables the expression depends on."""
-        found = self.__dict__.get("_variables")  # memoised on the immutable node
+        cache = memo(self)
+        found = cache.get("variables")
         if found is None:
-            found = _collect_variables(self)
-            object.__setattr__(self, "_variables", found)
+            found = cache["variables"] = _collect_variables(self)
         return found
 
     def __str__(self) -> str:
-        from .printing import to_text
+        from .printing import to_text  # printing builds on this module
         return to_text(self)
 
     def __repr__(self) -> str:
@@ -116,16 +139,18 @@ class Expr:
         >>> einderiv.parse("2*x[i]/n").to_latex()
         '\\\\frac{2 x_{i}}{n}'
         """
-        from .printing import to_latex
+        from .printing import to_latex  # printing builds on this module
         return to_latex(self)
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.to_latex()}$"
 
+    # ---------------------------------------------- through the face (upward edge)
+
     def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
                 **options: Any) -> Any:
         """Plan the evaluation once and return a callable ``f(**arrays)`` (see
-        :func:`einderiv.numeric.compiled.compile_expr`).
+        :func:`einderiv.compile_expr`).
 
         >>> import numpy as np, einderiv
         >>> f = einderiv.diff("x[i]*A[i,j]*x[j]", "x").compile()
@@ -133,15 +158,14 @@ class Expr:
         >>> bool(np.allclose(f(A=A, x=x), (A + A.T) @ x))
         True
         """
-        from ..numeric.compiled import compile_expr
-        return compile_expr(self, shapes=shapes, backend=backend, **options)
+        return _face().compile_expr(self, shapes=shapes, backend=backend, **options)
 
     def to_python(self, name: str = "grad", backend: str = "numpy",
                   shapes: Mapping[str, Any] | None = None) -> str:
         """The source of a standalone function ``name(<variables, sorted>)`` computing
-        the expression from the plan of :meth:`compile` (see :mod:`einderiv.numeric.codegen`;
-        ``backend``: ``"numpy"``, ``"opt_einsum"``, ``"jax"`` or ``"torch"``; integer
-        ``shapes`` fix each contraction's path).
+        the expression from the plan of :meth:`compile` (see
+        :mod:`einderiv.numeric.codegen`; ``backend``: ``"numpy"``, ``"opt_einsum"``,
+        ``"jax"`` or ``"torch"``; integer ``shapes`` fix each contraction's path).
 
         >>> import numpy as np, einderiv
         >>> src = einderiv.diff("x[i]*A[i,j]*x[j]", "x").to_python("grad")
@@ -153,20 +177,16 @@ class Expr:
         >>> bool(np.allclose(namespace["grad"](A, x), (A + A.T) @ x))
         True
         """
-        from ..numeric.codegen import to_python
-        return to_python(self, name=name, backend=backend, shapes=shapes)
+        return _face().to_python(self, name=name, backend=backend, shapes=shapes)
 
     def to_matrix(self, **options: Any) -> Any:
         """The expression in denominator-layout matrix notation (see
-        :func:`einderiv.matrix.to_matrix`); raises ``NotMatrixExpressible`` where none
-        exists."""
-        from ..matrix.nodes import to_matrix
-        return to_matrix(self, **options)
+        :func:`einderiv.to_matrix`); raises ``NotMatrixExpressible`` where none exists."""
+        return _face().to_matrix(self, **options)
 
     def structure(self, *args: Any, **kw: Any) -> Any:
-        """The structure report of a derivative (see :func:`einderiv.tools.inspect.structure`)."""
-        from ..tools.inspect import structure
-        return structure(self, *args, **kw)
+        """The structure report of a derivative (see :func:`einderiv.structure`)."""
+        return _face().structure(self, *args, **kw)
 
     def evaluate(self, **arrays: Any) -> np.ndarray:
         """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
@@ -180,11 +200,40 @@ class Expr:
         >>> e.evaluate(A=np.eye(2), x=np.array([3.0, 4.0]))
         array([3., 4.])
         """
-        compiled = self.__dict__.get("_compiled")
+        cache = memo(self)
+        compiled = cache.get("compiled")
         if compiled is None:
-            compiled = self.compile()
-            object.__setattr__(self, "_compiled", compiled)
+            compiled = cache["compiled"] = self.compile()
         return compiled(**arrays)
+
+
+def _face() -> Any:
+    """The package face ``einderiv``: the convenience methods of :class:`Expr` call
+    its public functions (the one upward edge from core, imported when called)."""
+    import einderiv
+    return einderiv
+
+
+def memo(e: Expr) -> dict[str, Any]:
+    """The cache dict of node ``e`` (created on first use): the only place where
+    anything is stored on a node after it is made (see :class:`Expr`)."""
+    found = e._memo
+    if found is None:
+        found = {}
+        object.__setattr__(e, "_memo", found)
+    return found
+
+
+def cached(e: Expr, name: str, default: Any = None) -> Any:
+    """The cache ``name`` of node ``e`` (``default`` where there is none; creates
+    nothing)."""
+    found = e._memo
+    return default if found is None else found.get(name, default)
+
+
+def remember(e: Expr, name: str, value: Any) -> None:
+    """Store ``value`` as the cache ``name`` of node ``e`` (a pure function of it)."""
+    memo(e)[name] = value
 
 
 # ---------------------------------------------------------------------------- atoms
@@ -343,17 +392,9 @@ def const_value(e: Expr) -> Fraction | None:
 def children(e: Expr) -> tuple[Expr, ...]:
     """The direct subexpressions of ``e``, in order (none for an atom)."""
     get = _CHILDREN.get(type(e))
-    if get is not None:
-        return get(e)
-    if isinstance(e, (Func, Inv, Det, LogDet)):  # a subclass of a node type
-        return (e.arg,)
-    if isinstance(e, Pow):
-        return (e.base, e.exponent)
-    if isinstance(e, Product):
-        return e.factors
-    if isinstance(e, Sum):
-        return e.terms
-    return ()
+    if get is None:  # a subclass of a node type (the printing view Word): its base's
+        get = next((_CHILDREN[c] for c in type(e).__mro__ if c in _CHILDREN), _no_children)
+    return get(e)
 
 
 def with_children(e: Expr, new: tuple[Expr, ...] | list[Expr]) -> Expr:
@@ -365,21 +406,10 @@ def with_children(e: Expr, new: tuple[Expr, ...] | list[Expr]) -> Expr:
     >>> print(with_children(e, [parse("y[i]")]))
     tanh(y[i])
     """
-    if isinstance(e, Product):
-        return Product(e.coeff, tuple(new), e.out)
-    if isinstance(e, Sum):
-        return Sum(tuple(new), e.out, e.hints)
-    if isinstance(e, Func):
-        if type(e) is not Func:  # a printing view (einderiv.core.softmax.Word) keeps its kind
-            return replace(e, arg=new[0])
-        return Func(e.name, new[0])
-    if isinstance(e, Pow):
-        return Pow(new[0], new[1])
-    if isinstance(e, Inv):
-        return Inv(new[0], e.indices)
-    if isinstance(e, (Det, LogDet)):
-        return type(e)(new[0])
-    return e
+    rebuild = _REBUILD.get(type(e))
+    if rebuild is None:  # a subclass (the printing view Word) keeps its kind and fields
+        return replace(e, arg=new[0]) if isinstance(e, Func) else e
+    return rebuild(e, new)
 
 
 def _no_children(e: Expr) -> tuple[Expr, ...]:
@@ -404,10 +434,21 @@ def _term_children(e: Sum) -> tuple[Expr, ...]:
 
 #: :func:`children` by node type: one dictionary look-up instead of a chain of
 #: isinstance tests (walks visit every node, so this is a hot path).
-_CHILDREN = {
+_CHILDREN: dict[type, Callable[[Any], tuple[Expr, ...]]] = {
     Tensor: _no_children, Delta: _no_children,
     Func: _arg_child, Inv: _arg_child, Det: _arg_child, LogDet: _arg_child,
     Pow: _pow_children, Product: _factor_children, Sum: _term_children,
+}
+
+
+#: :func:`with_children` by node type: ``(node, new children) -> node``.
+_REBUILD: dict[type, Callable[[Any, Any], Expr]] = {
+    Tensor: lambda e, new: e, Delta: lambda e, new: e,
+    Func: lambda e, new: Func(e.name, new[0]), Pow: lambda e, new: Pow(new[0], new[1]),
+    Inv: lambda e, new: Inv(new[0], e.indices), Det: lambda e, new: Det(new[0]),
+    LogDet: lambda e, new: LogDet(new[0]),
+    Product: lambda e, new: Product(e.coeff, tuple(new), e.out),
+    Sum: lambda e, new: Sum(tuple(new), e.out, e.hints),
 }
 
 
@@ -432,7 +473,7 @@ def _collect_variables(e: Expr) -> frozenset[str]:
     stack = [e]
     while stack:
         node = stack.pop()
-        known = node.__dict__.get("_variables")
+        known = cached(node, "variables")
         if known is not None:
             names.update(known)
         elif isinstance(node, Tensor):
@@ -465,7 +506,7 @@ def all_indices(e: Expr) -> set[Index]:
 def visible_indices(e: Expr) -> set[Index]:
     """Index labels used outside the closed scopes of inv/det/logdet arguments
     (those are private to their node and never meet another label)."""
-    return {i for n in _open_scope(e) for i in _declared_labels(n)}
+    return {i for n in open_scope(e) for i in _declared_labels(n)}
 
 
 def factor_indices(f: Expr) -> tuple[Index, ...]:
@@ -478,19 +519,7 @@ def factor_indices(f: Expr) -> tuple[Index, ...]:
     return f.free
 
 
-def outer_origins(e: Expr) -> dict[Index, SizeHint]:
-    """For the labels visible at the top of ``e`` (and any in open scopes, never those
-    inside an inv/det/logdet argument), a size hint: the first ``(tensor, axis)``
-    carrying the label, else a delta's hint.
-    Memoised on the (immutable) node; the caller gets its own copy."""
-    cached = e.__dict__.get("_outer_origins")
-    if cached is None:
-        cached = _outer_origins(e)
-        object.__setattr__(e, "_outer_origins", cached)
-    return dict(cached)
-
-
-def _open_scope(e: Expr) -> Iterator[Expr]:
+def open_scope(e: Expr) -> Iterator[Expr]:
     """The nodes of ``e`` outside the closed scopes of inv/det/logdet arguments
     (the ``Inv``/``Det``/``LogDet`` nodes themselves included), parents first."""
     stack = [e]
@@ -501,111 +530,12 @@ def _open_scope(e: Expr) -> Iterator[Expr]:
             stack.extend(reversed(children(node)))
 
 
-def _outer_origins(e: Expr) -> dict[Index, SizeHint]:
-    # A product below e is a scope of its own: what it sums is another index that may
-    # share a name with one of e (``sum[a](y[a])*delta[a,a]``), and so is a label inside
-    # an inv/det/logdet argument (``logdet(M[g,a]) + x[a]``). Each product's origins are
-    # found within it (its deltas tie its labels there) and only its free labels are
-    # passed up. The products below are done innermost first, so each is memoised
-    # before its parent reads it (no recursion along a deep expression).
-    below = [n for n in _open_scope_products(e) if n is not e]
-    for q in reversed(below):
-        if "_outer_origins" not in q.__dict__:
-            object.__setattr__(q, "_outer_origins", _scope_origins(q))
-    return _scope_origins(e)
-
-
-def _open_scope_products(e: Expr) -> Iterator[Product]:
-    for n in _open_scope(e):
-        if isinstance(n, Product):
-            yield n
-
-
-def _free_deltas(e: Expr, free: frozenset[Index]) -> Iterator[Delta]:
-    """The deltas in ``e`` (through products and sums, not function arguments) whose
-    two labels are free all the way up (in ``free``): they tie sizes in the scope
-    around ``e`` too (``-(-delta[d1,d2]) + q[i,d1]``: d2 has q's size)."""
-    stack: list[tuple[Expr, frozenset[Index]]] = [(e, free)]
-    while stack:
-        n, here = stack.pop()
-        if isinstance(n, Delta):
-            if n.i in here and n.j in here:
-                yield n
-        elif isinstance(n, Product):  # what it sums is its own: not free above
-            inner = here & frozenset(n.out)
-            stack.extend((f, inner) for f in n.factors)
-        elif isinstance(n, Sum):
-            stack.extend((t, here) for t in n.terms)
-
-
-def _scope_origins(e: Expr) -> dict[Index, SizeHint]:
-    """The origins of the labels of ``e``'s own scope, reading each product below it
-    from its memo (see :func:`_outer_origins`)."""
-    found: dict[Index, SizeHint] = {}
-    deltas: list[Delta] = []
-    stack: list[Expr] = [e]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Tensor):
-            for axis, idx in enumerate(n.indices):
-                found.setdefault(idx, (n.name, axis))
-            continue
-        if isinstance(n, Product) and n is not e:
-            inner = n.__dict__.get("_outer_origins")
-            if inner is None:
-                inner = _outer_origins(n)
-            for idx in n.out:
-                if inner.get(idx) is not None:
-                    found.setdefault(idx, inner[idx])
-            deltas.extend(_free_deltas(n, frozenset(n.out)))
-            continue
-        if isinstance(n, Sum):
-            for idx, hint in n.hints:
-                found.setdefault(idx, hint)
-        elif isinstance(n, Inv):  # inv(M)[i,j]: i, j have the sizes of M's rows, columns
-            inner = outer_origins(n.arg)
-            for idx, axis_label in zip(n.indices, n.arg.free):
-                if inner.get(axis_label) is not None:
-                    found.setdefault(idx, inner[axis_label])
-            continue
-        elif isinstance(n, Delta):
-            deltas.append(n)
-        if not isinstance(n, (Det, LogDet)):
-            stack.extend(reversed(children(n)))
-    for n in deltas:  # tensors first, then a delta's own hint
-        if n.size is not None:
-            found.setdefault(n.i, n.size)
-            found.setdefault(n.j, n.size)
-    changed = True
-    while changed:  # a delta is square: its indices share one size (chains: fixpoint)
-        changed = False
-        for n in deltas:
-            if (n.i in found) != (n.j in found):
-                found.setdefault(n.i, found.get(n.j))
-                found.setdefault(n.j, found.get(n.i))
-                changed = True
-    return found
-
-
 def bound_indices(p: Product) -> set[Index]:
     """Labels summed by the product ``p`` itself (not those of inner scopes)."""
     seen: set[Index] = set()
     for f in p.factors:
         seen.update(factor_indices(f))
     return seen - set(p.out)
-
-
-def size_marker(f: Expr, p: Product) -> bool:
-    """Whether factor ``f`` of product ``p`` is a size marker: a ``delta[i,i]`` with
-    ``i`` summed by ``p`` and on no other factor (the size of ``i``), whose size hint
-    is an axis of a variable, ``(x, k)``. It is printed ``size(x, k)``."""
-    if not isinstance(f, Delta) or f.i != f.j or f.i in p.out:
-        return False
-    hint = f.size
-    if not (isinstance(hint, tuple) and len(hint) == 2 and isinstance(hint[0], str)
-            and isinstance(hint[1], int)):
-        return False
-    return sum(factor_indices(g).count(f.i) for g in p.factors) == 2
 
 
 def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
@@ -618,46 +548,73 @@ def rename(e: Expr, mapping: Mapping[Index, Index]) -> Expr:
     if not mapping:
         return e
     # A node that keeps its labels is returned as it is, with what is memoised on it.
-    if isinstance(e, (Tensor, Inv)):
-        if not any(i in mapping for i in e.indices):
-            return e
-        indices = tuple(mapping.get(i, i) for i in e.indices)
-        if isinstance(e, Tensor):
-            return Tensor(e.name, indices)
-        return Inv(e.arg, indices)  # type: ignore[arg-type]
-    if isinstance(e, Delta):
-        if e.i not in mapping and e.j not in mapping:
-            return e
-        return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
-    if isinstance(e, Func) and type(e) is not Func:  # a printing view: einderiv.core.softmax.Word
-        return e.renamed(mapping)  # type: ignore[attr-defined]
-    if isinstance(e, (Func, Pow)):
-        inner = e.arg if isinstance(e, Func) else e.base
-        renamed = rename(inner, mapping)
-        if renamed is inner:
-            return e
-        return Func(e.name, renamed) if isinstance(e, Func) else Pow(renamed, e.exponent)
-    if isinstance(e, (Det, LogDet)):
+    rule = RENAME_RULES.get(type(e))
+    if rule is None:
+        raise TypeError(f"unknown node {type(e).__name__}")  # pragma: no cover
+    return rule(e, mapping)
+
+
+def _rename_labelled(e: Tensor | Inv, mapping: Mapping[Index, Index]) -> Expr:
+    if not any(i in mapping for i in e.indices):
         return e
-    if isinstance(e, Product):
-        free = set(e.out)
-        local = {k: v for k, v in mapping.items() if k in free}
-        if not local:
-            return e
-        targets = set(local.values())
-        clash = bound_indices(e) & targets
-        full = dict(local)
-        full.update(fresh_names(clash))
-        factors = tuple(rename(f, full) for f in e.factors)
-        return Product(e.coeff, factors, tuple(dict.fromkeys(full.get(i, i) for i in e.out)))
-    if isinstance(e, Sum):
-        local = {k: v for k, v in mapping.items() if k in set(e.out)}
-        if not local:
-            return e
-        hints = tuple(dict((local.get(i, i), h) for i, h in e.hints).items())
-        return Sum(tuple(rename(t, local) for t in e.terms),
-                   tuple(dict.fromkeys(local.get(i, i) for i in e.out)), hints)
-    raise TypeError(f"unknown node {type(e).__name__}")  # pragma: no cover
+    if isinstance(e, Tensor):
+        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices))
+    i, j = e.indices
+    return Inv(e.arg, (mapping.get(i, i), mapping.get(j, j)))
+
+
+def _rename_delta(e: Delta, mapping: Mapping[Index, Index]) -> Expr:
+    if e.i not in mapping and e.j not in mapping:
+        return e
+    return Delta(mapping.get(e.i, e.i), mapping.get(e.j, e.j), e.size)
+
+
+def _rename_open(e: Func | Pow, mapping: Mapping[Index, Index]) -> Expr:
+    """An element-wise function or a power shares its labels: the generic traversal
+    (an exponent has no free labels, so renaming it changes nothing)."""
+    kids = children(e)
+    new = [rename(c, mapping) for c in kids]
+    return e if all(n is c for n, c in zip(new, kids)) else with_children(e, new)
+
+
+def _rename_product(e: Product, mapping: Mapping[Index, Index]) -> Expr:
+    """Only the free labels are renamed; a summed label that a new name would
+    capture is renamed fresh first."""
+    free = set(e.out)
+    local = {k: v for k, v in mapping.items() if k in free}
+    if not local:
+        return e
+    targets = set(local.values())
+    clash = bound_indices(e) & targets
+    full = dict(local)
+    full.update(fresh_names(clash))
+    factors = tuple(rename(f, full) for f in e.factors)
+    return Product(e.coeff, factors, tuple(dict.fromkeys(full.get(i, i) for i in e.out)))
+
+
+def _rename_sum(e: Sum, mapping: Mapping[Index, Index]) -> Expr:
+    local = {k: v for k, v in mapping.items() if k in set(e.out)}
+    if not local:
+        return e
+    hints = tuple(dict((local.get(i, i), h) for i, h in e.hints).items())
+    return Sum(tuple(rename(t, local) for t in e.terms),
+               tuple(dict.fromkeys(local.get(i, i) for i in e.out)), hints)
+
+
+#: How each node type renames its free labels: ``(node, mapping) -> node``. A node
+#: type that binds labels (the softmax words of :mod:`einderiv.core.softmax`) adds
+#: its own entry where it is defined.
+RENAME_RULES: dict[type, Callable[[Any, Mapping[Index, Index]], Expr]] = {
+    Tensor: _rename_labelled,
+    Inv: _rename_labelled,
+    Delta: _rename_delta,
+    Func: _rename_open,
+    Pow: _rename_open,
+    Det: lambda e, mapping: e,  # closed: nothing free inside
+    LogDet: lambda e, mapping: e,
+    Product: _rename_product,
+    Sum: _rename_sum,
+}
 
 
 def freshen_bound(p: Product, avoid: set[Index]) -> Product:

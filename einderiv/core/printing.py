@@ -18,11 +18,14 @@ differ (docs/language.md, "LaTeX").
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from fractions import Fraction
+from typing import Any
 
+from ..errors import LimitError
+from .broadcast import explicit_broadcast, unbroadcast
 from .functions import FUNCTIONS
 from .ir import (
     Delta,
@@ -40,17 +43,17 @@ from .ir import (
     const_value,
     factor_indices,
     rename,
-    size_marker,
 )
+from .scopes import size_marker
 from .softmax import Word, named_view
 
-__all__ = ["to_text", "to_latex", "format_number"]
+__all__ = ["to_text", "to_latex", "format_number", "latex_name", "latex_indices"]
 
 
 def format_number(value: Fraction) -> str:
     """``2``, ``-1/3``: integers plain, other rationals as a fraction."""
     if max(value.numerator.bit_length(), value.denominator.bit_length()) > 13000:
-        from ..errors import LimitError  # ~3900 digits: what the lexer reads back
+        # ~3900 digits: what the lexer reads back
         raise LimitError("a number in the expression has more than 3900 digits; "
                          "einderiv cannot print it")
     if value.denominator == 1:
@@ -88,7 +91,8 @@ def _implicit(factors: tuple[Expr, ...], p: Product | None = None) -> tuple[Inde
 
 
 def _size_text(f: Delta) -> str:
-    name, axis = f.size  # type: ignore[misc]
+    assert isinstance(f.size, tuple)  # a size marker's hint is (variable, axis)
+    name, axis = f.size
     return f"size({name}, {axis})"
 
 
@@ -96,7 +100,7 @@ def _lone_size(e: Expr) -> Delta | None:
     """The size marker ``e`` is alone (``size(x, 0)``: one factor, no number), or None."""
     if isinstance(e, Product) and e.coeff == 1 and len(e.factors) == 1 and not e.out and \
             size_marker(e.factors[0], e):
-        return e.factors[0]  # type: ignore[return-value]
+        return e.factors[0]
     return None
 
 
@@ -105,6 +109,7 @@ def _split(p: Product) -> tuple[list[Expr], list[Expr]]:
     for f in p.factors:
         k = const_value(f.exponent) if isinstance(f, Pow) else None
         if k is not None and k < 0:
+            assert isinstance(f, Pow)  # only a power has an exponent
             den.append(f.base if k == -1 else Pow(f.base, _number(-k)))
         else:
             num.append(f)
@@ -191,33 +196,19 @@ def _standalone(e: Expr, parens: bool) -> str:
 
 
 def _text(e: Expr, top: bool = False) -> str:
-    if isinstance(e, Tensor):
-        return e.name + (f"[{','.join(e.indices)}]" if e.indices else "")
-    if isinstance(e, Delta):
-        return f"delta[{e.i},{e.j}]"
-    if isinstance(e, Word):  # the word binds its index in the argument, as sum[k] does
-        if e.name == "logsumexp" and e.index in _BOUND.get():  # a sum[k] around: rename
-            taken = all_indices(e.arg) | _BOUND.get()
-            new = next(f"{e.index}{n}" for n in range(1, len(taken) + 2)
-                       if f"{e.index}{n}" not in taken)
-            e = Word(e.name, rename(e.arg, {e.index: new}), new)
-        with _bound_as(_BOUND.get() | {e.index}):
-            return f"{e.name}[{e.index}]({_standalone(e.arg, parens=False)})"
-    if isinstance(e, Func):
-        return f"{e.name}({_standalone(e.arg, parens=False)})"
-    if isinstance(e, Pow):
-        return f"{_atom(e.base)}**{_atom(e.exponent)}"
-    if isinstance(e, Inv):
-        return f"inv({_matrix_arg(e.arg)})[{','.join(e.indices)}]"
-    if isinstance(e, Det):
-        return f"det({_matrix_arg(e.arg)})"
-    if isinstance(e, LogDet):
-        return f"logdet({_matrix_arg(e.arg)})"
-    if isinstance(e, Product):
-        return _product_text(e, top)
-    if isinstance(e, Sum):
-        return _sum_text(e)
-    raise TypeError(e)  # pragma: no cover
+    """``e`` as text; ``top``: whether it stands at the root (see :data:`_TEXT`)."""
+    return _TEXT[type(e)](e, top)
+
+
+def _word_text(e: Word, top: bool) -> str:
+    """The word binds its index in the argument, as ``sum[k]`` does."""
+    if e.name == "logsumexp" and e.index in _BOUND.get():  # a sum[k] around: rename
+        taken = all_indices(e.arg) | _BOUND.get()
+        new = next(f"{e.index}{n}" for n in range(1, len(taken) + 2)
+                   if f"{e.index}{n}" not in taken)
+        e = Word(e.name, rename(e.arg, {e.index: new}), new)
+    with _bound_as(_BOUND.get() | {e.index}):
+        return f"{e.name}[{e.index}]({_standalone(e.arg, parens=False)})"
 
 
 def _matrix_arg(arg: Expr) -> str:
@@ -339,11 +330,11 @@ def _printable_sum(s: Sum) -> Sum:
     """``s`` as printed: a sum broadcasts its terms by name (docs/language.md), so
     a term's ones-markers along indices it only broadcasts over are left out
     (``b1[h]`` for ``b1[h]*delta[n,n] -> [h,n]``) where another term carries them."""
-    bare = tuple(_unbroadcast(t) for t in s.terms)
+    bare = tuple(unbroadcast(t) for t in s.terms)
     if {i for t in bare for i in t.free} == set(s.out):
         return Sum(bare, s.out, s.hints)
     carried = any(set(t.free) == set(s.out) for t in s.terms)
-    terms = tuple(_explicit_broadcast(t, s) if set(t.free) != set(s.out) and
+    terms = tuple(explicit_broadcast(t, s) if set(t.free) != set(s.out) and
                   (t.free or not carried) else t for t in s.terms)
     return Sum(terms, s.out, s.hints)
 
@@ -364,38 +355,15 @@ def _sum_text(s: Sum) -> str:
             # inside its own '-> [...]' (a leading '-(...)' would re-sort the indices).
             pieces.append(f"({_text(t)})" if isinstance(t, Sum) else _standalone(t, parens=True))
             continue
-        body = _text(Product(-t.coeff, t.factors, t.out)) if negative else \
-            _standalone(t, parens=True)  # type: ignore[union-attr]
+        if negative:
+            assert isinstance(t, Product)
+            body = _text(Product(-t.coeff, t.factors, t.out))
+        else:
+            body = _standalone(t, parens=True)
         if isinstance(t, Sum):
             body = f"({body})"
         pieces.append((" - " if negative else " + ") + body)
     return "".join(pieces)
-
-
-def _unbroadcast(t: Expr, keep_scalars: bool = True) -> Expr:
-    """Term ``t`` without its ones-markers ``delta[i,i]`` along free indices that no
-    other factor carries (what a sum's broadcasting by name adds back, as the
-    simplifier writes a term that carries some of the sum's indices)."""
-    if not isinstance(t, Product):
-        return t
-    markers = [f for f in t.factors if isinstance(f, Delta) and f.i == f.j and f.i in t.out
-               and sum(factor_indices(g).count(f.i) for g in t.factors) == 2]
-    if not markers:
-        return t
-    gone = {f.i for f in markers}
-    rest = tuple(f for f in t.factors if not any(f is m for m in markers))
-    out = tuple(i for i in t.out if i not in gone)
-    if not out and keep_scalars:  # parse keeps an index-free term bare; this one is
-        return t  # written out (the text must read back to it): kept
-    if t.coeff == 1 and len(rest) == 1 and isinstance(rest[0], (Tensor, Delta)) and \
-            set(rest[0].free) == set(out) and len(factor_indices(rest[0])) == len(out):
-        return rest[0]
-    return Product(t.coeff, rest, out)
-
-
-def _explicit_broadcast(t: Expr, s: Sum) -> Expr:
-    from ..symbolic.simplify import _broadcast_term
-    return _broadcast_term(t, s)
 
 
 # ============================================================================= LaTeX
@@ -412,7 +380,7 @@ _UNICODE_GREEK = {chr(0x3B1 + k): n for k, n in enumerate(
      "phi", "chi", "psi", "omega"])}
 
 
-def _latex_name(name: str) -> str:
+def latex_name(name: str) -> str:
     if name in _GREEK:
         return "\\" + name
     if len(name) == 1 and name in _UNICODE_GREEK and _UNICODE_GREEK[name] != "omicron":
@@ -423,8 +391,8 @@ def _latex_name(name: str) -> str:
     return rf"\mathit{{{escaped}}}"
 
 
-def _latex_indices(indices: tuple[Index, ...]) -> str:
-    names = [_latex_name(i) for i in indices]
+def latex_indices(indices: tuple[Index, ...]) -> str:
+    names = [latex_name(i) for i in indices]
     sep = "" if all(len(i) == 1 for i in indices) else ","
     return sep.join(names)
 
@@ -450,50 +418,46 @@ ight]_{i}``).
 
 def _latex(e: Expr, fixed: frozenset = frozenset()) -> str:
     """``e`` standing alone; ``fixed``: indices bound around it (free inside)."""
-    if isinstance(e, Tensor):
-        name = _latex_name(e.name)
-        text = f"{name}_{{{_latex_indices(e.indices)}}}" if e.indices else name
-        if len(set(e.indices)) < len(e.indices) and not set(e.indices) <= fixed:
-            return rf"\left[{text}\right]_{{{_latex_indices(e.free)}}}"  # the diagonal
-        return text
-    if isinstance(e, Delta):
-        if e.i == e.j:
-            return rf"\mathbf{{1}}_{{{_latex_indices((e.i,))}}}"  # alone, it is ones
-        return rf"\delta_{{{_latex_indices((e.i, e.j))}}}"
-    if isinstance(e, Word):
-        name = e.name.replace("_", r"\_")
-        inner = _latex(e.arg, fixed | {e.index})
-        return rf"\operatorname{{{name}}}_{{{_latex_indices((e.index,))}}}\left({inner}\right)"
-    if isinstance(e, Func):
-        return FUNCTIONS[e.name].latex.format(_latex(e.arg, fixed))
-    if isinstance(e, Pow):
-        return f"{_latex_atom(e.base, fixed)}^{{{_latex(e.exponent, fixed)}}}"
-    if isinstance(e, Inv):
-        text = rf"\left({_latex_matrix(e.arg)}^{{-1}}\right)_{{{_latex_indices(e.indices)}}}"
-        if e.indices[0] == e.indices[1] and e.indices[0] not in fixed:
-            return rf"\left[{text}\right]_{{{_latex_indices(e.free)}}}"
-        return text
-    if isinstance(e, Det):
-        return rf"\det\left({_latex_matrix(e.arg)}\right)"
-    if isinstance(e, LogDet):
-        return rf"\log\left|\det\left({_latex_matrix(e.arg)}\right)\right|"
-    if isinstance(e, Product):
-        return _latex_product(e, fixed)
-    if isinstance(e, Sum):
-        return _latex_sum(e, fixed)
-    raise TypeError(e)  # pragma: no cover
+    return _LATEX[type(e)](e, fixed)
+
+
+def _latex_tensor(e: Tensor, fixed: frozenset) -> str:
+    name = latex_name(e.name)
+    text = f"{name}_{{{latex_indices(e.indices)}}}" if e.indices else name
+    if len(set(e.indices)) < len(e.indices) and not set(e.indices) <= fixed:
+        return rf"\left[{text}\right]_{{{latex_indices(e.free)}}}"  # the diagonal
+    return text
+
+
+def _latex_delta(e: Delta, fixed: frozenset) -> str:
+    if e.i == e.j:
+        return rf"\mathbf{{1}}_{{{latex_indices((e.i,))}}}"  # alone, it is ones
+    return rf"\delta_{{{latex_indices((e.i, e.j))}}}"
+
+
+def _latex_word(e: Word, fixed: frozenset) -> str:
+    name = e.name.replace("_", r"\_")
+    inner = _latex(e.arg, fixed | {e.index})
+    return rf"\operatorname{{{name}}}_{{{latex_indices((e.index,))}}}\left({inner}\right)"
+
+
+def _latex_inv(e: Inv, fixed: frozenset) -> str:
+    text = rf"\left({_latex_matrix(e.arg)}^{{-1}}\right)_{{{latex_indices(e.indices)}}}"
+    if e.indices[0] == e.indices[1] and e.indices[0] not in fixed:
+        return rf"\left[{text}\right]_{{{latex_indices(e.free)}}}"
+    return text
 
 
 def _latex_matrix(arg: Expr) -> str:
     """The argument of inv/det/logdet (a closed scope: nothing bound around it)."""
     if isinstance(arg, Tensor) and len(set(arg.indices)) == 2:
-        return _latex_name(arg.name)
+        return latex_name(arg.name)
     inner = _latex(arg, frozenset(arg.free))
-    return rf"\left[{inner}\right]_{{{_latex_indices(arg.free)}}}"
+    return rf"\left[{inner}\right]_{{{latex_indices(arg.free)}}}"
 
 
 def _latex_atom(e: Expr, fixed: frozenset) -> str:
-    if isinstance(e, (Tensor, Delta, Func)) or const_value(e) is not None and const_value(e) >= 0:
+    if isinstance(e, (Tensor, Delta, Func)) or (value := const_value(e)) is not None and value >= 0:
         return _latex(e, fixed)
     if isinstance(e, Product) and (_lone_size(e) is not None or
                                    (e.coeff > 0 and _latex_plan(e, fixed)[1])):
@@ -547,17 +511,18 @@ def _latex_product(p: Product, fixed: frozenset) -> str:
     def factor(f: Expr) -> str:
         if isinstance(f, Delta) and f.i == f.j and f in p.factors:
             if size_marker(f, p):
-                name, axis = f.size  # type: ignore[misc]
-                return rf"\operatorname{{size}}({_latex_name(name)}, {axis})"
+                assert isinstance(f.size, tuple)  # a size marker's hint is (variable, axis)
+                name, axis = f.size
+                return rf"\operatorname{{size}}({latex_name(name)}, {axis})"
             if _shown_labels(f, p) == (f.i,):
-                return rf"\mathbf{{1}}_{{{_latex_indices((f.i,))}}}"
+                return rf"\mathbf{{1}}_{{{latex_indices((f.i,))}}}"
         if isinstance(f, Delta):
-            return rf"\delta_{{{_latex_indices((f.i, f.j))}}}"
+            return rf"\delta_{{{latex_indices((f.i, f.j))}}}"
         if isinstance(f, (Tensor, Inv)):  # its labels count in the product, repeats too
             if isinstance(f, Tensor):
-                name = _latex_name(f.name)
-                return f"{name}_{{{_latex_indices(f.indices)}}}" if f.indices else name
-            return rf"\left({_latex_matrix(f.arg)}^{{-1}}\right)_{{{_latex_indices(f.indices)}}}"
+                name = latex_name(f.name)
+                return f"{name}_{{{latex_indices(f.indices)}}}" if f.indices else name
+            return rf"\left({_latex_matrix(f.arg)}^{{-1}}\right)_{{{latex_indices(f.indices)}}}"
         return _latex_factor(f, inside)
 
     top = [factor(f) for f in num]
@@ -570,22 +535,57 @@ def _latex_product(p: Product, fixed: frozenset) -> str:
     if bottom:
         body = rf"\frac{{{body}}}{{{' '.join(bottom)}}}"
     if explicit:
-        body = rf"\sum_{{{_latex_indices(tuple(explicit))}}} {body}"
+        body = rf"\sum_{{{latex_indices(tuple(explicit))}}} {body}"
     if bracket:
-        body = rf"\left[{body}\right]_{{{_latex_indices(p.out)}}}"
+        body = rf"\left[{body}\right]_{{{latex_indices(p.out)}}}"
     return sign + body
 
 
 def _latex_sum(s: Sum, fixed: frozenset) -> str:
     if not s.terms:
         return "0"
-    bare = tuple(_unbroadcast(t, keep_scalars=False) for t in s.terms)
+    bare = tuple(unbroadcast(t, keep_scalars=False) for t in s.terms)
     if {i for t in bare for i in t.free} == set(s.out):  # broadcasting by name
         s = Sum(bare, s.out, s.hints)
     out = []
     for k, t in enumerate(s.terms):
         negative = isinstance(t, Product) and t.coeff < 0
-        body = _latex(Product(-t.coeff, t.factors, t.out) if negative else t,  # type: ignore[union-attr]
-                      fixed)
+        if negative:
+            assert isinstance(t, Product)
+            t = Product(-t.coeff, t.factors, t.out)
+        body = _latex(t, fixed)
         out.append(("-" if negative else "") + body if k == 0 else (" - " if negative else " + ") + body)
     return "".join(out)
+
+
+# ========================================================= the printers' node tables
+
+#: Text of each node type: ``(node, top) -> str`` (one entry per type, looked up by
+#: the exact type: a :class:`Word` is printed as a word, not as a function).
+_TEXT: dict[type, Callable[[Any, bool], str]] = {
+    Tensor: lambda e, top: e.name + (f"[{','.join(e.indices)}]" if e.indices else ""),
+    Delta: lambda e, top: f"delta[{e.i},{e.j}]",
+    Word: _word_text,
+    Func: lambda e, top: f"{e.name}({_standalone(e.arg, parens=False)})",
+    Pow: lambda e, top: f"{_atom(e.base)}**{_atom(e.exponent)}",
+    Inv: lambda e, top: f"inv({_matrix_arg(e.arg)})[{','.join(e.indices)}]",
+    Det: lambda e, top: f"det({_matrix_arg(e.arg)})",
+    LogDet: lambda e, top: f"logdet({_matrix_arg(e.arg)})",
+    Product: _product_text,
+    Sum: lambda e, top: _sum_text(e),
+}
+
+#: LaTeX of each node type: ``(node, fixed) -> str``, ``fixed`` the indices bound
+#: around it.
+_LATEX: dict[type, Callable[[Any, frozenset], str]] = {
+    Tensor: _latex_tensor,
+    Delta: _latex_delta,
+    Word: _latex_word,
+    Func: lambda e, fixed: FUNCTIONS[e.name].latex.format(_latex(e.arg, fixed)),
+    Pow: lambda e, fixed: f"{_latex_atom(e.base, fixed)}^{{{_latex(e.exponent, fixed)}}}",
+    Inv: _latex_inv,
+    Det: lambda e, fixed: rf"\det\left({_latex_matrix(e.arg)}\right)",
+    LogDet: lambda e, fixed: rf"\log\left|\det\left({_latex_matrix(e.arg)}\right)\right|",
+    Product: _latex_product,
+    Sum: _latex_sum,
+}

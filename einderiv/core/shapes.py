@@ -7,7 +7,8 @@ inv/det/logdet is closed, a delta is square.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import cast
 
 from ..errors import ShapeError
 from .ir import (
@@ -43,9 +44,12 @@ def normalize_shapes(shapes: Mapping[str, object] | None) -> dict[str, Shape]:
         if isinstance(shape, (int, str)) and not isinstance(shape, bool):
             shape = (shape,)
         try:
-            dims = tuple(shape)  # type: ignore[arg-type]
+            # tuple() is itself the check: anything it cannot iterate raises TypeError
+            # (an object with only __getitem__ iterates, so no isinstance(Iterable) test).
+            dims = tuple(cast("Iterable[object]", shape))
         except TypeError:
             raise ShapeError(f"shape of {name!r} must be a tuple of sizes, got {shape!r}") from None
+        sizes: list[int | str] = []
         for d in dims:
             if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int) and d < 0):
                 raise ShapeError(
@@ -53,7 +57,8 @@ def normalize_shapes(shapes: Mapping[str, object] | None) -> dict[str, Shape]:
                     "or size names such as 'n'")
             if isinstance(d, str) and not d.isidentifier():
                 raise ShapeError(f"shape of {name!r} has the size name {d!r}, not an identifier")
-        result[str(name)] = dims
+            sizes.append(d)
+        result[str(name)] = tuple(sizes)
     return result
 
 

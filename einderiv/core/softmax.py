@@ -27,18 +27,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .broadcast import unbroadcast
 from .canonical import canonical_key
 from .ir import (
+    RENAME_RULES,
     Expr,
     Func,
     Index,
     Pow,
     Product,
     Sum,
+    cached,
     children,
     const_value,
     factor_indices,
     number,
+    remember,
     rename,
     walk,
     with_children,
@@ -95,6 +99,9 @@ class Word(Func):
         return Word(self.name, rename(self.arg, mapping), mapping.get(self.index, self.index))
 
 
+RENAME_RULES[Word] = Word.renamed  # a word binds its axis (logsumexp) or renames it
+
+
 def lse_parts(e: Expr) -> tuple[Expr, Index] | None:
     """``(u, k)`` where ``e`` is ``log(sum[k](exp(u)))`` -- one summed index, no
     number in front -- else None."""
@@ -140,7 +147,8 @@ def softmax_parts(p: Product) -> list[tuple[list[tuple[int, Index]], int]]:
         power = const_value(f.exponent) if isinstance(f, Pow) else None
         if power is None or power >= 0 or power.denominator != 1:
             continue
-        parts = _sum_exp_parts(f.base)  # type: ignore[union-attr]
+        assert isinstance(f, Pow)  # a power was found above
+        parts = _sum_exp_parts(f.base)
         if parts is None:
             continue
         w, j = parts
@@ -153,8 +161,8 @@ def softmax_parts(p: Product) -> list[tuple[list[tuple[int, Index]], int]]:
             labels = factor_indices(g)
             if len(set(labels)) != len(labels):
                 continue
-            ks = [k for k in g.free if k not in f.base.free]  # type: ignore[union-attr]
-            if len(ks) == 1 and _same_up_to(g.arg, ks[0], w, j):  # type: ignore[attr-defined]
+            ks = [k for k in g.free if k not in f.base.free]
+            if len(ks) == 1 and _same_up_to(g.arg, ks[0], w, j):
                 exps.append((m, ks[0]))
         if len(exps) == -power:
             found.append((exps, n))
@@ -171,11 +179,11 @@ def named_view(e: Expr) -> Expr:
 
 def _view_memo(e: Expr) -> Expr:
     """:func:`_view`, memoised on the immutable node (``True``: no word below)."""
-    cached = e.__dict__.get("_named_view")
-    if cached is None:
-        cached = _view(e)
-        object.__setattr__(e, "_named_view", True if cached is e else cached)
-    return e if cached is True else cached
+    found = cached(e, "named_view")
+    if found is None:
+        found = _view(e)
+        remember(e, "named_view", True if found is e else found)
+    return e if found is True else found
 
 
 def _may_contain(e: Expr) -> bool:
@@ -228,9 +236,8 @@ def _plain(t: Expr) -> Expr:
 def _log_softmax_sum(s: Sum) -> Expr:
     """A sum with the terms of ``u`` and ``-logsumexp[k](u)`` among its terms: those
     terms become one ``log_softmax[k](u)`` (in the place of the first of them)."""
-    from .printing import _unbroadcast
     terms = list(s.terms)
-    bare = [_plain(_unbroadcast(t, keep_scalars=False)) for t in terms]
+    bare = [_plain(unbroadcast(t, keep_scalars=False)) for t in terms]
     for n, t in enumerate(bare):
         if not (isinstance(t, Product) and t.coeff == -1 and len(t.factors) == 1):
             continue
@@ -246,7 +253,7 @@ def _log_softmax_sum(s: Sum) -> Expr:
         wanted = _terms_of(u)
         places: list[int] = []
         for w in wanted:
-            key = canonical_key(_plain(_unbroadcast(w, keep_scalars=False)))
+            key = canonical_key(_plain(unbroadcast(w, keep_scalars=False)))
             at = next((m for m, x in enumerate(bare)
                        if m != n and m not in places and canonical_key(x) == key), None)
             if at is None:

@@ -10,8 +10,9 @@ expressions with it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
+from typing import Any
 
 from ..core.ir import Index, SizeHint
 from .nodes import (
@@ -35,6 +36,7 @@ from .nodes import (
     Symbol,
     Transpose,
     Zero,
+    children,
     const_number,
 )
 
@@ -140,36 +142,72 @@ def choose_form(direct: MatrixExpr, wrapped: MatrixExpr, row: bool) -> MatrixExp
 
 def dims(m: MatrixExpr) -> tuple[SizeHint, SizeHint]:
     """Size hints of the rows and columns of ``m`` (None where unknown or 1)."""
-    if isinstance(m, Symbol):
-        return ((m.name, 0) if m.rank else None, (m.name, 1) if m.rank == 2 else None)
-    if isinstance(m, Transpose):
-        r, c = dims(m.arg)
-        return c, r
-    if isinstance(m, Softmax) and m.kind != m.arg.kind:  # logsumexp: one axis is left
-        r, c = dims(m.arg)
-        return {COLUMN: (r, None), ROW: (None, c)}.get(m.kind, (None, None))
-    if isinstance(m, (Inverse, Elementwise)):
+    rule = _DIMS.get(type(m))
+    return rule(m) if rule is not None else (None, None)
+
+
+def _symbol_dims(m: Symbol) -> tuple[SizeHint, SizeHint]:
+    return ((m.name, 0) if m.rank else None, (m.name, 1) if m.rank == 2 else None)
+
+
+def _transpose_dims(m: Transpose) -> tuple[SizeHint, SizeHint]:
+    r, c = dims(m.arg)
+    return c, r
+
+
+def _softmax_dims(m: Softmax) -> tuple[SizeHint, SizeHint]:
+    if m.kind == m.arg.kind:
         return dims(m.arg)
-    if isinstance(m, Power):
-        return dims(m.base)
-    if isinstance(m, Identity):
-        return m.size, m.size
-    if isinstance(m, Ones):
-        return m.size, None
-    if isinstance(m, Zero):
-        return m.rows, m.cols
-    if isinstance(m, Diag):
-        r, c = dims(m.arg)
-        return (r, None) if m.arg.kind == MATRIX else (r or c, r or c)
-    if isinstance(m, MatMul):
-        chain = [f for f in m.factors if f.kind != SCALAR]
-        if chain:
-            return dims(chain[0])[0], dims(chain[-1])[1]
-    if isinstance(m, (Add, Hadamard)):
-        for t in (m.terms if isinstance(m, Add) else m.factors):
-            if t.kind != SCALAR:
-                return dims(t)
+    r, c = dims(m.arg)  # logsumexp: one axis is left
+    return {COLUMN: (r, None), ROW: (None, c)}.get(m.kind, (None, None))
+
+
+def _arg_dims(m: Inverse | Elementwise) -> tuple[SizeHint, SizeHint]:
+    return dims(m.arg)
+
+
+def _power_dims(m: Power) -> tuple[SizeHint, SizeHint]:
+    return dims(m.base)
+
+
+def _identity_dims(m: Identity) -> tuple[SizeHint, SizeHint]:
+    return m.size, m.size
+
+
+def _ones_dims(m: Ones) -> tuple[SizeHint, SizeHint]:
+    return m.size, None
+
+
+def _zero_dims(m: Zero) -> tuple[SizeHint, SizeHint]:
+    return m.rows, m.cols
+
+
+def _diag_dims(m: Diag) -> tuple[SizeHint, SizeHint]:
+    r, c = dims(m.arg)
+    return (r, None) if m.arg.kind == MATRIX else (r or c, r or c)
+
+
+def _matmul_dims(m: MatMul) -> tuple[SizeHint, SizeHint]:
+    chain = [f for f in m.factors if f.kind != SCALAR]
+    if chain:
+        return dims(chain[0])[0], dims(chain[-1])[1]
     return None, None
+
+
+def _widest_dims(m: Add | Hadamard) -> tuple[SizeHint, SizeHint]:
+    for t in (m.terms if isinstance(m, Add) else m.factors):
+        if t.kind != SCALAR:
+            return dims(t)
+    return None, None
+
+
+#: :func:`dims` by node type (the others: unknown).
+_DIMS: dict[type[MatrixExpr], Callable[[Any], tuple[SizeHint, SizeHint]]] = {
+    Symbol: _symbol_dims, Transpose: _transpose_dims, Softmax: _softmax_dims,
+    Inverse: _arg_dims, Elementwise: _arg_dims, Power: _power_dims,
+    Identity: _identity_dims, Ones: _ones_dims, Zero: _zero_dims, Diag: _diag_dims,
+    MatMul: _matmul_dims, Add: _widest_dims, Hadamard: _widest_dims,
+}
 
 
 # ======================================================================= sums
@@ -215,8 +253,7 @@ def _outer_transposes(m: MatrixExpr) -> int:
     if m.kind == SCALAR:
         return 0
     own = int(isinstance(m, Transpose))
-    from .nodes import _children
-    return own + sum(_outer_transposes(c) for c in _children(m))
+    return own + sum(_outer_transposes(c) for c in children(m))
 
 
 def _split(t: MatrixExpr) -> tuple[Fraction, list[MatrixExpr], list[MatrixExpr]]:
@@ -313,8 +350,8 @@ def _common_coefficient(coeffs: list[Fraction]) -> Fraction:
 
 def _common_scalars(lists: list[list[MatrixExpr]]) -> list[MatrixExpr]:
     common = Counter(lists[0])
-    for s in lists[1:]:
-        common &= Counter(s)
+    for scalars in lists[1:]:
+        common &= Counter(scalars)
     result = []
     for s in lists[0]:
         if common[s] > 0:

@@ -2,9 +2,12 @@
 
 :func:`bind_step` turns a step, with everything that depends only on the shapes
 decided at plan time, into ``run(values, inputs, dtype)``, so a call does no planning.
-Sums with one term on a diagonal add that term onto the diagonal of the rest in
-place (:func:`absorbed_diagonals`: the softmax Hessian ``diag(p) - p p^T``);
-deltas never become dense identities on numpy (strided diagonal views).
+Each kind of step (:mod:`einderiv.numeric.program`) has its binder in :data:`BINDERS`
+(a specialised closure for the common kinds on numpy, often marked with the
+:class:`Inline` expression it stands for) and its general runner in :data:`RUNNERS`
+(any backend). Sums with one term on a diagonal add that term onto the diagonal of the
+rest in place (:func:`bind_add`; found by :mod:`einderiv.numeric.rewrites`); deltas never
+become dense identities on numpy (strided diagonal views, :mod:`einderiv.numeric.kernels`).
 """
 
 from __future__ import annotations
@@ -15,47 +18,50 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import opt_einsum as oe
 
 from ..core.functions import FUNCTIONS, ElementwiseFunction
 from ..core.ir import Index
 from ..errors import EvaluationError
-from .contraction import einsum_spec, writable
-from .lowering import Program, SizeRef, Step
+from .direct_products import writable
+from .kernels import (
+    aligned,
+    broadcast,
+    diagonal_view,
+    embed,
+    label_sizes,
+    linalg_ready,
+    logsumexp,
+    softmax,
+    softmax_all,
+)
+from .program import (
+    Add,
+    Broadcast,
+    Const,
+    Det,
+    Einsum,
+    Embed,
+    Eye,
+    Func,
+    Input,
+    Inv,
+    LogDet,
+    LogSumExp,
+    Ones,
+    Pow,
+    PowSlot,
+    Scale,
+    Softmax,
+    Solve,
+    Step,
+    Transpose,
+    Zeros,
+)
 
-__all__ = ["Inline", "bind_step", "bind_add", "bind_in_place", "skipped", "absorbed_diagonals",
-           "in_place_steps", "count_readers", "releases", "sum_of_products", "check_square",
-           "MAKES_CONSTANTS"]
+__all__ = ["Inline", "bind_step", "bind_add", "skipped", "run_step", "BINDERS", "RUNNERS"]
 
-
-def _linalg_ready(m: Any) -> Any:
-    """numpy.linalg supports float32/64 and complex64/128: promote other floats
-    (float16, longdouble) to float64 and other complex numbers (clongdouble) to
-    complex128, as numpy does for integers."""
-    if isinstance(m, np.ndarray) and m.dtype.kind == "f" and m.dtype.itemsize not in (4, 8):
-        return m.astype(np.float64)
-    if isinstance(m, np.ndarray) and m.dtype.kind == "c" and m.dtype.itemsize not in (8, 16):
-        return m.astype(np.complex128)
-    return m
-
-
-def check_square(shape: tuple[int, ...], what: str) -> None:
-    if len(shape) != 2 or shape[0] != shape[1]:
-        raise EvaluationError(f"{what}(...) needs a square matrix, got shape {shape}")
-
-
-def _size(ref: SizeRef, values: list, inputs: Mapping[str, Any]) -> int:
-    if ref[0] == "unknown":  # pragma: no cover - planning raises first
-        raise EvaluationError(f"cannot tell the size of index {ref[1]!r}")
-    if ref[0] == "input":
-        return int(inputs[ref[1]].shape[ref[2]])
-    if ref[0] == "slot":
-        return int(values[ref[1]].shape[ref[2]])
-    return int(ref[1])
-
-
-#: Step kinds that create arrays of their own, in the inputs' common dtype.
-MAKES_CONSTANTS = frozenset({"ones", "eye", "const", "zeros", "embed"})
+#: A bound step: ``run(values, inputs, dtype)`` -> the step's value.
+Bound = Callable[[list, Mapping[str, Any], Any], Any]
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def inlined(run: Callable[..., Any], template: str, slots: tuple[int, ...], fn: 
     return run
 
 
-#: Powers as straight-line code, as :func:`_run` computes them (``{f}``: np.sqrt).
+#: Powers as straight-line code, as :func:`_run_pow` computes them (``{f}``: np.sqrt).
 _POWERS = {2.0: "{0} * {0}", -1.0: "1.0 / {0}", 0.5: "{f}({0})"}
 
 
@@ -88,45 +94,9 @@ def _call_template(plan: Any, n: int) -> str:
     return getattr(plan, "template", None) or call
 
 
-def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Callable[..., Any]:
-    """Step ``k`` as a closure ``run(values, inputs, dtype)`` with everything that
-    depends only on the shapes decided now, so a call does no planning: the common
-    kinds on numpy get a specialised closure, the rest go through :func:`_run`."""
-    kind, a = step.kind, step.args
-    if kind == "input":
-        name = a[0]
-        return lambda values, inputs, dtype: inputs[name]
-    if backend == "numpy" and kind == "einsum":
-        return _bind_einsum(a, plan, shapes, k)
-    if backend == "numpy" and kind == "add":
-        return bind_add(a, shapes, k)
-    if kind == "scale":
-        slot, c = a
-        return inlined(lambda values, inputs, dtype: values[slot] * c, "{0} * {f}", (slot,), c)
-    if backend == "numpy" and kind == "func":
-        fn, slot = _applied(FUNCTIONS[a[0]]), a[1]
-        return inlined(lambda values, inputs, dtype: fn(values[slot]), "{f}({0})", (slot,), fn)
-    if backend == "numpy" and kind == "pow" and a[1] in _POWERS:
-        slot, template = a[0], _POWERS[a[1]]
-        return inlined(lambda values, inputs, dtype: _run(step, plan, values, inputs, backend,
-                                                          dtype), template, (slot,), np.sqrt)
-    if backend == "numpy" and kind == "softmax":
-        slot, axes = a
-        if axes == tuple(range(len(shapes[slot]))) and math.prod(shapes[slot]):
-            return inlined(lambda values, inputs, dtype: _softmax_all(values[slot]),
-                           "{f}({0})", (slot,), _softmax_all)
-        return inlined(lambda values, inputs, dtype: _softmax(values[slot], axes),
-                       f"{{f}}({{0}}, {axes!r})", (slot,), _softmax)
-    if backend == "numpy" and kind == "transpose":
-        slot, perm = a
-        return inlined(lambda values, inputs, dtype: values[slot].transpose(perm),
-                       "{0}.T" if perm == (1, 0) else f"{{0}}.transpose({perm!r})", (slot,))
-    return lambda values, inputs, dtype: _run(step, plan, values, inputs, backend, dtype)
-
-
-def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any]:
-    coeff, operands, _, _ = a
-    slots = tuple(slot for slot, _ in operands)
+def _bind_einsum(step: Einsum, plan: Any, shapes: list, k: int) -> Callable[..., Any]:
+    coeff = step.coeff
+    slots = step.reads()
     if coeff != 1.0 and hasattr(plan, "with_coefficient"):
         plan, coeff = plan.with_coefficient(coeff), 1.0  # the plan puts it where it is cheapest
     scale_at = None
@@ -166,206 +136,22 @@ def _bind_einsum(a: tuple, plan: Any, shapes: list, k: int) -> Callable[..., Any
     return run if template is None else inlined(run, template, slots, coeff)
 
 
-def reads(step: Step) -> list[int]:
-    """The slots a step reads (sizes included)."""
-    kind, a = step.kind, step.args
-    if kind == "einsum":
-        return [slot for slot, _ in a[1]]
-    if kind == "add":
-        return [slot for slot, _, _ in a[0]]
-    if kind == "func":
-        return [a[1]]
-    if kind in ("pow", "logsumexp", "softmax", "scale", "transpose", "inv", "det", "logdet",
-                "embed"):
-        return [a[0]]
-    if kind in ("solve", "powslot"):
-        return [a[0], a[1]]
-    refs: list = []
-    if kind in ("ones", "eye"):
-        refs = [a[0]]
-    elif kind == "zeros":
-        refs = list(a[0])
-    elif kind == "broadcast":
-        refs = [ref for _, ref in a[3]]
-    slots = [ref[1] for ref in refs if ref[0] == "slot"]
-    return slots + ([a[0]] if kind == "broadcast" else [])
-
-
-#: Step kinds whose value is always a new array that no other slot shares (see
-#: :func:`plan_owned` for the einsum and add kinds, whose value may be an operand).
-_FRESH = frozenset({"func", "pow", "scale", "softmax"})
-
-
-def count_readers(program: Program) -> list[int]:
-    """How many steps read each slot (the program's output counts as one more)."""
-    readers = [0] * len(program.steps)
-    for step in program.steps:
-        for slot in reads(step):
-            readers[slot] += 1
-    readers[program.output] += 1
-    return readers
-
-
-def releases(program: Program, taken_over: Mapping[int, list[int]]) -> list[tuple[int, ...]]:
-    """For each step, the slots to let go of once it has run: those no later step
-    reads. A call then holds only the arrays it still needs, as hand-written code
-    does, so large temporaries are freed and their memory reused within the call
-    (instead of each call faulting in fresh pages for all of them).
-    ``taken_over``: a step rewritten to do the work of others (a diagonal added in
-    place, a product multiplied out) -> those steps, whose reads become its own."""
-    last: dict[int, int] = {}
-    for k, step in enumerate(program.steps):
-        for slot in reads(step):
-            last[slot] = k
-    for k, others in taken_over.items():
-        for other in others:
-            for slot in reads(program.steps[other]):
-                last[slot] = max(last[slot], k)
-    last.pop(program.output, None)
-    found: list[list[int]] = [[] for _ in program.steps]
-    for slot, k in last.items():
-        found[k].append(slot)
-    return [tuple(f) for f in found]
-
-
-def plan_owned(step: Step) -> bool:
-    """Whether the step's value is an array the plan allocated itself (or a view of
-    one) that no other slot and no input shares: the only arrays an in-place write
-    (:func:`in_place_steps`, :func:`absorbed_diagonals`) may touch. Not so: inputs,
-    transposes, a product of one operand (np.einsum returns a permutation or a
-    diagonal as a view, a lone factor comes back as it is), a sum of one term with
-    sign +1 (that term, maybe transposed). Where an input is among the operands (the
-    same array under two names, views of each other), none of these is written."""
-    kind, a = step.kind, step.args
-    if kind in _FRESH:
-        return True
-    if kind == "einsum":  # every plan of two or more operands returns a new array
-        return len(a[1]) > 1
-    if kind == "add":  # two or more parts (a + b is new), or -a
-        return len(a[0]) > 1 or a[0][0][2] != 1.0
-    return False
-
-
-#: Below this many entries, writing into an operand saves nothing worth a check.
-IN_PLACE_MIN_SIZE = 1024
-
-
-def in_place_steps(program: Program, shapes: list, excluded: set[int]) -> dict[int, int]:
-    """Element-wise steps that may write their result into an operand's array: one
-    that an earlier step of the same call made, that only this step reads, and that
-    has the result's shape. The tanh derivative ``1 - tanh(u)**2`` then makes one array
-    instead of three; every large temporary costs page faults on every call (the
-    two-layer gradient: 1.8x -> 1.05x hand-written). Maps each such step to the
-    position of the operand it writes into (the part of a sum; 0 otherwise).
-    ``excluded``: steps already rewritten (diagonals added in place, sums multiplied out)."""
-    readers = count_readers(program)
-    steps = program.steps
-    found: dict[int, int] = {}
-    for k, step in enumerate(steps):
-        kind, a = step.kind, step.args
-        if k in excluded or math.prod(shapes[k]) < IN_PLACE_MIN_SIZE:
-            continue
-        if kind == "scale" or (kind == "pow" and a[1] == 2.0):
-            candidates = [a[0]]
-        elif kind == "func" and isinstance(FUNCTIONS[a[0]].numpy, np.ufunc):
-            candidates = [a[1]]
-        elif kind == "add":  # a part that carries every axis of the sum
-            candidates = [slot if len(labels) == len(a[1]) and set(labels) == set(a[1]) else -1
-                          for slot, labels, _ in a[0]]
-        else:
-            continue
-        for j, slot in enumerate(candidates):
-            # (a part of a sum with every axis has the sum's shape, up to the order)
-            if slot >= 0 and slot not in excluded and readers[slot] == 1 and \
-                    plan_owned(steps[slot]) and (kind == "add" or shapes[slot] == shapes[k]):
-                found[k] = j
-                break
-    return found
-
-
-def bind_in_place(step: Step, shapes: list, k: int, into: int) -> Callable[..., Any]:
-    """Step ``k`` (see :func:`in_place_steps`) writing into its operand ``into``;
-    an operand that cannot take the result (read-only, another dtype) is left alone."""
-    kind, a = step.kind, step.args
-    if kind == "add":
-        return bind_add(a, shapes, k, into=into)
-    if kind == "func":
-        fn, slot = FUNCTIONS[a[0]], a[1]
-        ufunc = fn.numpy
-        if fn.real_only:  # the checks and messages of the general path
-            return lambda values, inputs, dtype: _run(step, None, values, inputs, "numpy", dtype)
-
-        def run(values: list, inputs: Any, dtype: Any) -> Any:
-            x = values[slot]
-            return ufunc(x, out=x) if writable(x) else ufunc(x)
-        return run
-    slot = a[0]
-    if kind == "pow":
-        return lambda values, inputs, dtype: np.multiply(values[slot], values[slot],
-                                                         out=_out(values[slot]))
-    c = a[1]
-    return lambda values, inputs, dtype: np.multiply(values[slot], c, out=_out(values[slot]))
-
-
-def _out(x: Any) -> Any:
-    return x if writable(x) else None
-
-
-def absorbed_diagonals(program: Program) -> dict[int, tuple[int, int | None]]:
-    """Sums with one term on a diagonal (a delta with both indices free, an
-    ``embed`` step read by that sum only): the sum adds the term onto the diagonal
-    of the rest instead of forming a zero array around it (the softmax Hessian
-    ``diag(p) - p p^T``). Maps the sum's slot to the embed's slot and, where the
-    rest is a single new array read only by this sum, its slot (updated in place)."""
-    readers = count_readers(program)
-    found: dict[int, tuple[int, int | None]] = {}
-    for k, step in enumerate(program.steps):
-        if step.kind != "add":
-            continue
-        parts = step.args[0]
-        # only an embed with all of the sum's axes: one broadcast along an axis it
-        # lacks (delta[d1,d2] + q[i,d1], named broadcasting) is not one diagonal
-        embeds = [slot for slot, labels, _ in parts
-                  if program.steps[slot].kind == "embed" and readers[slot] == 1
-                  and set(labels) == set(step.args[1])]
-        if len(embeds) != 1 or len(parts) < 2:
-            continue
-        rest = [(slot, sign) for slot, _, sign in parts if slot != embeds[0]]
-        owned = None
-        if len(rest) == 1 and rest[0][1] == 1.0 and readers[rest[0][0]] == 1 and \
-                plan_owned(program.steps[rest[0][0]]):
-            owned = rest[0][0]
-        found[k] = (embeds[0], owned)
-    return found
-
-
-def sum_of_products(terms: list[tuple[float, list[int], Callable[..., Any]]]
-                     ) -> Callable[..., Any]:
-    """A closure adding planned products (coefficient, operand slots, callable)."""
-    def run(values: list, inputs: Any, dtype: Any) -> Any:
-        total = None
-        for coeff, slots, plan in terms:
-            v = plan(*(values[s] for s in slots))
-            v = v if coeff == 1.0 else v * coeff
-            total = v if total is None else total + v
-        return total
-    return run
-
-
 def skipped(values: list, inputs: Any, dtype: Any) -> None:
     return None  # a step whose value another step computes in place
 
 
-def bind_add(a: tuple, shapes: list, k: int,
-             diagonal: tuple[int, tuple, int | None] | None = None,
+def bind_add(step: Add, shapes: list, k: int,
+             diagonal: tuple[int, Embed, int | None] | None = None,
              into: int | None = None) -> Callable[..., Any]:
     """The sum step ``k``; ``diagonal``: a term written onto the diagonal of the rest
     (:func:`absorbed_diagonals`); ``into``: the part that takes the sum in place
     (:func:`in_place_steps`)."""
-    parts, out = a
+    parts, out = step.terms, step.out
     onto = None  # the diagonal term: (inner slot, view shape, view strides (in items), sign)
     if diagonal is not None:
-        embed_at, (inner, rest_labels, embed_out, pairs), owned = diagonal
+        embed_at, embed_step, owned = diagonal
+        inner, rest_labels, embed_out, pairs = \
+            embed_step.inner, embed_step.rest, embed_step.out, embed_step.pairs
         (part,) = [p for p in parts if p[0] == embed_at]
         rename = dict(zip(embed_out, part[1]))
         parts = tuple(p for p in parts if p[0] != embed_at)
@@ -404,7 +190,7 @@ def bind_add(a: tuple, shapes: list, k: int,
                 total = v if sign == 1.0 else -v
             else:
                 total = total + v if sign == 1.0 else total - v
-        total = _broadcast(total, full, "numpy") if needs_broadcast else total
+        total = broadcast(total, full, "numpy") if needs_broadcast else total
         if onto is not None:
             total = _add_diagonal(total, out, onto, values, inputs)
         return total
@@ -453,111 +239,12 @@ def _add_diagonal(total: Any, out: tuple[Index, ...], onto: tuple, values: list,
             np.may_share_memory(total, v) for v in inputs.values() if isinstance(v, np.ndarray))
     if not fresh:
         total = np.array(total, dtype=dtype)  # a copy of our own
-    view = _diagonal_view(total, out, rest_labels, pairs)
+    view = diagonal_view(total, out, rest_labels, pairs)
     if sign == 1.0:
         view += inner
     else:
         view -= inner
     return total
-
-
-def _run(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
-         dtype: np.dtype) -> Any:
-    kind, a = step.kind, step.args
-    if kind == "input":
-        return inputs[a[0]]
-    if kind == "einsum":
-        coeff, operands, _, _ = a
-        ops = [values[slot] for slot, _ in operands]
-        if coeff != 1.0:
-            # Scale the smallest array involved: the output or one operand.
-            smallest = min(range(len(ops)), key=lambda k: math.prod(ops[k].shape))
-            if math.prod(ops[smallest].shape) < math.prod(step.shape or (10**18,)):
-                ops[smallest] = ops[smallest] * coeff
-                coeff = 1.0
-        result = plan(*ops, backend=backend)
-        return result if coeff == 1.0 else result * coeff
-    if kind == "func":
-        return _applied(FUNCTIONS[a[0]])(values[a[1]])
-    if kind == "pow":
-        base, k = values[a[0]], a[1]
-        if k == 2.0:
-            return base * base
-        if k == -1.0:
-            return 1.0 / base
-        if k == 0.5:
-            return np.sqrt(base)
-        if k < 0 and float(k).is_integer():
-            return 1.0 / base ** (-k)
-        return base ** k
-    if kind == "logsumexp":
-        u, axes, c = values[a[0]], a[1], a[2]
-        if not axes:
-            return np.log(c * np.exp(u))
-        m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
-            tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
-        if _all_finite(m):
-            # the common case: each sum of exp(u - m) is >= 1 (a lazy array: below)
-            total = np.log(np.exp(u - m).sum(axis=axes, keepdims=True)) + m
-        else:  # all -inf (log 0), or inf/nan: shift by 0 there, as numpy would compute
-            m = np.where(np.isfinite(m), m, 0.0)
-            with np.errstate(divide="ignore"):
-                total = np.log(np.sum(np.exp(u - m), axis=axes, keepdims=True)) + m
-        total = total.squeeze(axis=axes)
-        return total + np.log(c) if c != 1.0 else total
-    if kind == "softmax":
-        return _softmax(values[a[0]], a[1])
-    if kind == "scale":
-        return values[a[0]] * a[1]
-    if kind == "solve":
-        m, rhs, transposed = _linalg_ready(values[a[0]]), _linalg_ready(values[a[1]]), a[2]
-        flat = rhs if rhs.ndim == 1 else rhs.reshape(rhs.shape[0], math.prod(rhs.shape[1:]))
-        try:
-            x = np.linalg.solve(m.T if transposed else m, flat)
-        except np.linalg.LinAlgError:
-            raise EvaluationError("inv(...) of a singular matrix") from None
-        return x.reshape(rhs.shape)
-    if kind == "powslot":
-        return values[a[0]] ** values[a[1]]
-    if kind == "transpose":
-        return values[a[0]].transpose(a[1])
-    if kind == "inv":
-        try:
-            return np.linalg.inv(_linalg_ready(values[a[0]]))
-        except np.linalg.LinAlgError:
-            raise EvaluationError("inv(...) of a singular matrix") from None
-    if kind == "det":
-        return np.linalg.det(_linalg_ready(values[a[0]]))
-    if kind == "logdet":
-        return np.linalg.slogdet(_linalg_ready(values[a[0]]))[1]
-    if kind == "ones":
-        return np.ones(_size(a[0], values, inputs), dtype=dtype)
-    if kind == "eye":
-        return np.eye(_size(a[0], values, inputs), dtype=dtype)
-    if kind == "const":
-        return np.asarray(a[0], dtype=dtype)
-    if kind == "zeros":
-        return np.zeros(tuple(_size(r, values, inputs) for r in a[0]), dtype=dtype)
-    if kind == "add":
-        parts, out = a
-        total = None
-        for slot, labels, sign in parts:
-            v = _aligned(values[slot], labels, out)
-            if total is None:
-                total = v if sign == 1.0 else -v
-            else:
-                total = total + v if sign == 1.0 else total - v
-        full = tuple(_label_sizes(parts, values).get(i) for i in out)
-        return total if tuple(total.shape) == full else _broadcast(total, full, backend)
-    if kind == "embed":
-        return _embed(values[a[0]], a[1], a[2], a[3], backend, dtype)
-    if kind == "broadcast":
-        inner, rest_labels, out, extra = a
-        sizes = dict(zip(rest_labels, values[inner].shape))
-        sizes.update({lab: _size(ref, values, inputs) for lab, ref in extra})
-        v = _aligned(values[inner], rest_labels, out)
-        return _broadcast(v, tuple(sizes[i] for i in out), backend)
-    raise AssertionError(kind)  # pragma: no cover
 
 
 def _applied(fn: ElementwiseFunction) -> Callable[[Any], Any]:
@@ -574,99 +261,280 @@ def _applied(fn: ElementwiseFunction) -> Callable[[Any], Any]:
     return apply
 
 
-def _all_finite(m: Any) -> bool:
-    """Whether ``m`` is a numpy array of finite numbers (False for a lazy array: the
-    caller then takes the path that needs no answer)."""
-    if not isinstance(m, np.ndarray):
-        return False
-    if m.size == 1 and m.dtype.kind == "f":
-        return math.isfinite(m.item())  # one number: no temporary array
-    return bool(np.isfinite(m).all())
+def _size(ref: Any, values: list, inputs: Mapping[str, Any]) -> int:
+    return int(ref.size(lambda name, axis: int(inputs[name].shape[axis]),
+                        lambda slot, axis: int(values[slot].shape[axis])))
 
 
-def _softmax(u: Any, axes: tuple[int, ...]) -> Any:
-    """``exp(u) / sum exp(u)`` over ``axes``, shifted by the max (no overflow, issue 6);
-    where the max is not finite (all -inf: 0/0; inf or nan) the shift is 0, so the
-    result is nan there, as ``exp(u - logsumexp(u))`` would be."""
-    m = u.max(axis=axes, keepdims=True) if u.size else np.zeros(
-        tuple(1 if k in axes else n for k, n in enumerate(u.shape)))
-    if not _all_finite(m):
-        m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(u - m)
-    total = e.sum(axis=axes, keepdims=True)
-    if isinstance(e, np.ndarray):
-        e /= total  # e is a new array: divide in place
-        return e
-    return e / total
+# ------------------------------------------------------------------ general runners
+# ``run(step, plan, values, inputs, backend, dtype)``: the step's value on any backend.
 
 
-def _softmax_all(u: np.ndarray) -> np.ndarray:
-    """:func:`_softmax` over every axis of a non-empty numpy array (a softmax over a
-    vector): the same arithmetic, with the max and the sum as numbers."""
-    if u.dtype.kind != "f":
-        return _softmax(u, tuple(range(u.ndim)))
-    m = u.max()
-    if not math.isfinite(m):
-        m = 0.0  # all -inf (0/0), or inf or nan: nan, as the general way gives
-    e = np.exp(u - m)
-    e /= e.sum()
-    return e
+def _run_input(step: Input, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    return inputs[step.name]
 
 
-def _label_sizes(parts, values) -> dict[Index, int]:
-    sizes: dict[Index, int] = {}
-    for slot, labels, _ in parts:
-        sizes.update(zip(labels, values[slot].shape))
-    return sizes
+def _run_einsum(step: Einsum, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+                dtype: Any) -> Any:
+    coeff = step.coeff
+    ops = [values[slot] for slot in step.reads()]
+    if coeff != 1.0:
+        # Scale the smallest operand (this path does not know the output's size).
+        smallest = min(range(len(ops)), key=lambda k: math.prod(ops[k].shape))
+        if math.prod(ops[smallest].shape) < 10**18:
+            ops[smallest] = ops[smallest] * coeff
+            coeff = 1.0
+    result = plan(*ops, backend=backend)
+    return result if coeff == 1.0 else result * coeff
 
 
-def _aligned(v: Any, have: tuple[Index, ...], want: tuple[Index, ...]) -> Any:
-    """``v`` transposed to the order of ``want`` with size-1 axes for missing labels."""
-    if have == want:
-        return v
-    present = [i for i in want if i in have]
-    perm = [have.index(i) for i in present]
-    if perm != list(range(len(perm))):
-        v = v.transpose(perm)
-    shape = []
-    it = iter(v.shape)
-    for i in want:
-        shape.append(next(it) if i in have else 1)
-    return v.reshape(tuple(shape))
+def _run_func(step: Func, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+              dtype: Any) -> Any:
+    return _applied(FUNCTIONS[step.name])(values[step.arg])
 
 
-def _broadcast(v: Any, shape: tuple[int, ...], backend: str) -> Any:
-    if backend == "numpy":
-        return np.array(np.broadcast_to(v, shape))  # a real array, not a read-only view
-    return np.broadcast_to(v, shape)
+def _run_pow(step: Pow, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    base, k = values[step.arg], step.exponent
+    if k == 2.0:
+        return base * base
+    if k == -1.0:
+        return 1.0 / base
+    if k == 0.5:
+        return np.sqrt(base)
+    if k < 0 and float(k).is_integer():
+        return 1.0 / base ** (-k)
+    return base ** k
 
 
-def _embed(inner: Any, rest_labels: tuple[Index, ...], out: tuple[Index, ...],
-           pairs: tuple[tuple[Index, Index], ...], backend: str, dtype: np.dtype) -> Any:
-    """Place ``inner`` (axes ``rest_labels``) on the diagonal ``keep == gone`` of a
-    zero array with axes ``out``."""
-    sizes = dict(zip(rest_labels, inner.shape))
-    for keep, gone in pairs:
-        sizes[gone] = sizes[keep]
-    shape = tuple(sizes[i] for i in out)
+def _run_powslot(step: PowSlot, plan: Any, values: list, inputs: Mapping[str, Any],
+                 backend: str, dtype: Any) -> Any:
+    return values[step.base] ** values[step.exponent]
+
+
+def _run_transpose(step: Transpose, plan: Any, values: list, inputs: Mapping[str, Any],
+                   backend: str, dtype: Any) -> Any:
+    return values[step.arg].transpose(step.perm)
+
+
+def _run_logsumexp(step: LogSumExp, plan: Any, values: list, inputs: Mapping[str, Any],
+                   backend: str, dtype: Any) -> Any:
+    return logsumexp(values[step.arg], step.axes, step.coeff)
+
+
+def _run_softmax(step: Softmax, plan: Any, values: list, inputs: Mapping[str, Any],
+                 backend: str, dtype: Any) -> Any:
+    return softmax(values[step.arg], step.axes)
+
+
+def _run_scale(step: Scale, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    return values[step.arg] * step.coeff
+
+
+def _run_solve(step: Solve, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    m, rhs = linalg_ready(values[step.matrix]), linalg_ready(values[step.rhs])
+    flat = rhs if rhs.ndim == 1 else rhs.reshape(rhs.shape[0], math.prod(rhs.shape[1:]))
+    try:
+        x = np.linalg.solve(m.T if step.transposed else m, flat)
+    except np.linalg.LinAlgError:
+        raise EvaluationError("inv(...) of a singular matrix") from None
+    return x.reshape(rhs.shape)
+
+
+def _run_inv(step: Inv, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    try:
+        return np.linalg.inv(linalg_ready(values[step.arg]))
+    except np.linalg.LinAlgError:
+        raise EvaluationError("inv(...) of a singular matrix") from None
+
+
+def _run_det(step: Det, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    return np.linalg.det(linalg_ready(values[step.arg]))
+
+
+def _run_logdet(step: LogDet, plan: Any, values: list, inputs: Mapping[str, Any],
+                backend: str, dtype: Any) -> Any:
+    return np.linalg.slogdet(linalg_ready(values[step.arg]))[1]
+
+
+def _run_ones(step: Ones, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+              dtype: Any) -> Any:
+    return np.ones(_size(step.size, values, inputs), dtype=dtype)
+
+
+def _run_eye(step: Eye, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    return np.eye(_size(step.size, values, inputs), dtype=dtype)
+
+
+def _run_const(step: Const, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    return np.asarray(step.value, dtype=dtype)
+
+
+def _run_zeros(step: Zeros, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    return np.zeros(tuple(_size(r, values, inputs) for r in step.sizes), dtype=dtype)
+
+
+def _run_add(step: Add, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    total = None
+    for slot, labels, sign in step.terms:
+        v = aligned(values[slot], labels, step.out)
+        if total is None:
+            total = v if sign == 1.0 else -v
+        else:
+            total = total + v if sign == 1.0 else total - v
+    assert total is not None
+    full = tuple(label_sizes(step.terms, values).get(i) for i in step.out)
+    return total if tuple(total.shape) == full else broadcast(total, full, backend)  # type: ignore[arg-type]
+
+
+def _run_embed(step: Embed, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+               dtype: Any) -> Any:
+    return embed(values[step.inner], step.rest, step.out, step.pairs, backend, dtype)
+
+
+def _run_broadcast(step: Broadcast, plan: Any, values: list, inputs: Mapping[str, Any],
+                   backend: str, dtype: Any) -> Any:
+    sizes = dict(zip(step.rest, values[step.inner].shape))
+    sizes.update({lab: _size(ref, values, inputs) for lab, ref in step.extra})
+    v = aligned(values[step.inner], step.rest, step.out)
+    return broadcast(v, tuple(sizes[i] for i in step.out), backend)
+
+
+#: Each kind's general runner: ``run(step, plan, values, inputs, backend, dtype)``.
+RUNNERS: dict[type[Step], Callable[..., Any]] = {
+    Input: _run_input,
+    Einsum: _run_einsum,
+    Func: _run_func,
+    Pow: _run_pow,
+    PowSlot: _run_powslot,
+    Transpose: _run_transpose,
+    LogSumExp: _run_logsumexp,
+    Softmax: _run_softmax,
+    Scale: _run_scale,
+    Solve: _run_solve,
+    Inv: _run_inv,
+    Det: _run_det,
+    LogDet: _run_logdet,
+    Ones: _run_ones,
+    Eye: _run_eye,
+    Const: _run_const,
+    Zeros: _run_zeros,
+    Add: _run_add,
+    Embed: _run_embed,
+    Broadcast: _run_broadcast,
+}
+
+
+def run_step(step: Step, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
+             dtype: Any) -> Any:
+    """Step's value by its kind's general runner."""
+    return RUNNERS[type(step)](step, plan, values, inputs, backend, dtype)
+
+
+# ------------------------------------------------------------------------ binders
+# ``bind(step, plan, shapes, k, backend)``: step ``k`` as a closure
+# ``run(values, inputs, dtype)``.
+
+
+def _bind_general(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    """The kind's general runner, bound to the step."""
+    run = RUNNERS[type(step)]
+    return lambda values, inputs, dtype: run(step, plan, values, inputs, backend, dtype)
+
+
+def _bind_input(step: Input, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    name = step.name
+    return lambda values, inputs, dtype: inputs[name]
+
+
+def _bind_einsum_step(step: Einsum, plan: Any, shapes: list, k: int, backend: str) -> Bound:
     if backend != "numpy":
-        # Lazy backends: multiply by a dense identity (no in-place writes).
-        operands = [inner] + [np.eye(sizes[keep], dtype=dtype) for keep, _ in pairs]
-        labels = [rest_labels] + [(keep, gone) for keep, gone in pairs]
-        return oe.contract(einsum_spec(labels, out), *operands, backend=backend)
-    result = np.zeros(shape, dtype=np.result_type(inner, dtype))
-    _diagonal_view(result, out, rest_labels, pairs)[...] = inner
-    return result
+        return _bind_general(step, plan, shapes, k, backend)
+    return _bind_einsum(step, plan, shapes, k)
 
 
-def _diagonal_view(total: np.ndarray, out: tuple[Index, ...], rest_labels: tuple[Index, ...],
-                   pairs: tuple[tuple[Index, Index], ...]) -> np.ndarray:
-    """The writable strided view of ``total`` (axes ``out``) on its diagonal
-    ``keep == gone`` for each pair, with axes ``rest_labels``: no copy, no identity."""
-    strides = dict(zip(out, total.strides))
-    sizes = dict(zip(out, total.shape))
-    for keep, gone in pairs:
-        strides[keep] += strides.pop(gone)
-    return np.lib.stride_tricks.as_strided(
-        total, shape=tuple(sizes[i] for i in rest_labels),
-        strides=tuple(strides[i] for i in rest_labels), writeable=True)
+def _bind_add_step(step: Add, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    if backend != "numpy":
+        return _bind_general(step, plan, shapes, k, backend)
+    return bind_add(step, shapes, k)
+
+
+def _bind_scale(step: Scale, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    slot, c = step.arg, step.coeff
+    return inlined(lambda values, inputs, dtype: values[slot] * c, "{0} * {f}", (slot,), c)
+
+
+def _bind_func(step: Func, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    if backend != "numpy":
+        return _bind_general(step, plan, shapes, k, backend)
+    fn, slot = _applied(FUNCTIONS[step.name]), step.arg
+    return inlined(lambda values, inputs, dtype: fn(values[slot]), "{f}({0})", (slot,), fn)
+
+
+def _bind_pow(step: Pow, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    if backend != "numpy" or step.exponent not in _POWERS:
+        return _bind_general(step, plan, shapes, k, backend)
+    slot, template = step.arg, _POWERS[step.exponent]
+    return inlined(lambda values, inputs, dtype: _run_pow(step, plan, values, inputs, backend,
+                                                          dtype), template, (slot,), np.sqrt)
+
+
+def _bind_softmax(step: Softmax, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    if backend != "numpy":
+        return _bind_general(step, plan, shapes, k, backend)
+    slot, axes = step.arg, step.axes
+    if axes == tuple(range(len(shapes[slot]))) and math.prod(shapes[slot]):
+        return inlined(lambda values, inputs, dtype: softmax_all(values[slot]),
+                       "{f}({0})", (slot,), softmax_all)
+    return inlined(lambda values, inputs, dtype: softmax(values[slot], axes),
+                   f"{{f}}({{0}}, {axes!r})", (slot,), softmax)
+
+
+def _bind_transpose(step: Transpose, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    if backend != "numpy":
+        return _bind_general(step, plan, shapes, k, backend)
+    slot, perm = step.arg, step.perm
+    return inlined(lambda values, inputs, dtype: values[slot].transpose(perm),
+                   "{0}.T" if perm == (1, 0) else f"{{0}}.transpose({perm!r})", (slot,))
+
+
+#: Each kind's binder: specialised closures for the common kinds on numpy, the
+#: general runner (:data:`RUNNERS`) for the others.
+BINDERS: dict[type[Step], Callable[..., Bound]] = {
+    Input: _bind_input,
+    Einsum: _bind_einsum_step,
+    Func: _bind_func,
+    Pow: _bind_pow,
+    PowSlot: _bind_general,
+    Transpose: _bind_transpose,
+    LogSumExp: _bind_general,
+    Softmax: _bind_softmax,
+    Scale: _bind_scale,
+    Solve: _bind_general,
+    Inv: _bind_general,
+    Det: _bind_general,
+    LogDet: _bind_general,
+    Ones: _bind_general,
+    Eye: _bind_general,
+    Const: _bind_general,
+    Zeros: _bind_general,
+    Add: _bind_add_step,
+    Embed: _bind_general,
+    Broadcast: _bind_general,
+}
+
+
+def bind_step(step: Step, plan: Any, shapes: list, k: int, backend: str) -> Bound:
+    """Step ``k`` as a closure ``run(values, inputs, dtype)`` with everything that
+    depends only on the shapes decided now, so a call does no planning: the common
+    kinds on numpy get a specialised closure, the rest run their kind's general runner."""
+    return BINDERS[type(step)](step, plan, shapes, k, backend)

@@ -1,19 +1,24 @@
 """Lowering: a simplified expression -> a straight-line program of steps.
 
-Each step (:class:`Step`) computes one value from earlier ones: an einsum, an
-element-wise function, a sum of terms, a solve, a diagonal embedding... Nodes equal up
-to the names of their summed indices and the order of their free axes share one slot
-(common subexpressions: the residual ``X theta - Y`` of both terms of a least-squares
+Each step (:mod:`einderiv.numeric.program`) computes one value from earlier ones: an
+einsum, an element-wise function, a sum of terms, a solve, a diagonal embedding... Nodes
+equal up
+to the names of their summed indices and the order of their free axes share one
+slot (common subexpressions: the residual ``X theta - Y`` of both terms of a least-squares
 gradient is computed once). Numerically delicate patterns are lowered to stable forms
 here: ``log(sum exp)`` max-shifted, softmax factors as ``exp(u - lse)``, ``inv(M) g``
-as a solve (issue 6). Planning for shapes and running are in :mod:`einderiv.numeric.compiled`.
+as a solve (issue 6). Planning for shapes is in :mod:`einderiv.numeric.planning`.
+
+Each kind of IR node is lowered by its own method, looked up in :data:`LOWER_NODE` (by
+the node's type), as the factors of a product are by :data:`LOWER_FACTOR`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -32,34 +37,25 @@ from ..core.ir import (
     Tensor,
     const_value,
     factor_indices,
-    outer_origins,
     rename,
     walk,
 )
+from ..core.printing import to_text
+from ..core.scopes import outer_origins
 from ..errors import EinderivError
+from . import program as op
+from .program import FixedSize, InputAxis, Operand, Program, SizeRef, SlotAxis, Step, Term, UnknownSize
 
-__all__ = ["Lowering", "Program", "Step", "SizeRef", "to_float"]
-
-
-# A size reference: where a label's size comes from at run time.
-#   ("input", name, axis) | ("slot", slot, axis) | ("int", n)
-SizeRef = tuple
+__all__ = ["Lowering", "lower", "to_float"]
 
 
-@dataclass
-class Step:
-    kind: str
-    args: tuple
-    # filled by shape inference
-    shape: tuple[int, ...] = ()
-
-
-@dataclass
-class Program:
-    steps: list[Step] = field(default_factory=list)
-    inputs: dict[str, int] = field(default_factory=dict)  # name -> slot
-    output: int = -1
-    output_labels: tuple[Index, ...] = ()
+def lower(e: Expr) -> Program:
+    """The program computing ``e``, its result's axes in the order of ``e.free``."""
+    lowering = Lowering()
+    slot, labels = lowering.value(e)
+    lowering.program.output = lowering.align(slot, labels, e.free)
+    lowering.program.output_labels = e.free
+    return lowering.program
 
 
 class Lowering:
@@ -68,16 +64,17 @@ class Lowering:
 
     def __init__(self) -> None:
         self.program = Program()
-        self.memo: dict[tuple, int] = {}
+        # key -> (slot, the slot's axes as positions in the key's canonical axis order)
+        self.memo: dict[tuple, tuple[int, tuple[int, ...]]] = {}
         self.context: list[dict] = []  # size hints of enclosing sums, innermost last
 
-    def emit(self, kind: str, *args: Any) -> int:
-        self.program.steps.append(Step(kind, args))
+    def emit(self, step: Step) -> int:
+        self.program.steps.append(step)
         return len(self.program.steps) - 1
 
     def input(self, name: str) -> int:
         if name not in self.program.inputs:
-            self.program.inputs[name] = self.emit("input", name)
+            self.program.inputs[name] = self.emit(op.Input(name))
         return self.program.inputs[name]
 
     # ------------------------------------------------------------------ dispatch
@@ -97,31 +94,34 @@ class Lowering:
         return slot, tuple(canonical[c] for c in positions)
 
     def lower(self, e: Expr) -> int:
-        if isinstance(e, Tensor):  # repeated indices: a diagonal
-            return self.einsum(Fraction(1), [(self.input(e.name), e.indices)], e.free)
-        if isinstance(e, Delta):
-            return self.product(Product(Fraction(1), (e,), e.free))
-        if isinstance(e, Func):
-            if e.name == "log" and _sum_of_exp(e.arg) is not None:
-                return self.logsumexp(e.arg)  # max-shifted: no overflow
-            slot, labels = self.value(e.arg)
-            slot = self.align(slot, labels, e.arg.free)
-            return self.emit("func", e.name, slot)
-        if isinstance(e, Pow):
-            return self.power(e)
-        if isinstance(e, (Inv, Det, LogDet)):
-            slot = self.closed_scope(e.arg)
-            if isinstance(e, Inv):
-                out = self.emit("inv", slot)
-                if e.indices[0] == e.indices[1]:
-                    return self.einsum(Fraction(1), [(out, e.indices)], e.free)
-                return out
-            return self.emit("det" if isinstance(e, Det) else "logdet", slot)
-        if isinstance(e, Product):
-            return self.product(e)
-        if isinstance(e, Sum):
-            return self.sum(e)
-        raise TypeError(e)  # pragma: no cover
+        """A new slot computing ``e`` (no sharing), axes in ``e.free`` order."""
+        return _lowering_rule(LOWER_NODE, e)(self, e)
+
+    def diagonal(self, e: Tensor) -> int:
+        """A tensor with repeated indices: a diagonal."""
+        return self.einsum(Fraction(1), [(self.input(e.name), e.indices)], e.free)
+
+    def delta(self, e: Delta) -> int:
+        return self.product(Product(Fraction(1), (e,), e.free))
+
+    def func(self, e: Func) -> int:
+        if e.name == "log" and _sum_of_exp(e.arg) is not None:
+            return self.logsumexp(e.arg)  # max-shifted: no overflow
+        slot, labels = self.value(e.arg)
+        slot = self.align(slot, labels, e.arg.free)
+        return self.emit(op.Func(e.name, slot))
+
+    def inv(self, e: Inv) -> int:
+        out = self.emit(op.Inv(self.closed_scope(e.arg)))
+        if e.indices[0] == e.indices[1]:
+            return self.einsum(Fraction(1), [(out, e.indices)], e.free)
+        return out
+
+    def det(self, e: Det) -> int:
+        return self.emit(op.Det(self.closed_scope(e.arg)))
+
+    def logdet(self, e: LogDet) -> int:
+        return self.emit(op.LogDet(self.closed_scope(e.arg)))
 
     def closed_scope(self, arg: Expr) -> int:
         """The slot of an inv/det/logdet argument, axes in ``arg.free`` order. The
@@ -134,18 +134,18 @@ class Lowering:
             self.context = outer
         return self.align(slot, labels, arg.free)
 
-    def logsumexp(self, s: Product) -> int:
+    def logsumexp(self, s: Expr) -> int:
         """``log(c * sum_j exp(u))`` as ``log c + m + log(sum_j exp(u - m))``, m the max
         over the summed axes (issue 6: no overflow for large u). Axes: ``s.out``."""
         u = _sum_of_exp(s)
-        assert u is not None
+        assert u is not None and isinstance(s, Product)
         slot, labels = self.value(u)
         keep = tuple(i for i in labels if i in set(s.out))
         reduced = tuple(k for k, i in enumerate(labels) if i not in set(s.out))
-        out = self.emit("logsumexp", slot, reduced, to_float(s.coeff))
+        out = self.emit(op.LogSumExp(slot, reduced, to_float(s.coeff)))
         return self.align(out, keep, s.out)
 
-    def stable_exponentials(self, factors: list[Expr]) -> list[Expr]:
+    def stable_exponentials(self, factors: list[Factor]) -> list[Factor]:
         """``exp(u) * ... / (sum exp(w))**k`` evaluated as one ``exp(u + ... - k lse(w))``:
         a softmax and its derivatives never form exp of a large number."""
         exps = [f for f in factors if isinstance(f, Func) and f.name == "exp"]
@@ -160,20 +160,20 @@ class Lowering:
         if shared is not None:
             rest = [f for f in factors if not any(f is g for g in exps + sums)]
             return rest + shared
-        for f in sums:
-            k = to_float(const_value(f.exponent))  # type: ignore[arg-type]
-            lse_slot = self.lower(Func("log", f.base)) if _context_free(f.base) else \
-                self.logsumexp(f.base)  # type: ignore[arg-type]
-            scaled = self.emit("scale", lse_slot, k)
-            parts.append((scaled, tuple(f.base.free)))
+        for power in sums:
+            k = to_float(const_value(power.exponent))  # type: ignore[arg-type]
+            lse_slot = self.lower(Func("log", power.base)) if _context_free(power.base) else \
+                self.logsumexp(power.base)
+            scaled = self.emit(op.Scale(lse_slot, k))
+            parts.append((scaled, tuple(power.base.free)))
         labels = tuple(dict.fromkeys(i for _, lab in parts for i in lab))
-        total = self.emit("add", tuple((slot, lab, 1.0) for slot, lab in parts), labels)
-        combined = self.emit("func", "exp", total)
+        total = self.emit(op.Add(tuple(Term(slot, lab, 1.0) for slot, lab in parts), labels))
+        combined = self.emit(op.Func("exp", total))
         rest = [f for f in factors if not any(f is g for g in exps + sums)]
         return rest + [_Slot(combined, labels)]
 
     def softmaxes(self, exps: list[Func], sums: list[Pow],
-                  parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
+                  parts: list[tuple[int, tuple[Index, ...]]]) -> list[Factor] | None:
         """``exp(u_c) / sum_j exp(u_j)``, the exps' arguments the very array the sum
         runs over (one shared slot; the kept axes in the same places), as one softmax
         step: one exp pass and one division, where ``exp(u - lse)`` takes two exp
@@ -183,8 +183,8 @@ class Lowering:
             return None
         (f,) = sums
         base = f.base
-        if const_value(f.exponent) != -len(exps) or base.coeff != 1 or \
-                not _context_free(base):  # type: ignore[union-attr]
+        assert isinstance(base, Product)  # a sum of exps (see stable_exponentials)
+        if const_value(f.exponent) != -len(exps) or base.coeff != 1 or not _context_free(base):
             return None
         w = _sum_of_exp(base)
         assert w is not None
@@ -197,12 +197,12 @@ class Lowering:
                 return None
         key = ("softmax", slot, reduced)
         if key not in self.memo:
-            self.memo[key] = (self.emit("softmax", slot, reduced), ())
+            self.memo[key] = (self.emit(op.Softmax(slot, reduced)), ())
         p = self.memo[key][0]
         return [_Slot(p, labels) for _, labels in parts]
 
     def softmax_shares(self, exps: list[Func], sums: list[Pow],
-                       parts: list[tuple[int, tuple[Index, ...]]]) -> list[Expr] | None:
+                       parts: list[tuple[int, tuple[Index, ...]]]) -> list[Factor] | None:
         """``exp(u_c) exp(u_d) / (sum exp(w))**2`` as ``exp(u_c - lse) * exp(u_d - lse)``
         (the softmax outer product p p^T): where the exps have different axes, one
         combined exp would be taken over every pair of entries. Applies when one sum
@@ -215,26 +215,27 @@ class Lowering:
                 not all(set(lse_labels) <= set(lab) for _, lab in parts):
             return None
         lse = self.lower(Func("log", f.base)) if _context_free(f.base) else \
-            self.logsumexp(f.base)  # type: ignore[arg-type]
-        shares: list[Expr] = []
+            self.logsumexp(f.base)
+        shares: list[Factor] = []
         for slot, labels in parts:
-            shifted = self.emit("add", ((slot, labels, 1.0), (lse, lse_labels, -1.0)), labels)
-            shares.append(_Slot(self.emit("func", "exp", shifted), labels))
+            shifted = self.emit(op.Add((Term(slot, labels, 1.0), Term(lse, lse_labels, -1.0)),
+                                       labels))
+            shares.append(_Slot(self.emit(op.Func("exp", shifted)), labels))
         return shares
 
     def align(self, slot: int, have: tuple[Index, ...], want: tuple[Index, ...]) -> int:
         if have == want:
             return slot
-        return self.emit("transpose", slot, tuple(have.index(i) for i in want))
+        return self.emit(op.Transpose(slot, tuple(have.index(i) for i in want)))
 
     def power(self, e: Pow) -> int:
         slot, labels = self.value(e.base)
         slot = self.align(slot, labels, e.base.free)
         k = const_value(e.exponent)
         if k is not None:
-            return self.emit("pow", slot, to_float(k))
+            return self.emit(op.Pow(slot, to_float(k)))
         exp_slot, _ = self.value(e.exponent)
-        return self.emit("powslot", slot, exp_slot)
+        return self.emit(op.PowSlot(slot, exp_slot))
 
     # ------------------------------------------------------------------ products
     def einsum(self, coeff: Fraction, operands: list[tuple[int, tuple[Index, ...]]],
@@ -243,8 +244,9 @@ class Lowering:
                 set(operands[0][1]) == set(out):
             # one array, its axes permuted (A[c,d] -> [d,c]): a transposed view
             slot = self.align(*operands[0], out)
-            return slot if coeff == 1 else self.emit("scale", slot, to_float(coeff))
-        return self.emit("einsum", to_float(coeff), tuple(operands), out, names)
+            return slot if coeff == 1 else self.emit(op.Scale(slot, to_float(coeff)))
+        return self.emit(op.Einsum(to_float(coeff), tuple(Operand(*o) for o in operands), out,
+                                   names))
 
     def product(self, p: Product) -> int:
         self.context.append(outer_origins(p))  # sizes the factors may need
@@ -265,7 +267,7 @@ class Lowering:
                 rest = Product(p.coeff, tuple(rename(g, {gone: keep}) for g in others),
                                tuple(i for i in out if i != gone))
                 inner = self.product_with_hint(rest, keep, f)
-                return self.emit("embed", inner, rest.out, out, ((keep, gone),))
+                return self.emit(op.Embed(inner, rest.out, out, ((keep, gone),)))
         # 2. A ones-marker along a free index no other factor carries: broadcast.
         for k, f in enumerate(factors):
             if isinstance(f, Delta) and f.i == f.j and f.i in out:
@@ -274,33 +276,22 @@ class Lowering:
                     rest = Product(p.coeff, tuple(others), tuple(i for i in out if i != f.i))
                     inner = self.product(rest)
                     size = self.size_ref(f.i, others, f)
-                    return self.emit("broadcast", inner, rest.out, out, ((f.i, size),))
+                    return self.emit(op.Broadcast(inner, rest.out, out, ((f.i, size),)))
         # 3. Everything else is one einsum; summed markers and deltas become vectors.
         operands: list[tuple[int, tuple[Index, ...]]] = []
         present = {i for f in factors for i in factor_indices(f)}
-        factors = self.stable_exponentials(factors)
-        factors = self.solves(factors, set(out))
-        for f in factors:
-            if isinstance(f, _Slot):
-                operands.append((f.slot, f.labels))
-            elif isinstance(f, Delta):
-                size = self.size_ref(f.i, [g for g in factors if g is not f], f)
-                slot = self.emit("ones" if f.i == f.j else "eye", size)
-                operands.append((slot, (f.i,) if f.i == f.j else (f.i, f.j)))
-            elif isinstance(f, Tensor):
-                operands.append((self.input(f.name), f.indices))
-            else:
-                operands.append(self.value(f))
+        lowered = self.solves(self.stable_exponentials(list(factors)), set(out))
+        for g in lowered:
+            operands.append(_lowering_rule(LOWER_FACTOR, g)(self, g, lowered))
         for i in out:
             if i not in present:  # pragma: no cover - simplified input never has this
                 raise EinderivError(f"index {i!r} of the output occurs in no factor")
         if not operands:
-            return self.emit("const", to_float(p.coeff))
-        from ..core.printing import to_text
-        names = tuple(to_text(f) if isinstance(f, Expr) else "an intermediate" for f in factors)
+            return self.emit(op.Const(to_float(p.coeff)))
+        names = tuple(to_text(g) if isinstance(g, Expr) else "an intermediate" for g in lowered)
         return self.einsum(p.coeff, operands, out, names)
 
-    def solves(self, factors: list, out: set[Index]) -> list:
+    def solves(self, factors: list[Factor], out: set[Index]) -> list[Factor]:
         """``inv(M)[k,l] * g[l,...]`` with ``l`` summed and in no other factor is
         ``solve(M, g)``: no explicit inverse (issue 6). Likewise ``g[k,...] * inv(M)[k,l]``
         is ``solve(M^T, g)``."""
@@ -326,7 +317,7 @@ class Lowering:
                     continue
                 rhs = self.align(g_slot, g_free, (shared,) + tuple(i for i in g_free
                                                                     if i != shared))
-                solved = self.emit("solve", m_slot, rhs, axis == 0)
+                solved = self.emit(op.Solve(m_slot, rhs, axis == 0))
                 labels = (f.indices[1 - axis],) + tuple(i for i in g_free if i != shared)
                 result = [h for h in result if h is not f and h is not g] + \
                     [_Slot(solved, labels)]
@@ -346,34 +337,41 @@ class Lowering:
     def size_ref(self, label: Index, siblings: list, delta: Delta | None) -> SizeRef:
         labels = [label] if delta is None or delta.i == delta.j else [delta.i, delta.j]
         for g in siblings:
+            axis_of = AXIS_OF.get(type(g))
+            if axis_of is None:
+                continue
             for lab in labels:  # a delta is square: either index gives the size
-                if isinstance(g, Tensor) and lab in g.indices:
-                    return ("input", g.name, g.indices.index(lab))
-                if isinstance(g, _Slot) and lab in g.labels:
-                    return ("slot", g.slot, g.labels.index(lab))
-        if delta is not None and isinstance(delta.size, tuple):
-            self.input_hint(delta.size[0])
-            return ("input", delta.size[0], delta.size[1])
-        if delta is not None and isinstance(delta.size, int):
-            return ("int", delta.size)
+                ref = axis_of(g, lab)
+                if ref is not None:
+                    return ref
+        if delta is not None:
+            ref = self.hint_ref(delta.size)
+            if ref is not None:
+                return ref
         for g in siblings:
             for lab in labels:
                 if isinstance(g, Expr) and lab in g.free and not isinstance(g, Delta):
                     slot, free = self.value(g)
-                    return ("slot", slot, free.index(lab))
+                    return SlotAxis(slot, free.index(lab))
         for origins in reversed(self.context):  # a sibling term of an enclosing sum
             for lab in labels:
-                hint = origins.get(lab)
-                if isinstance(hint, tuple):
-                    self.input_hint(hint[0])
-                    return ("input", hint[0], hint[1])
-                if isinstance(hint, int):
-                    return ("int", hint)
-        return ("unknown", label)
+                ref = self.hint_ref(origins.get(lab))
+                if ref is not None:
+                    return ref
+        return UnknownSize(label)
+
+    def hint_ref(self, hint: Any) -> SizeRef | None:
+        """The size a size hint gives: an axis of a variable, a number, or None."""
+        if isinstance(hint, tuple):
+            self.input_hint(hint[0])
+            return InputAxis(hint[0], hint[1])
+        if isinstance(hint, int):
+            return FixedSize(hint)
+        return None
 
     def input_hint(self, name: str) -> None:
         """A size may come from a variable the expression no longer uses."""
-        self.program.inputs.setdefault(name, self.emit("input", name))
+        self.program.inputs.setdefault(name, self.emit(op.Input(name)))
 
     # ---------------------------------------------------------------------- sums
     def sum(self, s: Sum) -> int:
@@ -386,34 +384,28 @@ class Lowering:
             self.context.pop()
 
     def _sum(self, s: Sum) -> int:
-        parts = []
+        parts: list[Term] = []
         for t in s.terms:
             if isinstance(t, Product):
                 want = tuple(i for i in s.out if i in set(t.out))
                 if len(t.factors) == 1 and isinstance(t.factors[0], Tensor) and \
                         t.factors[0].indices == want and t.coeff in (1, -1):
                     # +-x[i]: the sign is applied in the addition, no extra pass
-                    parts.append((self.input(t.factors[0].name), want, float(t.coeff)))
+                    parts.append(Term(self.input(t.factors[0].name), want, float(t.coeff)))
                     continue
-                parts.append((*self.value(Product(t.coeff, t.factors, want)), 1.0))
+                parts.append(Term(*self.value(Product(t.coeff, t.factors, want)), 1.0))
             else:
-                parts.append((*self.value(t), 1.0))
+                parts.append(Term(*self.value(t), 1.0))
         if not parts:
             hints = dict(s.hints)
-            sizes = []
+            sizes: list[SizeRef] = []
             for i in s.out:
-                hint = hints.get(i)
-                if isinstance(hint, tuple):
-                    self.input_hint(hint[0])
-                    sizes.append(("input", hint[0], hint[1]))
-                elif isinstance(hint, int):
-                    sizes.append(("int", hint))
-                else:
-                    sizes.append(("unknown", i))
-            return self.emit("zeros", tuple(sizes))
-        if len(parts) == 1 and parts[0][1] == s.out and parts[0][2] == 1.0:
-            return parts[0][0]
-        return self.emit("add", tuple(parts), s.out)
+                ref = self.hint_ref(hints.get(i))
+                sizes.append(UnknownSize(i) if ref is None else ref)
+            return self.emit(op.Zeros(tuple(sizes)))
+        if len(parts) == 1 and parts[0].labels == s.out and parts[0].sign == 1.0:
+            return parts[0].slot
+        return self.emit(op.Add(tuple(parts), s.out))
 
 
 @dataclass(frozen=True)
@@ -423,8 +415,72 @@ class _Slot:
     labels: tuple[Index, ...]
 
 
+#: A factor of a product being lowered: an expression, or factors already computed.
+Factor = Expr | _Slot
+
+
 def _labels(g: Any) -> tuple[Index, ...]:
     return g.labels if isinstance(g, _Slot) else factor_indices(g)
+
+
+def _lowering_rule(table: dict[type, Callable[..., Any]], x: Any) -> Callable[..., Any]:
+    """The rule of ``table`` for ``x``'s type or its nearest base class."""
+    for cls in type(x).__mro__:
+        rule = table.get(cls)
+        if rule is not None:
+            return rule
+    raise TypeError(x)  # pragma: no cover
+
+
+#: How each kind of IR node is lowered to a new slot (:meth:`Lowering.lower`).
+LOWER_NODE: dict[type, Callable[[Lowering, Any], int]] = {
+    Tensor: Lowering.diagonal,   # a tensor with distinct indices is an input: see value()
+    Delta: Lowering.delta,
+    Func: Lowering.func,
+    Pow: Lowering.power,
+    Inv: Lowering.inv,
+    Det: Lowering.det,
+    LogDet: Lowering.logdet,
+    Product: Lowering.product,
+    Sum: Lowering.sum,
+}
+
+
+def _computed(lowering: Lowering, f: _Slot, factors: list) -> tuple[int, tuple[Index, ...]]:
+    return f.slot, f.labels
+
+
+def _identity_factor(lowering: Lowering, f: Delta, factors: list
+                     ) -> tuple[int, tuple[Index, ...]]:
+    """A delta left in a product with an index summed: a ones-vector (both indices one)
+    or an identity matrix, sized by a sibling factor or a hint."""
+    size = lowering.size_ref(f.i, [g for g in factors if g is not f], f)
+    slot = lowering.emit(op.Ones(size) if f.i == f.j else op.Eye(size))
+    return slot, (f.i,) if f.i == f.j else (f.i, f.j)
+
+
+def _input_factor(lowering: Lowering, f: Tensor, factors: list) -> tuple[int, tuple[Index, ...]]:
+    return lowering.input(f.name), f.indices
+
+
+def _value_factor(lowering: Lowering, f: Expr, factors: list) -> tuple[int, tuple[Index, ...]]:
+    return lowering.value(f)
+
+
+#: How each kind of factor of a product becomes an einsum operand ``(slot, labels)``.
+LOWER_FACTOR: dict[type, Callable[[Lowering, Any, list], tuple[int, tuple[Index, ...]]]] = {
+    _Slot: _computed,
+    Delta: _identity_factor,
+    Tensor: _input_factor,
+    Expr: _value_factor,
+}
+
+#: Where a sibling factor gives the size of a label: an axis of an input or of a slot.
+AXIS_OF: dict[type, Callable[[Any, Index], SizeRef | None]] = {
+    Tensor: lambda g, lab: InputAxis(g.name, g.indices.index(lab)) if lab in g.indices
+    else None,
+    _Slot: lambda g, lab: SlotAxis(g.slot, g.labels.index(lab)) if lab in g.labels else None,
+}
 
 
 def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:

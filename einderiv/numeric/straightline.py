@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .execution import skipped
+from .program import Input, Step
 
 __all__ = ["straight_line", "entry", "unaliased", "MAX_STEPS"]
 
@@ -43,7 +44,7 @@ def unaliased(result: Any, inputs: Sequence[Any]) -> Any:
     return result
 
 
-def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
+def straight_line(steps: Sequence[Step], bound: Sequence[Callable[..., Any]],
                   release: Sequence[tuple[int, ...]] | None, inputs: Mapping[str, int],
                   output: int, needs_dtype: bool) -> Callable[..., Any] | None:
     """One function ``run(*arrays)`` (the inputs in the order of ``inputs``: name ->
@@ -57,7 +58,7 @@ def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
                                  "FLOAT64": np.dtype(np.float64), "ndarray": np.ndarray}
     # Values live in local variables (v3), or in a list (v[3]) where a closure reads them.
     closures = any(getattr(run, "inline", None) is None and run is not skipped
-                   and step.kind != "input" for step, run in zip(steps, bound))
+                   and not isinstance(step, Input) for step, run in zip(steps, bound))
     param_of = {inputs[n]: p for n, p in zip(names, params)}
     ref = (lambda s: f"v[{s}]") if closures else (lambda s: param_of.get(s, f"v{s}"))
     body: list[str] = []
@@ -69,7 +70,7 @@ def straight_line(steps: Sequence[Any], bound: Sequence[Callable[..., Any]],
                     if needs_dtype and params else "dtype = FLOAT64")
     for k, (step, run) in enumerate(zip(steps, bound)):
         inline = getattr(run, "inline", None)
-        if step.kind == "input":
+        if isinstance(step, Input):
             pass
         elif inline is not None:
             namespace[f"f{k}"] = inline.fn

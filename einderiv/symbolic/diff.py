@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from ..core.functions import FUNCTIONS
 from ..core.ir import (
@@ -41,9 +42,9 @@ from ..core.ir import (
     fresh_index,
     gc_paused,
     number,
-    outer_origins,
     rename,
 )
+from ..core.scopes import outer_origins
 from ..errors import EinderivError
 
 __all__ = ["derivative"]
@@ -63,7 +64,7 @@ class _Context:
         """Size hints for ``new + e.free``: a derivative may lose every tensor that
         carried an index (a zero, a broadcast), but evaluation still needs its size."""
         origins = outer_origins(e)
-        pairs = [(n, (self.wrt, axis)) for axis, n in enumerate(self.new)]
+        pairs: list[tuple[Index, SizeHint]] = [(n, (self.wrt, axis)) for axis, n in enumerate(self.new)]
         pairs += [(i, origins.get(i)) for i in e.free]
         return tuple(pairs)
 
@@ -190,7 +191,8 @@ def _logdet(e: LogDet, ctx: _Context) -> Expr:
     return Product(Fraction(1), (Inv(e.arg, (q, p)), dm), ctx.new)
 
 
-_RULES: dict[type, Callable[[Expr, _Context], Expr]] = {
+#: The rule for each node type: each takes its own node type (looked up by exact type).
+_RULES: dict[type, Callable[[Any, _Context], Expr]] = {
     Tensor: _tensor,
     Delta: _zero,
     Product: _product,

@@ -21,20 +21,15 @@ The rules (each a function below):
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any, TypeGuard
 
+from ..core.broadcast import explicit_broadcast
 from ..core.canonical import (
     Key,
     canonical_key,
-    factor_order,
-    indices_in_order,
-    order_factors,
     ordered_product,
-    product_parts,
-    same_factors,
     same_tuple,
     sort_key,
 )
@@ -48,21 +43,18 @@ from ..core.ir import (
     LogDet,
     Pow,
     Product,
-    SizeHint,
     Sum,
     Tensor,
     bound_indices,
-    children,
+    cached,
     const_value,
     factor_indices,
-    freshen_bound,
     gc_paused,
     number,
-    outer_origins,
+    remember,
     rename,
-    size_marker,
-    walk,
 )
+from ..core.scopes import outer_origins
 from .identities import (
     FUNCTION_IDENTITIES,
     has_both_sigmoids,
@@ -71,6 +63,32 @@ from .identities import (
     one_plus_exp,
     reflect_sigmoids,
     sigmoid_complement,
+)
+from .naming import prettify
+from .terms import (
+    as_node,
+    base_and_exponent,
+    collected_term,
+    constant_expr,
+    delta_kind,
+    distributed,
+    flatten_product,
+    fold_number,
+    has_factors,
+    hints_for,
+    is_bare,
+    node_count,
+    ones_like,
+    remember_term_key,
+    share_delta_hints,
+    size_signature,
+    some_alike,
+    splices,
+    sqrt_as_powers,
+    term_key,
+    times_number,
+    with_order,
+    zero_like,
 )
 
 __all__ = ["simplify", "prettify"]
@@ -90,11 +108,15 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
     '2*x[i]'
     """
     order = tuple(e.free if free is None else free)
+    if cached(e, "simplified") == order:
+        return e  # simplify's own result (to_matrix after diff): nothing to do again
     with gc_paused():
         result = prettify(_simplify(e))
         # Only a sum keeps size hints for its axes (a walk of all of e to find them).
         hints = outer_origins(e) if isinstance(result, Sum) else {}
-        return _with_order(result, order, hints)
+        result = with_order(result, order, hints)
+    remember(result, "simplified", order)
+    return result
 
 
 def _simplify(e: Expr) -> Expr:
@@ -102,38 +124,16 @@ def _simplify(e: Expr) -> Expr:
     return rule(e) if rule else e
 
 
-def _with_order(e: Expr, order: tuple[Index, ...], hints: Mapping[Index, SizeHint]) -> Expr:
-    """``e`` with its free indices in ``order`` (a root needs a definite axis order)."""
-    if e.free == order:
-        if isinstance(e, Sum) and not e.terms:
-            return Sum((), order, tuple((i, hints.get(i)) for i in order))
-        return e
-    if isinstance(e, Sum):
-        terms = tuple(_reorder_term(t, order) for t in e.terms)
-        return Sum(terms, order, tuple((i, hints.get(i)) for i in order))
-    return _reorder_term(e, order)
-
-
-def _reorder_term(t: Expr, order: tuple[Index, ...]) -> Expr:
-    have = set(t.free)
-    want = tuple(i for i in order if i in have)
-    if t.free == want:
-        return t
-    if isinstance(t, Product):
-        return Product(t.coeff, t.factors, want)
-    return Product(Fraction(1), (t,), want)
-
-
 # ===================================================================== atoms & calls
 
 
 def _simplify_func(e: Func) -> Expr:
-    arg = _node(_simplify(e.arg))
+    arg = as_node(_simplify(e.arg))
     value = const_value(arg)
     if value is not None:
-        folded = _fold_number(e.name, value)
+        folded = fold_number(e.name, value)
         if folded is not None:
-            return _constant(folded)
+            return constant_expr(folded)
     for name, rewrite in FUNCTION_IDENTITIES.get(e.name, ()):
         replaced = rewrite(arg)
         if replaced is not None:  # log(sigmoid(u)) = -softplus(-u), ...: identities.py
@@ -142,40 +142,8 @@ def _simplify_func(e: Func) -> Expr:
     return Func(e.name, arg)
 
 
-def _fold_number(name: str, x: Fraction) -> Fraction | None:
-    """A function of a number, when the result is exactly rational."""
-    exact: dict[str, Callable[[Fraction], Fraction | None]] = {
-        "exp": lambda v: Fraction(1) if v == 0 else None,
-        "log": lambda v: Fraction(0) if v == 1 else None,
-        "sin": lambda v: Fraction(0) if v == 0 else None,
-        "tan": lambda v: Fraction(0) if v == 0 else None,
-        "tanh": lambda v: Fraction(0) if v == 0 else None,
-        "cos": lambda v: Fraction(1) if v == 0 else None,
-        "sigmoid": lambda v: Fraction(1, 2) if v == 0 else None,
-        "relu": lambda v: max(v, Fraction(0)),
-        "abs": abs,
-        "sign": lambda v: Fraction((v > 0) - (v < 0)),
-        "step": lambda v: Fraction(1 if v > 0 else 0),
-        "sqrt": _exact_sqrt,
-    }
-    fold = exact.get(name)
-    return fold(x) if fold else None
-
-
-def _constant(v: Fraction) -> Expr:
-    """A number in canonical form: zero is the empty sum, as ``parse("0")`` gives."""
-    return Sum((), ()) if v == 0 else number(v)
-
-
-def _exact_sqrt(v: Fraction) -> Fraction | None:
-    if v < 0:
-        return None
-    n, d = math.isqrt(v.numerator), math.isqrt(v.denominator)
-    return Fraction(n, d) if n * n == v.numerator and d * d == v.denominator else None
-
-
 def _simplify_pow(e: Pow) -> Expr:
-    return _power(_node(_simplify(e.base)), _simplify(e.exponent))
+    return _power(as_node(_simplify(e.base)), _simplify(e.exponent))
 
 
 def _power(base: Expr, exponent: Expr) -> Expr:
@@ -187,11 +155,11 @@ def _power(base: Expr, exponent: Expr) -> Expr:
         if k == 1:
             return base
         if k == 0:
-            return _ones_like(base)
+            return ones_like(base)
         b = const_value(base)
         if b is not None and k.denominator == 1 and not (b == 0 and k < 0) and \
                 abs(k) * max(b.numerator.bit_length(), b.denominator.bit_length()) <= 4096:
-            return _constant(b ** int(k))  # fold only while the result stays small
+            return constant_expr(b ** int(k))  # fold only while the result stays small
         if isinstance(base, Pow):
             inner = const_value(base.exponent)
             if inner is not None and k.denominator == 1:
@@ -218,13 +186,6 @@ def _power(base: Expr, exponent: Expr) -> Expr:
     return Pow(base, exponent)
 
 
-def _ones_like(e: Expr) -> Expr:
-    hints = outer_origins(e)
-    if not e.free:
-        return number(1)
-    return Product(Fraction(1), tuple(Delta(i, i, hints.get(i)) for i in e.free), e.free)
-
-
 def _common_number_out(p: Product) -> Product:
     """A sum factor whose terms all carry the same number up to sign gives it to the
     product's coefficient, where there are other factors: ``1/2 (2 mu - 2 x) s**-2`` is
@@ -232,22 +193,25 @@ def _common_number_out(p: Product) -> Product:
     if len(p.factors) < 2:
         return p
     for k, f in enumerate(p.factors):
-        if not isinstance(f, Sum) or len(f.terms) < 2 or \
-                not all(isinstance(t, Product) for t in f.terms):
+        if not isinstance(f, Sum) or len(f.terms) < 2 or not _all_products(f.terms):
             continue
-        g = abs(f.terms[0].coeff)  # type: ignore[union-attr]
-        if g in (0, 1) or any(abs(t.coeff) != g for t in f.terms):  # type: ignore[union-attr]
+        g = abs(f.terms[0].coeff)
+        if g in (0, 1) or any(abs(t.coeff) != g for t in f.terms):
             continue
-        inner = collect_terms(Sum(tuple(_scale(t, 1 / g) for t in f.terms), f.out, f.hints))
+        inner = collect_terms(Sum(tuple(times_number(t, 1 / g) for t in f.terms), f.out, f.hints))
         factors = p.factors[:k] + (inner,) + p.factors[k + 1:]
         return Product(p.coeff * g, factors, p.out)
     return p
 
 
+def _all_products(terms: tuple[Expr, ...]) -> TypeGuard[tuple[Product, ...]]:
+    return all(isinstance(t, Product) for t in terms)
+
+
 def _simplify_closed(e: Inv | Det | LogDet) -> Expr:
     """The argument of inv/det/logdet is a closed scope: simplified as a root, so its
     axis order (rows, columns) is kept."""
-    arg = _with_order(_simplify(e.arg), e.arg.free, outer_origins(e.arg))
+    arg = with_order(_simplify(e.arg), e.arg.free, outer_origins(e.arg))
     return Inv(arg, e.indices) if isinstance(e, Inv) else type(e)(arg)
 
 
@@ -264,12 +228,12 @@ def _simplify_product(e: Product) -> Expr:
 def normalize_product(p: Product) -> Expr:
     """Apply the product rules to a product whose factors are already simplified."""
     if len(p.factors) == 1 and p.coeff == 1 and isinstance(p.factors[0], (Tensor, Delta)) \
-            and _bare(p.factors[0], set(p.out)):
+            and is_bare(p.factors[0], set(p.out)):
         return p.factors[0]  # one atom that means the same alone: no rule applies
-    p = flatten_product(p)
-    if not isinstance(p, Product):
-        return p
-    p = contract_deltas(p)
+    flat = flatten_product(p)
+    if not isinstance(flat, Product):
+        return flat
+    p = contract_deltas(flat)
     if any(isinstance(f, Product) or (isinstance(f, Sum) and len(f.terms) <= 1)
            for f in p.factors):
         return normalize_product(p)  # a renamed factor simplified to a product: flatten
@@ -278,15 +242,15 @@ def normalize_product(p: Product) -> Expr:
         return expanded
     p = merge_scalar_powers(p)
     if p.coeff == 0:
-        return _zero_like(p)
-    if len(p.factors) == 1 and p.coeff == 1 and _bare(p.factors[0], set(p.out)):
+        return zero_like(p)
+    if len(p.factors) == 1 and p.coeff == 1 and is_bare(p.factors[0], set(p.out)):
         # Below the root only the labels matter, not their order; simplify() restores
         # the root's order, so one canonical form serves every spelling.
         return p.factors[0]
     p = _common_number_out(p)
     if len(p.factors) == 1 and isinstance(p.factors[0], Sum):
         s = p.factors[0]
-        scaled = collect_terms(Sum(tuple(_scale(t, p.coeff) for t in s.terms), s.out, s.hints))
+        scaled = collect_terms(Sum(tuple(times_number(t, p.coeff) for t in s.terms), s.out, s.hints))
         if set(s.out) == set(p.out):
             return scaled  # c * (a + b): distribute the number, keep one sum
         if all(set(t.free) == set(s.out) for t in s.terms):
@@ -298,64 +262,6 @@ def normalize_product(p: Product) -> Expr:
         if p.coeff != 1:  # c * sum[i](a + b): the number goes inside too (one spelling)
             return normalize_product(Product(Fraction(1), (scaled,), p.out))
     return ordered_product(p)
-
-
-def _bare(f: Expr, out: set[Index]) -> bool:
-    """Whether the one-factor product ``f -> out`` means the same as ``f`` alone:
-    same free set and no index repeated within ``f`` (``X[a,a]`` alone is a trace)."""
-    labels = factor_indices(f)
-    return set(f.free) == out and len(labels) == len(set(labels))
-
-
-def _scale(t: Expr, c: Fraction) -> Expr:
-    if c == 1:
-        return t
-    if isinstance(t, Product):
-        return same_factors(Product(t.coeff * c, t.factors, t.out), t)
-    return Product(c, (t,), t.free)
-
-
-def _zero_like(e: Expr) -> Sum:
-    hints = outer_origins(e)
-    return Sum((), e.free, tuple((i, hints.get(i)) for i in e.free))
-
-
-def flatten_product(p: Product) -> Expr:
-    """Merge nested products and one-term sums, fold numbers; zero if any factor is."""
-    if not any(isinstance(f, (Product, Sum)) for f in p.factors):
-        return _zero_like(p) if p.coeff == 0 else p  # nothing to merge
-    coeff = p.coeff
-    out: list[Expr] = []
-    taken = set(p.out)
-    for f in p.factors:
-        taken.update(factor_indices(f))
-    stack = list(reversed(p.factors))  # depth first, factors in order
-    while stack:
-        f = stack.pop()
-        if isinstance(f, Sum) and len(f.terms) == 1:
-            t = f.terms[0]
-            f = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
-        if isinstance(f, Sum) and not f.terms:
-            return _zero_like(p)
-        if isinstance(f, Product):
-            f = freshen_bound(f, taken)
-            taken.update(bound_indices(f))
-            coeff *= f.coeff
-            stack.extend(reversed(f.factors))
-            continue
-        out.append(f)
-    if coeff == 0:
-        return _zero_like(p)
-    return Product(coeff, tuple(out), p.out)
-
-
-def _broadcast_term(t: Expr, s: Sum) -> Expr:
-    """Term ``t`` of sum ``s`` made explicit along the indices it broadcasts over."""
-    missing = [i for i in s.out if i not in set(t.free)]
-    hints = dict(s.hints)
-    hints.update({k: v for k, v in outer_origins(s).items() if k not in hints})
-    markers = tuple(Delta(i, i, hints.get(i)) for i in missing)
-    return Product(Fraction(1), (t, *markers), s.out)
 
 
 def contract_deltas(p: Product) -> Product:
@@ -375,7 +281,7 @@ def contract_deltas(p: Product) -> Product:
             if f.i == f.j:
                 if any(f.i in factor_indices(g) for g in others):
                     if f.size is not None:  # keep its size for a delta that stays
-                        factors = _share_delta_hints(
+                        factors = share_delta_hints(
                             [Delta(g.i, g.j, g.size or f.size) if isinstance(g, Delta) and
                              f.i in (g.i, g.j) else g for g in factors])
                     del factors[k]  # ones along an index that is already there
@@ -388,7 +294,7 @@ def contract_deltas(p: Product) -> Product:
             factors = renamed[:k] + [Delta(keep, keep, f.size)] + renamed[k:]
             changed = renamed_any = True
             break
-    shared = _share_delta_hints(factors)
+    shared = share_delta_hints(factors)
     if not renamed_any and shared is factors:
         return p  # nothing to contract
     return Product(p.coeff, tuple(shared), p.out)
@@ -396,20 +302,6 @@ def contract_deltas(p: Product) -> Product:
 
 def _resimplify(g: Expr) -> Expr:
     return g if isinstance(g, (Tensor, Delta)) else _simplify(g)
-
-
-def _share_delta_hints(factors: list[Expr]) -> list[Expr]:
-    """Give every delta the size hint any factor knows for its index (a dropped
-    ones-marker may have been the only one that knew it)."""
-    if not any(isinstance(f, Delta) and f.size is None for f in factors):
-        return factors
-    known: dict[Index, SizeHint] = {}
-    for f in factors:
-        for i, hint in outer_origins(f).items():
-            if hint is not None:
-                known.setdefault(i, hint)
-    return [Delta(f.i, f.j, known.get(f.i, known.get(f.j)))
-            if isinstance(f, Delta) and f.size is None else f for f in factors]
 
 
 def expand_delta_sums(p: Product) -> Expr | None:
@@ -420,28 +312,18 @@ def expand_delta_sums(p: Product) -> Expr | None:
     for k, f in enumerate(p.factors):
         if not isinstance(f, Sum):
             continue
-        kinds = {_delta_kind(t) for t in f.terms}
+        kinds = {delta_kind(t) for t in f.terms}
         if not kinds & {"delta", "marker"}:
             continue
         rest = p.factors[:k] + p.factors[k + 1:]
         terms = []
         for t in f.terms:
-            t = _broadcast_term(t, f) if set(t.free) != set(f.out) else t
+            t = explicit_broadcast(t, f) if set(t.free) != set(f.out) else t
             terms.append(normalize_product(Product(p.coeff, (*rest, t), p.out)))
         expanded = collect_terms(Sum(tuple(terms), p.out, ()))
-        if "delta" in kinds or _size(expanded) <= _size(p):
+        if "delta" in kinds or node_count(expanded) <= node_count(p):
             return expanded
     return None
-
-
-def _delta_kind(t: Expr) -> str | None:
-    """``"delta"`` if ``t`` carries a delta to contract, ``"marker"`` if only
-    ones-markers ``delta[b,b]`` (a term broadcast along an axis it lacks), else None."""
-    factors = (t,) if isinstance(t, Delta) else t.factors if isinstance(t, Product) else ()
-    deltas = [f for f in factors if isinstance(f, Delta)]
-    if any(f.i != f.j for f in deltas):
-        return "delta"
-    return "marker" if deltas else None
 
 
 def merge_scalar_powers(p: Product) -> Product:
@@ -452,12 +334,12 @@ def merge_scalar_powers(p: Product) -> Product:
     coeff = p.coeff
     rest: list[Expr] = []
     scalars: list[tuple[Expr, Fraction]] = []  # (base, exponent) of index-free powers
-    for f in _sqrt_as_powers(p.factors):
+    for f in sqrt_as_powers(p.factors):
         value = const_value(f)
         if value is not None:
             coeff *= value
             continue
-        base, k = _base_and_exponent(f)
+        base, k = base_and_exponent(f)
         if f.free or k is None:
             rest.append(f)
         else:
@@ -468,32 +350,6 @@ def merge_scalar_powers(p: Product) -> Product:
     if factors is p.factors and coeff is p.coeff:
         return p  # nothing merged (and what is memoised on p is kept)
     return Product(coeff, factors, p.out)
-
-
-def _sqrt_as_powers(factors: tuple[Expr, ...]) -> tuple[Expr, ...]:
-    """``sqrt(u)**k`` as ``u**(k/2)`` where another factor is a power of ``u``, so the
-    two merge: ``s (1 - s) / sqrt(s)`` is ``sqrt(s) (1 - s)``, which stays 0 where ``s``
-    underflows to 0, instead of 0/0 (oracle fuzz seed 31, input 2446: the derivative of
-    ``sqrt(sigmoid(u))``)."""
-    roots = [k for k, f in enumerate(factors) if _sqrt_base(f) is not None]
-    if not roots:
-        return factors
-    bases = {canonical_key(_base_and_exponent(f)[0]) for k, f in enumerate(factors)
-             if k not in roots}
-    result = list(factors)
-    for k in roots:
-        inner, power = _sqrt_base(factors[k])  # type: ignore[misc]
-        if canonical_key(inner) in bases:
-            result[k] = Pow(inner, number(power / 2))
-    return tuple(result)
-
-
-def _sqrt_base(f: Expr) -> tuple[Expr, Fraction] | None:
-    """``(u, k)`` for ``f = sqrt(u)**k`` (k a number, 1 for ``sqrt(u)``), else None."""
-    base, k = _base_and_exponent(f)
-    if k is not None and isinstance(base, Func) and base.name == "sqrt":
-        return base.arg, k
-    return None
 
 
 def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
@@ -510,21 +366,21 @@ def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
         return factors  # no division: nothing merges (and no keys to compute)
     groups: dict[Key, list[int]] = {}
     for k, f in enumerate(factors):
-        base, power = _base_and_exponent(f)
+        base, power = base_and_exponent(f)
         if power is not None and not isinstance(base, (Tensor, Delta)):
             groups.setdefault(canonical_key(base), []).append(k)
     # only where a division is involved: r[a]*r[a] stays a product of two equal
     # factors (the Gram form r^T r of the matrix printer), s*s/s is s
     merged = [ks for ks in groups.values()
-              if len(ks) > 1 and any(_base_and_exponent(factors[k])[1] < 0 for k in ks)]
+              if len(ks) > 1 and any(_numeric_exponent(factors[k]) < 0 for k in ks)]
     if not merged:
         return factors
     note("cancel-equal-factors")
     result: list[Expr | None] = list(factors)
     markers: list[Expr] = []
     for ks in merged:
-        base = _base_and_exponent(factors[ks[0]])[0]
-        total = sum((_base_and_exponent(factors[k])[1] for k in ks), Fraction(0))
+        base = base_and_exponent(factors[ks[0]])[0]
+        total = sum((_numeric_exponent(factors[k]) for k in ks), Fraction(0))
         for k in ks:
             result[k] = None
         if total != 0:
@@ -536,6 +392,14 @@ def merge_indexed_powers(factors: list[Expr]) -> list[Expr]:
     return [f for f in result if f is not None] + markers
 
 
+def _numeric_exponent(f: Expr) -> Fraction:
+    """The exponent of ``f``, known to be a number (a factor :func:`merge_indexed_powers`
+    grouped: :func:`base_and_exponent` gave it one)."""
+    power = base_and_exponent(f)[1]
+    assert power is not None
+    return power
+
+
 def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
     """The powers of equal bases (by canonical key) multiplied, in order of first
     appearance; a power that comes to 0 is dropped. A merged power goes through the
@@ -544,9 +408,9 @@ def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
     (so that simplifying the printed result changes nothing; fuzz --seed 57)."""
     for _ in range(8):  # each round unwraps a power of a power: a few rounds at most
         if len(scalars) < 2:  # nothing to merge: no keys needed
-            powers = [[base, k] for base, k in scalars]
+            powers: list[list[Any]] = [[base, k] for base, k in scalars]  # [base, exponent]
         else:
-            by_key: dict[tuple, list] = {}
+            by_key: dict[tuple, list[Any]] = {}  # key -> [base, exponent], summed in place
             for base, k in scalars:
                 key = canonical_key(base)
                 if key in by_key:
@@ -554,22 +418,18 @@ def _merged_powers(scalars: list[tuple[Expr, Fraction]]) -> list[Expr]:
                 else:
                     by_key[key] = [base, k]
             powers = list(by_key.values())
-        powers = [(base, k) for base, k in powers if k != 0]
-        merged = [base if k == 1 else _power(base, number(k)) for base, k in powers]
+        kept: list[tuple[Expr, Fraction]] = [(base, k) for base, k in powers if k != 0]
+        merged = [base if k == 1 else _power(base, number(k)) for base, k in kept]
         # merged again where the rules (or k = 1 of a power) leave another base
-        rewritten = any(_base_and_exponent(m)[0] is not base
-                        for m, (base, _) in zip(merged, powers))
+        rewritten = any(base_and_exponent(m)[0] is not base
+                        for m, (base, _) in zip(merged, kept))
         if not rewritten or len(merged) < 2:
             return merged
-        scalars = [_base_and_exponent(m) for m in merged]
-        if any(k is None for _, k in scalars):  # a symbolic exponent: ((p**q)**(3/2))**(-1/2)
+        found = [base_and_exponent(m) for m in merged]
+        if any(k is None for _, k in found):  # a symbolic exponent: ((p**q)**(3/2))**(-1/2)
             return merged
+        scalars = [(base, k) for base, k in found if k is not None]  # all of them (above)
     return merged
-
-
-def _base_and_exponent(f: Expr) -> tuple[Expr, Fraction | None]:
-    """``(x, k)`` for ``f = x**k`` (k None: not a number), ``(f, 1)`` otherwise."""
-    return (f.base, const_value(f.exponent)) if isinstance(f, Pow) else (f, _ONE)
 
 
 # ============================================================================== sums
@@ -585,7 +445,7 @@ def _simplify_sum(e: Sum) -> Expr:
         return _simplify(Func("sigmoid", negated(u)))
     if has_both_sigmoids(collected):
         reflected = _simplify(reflect_sigmoids(collected))
-        if _size(reflected) < _size(collected):
+        if node_count(reflected) < node_count(collected):
             note("sigmoid-reflection")  # sigmoid(-u) = 1 - sigmoid(u), and terms cancel
             return reflected
     return expand_where_shorter(collected)
@@ -604,12 +464,12 @@ def expand_where_shorter(s: Sum) -> Expr:
     ``x s y`` cancel. Nothing changes where no term cancels or merges: the rule only
     fires when the node count drops, so it cannot undo itself."""
     if not any(isinstance(t, Product) and any(isinstance(f, Sum) for f in t.factors)
-               for t in s.terms) or _size(s, EXPAND_MAX_NODES + 1) > EXPAND_MAX_NODES:
+               for t in s.terms) or node_count(s, EXPAND_MAX_NODES + 1) > EXPAND_MAX_NODES:
         return s  # nothing to multiply out (the common case: no walk), or too large
     expanded: list[Expr] = []
     grew = False
     for t in s.terms:
-        parts = _distributed(t)
+        parts = distributed(t)
         if parts is None:
             expanded.append(t)
             continue
@@ -617,55 +477,14 @@ def expand_where_shorter(s: Sum) -> Expr:
         expanded.extend(parts)
         if len(expanded) > EXPAND_MAX_TERMS:
             return s
-    if not grew or not _some_alike(expanded):
+    if not grew or not some_alike(expanded):
         return s
     terms = [normalize_product(t) if isinstance(t, Product) else t for t in expanded]
     result = collect_terms(Sum(tuple(terms), s.out, s.hints))
-    if _size(result) >= _size(s):
+    if node_count(result) >= node_count(s):
         return s
     note("multiply-out")
     return result
-
-
-def _some_alike(terms: list[Expr]) -> bool:
-    """Whether two of ``terms`` are equal up to their coefficients and dummy names (a
-    cheap test before simplifying the multiplied-out terms: only then can any cancel)."""
-    seen: set[Key] = set()
-    for t in terms:
-        key = canonical_key(Product(Fraction(1), t.factors, t.out) if isinstance(t, Product)
-                            else t)
-        if key in seen:
-            return True
-        seen.add(key)
-    return False
-
-
-def _distributed(t: Expr) -> list[Expr] | None:
-    """The product ``t`` multiplied out over its small sum factors (each term of a sum
-    made explicit along the labels it broadcasts over), or None where it has none."""
-    if not isinstance(t, Product):
-        return None
-    sums = [k for k, f in enumerate(t.factors)
-            if isinstance(f, Sum) and 1 < len(f.terms) <= 4
-            and all(isinstance(u, (Product, Tensor, Func, Pow)) for u in f.terms)]
-    if not sums:
-        return None
-    k = sums[0]
-    f = t.factors[k]
-    assert isinstance(f, Sum)
-    rest = t.factors[:k] + t.factors[k + 1:]
-    parts = []
-    for u in f.terms:
-        u = _broadcast_term(u, f) if set(u.free) != set(f.out) else u
-        part = flatten_product(Product(t.coeff, (*rest, u), t.out))
-        more = _distributed(part) if len(sums) > 1 else None
-        parts.extend(more if more is not None else [part])
-    return parts
-
-
-def _size(e: Expr, limit: int | None = None) -> int:
-    """The number of nodes of ``e`` (counting stops at ``limit``)."""
-    return sum(1 for _ in itertools.islice(walk(e), limit))
 
 
 def collect_terms(s: Sum) -> Expr:
@@ -679,7 +498,7 @@ def collect_terms(s: Sum) -> Expr:
         return lone
     groups: dict[tuple, list] = {}  # key -> [first term with that key, total coefficient]
     for t in _flat_terms(s):
-        key = _term_key(t)
+        key = term_key(t)
         sizes = size_signature(t)
         if sizes:  # size(x, 0) and size(y, 0) are different numbers: not collected
             key = (*key, ("size", sizes))
@@ -690,12 +509,12 @@ def collect_terms(s: Sum) -> Expr:
         else:
             group[1] += coeff
     terms = []
-    for key in sorted(groups, key=lambda k: (_has_factors(groups[k][0]), sort_key(k))):
+    for key in sorted(groups, key=lambda k: (has_factors(groups[k][0]), sort_key(k))):
         first, coeff = groups[key]
         if coeff == 0:
             continue
-        term = _collected(first, coeff)
-        _remember_term_key(term, key if len(key) == 4 else key[:4])
+        term = collected_term(first, coeff)
+        remember_term_key(term, key if len(key) == 4 else key[:4])
         terms.append(term)
     if len(terms) == 1 and set(terms[0].free) == set(s.out):
         return terms[0]
@@ -706,10 +525,10 @@ def collect_terms(s: Sum) -> Expr:
         # broadcast has one canonical spelling: (1 - tanh(s)**2)*delta[i,i] -> [i].
         inner = terms[0] if len(terms) == 1 else \
             Sum(tuple(terms), tuple(i for i in s.out if i in carried), ())
-        with_hints = Sum((inner,), s.out, tuple(_hints_for(s).items()))
-        return normalize_product(_broadcast_term(inner, with_hints))
+        with_hints = Sum((inner,), s.out, tuple(hints_for(s).items()))
+        return normalize_product(explicit_broadcast(inner, with_hints))
     if not terms or any(set(t.free) != set(s.out) for t in terms):
-        hints = _hints_for(s)
+        hints = hints_for(s)
     return Sum(tuple(terms), s.out, tuple(hints.items()))
 
 
@@ -726,203 +545,35 @@ def _flat_terms(s: Sum) -> list[Expr]:
         if isinstance(t, Sum):
             stack.extend((u, scale) for u in reversed(t.terms))
             continue
-        if _splices(t):
+        if splices(t):
+            assert isinstance(t.factors[0], Sum)  # a one-factor product of a sum
             inner_scale = scale * t.coeff
             stack.extend((u, inner_scale) for u in reversed(t.factors[0].terms))
             continue
         if t.free and set(t.free) != out:
-            hinted = hinted or Sum(s.terms, s.out, tuple(_hints_for(s).items()))
-            t = normalize_product(_broadcast_term(t, hinted))
-        flat.append(_scale(_node(t), scale))
+            hinted = hinted or Sum(s.terms, s.out, tuple(hints_for(s).items()))
+            t = normalize_product(explicit_broadcast(t, hinted))
+        flat.append(times_number(as_node(t), scale))
     return flat
-
-
-def _splices(t: Expr) -> bool:
-    """Whether ``t`` is a one-factor product of a sum with the same indices, whose
-    terms go into the enclosing sum (with the product's coefficient)."""
-    return isinstance(t, Product) and len(t.factors) == 1 and isinstance(t.factors[0], Sum) \
-        and set(t.factors[0].out) == set(t.out) and \
-        len(set(factor_indices(t.factors[0]))) == len(t.out)
 
 
 def _lone_term(s: Sum) -> Expr | None:
     """What :func:`collect_terms` makes of a sum of one term that carries all the
     sum's indices and has nothing to splice or drop (a product rule applied to a
-    single factor gives one): that term as :func:`_collected` writes it. None for
+    single factor gives one): that term as :func:`collected_term` writes it. None for
     any other sum."""
     if len(s.terms) != 1:
         return None
     t = s.terms[0]
-    if isinstance(t, Sum) or _splices(t) or set(t.free) != set(s.out):
+    if isinstance(t, Sum) or splices(t) or set(t.free) != set(s.out):
         return None
-    t = _node(t)
+    t = as_node(t)
     coeff = t.coeff if isinstance(t, Product) else _ONE
-    return None if coeff == 0 else _collected(t, coeff)
-
-
-def size_signature(e: Expr) -> tuple:
-    """The sizes ``(x, k)`` of the size markers in ``e`` (``size(x, k)``: a summed
-    ``delta[i,i]`` whose size hint is an axis of a variable, see
-    :func:`einderiv.core.ir.size_marker`), sorted. Equality of expressions ignores size
-    hints, so terms equal but for these are told apart by it. Memoised."""
-    if isinstance(e, (Tensor, Delta)):
-        return ()
-    found = e.__dict__.get("_size_signature")
-    if found is None:
-        sizes: list = []
-        if isinstance(e, Product):
-            sizes.extend(f.size for f in e.factors if size_marker(f, e))  # type: ignore[union-attr]
-        for c in children(e):
-            sizes.extend(size_signature(c))
-        found = tuple(sorted(sizes))
-        object.__setattr__(e, "_size_signature", found)
-    return found
-
-
-def _has_factors(t: Expr) -> bool:
-    """False for a number (a product without factors): numbers come first in a sum."""
-    return bool(t.factors) if isinstance(t, Product) else True
-
-
-def _collected(first: Expr, coeff: Fraction) -> Expr:
-    """The term of :func:`collect_terms` for a group of equal terms: the factors of
-    the group's first term with the total coefficient; a lone factor that means the
-    same alone (coefficient 1, see :func:`_bare`) stands for itself."""
-    factors, out = (first.factors, first.out) if isinstance(first, Product) \
-        else ((first,), first.free)
-    if coeff == 1 and len(factors) == 1 and _bare(factors[0], set(out)):
-        return factors[0]
-    if not isinstance(first, Product):
-        return Product(coeff, factors, out)
-    if first.coeff is coeff or first.coeff == coeff:
-        return first  # already that product (the identity test is the common, quick case)
-    return same_factors(Product(coeff, factors, out), first)
-
-
-def _term_order(t: Expr) -> tuple:
-    """Terms in canonical order: numbers first, then by name-blind key."""
-    return (_has_factors(t), sort_key(_term_key(t)))
-
-
-def _term_key(t: Expr) -> Key:
-    """The canonical key of term ``t`` without its coefficient: that of
-    ``Product(1, t.factors, t.out)``, or of ``Product(1, (t,), t.free)`` for a term that
-    is not a product. Memoised on the node: collecting and prettifying both sort by it."""
-    key = t.__dict__.get("_term_key")
-    if key is None:
-        if isinstance(t, Product):
-            body, tail, _ = product_parts(t, {})
-        else:
-            body, tail, _ = order_factors((t,), {i: i for i in t.free})
-        key = ("*", (1, 1), body, tail)
-        object.__setattr__(t, "_term_key", key)
-    return key
-
-
-def _remember_term_key(t: Expr, key: Key) -> None:
-    """Note ``key`` as the :func:`_term_key` of ``t`` (a term built from a group with
-    that key), so sorting it again needs no new key."""
-    if "_term_key" not in t.__dict__:
-        object.__setattr__(t, "_term_key", key)
-
-
-def _hints_for(s: Sum) -> dict[Index, SizeHint]:
-    """Size hints for the axes of ``s`` taken before its terms are combined, so a
-    size survives when the tensors that carried it cancel (``M[j,i] + s - M[j,i]``)."""
-    hints = dict(s.hints)
-    origins = outer_origins(s)
-    for i in s.out:
-        if hints.get(i) is None and origins.get(i) is not None:
-            hints[i] = origins[i]
-    return hints
+    return None if coeff == 0 else collected_term(t, coeff)
 
 
 # ========================================================================= prettify
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def _pool(taken: set[Index]) -> Iterable[Index]:
-    for n in itertools.count():
-        for ch in _LETTERS:
-            name = ch if n == 0 else f"{ch}{n}"
-            if name not in taken:
-                yield name
-
-
-def prettify(e: Expr, taken: set[Index] | None = None) -> Expr:
-    """Rename summed indices (and the internal indices of closed scopes) to readable
-    letters in order of appearance. Each scope gets names used nowhere else in the
-    expression, so sibling sums read ``b`` and ``c`` as in the notes (001_*, A.17).
-    Axes are put in sorted order everywhere (only labels matter inside an expression;
-    one order makes one canonical form); the argument of inv/det/logdet keeps rows
-    before columns, and :func:`simplify` gives the root its axis order afterwards."""
-    used = set(e.free) if taken is None else set(taken)
-    # Never a variable's name (no 'b[b]'), nor one that size(x, k) names.
-    used.update(e.variables)
-    used.update(name for name, _ in size_signature(e))
-    return _pretty(e, used)
-
-
-def _node(e: Expr) -> Expr:
-    """An atom with a repeated index standing alone (``exp(M[i,i])`` after a delta
-    renamed ``M[i,l]``) is its diagonal: spelled as the parser spells it,
-    ``M[i,i] -> [i]``, so each expression has one canonical form."""
-    labels = factor_indices(e)
-    if isinstance(e, (Tensor, Delta, Inv)) and len(set(labels)) < len(labels):
-        return Product(Fraction(1), (e,), tuple(sorted(e.free)))
-    return e
-
-
-def _pretty(e: Expr, used: set[Index]) -> Expr:
-    """``used`` holds every name assigned so far; it grows as scopes are visited."""
-    if isinstance(e, (Tensor, Delta)):
-        return e
-    if isinstance(e, Func):
-        return Func(e.name, _node(_pretty(e.arg, used)))
-    if isinstance(e, Pow):
-        return Pow(_node(_pretty(e.base, used)), _pretty(e.exponent, used))
-    if isinstance(e, (Inv, Det, LogDet)):
-        arg = e.arg
-        names = list(itertools.islice(_pool(used), 2))
-        used.update(names)
-        inner = _pretty(rename(arg, dict(zip(arg.free, names))), used)
-        inner = _with_order(inner, tuple(names), outer_origins(inner))
-        return Inv(inner, e.indices) if isinstance(e, Inv) else type(e)(inner)
-    if isinstance(e, Sum):
-        used.update(e.out)
-        out = tuple(sorted(e.out))
-        # Order first (name-blind keys), then name: names follow the printed order.
-        ordered = sorted((_node(t) for t in e.terms), key=_term_order)
-        terms = [_pretty(t, used) for t in ordered]
-        return Sum(tuple(terms), out, e.hints)
-    if isinstance(e, Product):
-        used.update(e.out)
-        bound = bound_indices(e)
-        ordered = factor_order(e, {})
-        if not bound:  # no summed index to name
-            return _pretty_unsummed(e, ordered, used)
-        e = Product(e.coeff, ordered, e.out)
-        order = [i for f in e.factors for i in indices_in_order(f, frozenset(bound))
-                 if i in bound]
-        order = list(dict.fromkeys(order)) + sorted(bound - set(order))
-        names = _pool(used)
-        mapping = {b: next(names) for b in order}
-        used.update(mapping.values())
-        factors = [rename(f, mapping) for f in e.factors]  # at once: a swap cannot collide
-        out = tuple(sorted(e.out))
-        return Product(e.coeff, tuple(_pretty(f, used) for f in factors), out)
-    raise TypeError(e)  # pragma: no cover
-
-
-def _pretty_unsummed(p: Product, ordered: tuple[Expr, ...], used: set[Index]) -> Product:
-    """:func:`_pretty` of a product without summed indices, its factors ``ordered``:
-    only the factors have names to choose (``p`` itself where nothing changes)."""
-    factors = same_tuple(tuple(_pretty(f, used) for f in ordered), p.factors)
-    out = tuple(sorted(p.out))
-    if factors is p.factors and out == p.out:
-        return p
-    return Product(p.coeff, factors, out)
 
 
 _RULES: dict[type, Callable[..., Expr]] = {

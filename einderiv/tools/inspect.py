@@ -14,12 +14,14 @@ p == i"; a free label that no factor carries (only deltas or broadcast markers) 
 axis the tensor is constant along. The compressed form merges the labels of each
 delta (renames one to the other, drops the delta) and removes the broadcast axes;
 :meth:`StructureReport.expand` rebuilds the dense tensor from its values.
+
+This module holds the analysis; the report's text, Markdown and HTML renderings
+and the flattened-matrix views are in :mod:`einderiv.tools.render`, axis sizes
+in :mod:`einderiv.tools.sizes`.
 """
 
 from __future__ import annotations
 
-import html
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,19 +38,19 @@ from ..core.ir import (
     SizeHint,
     Sum,
     Tensor,
-    bound_indices,
     factor_indices,
     iter_tensors,
-    outer_origins,
     rename,
 )
+from ..core.scopes import outer_origins
+from ..core.shapes import normalize_shapes
 from ..errors import EinderivError, IndexMismatchError
+from ..symbolic.simplify import simplify
 from ..symbolic.syntax import parse_wrt
+from . import render
+from .sizes import Size, first_size, size_product
 
 __all__ = ["structure", "StructureReport"]
-
-Size = int | str
-_PATTERN_LIMIT = (64, 32)  # largest flattened matrix drawn as text (rows, columns)
 
 
 # ============================================================================ terms
@@ -132,7 +134,7 @@ def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
         name = parse_wrt(wrt)[0] if wrt is not None else None
         return name, e.free[:var_axes]
     if wrt is None:
-        recorded = e.__dict__.get("derivative_of")  # diff() knows the variable
+        recorded = e.derivative_of  # diff() knows the variable
         if recorded is None or e.free[:len(recorded[1])] != recorded[1]:
             return None, None
         return recorded
@@ -154,7 +156,7 @@ def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
 def _rank(e: Expr, name: str, shapes: Mapping[str, tuple]) -> int:
     if name in shapes:
         return len(shapes[name])
-    recorded = e.__dict__.get("derivative_of")  # set by diff(): (variable, its axes)
+    recorded = e.derivative_of  # set by diff(): (variable, its axes)
     if recorded is not None and recorded[0] == name:
         return len(recorded[1])
     for t in iter_tensors(e):
@@ -189,43 +191,6 @@ def _origins(e: Expr, groups: tuple[tuple[Index, ...], ...], name: str | None,
         for i in g:
             sources[i] += [h for h in tied if h not in sources[i]]
     return {i: tuple(h) for i, h in sources.items()}
-
-
-def _first_size(hints: tuple[SizeHint, ...], shapes: Mapping[str, tuple],
-                arrays: Mapping[str, Any]) -> Size | None:
-    """The first size the hints resolve to, preferring numbers to size names."""
-    sizes = [s for h in hints if (s := _size(h, shapes, arrays)) is not None]
-    return next((s for s in sizes if isinstance(s, int)), sizes[0] if sizes else None)
-
-
-def _size(hint: SizeHint, shapes: Mapping[str, tuple], arrays: Mapping[str, Any]) -> Size | None:
-    if isinstance(hint, int):
-        return hint
-    if isinstance(hint, str):
-        value = arrays.get(hint)
-        return int(value) if isinstance(value, (int, np.integer)) else hint
-    if isinstance(hint, tuple):
-        tensor, axis = hint
-        if tensor in arrays and axis < np.ndim(arrays[tensor]):
-            return int(np.shape(arrays[tensor])[axis])
-        if tensor in shapes and axis < len(shapes[tensor]):
-            return shapes[tensor][axis]
-    return None
-
-
-def _size_product(sizes: list[Size]) -> Size:
-    """``4*k**2``: the product of sizes, a number where all are known."""
-    n, names = 1, Counter()
-    for s in sizes:
-        if isinstance(s, int):
-            n *= s
-        else:
-            names[s] += 1
-    if not names:
-        return n
-    parts = [str(n)] if n != 1 else []
-    parts += [s if c == 1 else f"{s}**{c}" for s, c in names.items()]
-    return "*".join(parts)
 
 
 # ========================================================================= report
@@ -274,7 +239,7 @@ class StructureReport:
                    ) -> dict[Index, int]:
         known: dict[Index, int] = {}
         for i in self.expr.free:
-            s = _first_size(self._origins.get(i, ()), self._shapes, arrays)
+            s = first_size(self._origins.get(i, ()), self._shapes, arrays)
             if isinstance(s, int):
                 known[i] = s
         if values is not None:
@@ -344,63 +309,22 @@ class StructureReport:
             out |= term
         return out
 
-    # --------------------------------------------------------------- flatten
+    # ------------------------------------------------------------- rendering
     def flatten_view(self, order: str = "F") -> dict[str, Any]:
         """How :func:`einderiv.flatten` (``n_row_axes`` = the variable's rank) turns
         ``T`` into a matrix: its shape and what row ``r`` and column ``c`` are."""
-        if self.var_axes is None or self.fun_axes is None:
-            raise EinderivError("the layout is unknown: pass wrt= to structure()")
-        if order not in ("F", "C"):
-            raise EinderivError(f"order must be 'F' or 'C', got {order!r}")
-        rows = _size_product([self.sizes[i] for i in self.var_axes])
-        cols = _size_product([self.sizes[i] for i in self.fun_axes])
-        var = self.variable or "x"
-        return {
-            "order": order, "rows": _grouped(rows), "cols": _grouped(cols),
-            "row": _position(self.var_axes, self.sizes, order),
-            "col": _position(self.fun_axes, self.sizes, order),
-            "row_entry": f"{var}[{','.join(self.var_axes)}]" if self.var_axes else var,
-            "col_entry": (f"{self.function}[{','.join(self.fun_axes)}]" if self.fun_axes
-                          else self.function),
-            "fastest": ("column-major: the first index varies fastest" if order == "F"
-                        else "row-major: the last index varies fastest"),
-        }
+        return render.flatten_view(self, order)
 
     def pattern(self, order: str = "F") -> str | None:
         """The flattened matrix's structural nonzeros as text (``#``; ``.`` zero),
         rows labelled with the variable's entries; None if the sizes are not all
         integers or the matrix is too large to draw."""
-        view = self.flatten_view(order)
-        if not (isinstance(view["rows"], int) and isinstance(view["cols"], int)):
-            return None
-        if view["rows"] > _PATTERN_LIMIT[0] or view["cols"] > _PATTERN_LIMIT[1]:
-            return None
-        from ..numeric.layout import flatten
-        assert self.var_axes is not None and self.fun_axes is not None
-        m = flatten(self.mask(), len(self.var_axes), order)
-        vshape = tuple(int(self.sizes[i]) for i in self.var_axes)
-        fshape = tuple(int(self.sizes[i]) for i in self.fun_axes)
-        var, fun = self.variable or "x", self.function
-        rows_at = [_entry(var, np.unravel_index(r, vshape, order=order)) for r in range(m.shape[0])]
-        width = max(len(r) for r in rows_at)
-        heads = [",".join(map(str, np.unravel_index(c, fshape, order=order)))
-                 for c in range(m.shape[1])] if fshape else [""]
-        cw = max(1, *(len(h) for h in heads))
-        lines = [" " * (width + 2) + " ".join(h.rjust(cw) for h in heads)
-                 + f"   <- {fun}[{','.join(self.fun_axes)}]" * bool(self.fun_axes)]
-        slow = (-1 if order == "F" else 0) if len(vshape) > 1 else None
-        for r in range(m.shape[0]):
-            if slow is not None and r and _slow_changes(r, vshape, order, slow):
-                lines.append(" " * (width + 2) + "-" * ((cw + 1) * m.shape[1] - 1))
-            cells = " ".join(("#" if v else ".").rjust(cw) for v in m[r])
-            lines.append(f"{rows_at[r].rjust(width)}  {cells}")
-        return "\n".join(lines)
+        return render.pattern(self, order)
 
-    # ---------------------------------------------------------------- report
     def items(self) -> list[tuple[str, str]]:
         """The report as (topic, text) pairs, shared by the text, Markdown and HTML
         renderings."""
-        return _report_items(self)
+        return render.report_items(self)
 
     def title(self) -> str:
         if self.variable is None:
@@ -408,62 +332,13 @@ class StructureReport:
         return f"Structure of T = d{self.function}/d{self.variable} = {self.expr}"
 
     def __str__(self) -> str:
-        width = max(len(k) for k, _ in self.items())
-        out = [self.title()]
-        for key, text in self.items():
-            lines = text.split("\n")
-            out.append(f"  {key.ljust(width)}  {lines[0]}")
-            out += [f"  {' ' * width}  {line}" for line in lines[1:]]
-        return "\n".join(out)
+        return render.to_text(self)
 
     def _repr_markdown_(self) -> str:
-        out = [f"**{_md(self.title())}**", "", "| | |", "|---|---|"]
-        blocks = []
-        for key, text in self.items():
-            if key.startswith("pattern"):
-                blocks.append(f"{key}:\n\n```\n{text}\n```\n")
-            else:
-                out.append(f"| {key} | {'<br>'.join(map(_md, text.split(chr(10))))} |")
-        return "\n".join(out + [""] + blocks)
+        return render.to_markdown(self)
 
     def _repr_html_(self) -> str:
-        rows = []
-        for key, text in self.items():
-            body = (f"<pre>{html.escape(text)}</pre>" if "\n" in text
-                    else html.escape(text))
-            rows.append(f"<tr><th style='text-align:left;vertical-align:top'>"
-                        f"{html.escape(key)}</th><td style='text-align:left'>{body}</td></tr>")
-        return (f"<div><b>{html.escape(self.title())}</b><table>{''.join(rows)}</table></div>")
-
-
-def _grouped(size: Size) -> Size:
-    return f"({size})" if isinstance(size, str) and "*" in size else size
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
-
-
-def _entry(name: str, index: tuple) -> str:
-    return f"{name}[{','.join(str(int(k)) for k in index)}]" if index else name
-
-
-def _slow_changes(r: int, shape: tuple[int, ...], order: str, slow: int) -> bool:
-    a = np.unravel_index(r - 1, shape, order=order)[slow]
-    b = np.unravel_index(r, shape, order=order)[slow]
-    return bool(a != b)
-
-
-def _position(labels: tuple[Index, ...], sizes: Mapping[Index, Size], order: str) -> str:
-    """``b + 4*c`` (order F) or ``3*b + c`` (order C): the flat position of an entry."""
-    if not labels:
-        return "0"
-    terms = []
-    for k, i in enumerate(labels):
-        others = labels[:k] if order == "F" else labels[k + 1:]
-        stride = _size_product([sizes[j] for j in others])
-        terms.append(i if stride == 1 else f"{stride}*{i}")
-    return " + ".join(terms)
+        return render.to_html(self)
 
 
 # ======================================================================== analysis
@@ -486,7 +361,6 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
     >>> print(s.chain)
     A[b]*G[c]
     """
-    from ..core.shapes import normalize_shapes
     if not isinstance(expr, Expr):
         raise EinderivError(f"structure() needs an expression, got {type(expr).__name__}")
     shape_map = normalize_shapes(shapes)
@@ -507,11 +381,11 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
     constant = tuple(i for i in free if i not in rep and i not in carried)
     diagonals = tuple(g for g in groups if g[-1] not in carried)
     merged = {i for g in groups for i in g[:-1]}
-    dense = _size_product([sizes[i] for i in free])
+    dense = size_product([sizes[i] for i in free])
     if not terms:
         nonzeros: Size | None = 0
     elif common:
-        nonzeros = _size_product([sizes[i] for i in free if i not in merged])
+        nonzeros = size_product([sizes[i] for i in free if i not in merged])
     else:
         nonzeros = None
     chain, upstream = _chain(expr, var, fun, name)
@@ -529,7 +403,6 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
 def _compressed(e: Expr, terms: list[_Term], rep: Mapping[Index, Index],
                 order: list[Index]) -> Expr:
     """The terms with delta-tied labels merged and broadcast axes dropped, simplified."""
-    from ..symbolic.simplify import simplify
     if not terms:
         return Product(Fraction(0), (), ())
     parts = [_compress_term(t, rep, order) for t in terms]
@@ -545,7 +418,7 @@ def _label_sizes(free: tuple[Index, ...], origins: Mapping[Index, tuple[SizeHint
     """Each axis's size for the report: a number, a size name, or ``|i|`` if unknown."""
     sizes: dict[Index, Size] = {}
     for i in free:
-        size = _first_size(origins[i], shapes, {})
+        size = first_size(origins[i], shapes, {})
         sizes[i] = f"|{i}|" if size is None else size
     for g in groups:  # labels tied by a delta share one size
         sizes.update(dict.fromkeys(g, _tied_size([sizes[i] for i in g], g[-1])))
@@ -565,169 +438,9 @@ def _chain(e: Expr, var: tuple[Index, ...] | None, fun: tuple[Index, ...] | None
            name: str | None) -> tuple[Expr | None, str]:
     """``dL/dW = sum over f's axes of T * G`` with ``G = dL/df``, simplified: the deltas
     contract, leaving the compressed form applied without a matrix product."""
-    from ..symbolic.simplify import simplify
     taken = {t.name for t in iter_tensors(e)} | {name}
     upstream = next(g for g in ("G", "G_", "G1", "G2", "Gup") if g not in taken)
     if var is None or not fun:
         return None, upstream
     product = Product(Fraction(1), (e, Tensor(upstream, fun)), var)
     return simplify(product, var), upstream
-
-
-def _summed_with(chain: Expr, upstream: str) -> set[Index] | None:
-    """Labels of ``G`` that ``chain`` sums over (None: G is not a plain factor)."""
-    summed: set[Index] = set()
-    for t in (chain.terms if isinstance(chain, Sum) else (chain,)):
-        factors = t.factors if isinstance(t, Product) else (t,)
-        bound = bound_indices(t) if isinstance(t, Product) else set()
-        for f in factors:
-            if isinstance(f, Tensor) and f.name == upstream:
-                summed |= set(f.indices) & bound
-            elif upstream in f.variables:
-                return None
-    return summed
-
-
-# ========================================================================= text
-
-
-def _report_items(s: StructureReport) -> list[tuple[str, str]]:
-    items = [("shape", _shape_text(s)), ("layout", _layout_text(s))]
-    if isinstance(s.expr, Sum) and not s.expr.terms:
-        items.append(("nonzeros", f"none: T is identically zero ({s.dense_size} entries)"))
-        return items
-    items.append(("deltas", _deltas_text(s)))
-    items.append(("nonzeros", _nonzeros_text(s)))
-    items.append(("constant", _constant_text(s)))
-    items.append(("compressed", _compressed_text(s)))
-    if s.chain is not None:
-        items.append(("chain rule", _chain_text(s)))
-    elif s.var_axes is not None:
-        items.append(("chain rule", f"{s.function} is a scalar: T is its gradient, with "
-                      f"the shape of {s.variable}; dL/d{s.variable} = (dL/d{s.function}) * T"))
-    if s.var_axes is not None and s.fun_axes is not None:
-        same = len(s.var_axes) <= 1 and len(s.fun_axes) <= 1
-        for order in ("F",) if same else ("F", "C"):
-            v = s.flatten_view(order)
-            how = 'order "F" and "C" agree here' if same else v["fastest"]
-            items.append(("flatten" if same else f"flatten {order}",
-                          f'flatten(T, {len(s.var_axes)}, order="{order}"): a {v["rows"]} x '
-                          f'{v["cols"]} matrix, {how}:\nrow {v["row"]} is {v["row_entry"]}, '
-                          f'column {v["col"]} is {v["col_entry"]}'))
-            picture = s.pattern(order)
-            if picture is not None:
-                items.append(("pattern" if same else f"pattern {order}", picture))
-    return items
-
-
-def _shape_text(s: StructureReport) -> str:
-    dims = ", ".join(map(str, s.shape)) + ("," if len(s.shape) == 1 else "")
-    if s.var_axes is None:
-        return f"({dims})"
-    part = lambda labels: "(" + ", ".join(str(s.sizes[i]) for i in labels) + \
-        ("," if len(labels) == 1 else "") + ")"  # noqa: E731
-    assert s.fun_axes is not None
-    return (f"({dims}) = {s.variable} {part(s.var_axes)} + {s.function} "
-            f"{part(s.fun_axes)}")
-
-
-def _layout_text(s: StructureReport) -> str:
-    if s.var_axes is None or s.fun_axes is None:
-        return ("axes " + ", ".join(s.expr.free) + "; which belong to the variable is "
-                "unknown (pass wrt= to structure())")
-    def axes(labels: tuple[Index, ...], owner: str) -> str:
-        if not labels:
-            return f"{owner} is a scalar (no axes)"
-        nums = ", ".join(str(k) for k in range(len(labels)))
-        return (f"{', '.join(labels)} = {owner}'s ax{'es' if len(labels) > 1 else 'is'} "
-                f"{nums}")
-    return (f"{axes(s.var_axes, s.variable or 'x')} (the variable) first, then "
-            f"{axes(s.fun_axes, s.function)} (the function): denominator layout "
-            f"(notes 001_* A.1; 003_* Concept 20)")
-
-
-def _axis_owner(s: StructureReport, i: Index) -> str:
-    if s.var_axes is None or s.fun_axes is None:
-        return ""
-    if i in s.var_axes:
-        return f"{s.variable} axis {s.var_axes.index(i)}"
-    return f"{s.function} axis {s.fun_axes.index(i)}"
-
-
-def _delta_line(s: StructureReport, g: tuple[Index, ...]) -> str:
-    pairs = ", ".join(f"delta[{i},{g[-1]}]" for i in g[:-1])
-    owners = " = ".join(o for o in (_axis_owner(s, i) for i in g) if o)
-    return (f"{pairs}: nonzero only where {' == '.join(g)}"
-            + (f" ({owners})" if owners else ""))
-
-
-def _deltas_text(s: StructureReport) -> str:
-    if not s.common:
-        lines = ["no common structure: the terms have different deltas"]
-        for k, (t, groups) in enumerate(zip(s.expr.terms, s.term_deltas), 1):  # type: ignore[attr-defined]
-            where = "; ".join(_delta_line(s, g) for g in groups) or "no deltas"
-            lines.append(f"term {k}, {t}: {where}")
-        return "\n".join(lines)
-    if not s.deltas:
-        return "none: no entry is forced to zero by a Kronecker delta"
-    return "\n".join(_delta_line(s, g) for g in s.deltas)
-
-
-def _nonzeros_text(s: StructureReport) -> str:
-    if s.nonzeros is None:
-        return f"up to {s.dense_size} (the terms' patterns differ)"
-    share = ""
-    if isinstance(s.nonzeros, int) and isinstance(s.dense_size, int) and s.dense_size:
-        share = f" ({100 * s.nonzeros / s.dense_size:.0f}%)"
-    if s.nonzeros == s.dense_size:
-        return f"all {s.dense_size} entries can be nonzero (no structural zeros)"
-    rest = (f"the other {s.dense_size - s.nonzeros}" if isinstance(s.nonzeros, int)
-            and isinstance(s.dense_size, int) else "the others")
-    return (f"{s.nonzeros} of {s.dense_size} entries{share} can be nonzero; {rest} "
-            f"are structural zeros")
-
-
-def _constant_text(s: StructureReport) -> str:
-    lines = [f"along {i}: T does not depend on {i} (a broadcast axis)" for i in s.constant_axes]
-    lines += [f"along the diagonal {' == '.join(g)}: every entry on it is the same "
-              f"(Concept 27)" for g in s.constant_diagonals]
-    return "\n".join(lines) or "along no axis"
-
-
-def _compressed_text(s: StructureReport) -> str:
-    c = s.compressed
-    if not s.common:
-        return f"{c} (not compressed: no structure common to all terms)"
-    size = _size_product([s.sizes[i] for i in c.free])
-    head = (f"{c}   axes ({', '.join(c.free)}), {size} value{'s' * (size != 1)}"
-            if c.free else f"{c}   a scalar")
-    if not s.deltas and not s.constant_axes:
-        return head + "\nnothing to compress: T is this expression"
-    parts = [f"C[{','.join(c.free)}]" if c.free else "C"]
-    parts += [f"delta[{i},{g[-1]}]" for g in s.deltas for i in g[:-1]]
-    ones = [i for i in s.expr.free if i in s.constant_axes]
-    rebuild = f"T[{','.join(s.expr.free)}] = {'*'.join(parts)}"
-    if ones:
-        rebuild += f", repeated along {', '.join(ones)}"
-    return head + f"\nrebuild (expand): {rebuild} with C = {c}"
-
-
-def _chain_text(s: StructureReport) -> str:
-    assert s.chain is not None and s.fun_axes is not None and s.var_axes is not None
-    g = s.upstream
-    var = s.variable or "x"
-    lines = [f"dL/d{var}[{','.join(s.var_axes)}] = {s.chain}   "
-             f"with {g}[{','.join(s.fun_axes)}] = dL/d{s.function}[{','.join(s.fun_axes)}]"]
-    summed = _summed_with(s.chain, g)
-    if summed == set():
-        broadcast = [i for i in s.var_axes if i not in
-                     {j for t in iter_tensors(s.chain) if t.name == g for j in t.indices}]
-        how = ("element-wise multiplication" if not broadcast else
-               f"element-wise multiplication broadcast along {', '.join(broadcast)} "
-               f"(an outer product)")
-        lines.append(f"no sum over {', '.join(s.fun_axes)}: apply the compressed form by "
-                     f"{how} instead of a matrix product with the flattened T (X.23)")
-    elif summed:
-        lines.append(f"sums over {', '.join(sorted(summed))}: a matrix product "
-                     f"(contraction) with {g}")
-    return "\n".join(lines)

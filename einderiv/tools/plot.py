@@ -21,6 +21,9 @@ import numpy as np
 
 from ..core.ir import Expr
 from ..errors import EinderivError
+from ..numeric.layout import flatten
+from .inspect import StructureReport, structure
+from .render import unravel
 
 __all__ = ["plot"]
 
@@ -57,7 +60,6 @@ def plot(expr: Any, wrt: str | None = None, *, kind: str = "matrix", order: str 
     >>> fig.axes[0].get_ylabel()
     'W[b,c]: row b + 4*c (order F)'
     """
-    from .inspect import StructureReport, structure
     figure_class = _figure_class()
     if kind not in ("matrix", "slices"):
         raise EinderivError(f"kind must be 'matrix' or 'slices', got {kind!r}")
@@ -92,9 +94,9 @@ def _limits(values: np.ndarray) -> tuple[float, float]:
     return (-vmax, vmax) if vmax > 0 else (-1.0, 1.0)
 
 
-def _matrix(figure_class: Any, report: Any, tensor: np.ndarray, order: str,
+def _matrix(figure_class: Any, report: StructureReport, tensor: np.ndarray, order: str,
             caption: str) -> Any:
-    from ..numeric.layout import flatten
+    assert report.var_axes is not None
     k = len(report.var_axes)
     mat = flatten(tensor, k, order)
     rows, cols = mat.shape
@@ -132,7 +134,7 @@ def _block_edges(shape: tuple[int, ...], order: str) -> list[int]:
 def _ticks(setter: Any, count: int, shape: tuple[int, ...], name: str, order: str) -> None:
     if count > _MAX_TICKS:
         return
-    labels = [f"{name}[{','.join(str(int(i)) for i in np.unravel_index(r, shape, order=order))}]"
+    labels = [f"{name}[{','.join(map(str, unravel(r, shape, order)))}]"
               if shape else name for r in range(count)]
     setter(range(count), labels, fontsize=7)
 
@@ -141,7 +143,7 @@ def _shorten(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _slices(figure_class: Any, report: Any, tensor: np.ndarray, caption: str) -> Any:
+def _slices(figure_class: Any, report: StructureReport, tensor: np.ndarray, caption: str) -> Any:
     """One panel per entry of the last axis: ``T[..., i]`` (the variable's shape when
     the function is a vector: ``dZ_i/dW``, X.20 eq. 66-70)."""
     if tensor.ndim < 2:

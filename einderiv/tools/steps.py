@@ -6,12 +6,12 @@ expression after each stage, the way the notes derive the least-squares gradient
 
 1. **index form** -- the expression as parsed: every tensor with explicit indices,
    repeated indices summed (A.17).
-2. **differentiate** -- the rules of :mod:`einderiv.diff`, applied node by node:
+2. **differentiate** -- the rules of :mod:`einderiv.symbolic.diff`, applied node by node:
    the product rule, the chain rule for element-wise functions, the quotient and
    power rules, the rules for inv/det/logdet, and ``d theta[b] / d theta[d] =
    delta[d,b]`` for the variable (A.18). The step lists the rules it used.
 3. **flatten products** -- products of products written as one einsum term each,
-   numbers folded (:func:`einderiv.symbolic.simplify.flatten_product`); shown only when it
+   numbers folded (:func:`einderiv.symbolic.terms.flatten_product`); shown only when it
    changes the expression.
 4. **contract deltas** -- each ``delta[d,b]`` with ``b`` summed renames ``b`` to
    ``d`` (:func:`einderiv.symbolic.simplify.contract_deltas`, A.18 -> A.19).
@@ -23,25 +23,28 @@ expression after each stage, the way the notes derive the least-squares gradient
 7. **matrix form** -- the denominator-layout matrix form (A.21-A.22), where one
    exists (:meth:`einderiv.Expr.to_matrix`).
 
-Stages 3-5 apply the engine's own rule functions to the whole expression one rule
-at a time (the simplifier interleaves them node by node); every step's expression
-has the same value as the next, which the tests check on random data.
+Stages 3-6 are :data:`einderiv.symbolic.pipeline.PIPELINE`, iterated here: the
+engine's own rule functions applied to the whole expression one rule at a time (the
+simplifier interleaves them node by node); every step's expression has the same
+value as the next, which the tests check on random data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from ..api import differentiate, parse_with_ranks
-from ..core.canonical import sorted_factors
-from ..core.ir import Expr, Product, Sum, children, outer_origins, with_children
-from ..core.printing import _latex_indices, _latex_name
+from ..core.ir import Expr, Sum
+from ..core.printing import latex_indices, latex_name
+from ..core.scopes import outer_origins
 from ..core.shapes import normalize_shapes
 from ..errors import EinderivError, guard_recursion
 from ..symbolic.identities import IDENTITIES, recording
-from ..symbolic.simplify import _with_order, contract_deltas, flatten_product, prettify
+from ..symbolic.naming import prettify
+from ..symbolic.pipeline import PIPELINE, rename_dummies
+from ..symbolic.terms import with_order
 
 __all__ = ["Step", "Derivation", "derive_steps"]
 
@@ -80,7 +83,13 @@ class Derivation(Sequence[Step]):
     def __len__(self) -> int:
         return len(self.steps)
 
-    def __getitem__(self, k):  # type: ignore[override]
+    @overload
+    def __getitem__(self, k: int) -> Step: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> tuple[Step, ...]: ...
+
+    def __getitem__(self, k: int | slice) -> Step | tuple[Step, ...]:
         return self.steps[k]
 
     def __iter__(self) -> Iterator[Step]:
@@ -101,7 +110,7 @@ class Derivation(Sequence[Step]):
         r"""An ``align*`` block: one line per step, the rule as a ``\text`` tag."""
         name = self.wrt.split("[")[0]
         axes = self.result.free[: len(self.result.free) - len(self.steps[0].expr.free)]
-        var = _latex_name(name) + (f"_{{{_latex_indices(axes)}}}" if axes else "")
+        var = latex_name(name) + (f"_{{{latex_indices(axes)}}}" if axes else "")
         lines = [r"\begin{align*}"]
         for n, step in enumerate(self.steps):
             if n == 0:
@@ -159,30 +168,24 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     hints.update(outer_origins(result))
 
     def shown(x: Expr) -> Expr:
-        return _with_order(prettify(x), order, hints)
+        return with_order(prettify(x), order, hints)
 
     steps = [Step("index form", "repeated indices are summed" + _identities(read_with), e),
              Step("differentiate", "; ".join(log) or "no term depends on the variable",
                   shown(raw))]
-    stages: list[tuple[str, str, Callable[[Expr], Expr]]] = [
-        ("flatten products", "products of products as one term each, numbers folded",
-         lambda x: _map_products(x, _flatten)),
-        ("contract deltas", "delta[d,b] with b summed: b renamed to d",
-         lambda x: _map_products(_map_products(x, _contract), _flatten)),
-        ("rename dummies", "summed indices named in each term's canonical order",
-         _rename_dummies),
-    ]
     current = raw
-    for rule, detail, apply in stages:
-        current = apply(current)
+    *stages, last = PIPELINE
+    for stage in stages:
+        current = stage.apply(current)
         # Dummy names are this stage's point: shown as renamed, not prettified apart.
-        display = _with_order(current, order, hints) if rule == "rename dummies" \
-            else shown(current)
-        if rule == "rename dummies" and not _repeated_terms(display):
+        renaming = stage.apply is rename_dummies
+        display = with_order(current, order, hints) if renaming else shown(current)
+        if renaming and not _repeated_terms(display):
             continue  # renaming shows nothing new unless it makes terms read alike
         if str(display) != str(steps[-1].expr):
-            steps.append(Step(rule, detail, display))
-    steps.append(Step("collect like terms",
+            steps.append(Step(stage.name, stage.detail, display))
+    # the last pass is simplify(), which diff() already ran: its result is `result`
+    steps.append(Step(last.name,
                       _collect_detail(steps[-1].expr, result) + _identities(collected_with),
                       result))
     matrix = _matrix_form(result, len(order) - len(e.free))
@@ -191,36 +194,7 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     return Derivation(tuple(steps), wrt, result)
 
 
-# ------------------------------------------------------------------------- passes
-
-
-def _map_products(e: Expr, fn: Callable[[Product], Expr]) -> Expr:
-    """``e`` with ``fn`` applied to every product, innermost first."""
-    rebuilt = with_children(e, [_map_products(c, fn) for c in children(e)])
-    return fn(rebuilt) if isinstance(rebuilt, Product) else rebuilt
-
-
-def _flatten(p: Product) -> Expr:
-    return flatten_product(p)
-
-
-def _contract(p: Product) -> Expr:
-    flat = flatten_product(p)
-    return contract_deltas(flat) if isinstance(flat, Product) else flat
-
-
-def _rename_dummies(e: Expr) -> Expr:
-    """Each top-level term with its factors in canonical order and its summed
-    indices named afresh from ``a`` (so equal terms print alike, as in A.19)."""
-    terms = e.terms if isinstance(e, Sum) else (e,)
-    renamed = []
-    for t in terms:
-        if isinstance(t, Product):
-            t = Product(t.coeff, sorted_factors(t.factors, set(t.out)), t.out)
-        renamed.append(prettify(t, set(e.free)))
-    if isinstance(e, Sum):
-        return Sum(tuple(renamed), e.out, e.hints)
-    return renamed[0]
+# ------------------------------------------------------------------------- details
 
 
 def _repeated_terms(e: Expr) -> bool:
