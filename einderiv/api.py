@@ -6,25 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
 
-from .core.ir import (
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    bound_indices,
-    cached,
-    fresh_names,
-    iter_tensors,
-    remember,
-    rename,
-    visible_indices,
-)
+from .core.ir import (Det, Expr, Index, Inv, LogDet, Product, Sum, Tensor, bound_indices, cached,
+                      children, fresh_names, iter_tensors, remember, rename, visible_indices,
+                      with_children)
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
@@ -74,21 +58,15 @@ def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
 def _rebind(e: Expr) -> Expr:
     """``e`` with every summed or closed-scope index renamed to a fresh internal name,
     so new derivative indices cannot collide with them."""
+    # The scopes that bind labels rename them; every other node is rebuilt by the
+    # generic traversal.
     if isinstance(e, Product):
         mapping = fresh_names(bound_indices(e))
-        factors = tuple(_rebind(rename(f, mapping)) for f in e.factors)
-        return Product(e.coeff, factors, e.out)
-    if isinstance(e, Sum):
-        return Sum(tuple(_rebind(t) for t in e.terms), e.out, e.hints)
-    if isinstance(e, Func):
-        return Func(e.name, _rebind(e.arg))
-    if isinstance(e, Pow):
-        return Pow(_rebind(e.base), _rebind(e.exponent))
-    if isinstance(e, (Inv, Det, LogDet)):
-        arg = rename(e.arg, fresh_names(e.arg.free))
-        arg = _rebind(arg)
-        return Inv(arg, e.indices) if isinstance(e, Inv) else type(e)(arg)
-    return e
+        return with_children(e, [_rebind(rename(f, mapping)) for f in e.factors])
+    if isinstance(e, (Inv, Det, LogDet)):  # closed: both labels of the argument are its own
+        return with_children(e, [_rebind(rename(e.arg, fresh_names(e.arg.free)))])
+    kids = children(e)
+    return with_children(e, [_rebind(c) for c in kids]) if kids else e
 
 
 @guard_recursion

@@ -27,7 +27,7 @@ from strategies import Generated, expressions
 import einderiv
 from einderiv.core.ir import (Func, Pow, Product, Sum, Tensor, bound_indices, factor_indices,
                          rename, walk)
-from einderiv.core.canonical import (_SLOT, _head, _rank_flags, canonical_key, canonical_order,
+from einderiv.core.canonical import (SLOT, factor_head, rank_flags, canonical_key, canonical_order,
                                 factor_order, indices_in_order, order_factors, product_parts,
                                 sort_key)
 from einderiv.symbolic.simplify import merge_scalar_powers
@@ -93,9 +93,9 @@ def test_layout_of_chosen_expressions() -> None:
 
 def _check_heads(nodes: list) -> None:
     for f in nodes:
-        flags, start = _head(f)[:3], _head(f)[3]
-        assert flags == _rank_flags(f)
-        assert _SLOT not in start
+        flags, start = factor_head(f)[:3], factor_head(f)[3]
+        assert flags == rank_flags(f)
+        assert SLOT not in start
         for naming in _namings(f.free):
             assert sort_key(canonical_key(f, naming)).startswith(start), f
 
@@ -178,9 +178,9 @@ def test_equal_tied_factors_are_not_permuted() -> None:
     from fd import assert_close_to_fd, central_diff
 
     import einderiv
-    from einderiv.core.canonical import _distinct_orders
+    from einderiv.core.canonical import distinct_orders
     group = [(0, "u")] * 4 + [(0, "w")] * 2
-    orders = list(_distinct_orders(group))
+    orders = list(distinct_orders(group))
     assert len(orders) == len(set(orders)) == math.factorial(6) // (math.factorial(4) * 2)
     text = ("u[c]*w[c]*softplus(W[b,b,c])*B[c,a]*w[c]*log(1 + w[c]**2)*u[c]*E[a,c]*u[c]"
             "*z[c]*w[c]*u[c]")

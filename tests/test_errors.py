@@ -495,3 +495,10 @@ def test_random_token_soup_raises_only_einderiv_errors(tokens) -> None:
         return
     back = einderiv.parse(str(e))  # what parses prints parseably
     assert back.free == e.free
+
+
+def test_a_folded_constant_too_long_to_compare_is_a_limit_error() -> None:
+    """1e4000*1e4000 folds to a number of 8001 digits; comparing terms wrote it as
+    text, past Python's 4300-digit limit: a plain ValueError (exit 3) before."""
+    with pytest.raises(einderiv.LimitError, match="more than 4300 digits"):
+        einderiv.parse("y[d]*softplus(1e4000*1e4000)")

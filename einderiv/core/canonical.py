@@ -17,24 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from .ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    cached,
-    const_value,
-    factor_indices,
-    memo,
-    remember,
-)
+from ..errors import LimitError
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, cached,
+                 const_value, factor_indices, memo, remember)
 
 __all__ = ["Key", "canonical_key", "canonical_order", "factor_order", "indices_in_order",
            "order_factors", "ordered_product", "product_parts", "same_factors", "same_tuple",
@@ -134,7 +119,11 @@ def sort_key(key: Key) -> str:
     hit = _REPRS.get(id(key))
     if hit is not None and hit[0] is key:
         return hit[1]
-    text = repr(key)
+    try:
+        text = repr(key)
+    except ValueError:  # Python's limit on int -> str (4300 digits): a folded constant
+        raise LimitError("a number in the expression has more than 4300 digits; "
+                         "einderiv cannot compare it") from None
     if len(_REPRS) > _MAX_CACHED:
         _REPRS.clear()
     _REPRS[id(key)] = (key, text)
@@ -151,17 +140,17 @@ def _rank(f: Expr, blind: Mapping[Index, str]) -> tuple:
 
 def _rank_by_key(f: Expr, key: Key) -> tuple:
     """The :func:`_rank` of ``f`` given its key (summed indices blinded)."""
-    return (*_rank_flags(f), sort_key(key))
+    return (*rank_flags(f), sort_key(key))
 
 
-def _rank_flags(f: Expr) -> tuple[bool, bool, int]:
+def rank_flags(f: Expr) -> tuple[bool, bool, int]:
     """The part of :func:`_rank` before the key: a division, free labels, the kind."""
     negative_power = isinstance(f, Pow) and (const_value(f.exponent) or 0) < 0
     kind = 0 if isinstance(f, Tensor) else 1 if isinstance(f, Delta) else 2
     return negative_power, bool(f.free), kind
 
 
-def _head(f: Expr) -> tuple:
+def factor_head(f: Expr) -> tuple:
     """The start of the :func:`_rank` of ``f`` that holds no label, found without a key:
     its flags and the text its key's repr begins with (the tag, and the name or the
     coefficient). Two heads are equal, or differ before either ends and so compare as
@@ -176,7 +165,7 @@ def _head(f: Expr) -> tuple:
             lead = ("M", type(f).__name__)
         else:
             lead = ("D" if isinstance(f, Delta) else "P" if isinstance(f, Pow) else "S",)
-        found = (*_rank_flags(f), repr(lead)[:-1])  # "('T', 'X'" of "('T', 'X', ('a',))"
+        found = (*rank_flags(f), repr(lead)[:-1])  # "('T', 'X'" of "('T', 'X', ('a',))"
         remember(f, "head", found)
     return found
 
@@ -256,7 +245,7 @@ def same_factors(new: Product, old: Product) -> Product:
 #: The token standing for the ``k``-th free label while a layout is sought
 #: (:func:`_find_layout`): ``"!0"``, ``"!1"``, ... "!" sorts before the first character
 #: of every other token ("#", "*", "@", a letter, "_"), and occurs in no other key.
-_SLOT = "!"
+SLOT = "!"
 
 
 _UNSET = object()
@@ -277,13 +266,13 @@ def _find_layout(factors: tuple[Expr, ...], out: tuple[Index, ...]
                  ) -> tuple[tuple[Expr, ...], dict[Index, str]] | None:
     """The order and numbering :func:`order_factors` finds for every naming of the
     free labels ``out`` of a product with summed labels, found once with placeholders
-    (:data:`_SLOT`) for the names: when the ranks of the factors differ before any
+    (:data:`SLOT`) for the names: when the ranks of the factors differ before any
     placeholder (no tie, no colour refinement), no naming can change the ranking. A
     product is then keyed under a new naming by keying its factors alone
     (:func:`_laid_out`), not ranking them again under a new blind naming, and so on down
     every nested product. None for a product without summed labels (ranked by the keys
     its key is made of anyway) or where some rank may depend on the names."""
-    slots = {i: f"{_SLOT}{k}" for k, i in enumerate(out)}
+    slots = {i: f"{SLOT}{k}" for k, i in enumerate(out)}
     bound = _summed(factors, slots)
     if not bound:
         return None
@@ -292,7 +281,7 @@ def _find_layout(factors: tuple[Expr, ...], out: tuple[Index, ...]
         blind.update(dict.fromkeys(bound, "#?"))
         ordered: list[Expr] = []
         # Factors with different heads rank as their heads do: only alike ones are keyed.
-        for _, alike in itertools.groupby(sorted(factors, key=_head), key=_head):
+        for _, alike in itertools.groupby(sorted(factors, key=factor_head), key=factor_head):
             group = tuple(alike)
             if len(group) > 1:
                 if not all(_substitutable(f) for f in group):
@@ -327,7 +316,7 @@ def _decided(a: tuple, b: tuple) -> bool:
 
 
 def _first_slot(text: str) -> int:
-    at = text.find(_SLOT)
+    at = text.find(SLOT)
     return len(text) if at < 0 else at
 
 
@@ -376,7 +365,7 @@ def order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
         refined.update({b: f"#{c}" for b, c in _index_colours(factors, bound, outer).items()})
         ranked = _ranked(factors, refined)
         groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
-    candidates: Iterable = itertools.product(*(_distinct_orders(g) for g in groups)) \
+    candidates: Iterable = itertools.product(*(distinct_orders(g) for g in groups)) \
         if _few_orders(groups) else [tuple(tuple(g) for g in groups)]
     best: tuple | None = None
     best_order: tuple[Expr, ...] = ()
@@ -439,7 +428,7 @@ def _few_orders(groups: list[list]) -> bool:
     return True
 
 
-def _distinct_orders(group: list) -> Iterator[tuple]:
+def distinct_orders(group: list) -> Iterator[tuple]:
     """The orders of a group of tied ``(rank, factor)`` pairs, equal factors not
     swapped (``u[g]*u[g]*u[g]*u[g]`` has one order, not 24): swapping them changes no
     key (a product of twenty factors with such repeats took seconds to key)."""

@@ -27,23 +27,8 @@ from typing import Any
 from ..errors import LimitError
 from .broadcast import explicit_broadcast, unbroadcast
 from .functions import FUNCTIONS
-from .ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    all_indices,
-    const_value,
-    factor_indices,
-    rename,
-)
+from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, all_indices,
+                 const_value, factor_indices, rename)
 from .scopes import size_marker
 from .softmax import Word, named_view
 

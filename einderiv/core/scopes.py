@@ -11,23 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeGuard
 
-from .ir import (
-    Delta,
-    Det,
-    Expr,
-    Index,
-    Inv,
-    LogDet,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    cached,
-    children,
-    factor_indices,
-    open_scope,
-    remember,
-)
+from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, Tensor, cached,
+                 children, factor_indices, open_scope, remember)
 
 __all__ = ["outer_origins", "size_marker"]
 

@@ -11,20 +11,8 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 from ..errors import ShapeError
-from .ir import (
-    Delta,
-    Det,
-    Expr,
-    Index,
-    Inv,
-    LogDet,
-    Product,
-    Tensor,
-    bound_indices,
-    children,
-    iter_tensors,
-    walk,
-)
+from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, Tensor, bound_indices, children,
+                 iter_tensors, walk)
 
 __all__ = ["Shape", "normalize_shapes", "check_shapes"]
 

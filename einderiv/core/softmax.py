@@ -29,24 +29,8 @@ from fractions import Fraction
 
 from .broadcast import unbroadcast
 from .canonical import canonical_key
-from .ir import (
-    RENAME_RULES,
-    Expr,
-    Func,
-    Index,
-    Pow,
-    Product,
-    Sum,
-    cached,
-    children,
-    const_value,
-    factor_indices,
-    number,
-    remember,
-    rename,
-    walk,
-    with_children,
-)
+from .ir import (RENAME_RULES, Expr, Func, Index, Pow, Product, Sum, cached, children, const_value,
+                 factor_indices, number, remember, rename, walk, with_children)
 
 __all__ = ["WORDS", "expand", "named_view", "Word", "lse_parts", "softmax_parts"]
 

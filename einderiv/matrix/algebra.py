@@ -15,30 +15,9 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.ir import Index, SizeHint
-from .nodes import (
-    COLUMN,
-    MATRIX,
-    ROW,
-    SCALAR,
-    Add,
-    Diag,
-    Elementwise,
-    Hadamard,
-    Identity,
-    Inverse,
-    MatMul,
-    MatrixExpr,
-    Number,
-    Ones,
-    Power,
-    Reduce,
-    Softmax,
-    Symbol,
-    Transpose,
-    Zero,
-    children,
-    const_number,
-)
+from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
+                    Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
+                    Transpose, Zero, children, const_number)
 
 __all__ = ["Orient", "transpose", "inverse", "mat_mul", "hadamard", "plain_length",
            "reading_cost", "choose_form", "make_sum", "shaped_zero", "factor_common"]

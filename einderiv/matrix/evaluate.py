@@ -17,29 +17,9 @@ import numpy as np
 from ..core.functions import FUNCTIONS
 from ..core.ir import SizeHint
 from ..errors import EvaluationError
-from .nodes import (
-    EVALUATORS,
-    MATRIX,
-    ONES,
-    SCALAR,
-    Add,
-    Diag,
-    Elementwise,
-    Hadamard,
-    Identity,
-    Inverse,
-    Kron,
-    MatMul,
-    MatrixExpr,
-    Number,
-    Ones,
-    Power,
-    Reduce,
-    Softmax,
-    Symbol,
-    Transpose,
-    Zero,
-)
+from .nodes import (EVALUATORS, MATRIX, ONES, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
+                    Inverse, Kron, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
+                    Transpose, Zero)
 
 __all__ = ["softmax_values"]
 

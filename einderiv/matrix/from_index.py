@@ -36,75 +36,20 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    factor_indices,
-    fresh_index,
-)
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+                       Tensor, factor_indices, fresh_index)
 from ..core.scopes import outer_origins
 from ..core.softmax import Word, named_view
 from ..errors import EinderivError, NotMatrixExpressible, guard_recursion
 from ..symbolic.simplify import flatten_product, simplify
-from .algebra import (
-    Orient,
-    choose_form,
-    factor_common,
-    hadamard,
-    inverse,
-    make_sum,
-    mat_mul,
-    plain_length,
-    reading_cost,
-    shaped_zero,
-    transpose,
-)
-from .factor_graph import (
-    Component,
-    Piece,
-    components,
-    flip,
-    matrix_ends,
-    matrix_piece,
-    merge_free_hadamards,
-    relabelled,
-    series_parallel,
-    short,
-    sum_all,
-    vector_hadamard,
-    vector_piece,
-)
+from .algebra import (Orient, choose_form, factor_common, hadamard, inverse, make_sum, mat_mul,
+                      plain_length, reading_cost, shaped_zero, transpose)
+from .factor_graph import (Component, Piece, components, flip, matrix_ends, matrix_piece,
+                           merge_free_hadamards, relabelled, series_parallel, short, sum_all,
+                           vector_hadamard, vector_piece)
 from .kronecker import kron
-from .nodes import (
-    COLUMN,
-    MATRIX,
-    ROW,
-    SCALAR,
-    Add,
-    Diag,
-    Elementwise,
-    Identity,
-    MatrixExpr,
-    Number,
-    Ones,
-    Power,
-    Reduce,
-    Softmax,
-    Symbol,
-    Transpose,
-    Zero,
-    const_number,
-)
+from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, MatrixExpr,
+                    Number, Ones, Power, Reduce, Softmax, Symbol, Transpose, Zero, const_number)
 
 __all__ = ["to_matrix", "RESERVED_IN_MATRIX_NOTATION"]
 

@@ -18,25 +18,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ..core.functions import FUNCTIONS
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    children,
-    fresh_index,
-    number,
-    rename,
-    with_children,
-)
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+                       Tensor, children, fresh_index, number, rename, with_children)
 from ..core.softmax import WORDS
 from ..core.softmax import expand as expand_word
 from ..errors import ShapeError, format_caret

@@ -17,30 +17,9 @@ from typing import Any
 
 from ..core.functions import FUNCTIONS
 from ..core.printing import format_number
-from .nodes import (
-    MATRIX,
-    PRINTERS,
-    ROW,
-    SCALAR,
-    Add,
-    Diag,
-    Elementwise,
-    Hadamard,
-    Identity,
-    Inverse,
-    Kron,
-    MatMul,
-    MatrixExpr,
-    Number,
-    Ones,
-    Power,
-    Reduce,
-    Softmax,
-    Symbol,
-    Transpose,
-    Zero,
-    const_number,
-)
+from .nodes import (MATRIX, PRINTERS, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
+                    Inverse, Kron, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
+                    Transpose, Zero, const_number)
 
 __all__ = ["GREEK_LETTERS", "format_fraction"]
 

@@ -15,35 +15,9 @@ from typing import Any
 
 from ..core.ir import Index
 from ..errors import ShapeError
-from .program import (
-    Add,
-    Broadcast,
-    Const,
-    Det,
-    Einsum,
-    Embed,
-    Eye,
-    FixedSize,
-    Func,
-    Input,
-    InputAxis,
-    Inv,
-    LogDet,
-    LogSumExp,
-    Ones,
-    Pow,
-    PowSlot,
-    Program,
-    Scale,
-    SizeRef,
-    SlotAxis,
-    Softmax,
-    Solve,
-    Step,
-    Transpose,
-    UnknownSize,
-    Zeros,
-)
+from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, FixedSize, Func, Input,
+                      InputAxis, Inv, LogDet, LogSumExp, Ones, Pow, PowSlot, Program, Scale,
+                      SizeRef, SlotAxis, Softmax, Solve, Step, Transpose, UnknownSize, Zeros)
 
 __all__ = ["AxisSizes", "program_ranks", "LINKS"]
 

@@ -19,33 +19,9 @@ from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .dialects import Dialect
 from .paths import connected_order, path_strategy
-from .program import (
-    Add,
-    Broadcast,
-    Const,
-    Det,
-    Einsum,
-    Embed,
-    Eye,
-    Func,
-    Input,
-    Inv,
-    LogDet,
-    LogSumExp,
-    Ones,
-    Pow,
-    PowSlot,
-    Program,
-    Scale,
-    SizeRef,
-    Softmax,
-    Solve,
-    Step,
-    Transpose,
-    UnknownSize,
-    Zeros,
-    unknown_size_message,
-)
+from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
+                      LogSumExp, Ones, Pow, PowSlot, Program, Scale, SizeRef, Softmax, Solve, Step,
+                      Transpose, UnknownSize, Zeros, unknown_size_message)
 
 __all__ = ["CodeWriter", "WRITERS", "MAX_LETTERS"]
 

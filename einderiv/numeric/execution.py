@@ -23,40 +23,10 @@ from ..core.functions import FUNCTIONS, ElementwiseFunction
 from ..core.ir import Index
 from ..errors import EvaluationError
 from .direct_products import writable
-from .kernels import (
-    aligned,
-    broadcast,
-    diagonal_view,
-    embed,
-    label_sizes,
-    linalg_ready,
-    logsumexp,
-    softmax,
-    softmax_all,
-)
-from .program import (
-    Add,
-    Broadcast,
-    Const,
-    Det,
-    Einsum,
-    Embed,
-    Eye,
-    Func,
-    Input,
-    Inv,
-    LogDet,
-    LogSumExp,
-    Ones,
-    Pow,
-    PowSlot,
-    Scale,
-    Softmax,
-    Solve,
-    Step,
-    Transpose,
-    Zeros,
-)
+from .kernels import (aligned, broadcast, diagonal_view, embed, label_sizes, linalg_ready,
+                      logsumexp, softmax, softmax_all)
+from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
+                      LogSumExp, Ones, Pow, PowSlot, Scale, Softmax, Solve, Step, Transpose, Zeros)
 
 __all__ = ["Inline", "bind_step", "bind_add", "skipped", "run_step", "BINDERS", "RUNNERS"]
 

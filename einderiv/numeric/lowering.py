@@ -23,23 +23,8 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.canonical import canonical_key, sort_key
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    const_value,
-    factor_indices,
-    rename,
-    walk,
-)
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                       const_value, factor_indices, rename, walk)
 from ..core.printing import to_text
 from ..core.scopes import outer_origins
 from ..errors import EinderivError

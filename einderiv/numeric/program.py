@@ -171,6 +171,28 @@ class Step:
         return 0
 
 
+class _SameShape:
+    """A step whose value has the shape of its one argument slot ``arg``."""
+
+    arg: int
+
+    def reads(self) -> tuple[int, ...]:
+        return (self.arg,)
+
+    def rank(self, ranks: Sequence[int | None]) -> int | None:
+        return ranks[self.arg]
+
+    def shape(self, ctx: ShapeContext) -> Shape:
+        return ctx.shapes[self.arg]
+
+
+class _Elementwise(_SameShape):
+    """An element-wise step: one operation per entry."""
+
+    def flops(self, shapes: Sequence[Shape], shape: Shape) -> int:
+        return math.prod(shape)
+
+
 @dataclass(frozen=True)
 class Input(Step):
     """The array given for ``name``."""
@@ -223,43 +245,19 @@ class Einsum(Step):
 
 
 @dataclass(frozen=True)
-class Func(Step):
+class Func(_Elementwise, Step):
     """The element-wise function ``name`` (:data:`einderiv.core.functions.FUNCTIONS`)."""
     kind: ClassVar[str] = "func"
     name: str
     arg: int
 
-    def reads(self) -> tuple[int, ...]:
-        return (self.arg,)
-
-    def rank(self, ranks: Sequence[int | None]) -> int | None:
-        return ranks[self.arg]
-
-    def shape(self, ctx: ShapeContext) -> Shape:
-        return ctx.shapes[self.arg]
-
-    def flops(self, shapes: Sequence[Shape], shape: Shape) -> int:
-        return math.prod(shape)
-
 
 @dataclass(frozen=True)
-class Pow(Step):
+class Pow(_Elementwise, Step):
     """``arg ** exponent``, a number."""
     kind: ClassVar[str] = "pow"
     arg: int
     exponent: float
-
-    def reads(self) -> tuple[int, ...]:
-        return (self.arg,)
-
-    def rank(self, ranks: Sequence[int | None]) -> int | None:
-        return ranks[self.arg]
-
-    def shape(self, ctx: ShapeContext) -> Shape:
-        return ctx.shapes[self.arg]
-
-    def flops(self, shapes: Sequence[Shape], shape: Shape) -> int:
-        return math.prod(shape)
 
 
 @dataclass(frozen=True)
@@ -322,40 +320,22 @@ class LogSumExp(Step):
 
 
 @dataclass(frozen=True)
-class Softmax(Step):
+class Softmax(_SameShape, Step):
     """``exp(arg) / sum exp(arg)`` over the axes ``axes``, max-shifted."""
     kind: ClassVar[str] = "softmax"
     arg: int
     axes: tuple[int, ...]
-
-    def reads(self) -> tuple[int, ...]:
-        return (self.arg,)
-
-    def rank(self, ranks: Sequence[int | None]) -> int | None:
-        return ranks[self.arg]
-
-    def shape(self, ctx: ShapeContext) -> Shape:
-        return ctx.shapes[self.arg]
 
     def flops(self, shapes: Sequence[Shape], shape: Shape) -> int:
         return 4 * math.prod(shape)
 
 
 @dataclass(frozen=True)
-class Scale(Step):
+class Scale(_SameShape, Step):
     """``arg * coeff``."""
     kind: ClassVar[str] = "scale"
     arg: int
     coeff: float
-
-    def reads(self) -> tuple[int, ...]:
-        return (self.arg,)
-
-    def rank(self, ranks: Sequence[int | None]) -> int | None:
-        return ranks[self.arg]
-
-    def shape(self, ctx: ShapeContext) -> Shape:
-        return ctx.shapes[self.arg]
 
 
 @dataclass(frozen=True)

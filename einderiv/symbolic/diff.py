@@ -24,26 +24,8 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.functions import FUNCTIONS
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    all_indices,
-    const_value,
-    fresh_index,
-    gc_paused,
-    number,
-    rename,
-)
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
+                       Tensor, all_indices, const_value, fresh_index, gc_paused, number, rename)
 from ..core.scopes import outer_origins
 from ..errors import EinderivError
 

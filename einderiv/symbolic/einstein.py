@@ -22,24 +22,8 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from ..core.functions import FUNCTIONS
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    factor_indices,
-    fresh_index,
-    gc_paused,
-    number,
-    visible_indices,
-)
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                       factor_indices, fresh_index, gc_paused, number, visible_indices)
 from ..core.softmax import expand as expand_word
 from ..errors import IndexMismatchError, ParseError, format_caret
 from . import syntax as S

@@ -7,26 +7,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from ..core.canonical import (
-    factor_order,
-    indices_in_order,
-    same_tuple,
-)
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    bound_indices,
-    rename,
-)
+from ..core.canonical import factor_order, indices_in_order, same_tuple
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                       bound_indices, rename)
 from ..core.scopes import outer_origins
 from .terms import as_node, size_signature, term_order, with_order
 

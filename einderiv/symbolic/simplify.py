@@ -26,70 +26,19 @@ from fractions import Fraction
 from typing import Any, TypeGuard
 
 from ..core.broadcast import explicit_broadcast
-from ..core.canonical import (
-    Key,
-    canonical_key,
-    ordered_product,
-    same_tuple,
-    sort_key,
-)
-from ..core.ir import (
-    Delta,
-    Det,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    LogDet,
-    Pow,
-    Product,
-    Sum,
-    Tensor,
-    bound_indices,
-    cached,
-    const_value,
-    factor_indices,
-    gc_paused,
-    number,
-    remember,
-    rename,
-)
+from ..core.canonical import Key, canonical_key, ordered_product, same_tuple, sort_key
+from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
+                       bound_indices, cached, const_value, factor_indices, gc_paused, number,
+                       remember, rename)
 from ..core.scopes import outer_origins
-from .identities import (
-    FUNCTION_IDENTITIES,
-    has_both_sigmoids,
-    negated,
-    note,
-    one_plus_exp,
-    reflect_sigmoids,
-    sigmoid_complement,
-)
+from .identities import (FUNCTION_IDENTITIES, has_both_sigmoids, negated, note, one_plus_exp,
+                         reflect_sigmoids, sigmoid_complement)
 from .naming import prettify
-from .terms import (
-    as_node,
-    base_and_exponent,
-    collected_term,
-    constant_expr,
-    delta_kind,
-    distributed,
-    flatten_product,
-    fold_number,
-    has_factors,
-    hints_for,
-    is_bare,
-    node_count,
-    ones_like,
-    remember_term_key,
-    share_delta_hints,
-    size_signature,
-    some_alike,
-    splices,
-    sqrt_as_powers,
-    term_key,
-    times_number,
-    with_order,
-    zero_like,
-)
+from .terms import (as_node, base_and_exponent, collected_term, constant_expr, delta_kind,
+                    distributed, flatten_product, fold_number, has_factors, hints_for, is_bare,
+                    node_count, ones_like, remember_term_key, share_delta_hints, size_signature,
+                    some_alike, splices, sqrt_as_powers, term_key, times_number, with_order,
+                    zero_like)
 
 __all__ = ["simplify", "prettify"]
 

@@ -12,35 +12,11 @@ from fractions import Fraction
 from typing import TypeGuard
 
 from ..core.broadcast import explicit_broadcast
-from ..core.canonical import (
-    Key,
-    canonical_key,
-    order_factors,
-    product_parts,
-    same_factors,
-    sort_key,
-)
-from ..core.ir import (
-    Delta,
-    Expr,
-    Func,
-    Index,
-    Inv,
-    Pow,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    bound_indices,
-    cached,
-    children,
-    const_value,
-    factor_indices,
-    freshen_bound,
-    number,
-    remember,
-    walk,
-)
+from ..core.canonical import (Key, canonical_key, order_factors, product_parts, same_factors,
+                              sort_key)
+from ..core.ir import (Delta, Expr, Func, Index, Inv, Pow, Product, SizeHint, Sum, Tensor,
+                       bound_indices, cached, children, const_value, factor_indices, freshen_bound,
+                       number, remember, walk)
 from ..core.scopes import outer_origins, size_marker
 
 _ONE = Fraction(1)

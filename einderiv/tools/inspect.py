@@ -30,18 +30,8 @@ from typing import Any
 import numpy as np
 import opt_einsum as oe
 
-from ..core.ir import (
-    Delta,
-    Expr,
-    Index,
-    Product,
-    SizeHint,
-    Sum,
-    Tensor,
-    factor_indices,
-    iter_tensors,
-    rename,
-)
+from ..core.ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, factor_indices,
+                       iter_tensors, rename)
 from ..core.scopes import outer_origins
 from ..core.shapes import normalize_shapes
 from ..errors import EinderivError, IndexMismatchError
