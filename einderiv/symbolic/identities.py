@@ -143,21 +143,37 @@ def _softplus(w: Expr, sign: int) -> Expr:
     return Product(Fraction(sign), (Func("softplus", w),), w.free)
 
 
+def _inner_of(name: str) -> Callable[[Expr], Expr | None]:
+    """``outer(name(u)) -> u``: for a function and its inverse."""
+    return lambda a: a.arg if isinstance(a, Func) and a.name == name else None
+
+
+def _softplus_of_one_plus_exp(a: Expr) -> Expr | None:
+    w = one_plus_exp(a)
+    return None if w is None else Func("softplus", w)
+
+
+def _log_sigmoid(a: Expr) -> Expr | None:
+    if isinstance(a, Func) and a.name == "sigmoid":
+        return _softplus(negated(a.arg), -1)
+    return None
+
+
+def _log_one_minus_sigmoid(a: Expr) -> Expr | None:
+    u = sigmoid_complement(a)
+    return None if u is None else _softplus(u, -1)
+
+
 #: Rewrites of ``outer(arg)`` by the outer function's name, tried in order: each
 #: takes the simplified argument and returns the raw replacement (simplified again by
 #: the caller) or None. Keyed by the identity's name in :data:`IDENTITIES`.
 FUNCTION_IDENTITIES: Mapping[str, tuple[tuple[str, Callable[[Expr], Expr | None]], ...]] = {
-    "exp": (
-        ("exp-log", lambda a: a.arg if isinstance(a, Func) and a.name == "log" else None),
-    ),
+    "exp": (("exp-log", _inner_of("log")),),
     "log": (
-        ("log-exp", lambda a: a.arg if isinstance(a, Func) and a.name == "exp" else None),
-        ("softplus", lambda a: (lambda w: None if w is None else Func("softplus", w))(
-            one_plus_exp(a))),
-        ("log-sigmoid", lambda a: _softplus(negated(a.arg), -1)
-         if isinstance(a, Func) and a.name == "sigmoid" else None),
-        ("log-one-minus-sigmoid", lambda a: (lambda u: None if u is None else _softplus(u, -1))(
-            sigmoid_complement(a))),
+        ("log-exp", _inner_of("exp")),
+        ("softplus", _softplus_of_one_plus_exp),
+        ("log-sigmoid", _log_sigmoid),
+        ("log-one-minus-sigmoid", _log_one_minus_sigmoid),
     ),
 }
 
