@@ -1,22 +1,26 @@
-"""Simplification: named rules applied bottom-up, one function per node type.
+"""Simplification: the rules applied bottom-up, one function per node type
+(:data:`_RULES`), ``simplify`` running them once per public call.
 
-The rules (each a function below):
+The rules (each a function below or in :mod:`~einderiv.symbolic.terms`):
 
-* :func:`flatten_product` -- a product inside a product is one einsum term; numbers
-  fold into the coefficient; equal scalar factors merge into powers (``n * n**-1 = 1``).
+* :func:`~einderiv.symbolic.terms.flatten_product` -- a product inside a product is one
+  einsum term; numbers fold into the coefficient.
 * :func:`contract_deltas` -- ``delta[i,j]`` with ``j`` summed renames ``j`` to ``i``
   (notes 001_*, A.18 -> A.19); a delta with both indices free stays
   (``d x[i] / d x[j] = delta[j,i]``).
 * :func:`expand_delta_sums` -- a sum factor whose terms carry deltas is multiplied
   out, so the deltas can be contracted; other sums stay factored (the residual
   ``X theta - Y`` is kept whole, as in A.20).
+* :func:`merge_scalar_powers`, :func:`merge_indexed_powers` -- equal factors merge
+  into powers, up to the names of their summed indices (``n * n**-1 = 1``).
 * :func:`collect_terms` -- terms equal up to the names of summed indices and the
-  order of factors are added (A.19 -> A.20: two equal terms become one with
-  coefficient 2); zeros are dropped.
-* :func:`~einderiv.core.canonical.canonical_key` (in :mod:`einderiv.core.canonical`) -- a
-  name-independent key of a term, used for ordering and for recognising equal terms.
-* :func:`prettify` -- summed indices renamed to readable letters, never shadowing an
-  index of an enclosing scope.
+  order of factors are added (A.19 -> A.20); zeros are dropped;
+  :func:`expand_where_shorter` multiplies out where terms then cancel.
+* the identities of the ML functions (:mod:`~einderiv.symbolic.identities`, a table).
+* :func:`~einderiv.symbolic.naming.prettify` -- summed indices renamed readably.
+
+The same rules one at a time, as :func:`einderiv.derive_steps` shows them, are the
+passes of :mod:`~einderiv.symbolic.pipeline`.
 """
 
 from __future__ import annotations
