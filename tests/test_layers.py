@@ -5,7 +5,8 @@
     api imports the wings; tools import api; the face (__init__, cli) imports anything.
 
 Every import of an einderiv module is checked, at module level and inside functions
-(a lazy import hides an edge, it does not remove it). The one sanctioned upward edge
+(a lazy import hides an edge, it does not remove it), and the graph has no loop. The
+one sanctioned upward edge
 is core/ir.py's ``_face``: the convenience methods of ``Expr`` (``compile``,
 ``to_matrix``, ...) call the package face. Lazy imports are allowed only where they
 break a real cycle, listed in LAZY with the reason.
@@ -64,7 +65,9 @@ def _imports_in(module: str, is_package: bool, source: str) -> list[tuple[str, i
     top = {id(n) for n in tree.body}
     found = []
     for node in ast.walk(tree):
-        lazy = id(node) not in top and not _under_type_checking(tree, node)
+        if _under_type_checking(tree, node):
+            continue  # for annotations only: no edge at run time
+        lazy = id(node) not in top
         if isinstance(node, ast.Import):
             found += [(a.name, node.lineno, lazy) for a in node.names
                       if a.name.split(".")[0] == "einderiv"]
@@ -132,6 +135,33 @@ def test_the_sanctioned_edges_exist() -> None:
 def test_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{_module_name(path)} has {lines} lines: split it"
+
+
+def test_no_import_loops() -> None:
+    """Apart from the sanctioned edges (LAZY), the imports form no loop: a depth-first
+    search over the module graph finds no edge back to a module on its path."""
+    graph: dict[str, set[str]] = {}
+    names = {_module_name(p) for p in MODULES}
+    for path in MODULES:
+        module = _module_name(path)
+        for target, _, _ in _imports(path):
+            while target not in names and "." in target:
+                target = target.rsplit(".", 1)[0]  # from .x import name: the module
+            if target != module and (module, target) not in LAZY:
+                graph.setdefault(module, set()).add(target)
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph.get(m, ())):
+            assert state.get(t) != 1, "import loop: " + " -> ".join(path + [m, t])
+            if t not in state:
+                visit(t, path + [m])
+        state[m] = 2
+
+    for m in sorted(names):
+        if m not in state:
+            visit(m, [])
 
 
 def test_the_checker_sees_upward_and_lazy_imports() -> None:
