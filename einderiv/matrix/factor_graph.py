@@ -11,13 +11,16 @@ one, ``A ⊙ B``). This module knows matrix expressions and index labels only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..core.ir import Index
 from ..errors import NotMatrixExpressible
 from .algebra import Orient, choose_form, hadamard, mat_mul, reading_cost, transpose
 from .nodes import MATRIX, Diag, MatrixExpr, Reduce
+
+T = TypeVar("T")
 
 __all__ = ["Piece", "Component", "short", "flip", "vector_piece", "matrix_piece",
            "relabelled", "vector_hadamard", "sum_all", "merge_free_hadamards",
@@ -294,8 +297,11 @@ class Component:
         return choose_form(direct, wrapped, row=o[0] is None)
 
 
-def components(pieces: list[Piece], out: set[Index]) -> list[Component]:
-    parent = list(range(len(pieces)))
+def linked_groups(items: Sequence[T], labels: Callable[[T], Iterable[Index | None]]
+                  ) -> list[list[T]]:
+    """``items`` grouped by shared labels (union-find; None links nothing), each group
+    in the order of its first item, items in order."""
+    parent = list(range(len(items)))
 
     def find(k: int) -> int:
         while parent[k] != k:
@@ -304,15 +310,21 @@ def components(pieces: list[Piece], out: set[Index]) -> list[Component]:
         return k
 
     first: dict[Index, int] = {}
-    for k, pc in enumerate(pieces):
-        for lab in pc.ends:
-            if lab is None or lab in out:
+    for k, item in enumerate(items):
+        for lab in labels(item):
+            if lab is None:
                 continue
             if lab in first:
                 parent[find(k)] = find(first[lab])
             else:
                 first[lab] = k
-    groups: dict[int, list[Piece]] = {}
-    for k, pc in enumerate(pieces):
-        groups.setdefault(find(k), []).append(pc)
-    return [Component(g, out) for g in groups.values()]
+    groups: dict[int, list[T]] = {}
+    for k, item in enumerate(items):
+        groups.setdefault(find(k), []).append(item)
+    return list(groups.values())
+
+
+def components(pieces: list[Piece], out: set[Index]) -> list[Component]:
+    """The pieces linked by summed labels (a free label links nothing)."""
+    groups = linked_groups(pieces, lambda pc: (lab for lab in pc.ends if lab not in out))
+    return [Component(g, out) for g in groups]

@@ -15,6 +15,7 @@ from fractions import Fraction
 from ..core.ir import Expr, Index, Product, Sum, factor_indices
 from ..errors import NotMatrixExpressible
 from .algebra import Orient, factor_common, make_sum, mat_mul
+from .factor_graph import linked_groups
 from .nodes import MATRIX, Kron, MatrixExpr, Number, Zero, const_number
 
 __all__ = ["kron"]
@@ -106,24 +107,6 @@ def _carries(factors: list[Expr], label: Index) -> bool:
 def _factor_groups(p: Product) -> list[tuple[list[Expr], set[Index]]]:
     """The factors of ``p`` grouped by shared labels (summed or free); each group with
     the free labels it carries."""
-    parent = list(range(len(p.factors)))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    first: dict[Index, int] = {}
-    for k, f in enumerate(p.factors):
-        for lab in factor_indices(f):
-            if lab in first:
-                parent[find(k)] = find(first[lab])
-            else:
-                first[lab] = k
-    groups: dict[int, list[Expr]] = {}
-    for k, f in enumerate(p.factors):
-        groups.setdefault(find(k), []).append(f)
     out = set(p.out)
     return [(fs, {lab for f in fs for lab in factor_indices(f) if lab in out})
-            for fs in groups.values()]
+            for fs in linked_groups(list(p.factors), factor_indices)]
