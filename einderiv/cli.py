@@ -276,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="einderiv", description="Tensor derivatives in Einstein index notation.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command")
-    d = sub.add_parser("diff", help="differentiate an index expression")
+    # A usage line of its own: argparse's (shown with every usage error) would wrap
+    # onto four lines with all the options; -h lists them.
+    d = sub.add_parser("diff", help="differentiate an index expression",
+                       usage="%(prog)s [expr] --wrt VAR [--shape NAME=SIZES] [--order N] "
+                             "[--layout L] [other options: -h]")
     d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",

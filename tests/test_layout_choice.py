@@ -261,7 +261,7 @@ def test_cli_layout_numerator(capsys) -> None:
     assert lines[0] == "layout: f's axes first, then x's (numerator layout)"
     assert "matrix form: A" in lines
     assert re.search(r"shape:\s*\(4, 3\)", out)
-    printed = next(l for l in lines if l.startswith("d f / d x = ")).split(" = ", 1)[1]
+    printed = next(s for s in lines if s.startswith("d f / d x = ")).split(" = ", 1)[1]
     d = einderiv.parse(printed)
     A = np.random.default_rng(1).normal(size=(N, D))
     np.testing.assert_allclose(d.evaluate(A=A, x=np.ones(D)), A)
