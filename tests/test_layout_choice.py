@@ -296,3 +296,14 @@ def test_cli_rejects_an_unknown_layout(capsys) -> None:
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "'denominator'" in err and "'numerator'" in err
+
+
+def test_cli_emit_python_in_numerator_layout_returns_the_jacobian(capsys) -> None:
+    out = _cli(capsys, ["diff", "tanh(A[i,j]*x[j])", "--wrt", "x", "--emit", "python",
+                        "--layout", "numerator"])
+    namespace: dict = {}
+    exec(out, namespace)
+    rng = np.random.default_rng(2)
+    A, x = rng.normal(size=(N, D)), rng.normal(size=D)
+    np.testing.assert_allclose(namespace["jacobian"](A=A, x=x),
+                               np.diag(1 - np.tanh(A @ x) ** 2) @ A, rtol=1e-12)

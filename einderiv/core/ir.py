@@ -198,7 +198,8 @@ class Expr:
         return _face().to_python(self, name=name, backend=backend, shapes=shapes)
 
     def to_matrix(self, **options: Any) -> Any:
-        """The expression in denominator-layout matrix notation (see
+        """The expression in matrix notation, in the layout :func:`einderiv.diff`
+        recorded (denominator unless ``layout="numerator"``; see
         :func:`einderiv.to_matrix`); raises ``NotMatrixExpressible`` where none exists."""
         return _face().to_matrix(self, **options)
 
