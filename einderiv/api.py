@@ -6,9 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
 
-from .core.ir import (Det, Expr, Index, Inv, LogDet, Product, Sum, Tensor, bound_indices, cached,
-                      children, fresh_names, iter_tensors, remember, rename, visible_indices,
+from .core.ir import (DerivativeOf, Det, Expr, Index, Inv, LogDet, Product, Sum, Tensor,
+                      bound_indices, cached, children,
+                      fresh_names, iter_tensors, remember, rename, visible_indices,
                       with_children)
+from .core.layouts import DENOMINATOR, check_layout, derivative_axes
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
@@ -70,7 +72,8 @@ def _rebind(e: Expr) -> Expr:
 
 
 @guard_recursion
-def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None) -> Expr:
+def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
+         layout: str = DENOMINATOR) -> Expr:
     """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
 
     ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
@@ -84,10 +87,18 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None)
     2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n
     >>> g.free
     ('d',)
+
+    ``layout="numerator"`` puts ``expr``'s axes first, then the variable's: the same
+    tensor with its axes permuted (docs/layout.md, "Choosing the layout"); an unknown
+    name is a :class:`~einderiv.errors.LayoutError` listing the valid ones.
+
+    >>> einderiv.diff("A[i,j]*x[j]", "x[k]", layout="numerator").free
+    ('i', 'k')
     """
+    layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
     e, ranks = parse_with_ranks(expr, shape_map)
-    return differentiate(e, wrt, shape_map, ranks=ranks)[1]
+    return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout)[1]
 
 
 def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple]
@@ -103,10 +114,13 @@ def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple]
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
                   log: list[str] | None = None,
-                  ranks: Mapping[str, int] | None = None) -> tuple[Expr, Expr]:
-    """The raw derivative (the rules applied, nothing simplified) and the result
-    :func:`diff` returns. ``log`` receives the names of the rules applied; ``ranks``
-    gives the ranks of variables the text used (see :func:`parse_with_ranks`)."""
+                  ranks: Mapping[str, int] | None = None,
+                  layout: str = DENOMINATOR) -> tuple[Expr, Expr]:
+    """The raw derivative (the rules applied, nothing simplified, the variable's axes
+    first) and the result :func:`diff` returns, its free indices in ``layout``.
+    ``log`` receives the names of the rules applied; ``ranks`` gives the ranks of
+    variables the text used (see :func:`parse_with_ranks`)."""
+    layout = check_layout(layout)
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(e).__name__}")
     if shape_map:
@@ -142,7 +156,8 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
     raw = derivative(_rebind(e), name, new, log)
-    result = _simplify(raw, new + e.free)
+    # The layouts differ only in the order of the free indices (an axis permutation).
+    result = _simplify(raw, derivative_axes(new, e.free, layout))
     if isinstance(result, Sum):
         hints = dict(result.hints)
         for i in result.out:
@@ -154,24 +169,25 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     # Written on a fresh copy, never on a node the caller or a cache may hold.
     simplified = cached(result, "simplified")
     result = dataclasses.replace(result)
-    object.__setattr__(result, "derivative_of", (name, new))
+    object.__setattr__(result, "derivative_of", DerivativeOf(name, new, layout))
     remember(result, "simplified", simplified)
     return raw, result
 
 
 @guard_recursion
 def jvp(expr: Expr | str, wrt: str, vector: str = "v",
-        shapes: Mapping[str, object] | None = None) -> Expr:
+        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR) -> Expr:
     """The derivative of ``expr`` by ``wrt`` applied to a direction ``vector`` (a new
     variable with ``wrt``'s shape): ``sum_p d expr / d wrt[p] * vector[p]``, built
     and simplified symbolically, so the full Jacobian is never formed. Free indices:
-    those of ``expr``.
+    those of ``expr``, so both layouts give the same result (``layout`` is checked).
 
     >>> import numpy as np, einderiv
     >>> j = einderiv.jvp("tanh(W[i,j]*x[j])", "x", "v")
     >>> print(j)
     W[i,a]*v[a]*(1 - tanh(W[i,b]*x[b])**2) -> [i]
     """
+    check_layout(layout)
     shape_map = normalize_shapes(shapes)
     e, ranks = parse_with_ranks(expr, shape_map)
     name, given = parse_wrt(wrt)
@@ -188,10 +204,11 @@ def jvp(expr: Expr | str, wrt: str, vector: str = "v",
 
 @guard_recursion
 def hvp(expr: Expr | str, wrt: str, vector: str = "v",
-        shapes: Mapping[str, object] | None = None) -> Expr:
+        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR) -> Expr:
     """The second derivative of ``expr`` by ``wrt`` applied to ``vector``:
     ``sum_q d2 expr / d wrt[p] d wrt[q] * vector[q]``, without forming the Hessian.
-    Free indices: ``wrt``'s axes, then those of ``expr``.
+    Free indices: ``wrt``'s axes, then those of ``expr`` (``layout="numerator"``:
+    those of ``expr`` first).
 
     >>> import numpy as np, einderiv
     >>> h = einderiv.hvp("x[i]*A[i,j]*x[j]", "x")
@@ -201,7 +218,7 @@ def hvp(expr: Expr | str, wrt: str, vector: str = "v",
     """
     shape_map = normalize_shapes(shapes)
     e, ranks = parse_with_ranks(expr, shape_map)
-    first = differentiate(e, wrt, shape_map, ranks=ranks)[1]
+    first = differentiate(e, wrt, shape_map, ranks=ranks, layout=check_layout(layout))[1]
     # The first derivative may no longer contain the variable (a linear function):
     # name its axes explicitly so the second knows its rank.
     name, _ = parse_wrt(wrt)

@@ -1,4 +1,8 @@
-"""Command line: ``einderiv diff "EXPR" --wrt NAME [--shape X=4,3] [--order 2] [--latex]``.
+"""Command line: ``einderiv diff "EXPR" --wrt NAME [--shape X=4,3] [--order 2] [--latex]
+[--layout numerator]``.
+
+The first line names the layout (``--layout``: denominator, the default, or
+numerator; docs/layout.md).
 
 With ``--latex`` the derivative is one line that pastes into a document,
 ``\\frac{\\partial f}{\\partial w_{d}} = ...``; the other lines are ``f = ...`` and
@@ -18,6 +22,7 @@ from typing import TypedDict
 
 from .api import diff, parse, with_axes
 from .core.ir import Expr, iter_tensors
+from .core.layouts import DENOMINATOR, LAYOUTS
 from .core.printing import latex_indices, latex_name
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes
@@ -79,11 +84,11 @@ def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
         raise first from None
 
 
-def _matrix_form(e: Expr, wrt_rank: int):
-    """The denominator-layout matrix form, or None and the reason in a few words.
+def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR):
+    """The matrix form in ``layout``, or None and the reason in a few words.
     ``wrt_rank`` tells which axes are the variable's (a vector by a scalar is a row)."""
     try:
-        return e.to_matrix(wrt_rank=wrt_rank), ""
+        return e.to_matrix(wrt_rank=wrt_rank, layout=layout), ""
     except EinderivError as exc:
         return None, str(exc).splitlines()[0]
 
@@ -103,7 +108,20 @@ def _shape_text(e: Expr, shapes: dict) -> str:
     return f"({inner})"
 
 
+def _layout_line(layout: str, name: str) -> str:
+    """What the layout means for this derivative, for the header and the last line."""
+    order = f"{name}'s axes first, then f's" if layout == DENOMINATOR else \
+        f"f's axes first, then {name}'s"
+    return f"{order} ({layout} layout)"
+
+
+def _print_header(layout: str, name: str, latex: bool) -> None:
+    """The first line of the output (after the demo's title): the layout."""
+    print(f"{'% ' if latex else ''}layout: {_layout_line(layout, name)}")
+
+
 def _run_diff(args: argparse.Namespace) -> int:
+    layout = getattr(args, "layout", DENOMINATOR)
     if args.expr is None:
         expr, wrt, shapes = DEMO["expr"], DEMO["wrt"], dict(DEMO["shapes"])
         if not getattr(args, "emit", None):  # --emit prints the derivative alone
@@ -114,31 +132,34 @@ def _run_diff(args: argparse.Namespace) -> int:
         expr, wrt, shapes = args.expr, args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
     e = _parse_either(expr, shapes, getattr(args, "matrix", False))
-    if getattr(args, "steps", False):
-        return _print_steps(e, wrt, shapes, args.order, args.latex)
-    result = diff(e, wrt, shapes)
     name = wrt.split("[")[0]
+    if getattr(args, "steps", False):
+        return _print_steps(e, wrt, shapes, args.order, args.latex, layout)
+    result = diff(e, wrt, shapes, layout=layout)
     rank = len(result.free) - len(e.free)
     for _ in range(args.order - 1):  # later orders: the variable may have dropped out
-        result = diff(result, with_axes(result, name, rank), shapes)
+        result = diff(result, with_axes(result, name, rank), shapes, layout=layout)
     label = f"d{'^' + str(args.order) if args.order > 1 else ''} f / d {name}"
-    matrix, why_not = _matrix_form(result, rank)
+    matrix, why_not = _matrix_form(result, rank, layout)
     if getattr(args, "emit", None):
-        return _emit(args, e, result, label, matrix, shapes)
+        return _emit(args, e, result, label, matrix, shapes, layout)
+    _print_header(layout, name, args.latex)
     if args.latex:
         f_tex = _latex_function(e)
         print(f"{f_tex} = {e.to_latex()}")
-        print(f"{_latex_derivative(f_tex, name, result, rank, args.order)} = {result.to_latex()}")
+        var_labels = result.free[:args.order * rank] if layout == DENOMINATOR else \
+            result.free[len(e.free):]
+        print(f"{_latex_derivative(f_tex, name, var_labels, rank, args.order)} = "
+              f"{result.to_latex()}")
         if matrix is not None:
-            print(f"% matrix form, denominator layout: {matrix.to_latex()}")
+            print(f"% matrix form, {layout} layout: {matrix.to_latex()}")
     else:
         print(f"f = {e}")
         print(f"{label} = {result}")
         print(f"matrix form: {matrix}" if matrix is not None else f"matrix form: none ({why_not})")
     free = ", ".join(result.free)
     print(f"{'% ' if args.latex else ''}free indices: ({free})   shape: "
-          f"{_shape_text(result, shapes)}   layout: {name}'s axes first, then f's "
-          f"(denominator layout)")
+          f"{_shape_text(result, shapes)}   layout: {_layout_line(layout, name)}")
     return 0
 
 
@@ -147,28 +168,33 @@ def _latex_function(e: Expr) -> str:
     return f"f_{{{latex_indices(e.free)}}}" if e.free else "f"
 
 
-def _latex_derivative(f_tex: str, name: str, result: Expr, rank: int, order: int) -> str:
+def _latex_derivative(f_tex: str, name: str, var_labels: tuple[str, ...], rank: int,
+                      order: int) -> str:
     r"""The left side of ``--latex``: ``\frac{\partial f}{\partial w_{d}}``, or for
-    order 2 ``\frac{\partial^2 f}{\partial w_{e} \partial w_{d}}`` (the axes in the
-    result's order: the last derivative's first); ``\partial s^{2}`` for a scalar."""
+    order 2 ``\frac{\partial^2 f}{\partial w_{e} \partial w_{d}}`` (the variable's
+    labels ``var_labels`` in the result's order: in denominator layout the last
+    derivative's first); ``\partial s^{2}`` for a scalar."""
     var = latex_name(name)
     power = f"^{order}" if order > 1 else ""
     if rank == 0:
         below = rf"\partial {var}" + (f"^{{{order}}}" if order > 1 else "")
     else:
-        below = " ".join(rf"\partial {var}_{{{latex_indices(result.free[k * rank:(k + 1) * rank])}}}"
+        below = " ".join(rf"\partial {var}_{{{latex_indices(var_labels[k * rank:(k + 1) * rank])}}}"
                          for k in range(order))
     return rf"\frac{{\partial{power} {f_tex}}}{{{below}}}"
 
 
-def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> int:
+def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool,
+                 layout: str = DENOMINATOR) -> int:
     """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
     name = wrt.split("[")[0]
     current, variable, rank = e, wrt, None
     for k in range(1, order + 1):
         if rank is not None:  # later orders: the variable may have dropped out
             variable = with_axes(current, name, rank)
-        steps = derive_steps(current, variable, shapes)
+        steps = derive_steps(current, variable, shapes, layout=layout)
+        if k == 1:
+            _print_header(layout, name, latex)
         rank = len(steps.result.free) - len(current.free)
         if order > 1:
             print(f"% order {k}" if latex else f"order {k}: d/d {name} of {current}")
@@ -177,12 +203,13 @@ def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool) -> in
     return 0
 
 
-def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict) -> int:
+def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict,
+          layout: str = DENOMINATOR) -> int:
     """``--emit python``: the generated function (:mod:`einderiv.numeric.codegen`), named
     grad, jacobian or hessian unless ``--name`` says; ``--emit latex``: the LaTeX of
     the index form and, where one exists, of the matrix form."""
     if args.emit == "latex":
-        print(f"% {label}, denominator layout")
+        print(f"% {label}, {layout} layout")
         print(result.to_latex())
         if matrix is not None:
             print("% matrix form")
@@ -222,11 +249,11 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
 def _run_inspect(args: argparse.Namespace) -> int:
     shapes = dict(_parse_shape(s) for s in args.shape or ())
     e = parse(args.expr, shapes)
-    d = diff(e, args.wrt, shapes)
+    d = diff(e, args.wrt, shapes, layout=args.layout)
     name = args.wrt.split("[")[0].strip()
     ranks = {t.name: len(t.indices) for t in iter_tensors(e)}
     rank = None if name in shapes or "[" in args.wrt else ranks.get(name)
-    report = structure(d, args.wrt, shapes=shapes, var_axes=rank)
+    report = structure(d, args.wrt, shapes=shapes, var_axes=rank, layout=args.layout)
     print(f"f = {e}")
     print(report._repr_markdown_() if args.markdown else report)
     if args.plot:
@@ -238,12 +265,22 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layout", choices=tuple(LAYOUTS), default=DENOMINATOR, metavar="L",
+                        help="denominator (default): the variable's axes first; numerator: "
+                             "f's axes first (the Jacobian)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="einderiv", description="Tensor derivatives in Einstein index notation.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command")
-    d = sub.add_parser("diff", help="differentiate an index expression")
+    # A usage line of its own: argparse's (shown with every usage error) would wrap
+    # onto four lines with all the options; -h lists them.
+    d = sub.add_parser("diff", help="differentiate an index expression",
+                       usage="%(prog)s [expr] --wrt VAR [--shape NAME=SIZES] [--order N] "
+                             "[--layout L] [other options: -h]")
     d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",
@@ -251,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
-    # Short metavars: argparse's usage line (shown with every usage error) stays 3 lines.
+    _layout_option(d)
+    # Short metavars: argparse's usage line (shown with every usage error) stays short.
     d.add_argument("--emit", choices=("python", "latex"), metavar="FORM",
                    help="print only the derivative: python, a standalone numpy function "
                         "(paths fixed by integer --shape sizes); latex, index and matrix forms")
@@ -275,12 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="flattening order of the picture (default F, column-major)")
     ins.add_argument("--slices", action="store_true",
                      help="picture: one panel per entry of the last axis")
+    _layout_option(ins)
     ins.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     ins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help=argparse.SUPPRESS)
     demo = sub.add_parser("demo", help="the linear-regression example from the notes")
     demo.add_argument("--latex", action="store_true", help="print LaTeX")
     demo.add_argument("--order", type=int, default=1, choices=range(1, 5))
+    _layout_option(demo)
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
     return parser

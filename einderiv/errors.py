@@ -20,6 +20,7 @@ __all__ = [
     "LimitError",
     "guard_recursion",
     "NotMatrixExpressible",
+    "LayoutError",
 ]
 
 
@@ -65,6 +66,11 @@ class EvaluationError(EinderivError):
 
 class LimitError(EinderivError):
     """An input beyond a documented limit (nesting depth, tensor rank, memory)."""
+
+
+class LayoutError(EinderivError):
+    """An unknown layout name (``layout=`` of ``diff``, ``flatten``, ...); the message
+    lists the valid names."""
 
 
 class NotMatrixExpressible(EinderivError):

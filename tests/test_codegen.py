@@ -511,5 +511,7 @@ def test_cli_emit_latex_prints_index_and_matrix_forms(capsys):
 
 def test_cli_without_emit_is_unchanged(capsys):
     out = _emit(capsys, ["diff", LINREG, "--wrt", "theta"])
-    assert out.splitlines()[1] == "d f / d theta = 2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n"
+    lines = out.splitlines()
+    assert lines[0] == "layout: theta's axes first, then f's (denominator layout)"  # the header
+    assert lines[2] == "d f / d theta = 2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n"
     assert "def " not in out and "matrix form: 2/n X^T (X theta - Y)" in out

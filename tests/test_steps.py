@@ -113,7 +113,8 @@ def test_cli_prints_numbered_steps(capsys):
 
 def test_cli_steps_latex_prints_an_align_block(capsys):
     assert main(["diff", LSQ, "--wrt", "theta", "--steps", "--latex"]) == 0
-    out = capsys.readouterr().out.strip()
+    header, out = capsys.readouterr().out.strip().split("\n", 1)
+    assert header == "% layout: theta's axes first, then f's (denominator layout)"
     assert out.startswith(r"\begin{align*}") and out.endswith(r"\end{align*}")
 
 

@@ -34,10 +34,27 @@ SizeHint = int | str | tuple[str, int] | None
 
 __all__ = [
     "Expr", "Tensor", "Delta", "Func", "Pow", "Inv", "Det", "LogDet", "Product", "Sum",
-    "number", "zero", "const_value", "fresh_index", "fresh_names",
+    "number", "zero", "const_value", "fresh_index", "fresh_names", "DerivativeOf",
 ]
 
 _fresh_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class DerivativeOf:
+    """What :func:`einderiv.diff` records on its result: the variable, the labels of
+    its axes, and the layout (``"denominator"``: those axes lead; ``"numerator"``:
+    they trail, after the function's; see :mod:`einderiv.core.layouts`)."""
+
+    variable: str
+    axes: tuple[Index, ...]
+    layout: str = "denominator"
+
+    def fits(self, free: tuple[Index, ...]) -> bool:
+        """Whether ``free`` has the variable's axes where the layout puts them."""
+        k = len(self.axes)
+        where = free[:k] if self.layout == "denominator" else free[len(free) - k:]
+        return k <= len(free) and where == self.axes
 
 
 def fresh_index() -> Index:
@@ -90,9 +107,10 @@ class Expr:
     declared fields sit beside them, excluded from equality, hashing and ``repr``,
     and not copied by ``dataclasses.replace``:
 
-    * ``derivative_of``: ``(variable, its axes)`` on the expression
-      :func:`einderiv.diff` returns, written once by ``diff`` before the node is
-      handed out (read by :mod:`einderiv.tools.inspect` to know the layout);
+    * ``derivative_of``: a :class:`DerivativeOf` (the variable, its axes, the
+      layout) on the expression :func:`einderiv.diff` returns, written once by
+      ``diff`` before the node is handed out (read by :mod:`einderiv.tools.inspect`
+      and :func:`einderiv.to_matrix` to know which axes are the variable's);
     * ``_memo``: a dict of caches of pure functions of the node (canonical keys,
       size hints, the variables, the compiled plan of :meth:`evaluate`...), read and
       written only through :func:`memo`; each cache is named by the function that
@@ -107,7 +125,7 @@ class Expr:
 
     __slots__ = ()
 
-    derivative_of: tuple[str, tuple[Index, ...]] | None = field(
+    derivative_of: DerivativeOf | None = field(
         default=None, init=False, compare=False, repr=False)
     _memo: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -180,7 +198,8 @@ class Expr:
         return _face().to_python(self, name=name, backend=backend, shapes=shapes)
 
     def to_matrix(self, **options: Any) -> Any:
-        """The expression in denominator-layout matrix notation (see
+        """The expression in matrix notation, in the layout :func:`einderiv.diff`
+        recorded (denominator unless ``layout="numerator"``; see
         :func:`einderiv.to_matrix`); raises ``NotMatrixExpressible`` where none exists."""
         return _face().to_matrix(self, **options)
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                        Tensor, factor_indices, fresh_index)
+from ..core.layouts import DENOMINATOR, check_layout, leading_rank
 from ..core.scopes import outer_origins
 from ..core.softmax import Word, named_view
 from ..errors import EinderivError, NotMatrixExpressible, guard_recursion
@@ -63,10 +64,11 @@ _SCALAR: Orient = (None, None)
 
 
 def to_matrix(expr: Any, *, wrt_rank: int | None = None,
-              flatten: str | None = None) -> MatrixExpr:
-    """``expr`` in denominator-layout matrix notation.
+              flatten: str | None = None, layout: str | None = None) -> MatrixExpr:
+    """``expr`` in matrix notation, in its layout (denominator unless
+    ``einderiv.diff(..., layout="numerator")`` made it).
 
-    ``wrt_rank`` is the number of leading free axes that belong to the variable of a
+    ``wrt_rank`` is the number of free axes that belong to the variable of a
     derivative (``einderiv.diff`` puts them first). It matters in two places: a
     one-axis derivative by a scalar (``wrt_rank=0``) is a row vector (001_*, A.1),
     and ``flatten`` needs it to split rows from columns. Without it a one-axis
@@ -75,6 +77,12 @@ def to_matrix(expr: Any, *, wrt_rank: int | None = None,
     ``flatten="F"`` (column-major ``vec``) or ``"C"`` (row-major) gives a three- or
     four-axis derivative as the Kronecker product that equals
     ``einderiv.flatten(expr.evaluate(...), wrt_rank, flatten)``, where one exists.
+
+    ``layout`` (default: the one ``diff`` recorded on ``expr``, else
+    ``"denominator"``) says where the variable's ``wrt_rank`` axes are: leading in
+    denominator layout, trailing in numerator layout, where the function's axes are
+    the rows (a gradient of a scalar is a row vector, ``d(A x)/dx`` is ``A``). For a
+    numerator-layout result of ``diff``, ``wrt_rank`` defaults to the variable's rank.
 
     Raises :class:`~einderiv.NotMatrixExpressible` where no matrix form exists.
 
@@ -87,13 +95,25 @@ def to_matrix(expr: Any, *, wrt_rank: int | None = None,
     >>> d = einderiv.diff("A[i,k]*X[k,l]*B[l,j]", "X")
     >>> print(d.to_matrix(wrt_rank=2, flatten="F"))
     kron(B, A^T)
+    >>> print(einderiv.diff("A[i,j]*x[j]", "x", layout="numerator").to_matrix())
+    A
     """
-    return guard_recursion(_convert)(expr, wrt_rank=wrt_rank, flatten=flatten)
+    return guard_recursion(_convert)(expr, wrt_rank=wrt_rank, flatten=flatten, layout=layout)
 
 
-def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> MatrixExpr:
+def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None,
+             layout: str | None) -> MatrixExpr:
     if not isinstance(expr, Expr):
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")
+    recorded = expr.derivative_of  # set by diff(); simplify() makes a node without it
+    if recorded is not None and not recorded.fits(expr.free):
+        recorded = None
+    if layout is None:
+        layout = recorded.layout if recorded is not None else DENOMINATOR
+    layout = check_layout(layout)
+    if wrt_rank is None and layout != DENOMINATOR and recorded is not None \
+            and recorded.layout == layout:
+        wrt_rank = len(recorded.axes)
     e = simplify(expr)
     clash = sorted(RESERVED_IN_MATRIX_NOTATION & set(e.variables))
     e = named_view(e)  # softmax, log_softmax, logsumexp as words (einderiv.core.softmax)
@@ -103,13 +123,15 @@ def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None) -> Matrix
             f"({', '.join(sorted(RESERVED_IN_MATRIX_NOTATION))}); rename it")
     free = e.free
     _check_options(len(free), wrt_rank, flatten)
+    # The leading axes are the rows: the variable's (denominator) or f's (numerator).
+    n_rows = None if wrt_rank is None else leading_rank(len(free), wrt_rank, layout)
     converter = _Converter(e)
     if flatten is not None:
-        rows, cols = free[:wrt_rank], free[wrt_rank:]
+        rows, cols = free[:n_rows], free[n_rows:]
         if len(rows) > 1 or len(cols) > 1:
             return kron(converter.convert, e, rows, cols, flatten)
         return converter.convert(e, (rows[0] if rows else None, cols[0] if cols else None))
-    return converter.convert(e, _orientation(free, wrt_rank))
+    return converter.convert(e, _orientation(free, n_rows))
 
 
 def _check_options(n: int, wrt_rank: int | None, flatten: str | None) -> None:
@@ -128,8 +150,9 @@ def _check_options(n: int, wrt_rank: int | None, flatten: str | None) -> None:
                                 "variable's (they become the rows)")
 
 
-def _orientation(free: tuple[Index, ...], wrt_rank: int | None) -> Orient:
-    """The rows and columns of a result with free labels ``free`` (at most two)."""
+def _orientation(free: tuple[Index, ...], n_rows: int | None) -> Orient:
+    """The rows and columns of a result with free labels ``free`` (at most two), of
+    which the first ``n_rows`` are rows (None: not said; a vector is a column)."""
     n = len(free)
     if n > 2:
         kron_hint = (" For a derivative by a matrix, to_matrix(wrt_rank=2, flatten='F') gives "
@@ -141,7 +164,7 @@ def _orientation(free: tuple[Index, ...], wrt_rank: int | None) -> Orient:
     if n == 0:
         return _SCALAR
     if n == 1:
-        return (None, free[0]) if wrt_rank == 0 else (free[0], None)
+        return (None, free[0]) if n_rows == 0 else (free[0], None)
     return (free[0], free[1])
 
 

@@ -3,7 +3,7 @@
 A derivative ``d f / d x`` in denominator layout has the variable's axes first, then
 the function's (notes 001_*, A.1; 003_*, Concept 20 and X.18). :func:`flatten` turns
 it into a matrix whose rows run over the entries of ``x`` and columns over the entries
-of ``f``.
+of ``f``; in numerator layout (f's axes first) the rows are f's entries.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.layouts import DENOMINATOR, check_layout
 from ..errors import EinderivError
 
 __all__ = ["flatten"]
@@ -23,9 +24,14 @@ _ORDERS = {
 }
 
 
-def flatten(tensor: Any, n_row_axes: int, order: str = "F") -> np.ndarray:
+def flatten(tensor: Any, n_row_axes: int, order: str = "F", *,
+            layout: str = DENOMINATOR) -> np.ndarray:
     """Reshape a derivative tensor into a matrix: rows = its first ``n_row_axes``
-    axes (the variable's entries), columns = the remaining axes.
+    axes, columns = the remaining axes. ``layout`` names the tensor's layout (an
+    unknown name is a :class:`~einderiv.errors.LayoutError` listing the valid ones):
+    in ``"denominator"`` layout (default) the leading axes are the variable's, so
+    pass its rank and rows are its entries; in ``"numerator"`` layout they are the
+    function's, so pass f's rank and rows are f's entries (the Jacobian).
 
     ``order="F"`` stacks entries column-major, as ``vec`` in Magnus & Neudecker, so
     that for ``Y = A X B`` the flattened ``dY/dX`` is ``np.kron(B, A.T)`` (the
@@ -38,7 +44,12 @@ def flatten(tensor: Any, n_row_axes: int, order: str = "F") -> np.ndarray:
     >>> J = einderiv.flatten(d.evaluate(A=A, X=X, B=B), 2, "F")
     >>> bool(np.allclose(J, np.kron(B, A.T)))
     True
+    >>> dn = einderiv.diff("A[i,k]*X[k,l]*B[l,j]", "X", layout="numerator")  # (2, 5, 4, 3)
+    >>> Jn = einderiv.flatten(dn.evaluate(A=A, X=X, B=B), 2, "F", layout="numerator")
+    >>> bool(np.allclose(Jn, np.kron(B.T, A))), bool(np.allclose(Jn, J.T))
+    (True, True)
     """
+    layout = check_layout(layout)
     if order not in _ORDERS:
         valid = "; ".join(f"{k!r}: {v}" for k, v in _ORDERS.items())
         raise EinderivError(f"unknown order {order!r}; valid orders are {valid}")
@@ -47,7 +58,8 @@ def flatten(tensor: Any, n_row_axes: int, order: str = "F") -> np.ndarray:
             or not 0 <= n_row_axes <= arr.ndim:
         raise EinderivError(
             f"n_row_axes must be an integer from 0 to {arr.ndim} (the tensor's rank), "
-            f"got {n_row_axes!r}")
+            f"got {n_row_axes!r}" + ("" if layout == DENOMINATOR else
+                                     "; in numerator layout, pass the function's rank"))
     rows = math.prod(arr.shape[:n_row_axes])
     cols = math.prod(arr.shape[n_row_axes:])
     return np.reshape(arr, (rows, cols), order=order)  # type: ignore[call-overload]

@@ -32,6 +32,7 @@ import opt_einsum as oe
 
 from ..core.ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, factor_indices,
                        iter_tensors, rename)
+from ..core.layouts import DENOMINATOR, check_layout
 from ..core.scopes import outer_origins
 from ..core.shapes import normalize_shapes
 from ..errors import EinderivError, IndexMismatchError
@@ -114,41 +115,47 @@ def _compress_term(t: _Term, rep: Mapping[Index, Index], order: list[Index]) -> 
 
 
 def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
-                   var_axes: int | None) -> tuple[str | None, tuple[Index, ...] | None]:
-    """The variable's name and the labels of its axes (the leading free labels)."""
+                   var_axes: int | None, layout: str
+                   ) -> tuple[str | None, tuple[Index, ...] | None]:
+    """The variable's name and the labels of its axes (the leading free labels in
+    denominator layout, the trailing ones in numerator layout)."""
+    def placed(k: int) -> tuple[Index, ...]:
+        return e.free[:k] if layout == DENOMINATOR else e.free[len(e.free) - k:]
+
+    where = "first (denominator layout)" if layout == DENOMINATOR else "last (numerator layout)"
     if var_axes is not None:
         if isinstance(var_axes, bool) or not isinstance(var_axes, int) \
                 or not 0 <= var_axes <= len(e.free):
             raise EinderivError(f"var_axes must be an integer from 0 to {len(e.free)}, "
                                 f"got {var_axes!r}")
         name = parse_wrt(wrt)[0] if wrt is not None else None
-        return name, e.free[:var_axes]
+        return name, placed(var_axes)
     if wrt is None:
         recorded = e.derivative_of  # diff() knows the variable
-        if recorded is None or e.free[:len(recorded[1])] != recorded[1]:
+        if recorded is None or recorded.layout != layout or not recorded.fits(e.free):
             return None, None
-        return recorded
+        return recorded.variable, recorded.axes
     name, given = parse_wrt(wrt)
     if given is not None:
-        if e.free[:len(given)] != given:
+        if placed(len(given)) != given:
             raise IndexMismatchError(
                 f"{wrt!r} names the axes {given}, but the derivative's axes are {e.free}; "
-                f"the variable's axes come first (denominator layout)")
+                f"the variable's axes come {where}")
         return name, given
     rank = _rank(e, name, shapes)
     if rank > len(e.free):
         raise IndexMismatchError(
             f"{name!r} has {rank} axes but the derivative has only {len(e.free)}: "
             f"is it the derivative by {name!r}?")
-    return name, e.free[:rank]
+    return name, placed(rank)
 
 
 def _rank(e: Expr, name: str, shapes: Mapping[str, tuple]) -> int:
     if name in shapes:
         return len(shapes[name])
-    recorded = e.derivative_of  # set by diff(): (variable, its axes)
-    if recorded is not None and recorded[0] == name:
-        return len(recorded[1])
+    recorded = e.derivative_of  # set by diff(): the variable, its axes, the layout
+    if recorded is not None and recorded.variable == name:
+        return len(recorded.axes)
     for t in iter_tensors(e):
         if t.name == name:
             return len(t.indices)
@@ -156,6 +163,11 @@ def _rank(e: Expr, name: str, shapes: Mapping[str, tuple]) -> int:
         hints = dict(e.hints)
         k = 0
         while k < len(e.free) and hints.get(e.free[k]) == (name, k):
+            k += 1
+        if k:
+            return k
+        n = len(e.free)  # numerator layout: the variable's labels trail
+        while k < n and all(hints.get(e.free[n - k - 1 + a]) == (name, a) for a in range(k + 1)):
             k += 1
         if k:
             return k
@@ -219,6 +231,18 @@ class StructureReport:
     term_deltas: tuple[tuple[tuple[Index, ...], ...], ...]
     _origins: dict[Index, tuple[SizeHint, ...]] = field(repr=False)
     _shapes: dict[str, tuple] = field(repr=False)
+    layout: str = DENOMINATOR
+
+    @property
+    def row_axes(self) -> tuple[Index, ...] | None:
+        """The axes that :meth:`flatten_view` makes rows: the variable's in
+        denominator layout, the function's in numerator layout (the leading ones)."""
+        return self.var_axes if self.layout == DENOMINATOR else self.fun_axes
+
+    @property
+    def col_axes(self) -> tuple[Index, ...] | None:
+        """The axes that become columns (the trailing ones)."""
+        return self.fun_axes if self.layout == DENOMINATOR else self.var_axes
 
     # ---------------------------------------------------------------- numbers
     @property
@@ -335,13 +359,16 @@ class StructureReport:
 
 
 def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object] | None = None,
-              var_axes: int | None = None, function: str = "f") -> StructureReport:
+              var_axes: int | None = None, function: str = "f",
+              layout: str | None = None) -> StructureReport:
     """The structure of a derivative tensor ``T = d f / d wrt`` (see the module doc).
 
     ``wrt`` names the variable (``"W"``, or ``"W[b,c]"`` with the derivative's leading
     labels); its rank comes from ``shapes``, from the expression, or ``var_axes``.
     ``shapes`` (name -> sizes, as for :func:`einderiv.diff`) gives the numbers in
-    the report. ``function`` names ``f`` in the text.
+    the report. ``function`` names ``f`` in the text. ``layout`` (default: the one
+    :func:`einderiv.diff` recorded, else ``"denominator"``) says whether the
+    variable's axes lead (denominator) or trail (numerator).
 
     >>> import einderiv
     >>> d = einderiv.diff("W[j,i]*A[j]", "W")          # Z = W^T A, notes 003_* X.20
@@ -354,9 +381,13 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
     if not isinstance(expr, Expr):
         raise EinderivError(f"structure() needs an expression, got {type(expr).__name__}")
     shape_map = normalize_shapes(shapes)
-    name, var = _variable_axes(expr, wrt, shape_map, var_axes)
+    if layout is None:
+        recorded = expr.derivative_of
+        layout = recorded.layout if recorded is not None else DENOMINATOR
+    layout = check_layout(layout)
+    name, var = _variable_axes(expr, wrt, shape_map, var_axes, layout)
     free = expr.free
-    fun = free[len(var):] if var is not None else None
+    fun = tuple(i for i in free if i not in var) if var is not None else None
     terms = _terms(expr) if not (isinstance(expr, Sum) and not expr.terms) else []
     per_term = tuple(_groups(t.pairs, free) for t in terms)
     common = len({frozenset(map(frozenset, g)) for g in per_term}) <= 1
@@ -384,7 +415,7 @@ def structure(expr: Expr, wrt: str | None = None, *, shapes: Mapping[str, object
         sizes=sizes, deltas=groups, constant_axes=constant, constant_diagonals=diagonals,
         compressed=compressed, common=common, nonzeros=nonzeros, dense_size=dense,
         chain=chain, upstream=upstream, term_deltas=per_term, _origins=origins,
-        _shapes=shape_map)
+        _shapes=shape_map, layout=layout)
     if nonzeros is None and isinstance(dense, int) and dense <= 10**7:
         report.nonzeros = int(report.mask().sum())
     return report

@@ -96,8 +96,8 @@ def _limits(values: np.ndarray) -> tuple[float, float]:
 
 def _matrix(figure_class: Any, report: StructureReport, tensor: np.ndarray, order: str,
             caption: str) -> Any:
-    assert report.var_axes is not None
-    k = len(report.var_axes)
+    assert report.row_axes is not None
+    k = len(report.row_axes)  # the leading axes: the variable's (denominator) or f's
     mat = flatten(tensor, k, order)
     rows, cols = mat.shape
     fig = figure_class(figsize=(min(3.0 + 0.45 * cols, 14.0), min(2.0 + 0.32 * rows, 14.0)),
@@ -114,6 +114,8 @@ def _matrix(figure_class: Any, report: StructureReport, tensor: np.ndarray, orde
         ax.axvline(at - 0.5, color="black", linewidth=1.5)
     view = report.flatten_view(order)
     var, fun = report.variable or "x", report.function
+    if report.layout != "denominator":
+        var, fun = fun, var  # numerator layout: f's entries are the rows
     ax.set_ylabel(f"{view['row_entry']}: row {view['row']} (order {order})")
     ax.set_xlabel(f"{view['col_entry']}: column {view['col']}")
     _ticks(ax.set_yticks, rows, vshape, var, order)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.ir import Expr, Index, Product, Sum, Tensor, bound_indices, iter_tensors
+from ..core.layouts import DENOMINATOR
 from ..errors import EinderivError
 from ..numeric.layout import flatten
 from .sizes import Size, size_product
@@ -43,15 +44,15 @@ def flatten_view(s: StructureReport, order: str) -> dict[str, Any]:
         raise EinderivError("the layout is unknown: pass wrt= to structure()")
     if order not in ("F", "C"):
         raise EinderivError(f"order must be 'F' or 'C', got {order!r}")
-    rows = size_product([s.sizes[i] for i in s.var_axes])
-    cols = size_product([s.sizes[i] for i in s.fun_axes])
-    var = s.variable or "x"
+    (row_owner, row_axes), (col_owner, col_axes) = _sides(s)
+    rows = size_product([s.sizes[i] for i in row_axes])
+    cols = size_product([s.sizes[i] for i in col_axes])
     return {
         "order": order, "rows": _grouped(rows), "cols": _grouped(cols),
-        "row": _position(s.var_axes, s.sizes, order),
-        "col": _position(s.fun_axes, s.sizes, order),
-        "row_entry": f"{var}[{','.join(s.var_axes)}]" if s.var_axes else var,
-        "col_entry": f"{s.function}[{','.join(s.fun_axes)}]" if s.fun_axes else s.function,
+        "row": _position(row_axes, s.sizes, order),
+        "col": _position(col_axes, s.sizes, order),
+        "row_entry": f"{row_owner}[{','.join(row_axes)}]" if row_axes else row_owner,
+        "col_entry": f"{col_owner}[{','.join(col_axes)}]" if col_axes else col_owner,
         "fastest": ("column-major: the first index varies fastest" if order == "F"
                     else "row-major: the last index varies fastest"),
     }
@@ -65,17 +66,17 @@ def pattern(s: StructureReport, order: str) -> str | None:
         return None
     if rows > _PATTERN_LIMIT[0] or cols > _PATTERN_LIMIT[1]:
         return None
-    assert s.var_axes is not None and s.fun_axes is not None
-    m = flatten(s.mask(), len(s.var_axes), order)
-    vshape = tuple(int(s.sizes[i]) for i in s.var_axes)
-    fshape = tuple(int(s.sizes[i]) for i in s.fun_axes)
-    rows_at = [_entry(s.variable or "x", unravel(r, vshape, order)) for r in range(m.shape[0])]
+    (row_owner, row_axes), (col_owner, col_axes) = _sides(s)
+    m = flatten(s.mask(), len(row_axes), order)
+    vshape = tuple(int(s.sizes[i]) for i in row_axes)
+    fshape = tuple(int(s.sizes[i]) for i in col_axes)
+    rows_at = [_entry(row_owner, unravel(r, vshape, order)) for r in range(m.shape[0])]
     width = max(len(r) for r in rows_at)
     heads = [",".join(map(str, unravel(c, fshape, order)))
              for c in range(m.shape[1])] if fshape else [""]
     cw = max(1, *(len(h) for h in heads))
     lines = [" " * (width + 2) + " ".join(h.rjust(cw) for h in heads)
-             + f"   <- {s.function}[{','.join(s.fun_axes)}]" * bool(s.fun_axes)]
+             + f"   <- {col_owner}[{','.join(col_axes)}]" * bool(col_axes)]
     slow = (-1 if order == "F" else 0) if len(vshape) > 1 else None
     for r in range(m.shape[0]):
         if slow is not None and r and _slow_changes(r, vshape, order, slow):
@@ -83,6 +84,15 @@ def pattern(s: StructureReport, order: str) -> str | None:
         cells = " ".join(("#" if v else ".").rjust(cw) for v in m[r])
         lines.append(f"{rows_at[r].rjust(width)}  {cells}")
     return "\n".join(lines)
+
+
+def _sides(s: StructureReport
+           ) -> tuple[tuple[str, tuple[Index, ...]], tuple[str, tuple[Index, ...]]]:
+    """(owner, axes) of the rows and of the columns of the flattened ``T``: the
+    variable's then the function's in denominator layout, the reverse in numerator."""
+    assert s.var_axes is not None and s.fun_axes is not None
+    var, fun = (s.variable or "x", s.var_axes), (s.function, s.fun_axes)
+    return (var, fun) if s.layout == DENOMINATOR else (fun, var)
 
 
 def _grouped(size: Size) -> Size:
@@ -175,7 +185,7 @@ def _flatten_items(s: StructureReport) -> list[tuple[str, str]]:
         v = s.flatten_view(order)
         how = 'order "F" and "C" agree here' if same else v["fastest"]
         items.append(("flatten" if same else f"flatten {order}",
-                      f'flatten(T, {len(s.var_axes)}, order="{order}"): a {v["rows"]} x '
+                      f'flatten(T, {len(_sides(s)[0][1])}, order="{order}"): a {v["rows"]} x '
                       f'{v["cols"]} matrix, {how}:\nrow {v["row"]} is {v["row_entry"]}, '
                       f'column {v["col"]} is {v["col_entry"]}'))
         picture = s.pattern(order)
@@ -191,8 +201,9 @@ def _shape_text(s: StructureReport) -> str:
     dims = ", ".join(map(str, s.shape)) + ("," if len(s.shape) == 1 else "")
     if s.var_axes is None or s.fun_axes is None:
         return f"({dims})"
-    return (f"({dims}) = {s.variable} {_sizes_tuple(s, s.var_axes)} + {s.function} "
-            f"{_sizes_tuple(s, s.fun_axes)}")
+    (row_owner, row_axes), (col_owner, col_axes) = _sides(s)
+    return f"({dims}) = {row_owner} {_sizes_tuple(s, row_axes)} + {col_owner} " \
+           f"{_sizes_tuple(s, col_axes)}"
 
 
 def _sizes_tuple(s: StructureReport, labels: tuple[Index, ...]) -> str:
@@ -203,9 +214,11 @@ def _layout_text(s: StructureReport) -> str:
     if s.var_axes is None or s.fun_axes is None:
         return ("axes " + ", ".join(s.expr.free) + "; which belong to the variable is "
                 "unknown (pass wrt= to structure())")
-    return (f"{_axes_text(s.var_axes, s.variable or 'x')} (the variable) first, then "
-            f"{_axes_text(s.fun_axes, s.function)} (the function): denominator layout "
-            f"(notes 001_* A.1; 003_* Concept 20)")
+    var = f"{_axes_text(s.var_axes, s.variable or 'x')} (the variable)"
+    fun = f"{_axes_text(s.fun_axes, s.function)} (the function)"
+    if s.layout == DENOMINATOR:
+        return f"{var} first, then {fun}: denominator layout (notes 001_* A.1; 003_* Concept 20)"
+    return f"{fun} first, then {var}: numerator layout"
 
 
 def _axes_text(labels: tuple[Index, ...], owner: str) -> str:

@@ -20,8 +20,8 @@ expression after each stage, the way the notes derive the least-squares gradient
 6. **collect like terms** -- the engine's full simplification
    (:func:`einderiv.symbolic.simplify.simplify`): equal terms added (A.19 -> A.20), numbers
    folded. Its expression is exactly the result of :func:`einderiv.diff`.
-7. **matrix form** -- the denominator-layout matrix form (A.21-A.22), where one
-   exists (:meth:`einderiv.Expr.to_matrix`).
+7. **matrix form** -- the matrix form (A.21-A.22) in the chosen layout
+   (denominator by default), where one exists (:meth:`einderiv.Expr.to_matrix`).
 
 Stages 3-6 are :data:`einderiv.symbolic.pipeline.PIPELINE`, iterated here: the
 engine's own rule functions applied to the whole expression one rule at a time (the
@@ -37,6 +37,7 @@ from typing import Any, overload
 
 from ..api import differentiate, parse_with_ranks
 from ..core.ir import Expr, Sum
+from ..core.layouts import DENOMINATOR, check_layout
 from ..core.printing import latex_indices, latex_name
 from ..core.scopes import outer_origins
 from ..core.shapes import normalize_shapes
@@ -109,7 +110,9 @@ class Derivation(Sequence[Step]):
     def to_latex(self) -> str:
         r"""An ``align*`` block: one line per step, the rule as a ``\text`` tag."""
         name = self.wrt.split("[")[0]
-        axes = self.result.free[: len(self.result.free) - len(self.steps[0].expr.free)]
+        recorded = self.result.derivative_of
+        axes = recorded.axes if recorded is not None else \
+            self.result.free[: len(self.result.free) - len(self.steps[0].expr.free)]
         var = latex_name(name) + (f"_{{{latex_indices(axes)}}}" if axes else "")
         lines = [r"\begin{align*}"]
         for n, step in enumerate(self.steps):
@@ -135,12 +138,13 @@ class Derivation(Sequence[Step]):
 
 
 @guard_recursion
-def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None
-                 ) -> Derivation:
+def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
+                 layout: str = DENOMINATOR) -> Derivation:
     """The derivative of ``expr`` by ``wrt`` with the steps that lead to it.
 
-    The last index-notation step is exactly ``diff(expr, wrt, shapes)``; a final
-    ``"matrix form"`` step is added where a matrix form exists.
+    The last index-notation step is exactly ``diff(expr, wrt, shapes, layout=layout)``;
+    a final ``"matrix form"`` step (in ``layout``) is added where a matrix form exists.
+    Every step shows its free indices in ``layout``'s order.
 
     >>> import einderiv
     >>> steps = einderiv.derive_steps("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n",
@@ -154,7 +158,10 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     2*X[a,d]*(X[a,b]*theta[b] - Y[a])/n
     >>> print(steps[-1].matrix)
     2/n X^T (X theta - Y)
+    >>> print(einderiv.derive_steps("A[i,j]*x[j]", "x", layout="numerator")[-1].matrix)
+    A
     """
+    layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
     with recording() as read_with:
         e, ranks = parse_with_ranks(expr, shape_map)
@@ -162,7 +169,7 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
         raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
     log: list[str] = []
     with recording() as collected_with:
-        raw, result = differentiate(e, wrt, shape_map, log, ranks)
+        raw, result = differentiate(e, wrt, shape_map, log, ranks, layout)
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))
@@ -188,9 +195,9 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     steps.append(Step(last.name,
                       _collect_detail(steps[-1].expr, result) + _identities(collected_with),
                       result))
-    matrix = _matrix_form(result, len(order) - len(e.free))
+    matrix = _matrix_form(result, len(order) - len(e.free), layout)
     if matrix is not None:
-        steps.append(Step("matrix form", "denominator layout", result, matrix))
+        steps.append(Step("matrix form", f"{layout} layout", result, matrix))
     return Derivation(tuple(steps), wrt, result)
 
 
@@ -217,9 +224,9 @@ def _collect_detail(before: Expr, after: Expr) -> str:
     return "numbers folded and the result put in canonical form"
 
 
-def _matrix_form(result: Expr, wrt_rank: int) -> Any:
+def _matrix_form(result: Expr, wrt_rank: int, layout: str) -> Any:
     try:
-        return result.to_matrix(wrt_rank=wrt_rank)
+        return result.to_matrix(wrt_rank=wrt_rank, layout=layout)
     except EinderivError:
         return None
 
