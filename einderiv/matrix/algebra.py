@@ -27,9 +27,34 @@ Orient = tuple[Index | None, Index | None]  # (row label, column label)
 # ===================================================================== constructors
 
 
+def is_symmetric_matrix(m: MatrixExpr) -> bool:
+    """Whether ``m`` is known symmetric: a symmetric variable, its inverse, a sum or
+    a multiple of symmetric matrices (assumptions: :mod:`einderiv.core.structures`)."""
+    if isinstance(m, Symbol):
+        return m.symmetric
+    if isinstance(m, Identity):
+        return True
+    if isinstance(m, Inverse):
+        return is_symmetric_matrix(m.arg)
+    if isinstance(m, Add):
+        return m.kind == MATRIX and all(is_symmetric_matrix(t) for t in m.terms)
+    if isinstance(m, MatMul) and m.kind == MATRIX:
+        chain = [f for f in m.factors if f.kind != SCALAR]
+        if len(chain) != len(m.factors) - sum(f.kind == SCALAR for f in m.factors):
+            return False  # pragma: no cover
+        # a palindrome A B A^T with B symmetric (X^T X, X S X^T)
+        n = len(chain)
+        middle = chain[n // 2] if n % 2 else None
+        return all(chain[n - 1 - k] == transpose(chain[k]) for k in range(n // 2)) and \
+            (middle is None or is_symmetric_matrix(middle))
+    return False
+
+
 def transpose(m: MatrixExpr) -> MatrixExpr:
     if isinstance(m, Transpose):
         return m.arg
+    if is_symmetric_matrix(m):  # S^T = S, S^-T = S^-1
+        return m
     if m.kind == SCALAR or isinstance(m, Identity) or (isinstance(m, Diag) and m.kind == MATRIX):
         return m
     if isinstance(m, Zero):
@@ -41,6 +66,8 @@ def transpose(m: MatrixExpr) -> MatrixExpr:
 
 
 def inverse(m: MatrixExpr) -> MatrixExpr:
+    if isinstance(m, Transpose) and is_symmetric_matrix(m.arg):
+        return Inverse(m.arg)
     if isinstance(m, Transpose):
         return Transpose(Inverse(m.arg))
     if isinstance(m, Inverse):

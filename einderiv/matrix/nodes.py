@@ -128,10 +128,12 @@ def _times(a: str, b: str) -> str:
 
 @dataclass(frozen=True, repr=False)
 class Symbol(MatrixExpr):
-    """A variable: ``rank`` 0 (scalar), 1 (column vector) or 2 (matrix)."""
+    """A variable: ``rank`` 0 (scalar), 1 (column vector) or 2 (matrix); ``symmetric``:
+    a matrix assumed symmetric (or diagonal), so ``S^T`` is ``S``."""
 
     name: str
     rank: int
+    symmetric: bool = False
 
     @property
     def kind(self) -> str:
