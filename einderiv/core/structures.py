@@ -179,10 +179,10 @@ def check_values(kinds: Mapping[str, str], arrays: Mapping[str, Any]) -> None:
         scale = float(np.max(np.abs(a)))
         if kind == "symmetric":
             off = float(np.max(np.abs(a - a.T)))
-            what = "max |S - S^T|"
+            what = f"max |{name} - {name}^T|"
         else:
             off = float(np.max(np.abs(a - np.diag(np.diag(a)))))
-            what = "max off-diagonal |D|"
+            what = f"max off-diagonal |{name}|"
         if off > RTOL * scale:
             raise EvaluationError(
                 f"{name!r} is assumed {kind} but the array given is not ({what} = {off:.3g}, "
