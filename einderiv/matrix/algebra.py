@@ -142,6 +142,13 @@ def choose_form(direct: MatrixExpr, wrapped: MatrixExpr, row: bool) -> MatrixExp
     column or a matrix with its transposes distributed (``B^T A^T``,
     ``W1^T diag(...) W2^T r``) unless that costs two or more extra transposes."""
     if row:
+        if isinstance(wrapped, Transpose) and isinstance(wrapped.arg, MatMul) and \
+                any(is_symmetric_matrix(f) for f in wrapped.arg.factors):
+            # (x - mu)^T S^-1, as statistics texts write it, not (S^-1 (x - mu))^T
+            inner = wrapped.arg
+            alt = mat_mul(inner.coeff, [transpose(f) for f in reversed(inner.factors)])
+            if alt.transposes <= wrapped.transposes:
+                return alt
         return wrapped if reading_cost(wrapped) < reading_cost(direct) else direct
     return wrapped if wrapped.transposes + 1 < direct.transposes else direct
 
@@ -228,9 +235,27 @@ def make_sum(terms: list[MatrixExpr]) -> MatrixExpr:
         return flat[0]
     if nonzero and all(t.kind == SCALAR for t in nonzero):  # a zero may carry the shape
         nonzero += [t for t in flat if _is_zero(t) and t.kind != SCALAR][:1]
-    flat = nonzero
+    flat = _collect_like(nonzero) or nonzero[:1]
     flat.sort(key=_term_order)
     return flat[0] if len(flat) == 1 else Add(tuple(flat))
+
+
+def _collect_like(terms: list[MatrixExpr]) -> list[MatrixExpr]:
+    """Equal terms but for their coefficients added (``A + A^T`` is ``2 A`` once ``A``
+    is known symmetric; ``1 + 1`` is ``2``); terms that cancel are dropped."""
+    groups: dict[tuple, list] = {}
+    for t in terms:
+        coeff, scalars, chain = _split(t)
+        key = (tuple(scalars), tuple(chain))
+        if key in groups:
+            groups[key][0] += coeff
+            groups[key][2] = None  # rebuilt below
+        else:
+            groups[key] = [coeff, [*scalars, *chain], t]
+    if len(groups) == len(terms):
+        return terms
+    return [t if t is not None else mat_mul(coeff, factors)
+            for coeff, factors, t in groups.values() if coeff != 0]
 
 
 def _is_zero(t: MatrixExpr) -> bool:
@@ -322,6 +347,8 @@ def _pulled(terms: list[MatrixExpr], parts: list, group: list[int], factor: Matr
     common_coeff = _common_coefficient([c for c, _, _ in cof])
     common_scalars = _common_scalars([s for _, s, _ in cof])
     all_scalar = all(not chain for _, _, chain in cof)
+    if not all_scalar and is_symmetric_matrix(factor) and any(not ch for _, _, ch in cof):
+        return None  # S^-1 - S^-1 u u^T S^-1 reads better than (I - S^-1 u u^T) S^-1
     r, c = dims(factor)
     ident = Identity(r if side == -1 else c)
     cofactors = []
