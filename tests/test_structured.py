@@ -234,3 +234,12 @@ def test_cli_assume(capsys):
     assert "(S^-1 - S^-1 (x - mu) (x - mu)^T S^-1)/2" in out
     assert main(["diff", "x[i]*S[i]", "--wrt", "x", "--assume", "S=symmetric"]) != 0
     assert main(["diff", "S[i,j]", "--wrt", "S", "--assume", "S"]) != 0
+
+
+def test_matrix_form_evaluation_refuses_unstructured_arrays():
+    values = _values(6)
+    m = einderiv.diff(NLL, "S", assume=SYM).to_matrix()
+    assert np.allclose(m.evaluate(**values), einderiv.diff(NLL, "S").evaluate(**values) / 2
+                       + einderiv.diff(NLL, "S").evaluate(**values).T / 2)
+    with pytest.raises(EvaluationError, match="'S' is assumed symmetric"):
+        m.evaluate(**{**values, "S": values["A"]})
