@@ -243,3 +243,17 @@ def test_matrix_form_evaluation_refuses_unstructured_arrays():
                        + einderiv.diff(NLL, "S").evaluate(**values).T / 2)
     with pytest.raises(EvaluationError, match="'S' is assumed symmetric"):
         m.evaluate(**{**values, "S": values["A"]})
+
+
+def test_matrix_terms_that_cancel_give_zero_not_a_term():
+    """Collecting like matrix terms (needed for A + A^T -> 2 A) must give a zero where
+    they cancel: inv(M) and inv(M)^T print alike once M = I + X X^T is seen symmetric."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(3, 2)), rng.normal(size=3)
+    m = "inv(X[i,k]*X[j,k] + delta[i,j])"
+    for text in (f"{m}[a,b]*y[b] - {m}[b,a]*y[b]", f"{m}[a,b] - {m}[b,a]",
+                 f"2*{m}[a,b]*y[b] - {m}[b,a]*y[b] - {m}[a,b]*y[b]"):
+        e = einderiv.parse(text)
+        got = e.to_matrix().evaluate(X=X, y=y)
+        assert np.allclose(got, e.evaluate(X=X, y=y))
+        assert np.allclose(got, 0)

@@ -235,7 +235,10 @@ def make_sum(terms: list[MatrixExpr]) -> MatrixExpr:
         return flat[0]
     if nonzero and all(t.kind == SCALAR for t in nonzero):  # a zero may carry the shape
         nonzero += [t for t in flat if _is_zero(t) and t.kind != SCALAR][:1]
-    flat = _collect_like(nonzero) or nonzero[:1]
+    flat = _collect_like(nonzero)
+    if not flat:  # everything cancelled: a zero that keeps the shape (0 ones ones^T)
+        coeff, scalars, chain = _split(nonzero[0])
+        return MatMul(Fraction(0), tuple(chain) or (Number(Fraction(0)),))
     flat.sort(key=_term_order)
     if len(flat) == 1:
         return flat[0]
