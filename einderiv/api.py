@@ -13,11 +13,13 @@ from .core.ir import (DerivativeOf, Det, Expr, Index, Inv, LogDet, Product, Sum,
 from .core.layouts import DENOMINATOR, check_layout, derivative_axes
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
+from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
 from .symbolic import syntax
 from .symbolic.diff import derivative
 from .symbolic.einstein import build
 from .symbolic.simplify import simplify as _simplify
+from .symbolic.structured import project
 from .symbolic.syntax import parse_wrt
 
 __all__ = ["parse", "diff", "jvp", "hvp", "with_axes"]
@@ -26,13 +28,15 @@ __all__ = ["parse", "diff", "jvp", "hvp", "with_axes"]
 
 @guard_recursion
 def parse(text: str, shapes: Mapping[str, object] | None = None, *,
-          simplify: bool = True) -> Expr:
+          simplify: bool = True, assume: Mapping[str, str] | None = None) -> Expr:
     """Parse an index expression (docs/language.md) into an :class:`~einderiv.core.ir.Expr`.
 
     Repeated indices in a product are summed (Einstein rule); ``-> [i,j]`` fixes the
     free indices. ``shapes`` (name -> tuple of ints or size names) is checked for
     consistency. With ``simplify=True`` (default) deltas are contracted and like
-    terms collected; ``simplify=False`` keeps the literal structure.
+    terms collected; ``simplify=False`` keeps the literal structure. ``assume`` (name
+    -> ``"symmetric"`` or ``"diagonal"``) marks square-matrix variables as structured
+    (docs/structured.md).
 
     >>> import einderiv
     >>> e = einderiv.parse("X[a,b]*theta[b] - Y[a]", shapes={"X": (4, 3)})
@@ -42,7 +46,7 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     'X[a,b]*theta[b] - Y[a]'
     """
     ast = syntax.parse_ast(text)
-    e = build(ast, text)
+    e = apply_assumptions(build(ast, text), assume, normalize_shapes(shapes))
     check_shapes(e, normalize_shapes(shapes))
     return _simplify(e) if simplify else e
 
@@ -73,13 +77,16 @@ def _rebind(e: Expr) -> Expr:
 
 @guard_recursion
 def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
-         layout: str = DENOMINATOR) -> Expr:
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None) -> Expr:
     """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
 
     ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
     labels for the new axes (``"theta[d]"``). The result's free indices are the new
     ones first, then those of ``expr``: a gradient has the variable's shape, and
-    d(A x)/dx evaluates to A^T (notes 001_*, A.1 and A.4).
+    d(A x)/dx evaluates to A^T (notes 001_*, A.1 and A.4). By a variable assumed
+    symmetric (``assume={"S": "symmetric"}``, or marked by :func:`parse`) the result is
+    ``sym(G) = (G + G^T)/2`` of the unconstrained gradient ``G``; by a diagonal one,
+    ``diag(diag(G))`` (docs/structured.md).
 
     >>> import einderiv
     >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
@@ -97,29 +104,34 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None,
     """
     layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
-    e, ranks = parse_with_ranks(expr, shape_map)
-    return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout)[1]
+    e, ranks = parse_with_ranks(expr, shape_map, assume)
+    return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
 
 
-def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple]
-                     ) -> tuple[Expr, dict[str, int]]:
+def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
+                     assume: Mapping[str, str] | None = None) -> tuple[Expr, dict[str, int]]:
     """``expr`` parsed and simplified, and the rank of each variable its text uses --
     also of one that simplifying removed (``s + -s``): its derivative is a zero of
-    the right shape, not an error."""
+    the right shape, not an error. ``assume`` marks structured variables."""
     if not isinstance(expr, str):
+        if assume and isinstance(expr, Expr):
+            return _simplify(apply_assumptions(expr, assume, shape_map)), {}
         return expr, {}
-    written = parse(expr, shape_map, simplify=False)
+    written = parse(expr, shape_map, simplify=False, assume=assume)
     return _simplify(written), {t.name: len(t.indices) for t in iter_tensors(written)}
 
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
                   log: list[str] | None = None,
                   ranks: Mapping[str, int] | None = None,
-                  layout: str = DENOMINATOR) -> tuple[Expr, Expr]:
+                  layout: str = DENOMINATOR,
+                  assume: Mapping[str, str] | None = None) -> tuple[Expr, Expr]:
     """The raw derivative (the rules applied, nothing simplified, the variable's axes
     first) and the result :func:`diff` returns, its free indices in ``layout``.
     ``log`` receives the names of the rules applied; ``ranks`` gives the ranks of
-    variables the text used (see :func:`parse_with_ranks`)."""
+    variables the text used (see :func:`parse_with_ranks`). By a structured variable
+    (in ``assume`` or marked in ``e``) the raw derivative is projected onto its space
+    (:mod:`einderiv.symbolic.structured`)."""
     layout = check_layout(layout)
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(e).__name__}")
@@ -156,6 +168,14 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
     raw = derivative(_rebind(e), name, new, log)
+    kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
+    if kind is not None:
+        if rank != 2:
+            raise EinderivError(f"{name!r} is assumed {kind}, which needs a square matrix, "
+                                f"but it has {rank} ax{'is' if rank == 1 else 'es'}")
+        raw = project(raw, name, new, kind)
+        if log is not None:
+            log.append(f"projected onto {kind} matrices")
     # The layouts differ only in the order of the free indices (an axis permutation).
     result = _simplify(raw, derivative_axes(new, e.free, layout))
     if isinstance(result, Sum):
@@ -176,11 +196,13 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
 
 @guard_recursion
 def jvp(expr: Expr | str, wrt: str, vector: str = "v",
-        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR) -> Expr:
+        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR,
+        assume: Mapping[str, str] | None = None) -> Expr:
     """The derivative of ``expr`` by ``wrt`` applied to a direction ``vector`` (a new
     variable with ``wrt``'s shape): ``sum_p d expr / d wrt[p] * vector[p]``, built
     and simplified symbolically, so the full Jacobian is never formed. Free indices:
     those of ``expr``, so both layouts give the same result (``layout`` is checked).
+    A structured ``wrt`` (``assume``) makes ``vector`` structured too.
 
     >>> import numpy as np, einderiv
     >>> j = einderiv.jvp("tanh(W[i,j]*x[j])", "x", "v")
@@ -189,22 +211,24 @@ def jvp(expr: Expr | str, wrt: str, vector: str = "v",
     """
     check_layout(layout)
     shape_map = normalize_shapes(shapes)
-    e, ranks = parse_with_ranks(expr, shape_map)
+    e, ranks = parse_with_ranks(expr, shape_map, assume)
     name, given = parse_wrt(wrt)
     if not isinstance(vector, str) or not vector.isidentifier() or vector in syntax.RESERVED:
         raise ParseError(f"vector must be a variable name, got {vector!r}")
     if vector in e.variables or vector == name:
         raise IndexMismatchError(
             f"the direction {vector!r} is already a variable of the expression; choose another name")
-    d = differentiate(e, wrt, shape_map, ranks=ranks)[1]
+    d = differentiate(e, wrt, shape_map, ranks=ranks, assume=assume)[1]
     axes = d.free[: len(d.free) - len(e.free)]
-    product = Product(Fraction(1), (d, Tensor(vector, axes)), e.free)
+    kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
+    product = Product(Fraction(1), (d, Tensor(vector, axes, kind)), e.free)
     return _simplify(product, e.free)
 
 
 @guard_recursion
 def hvp(expr: Expr | str, wrt: str, vector: str = "v",
-        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR) -> Expr:
+        shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR,
+        assume: Mapping[str, str] | None = None) -> Expr:
     """The second derivative of ``expr`` by ``wrt`` applied to ``vector``:
     ``sum_q d2 expr / d wrt[p] d wrt[q] * vector[q]``, without forming the Hessian.
     Free indices: ``wrt``'s axes, then those of ``expr`` (``layout="numerator"``:
@@ -217,12 +241,15 @@ def hvp(expr: Expr | str, wrt: str, vector: str = "v",
     True
     """
     shape_map = normalize_shapes(shapes)
-    e, ranks = parse_with_ranks(expr, shape_map)
-    first = differentiate(e, wrt, shape_map, ranks=ranks, layout=check_layout(layout))[1]
+    e, ranks = parse_with_ranks(expr, shape_map, assume)
+    first = differentiate(e, wrt, shape_map, ranks=ranks, layout=check_layout(layout),
+                          assume=assume)[1]
     # The first derivative may no longer contain the variable (a linear function):
-    # name its axes explicitly so the second knows its rank.
+    # name its axes explicitly so the second knows its rank (and its structure).
     name, _ = parse_wrt(wrt)
-    return jvp(first, with_axes(first, name, len(first.free) - len(e.free)), vector, shape_map)
+    kinds = {**structures_in(e), **normalize_assume(assume)}
+    return jvp(first, with_axes(first, name, len(first.free) - len(e.free)), vector, shape_map,
+               assume=kinds)
 
 
 def with_axes(e: Expr, name: str, rank: int) -> str:

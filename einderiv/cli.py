@@ -26,6 +26,7 @@ from .core.layouts import DENOMINATOR, LAYOUTS
 from .core.printing import latex_indices, latex_name
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes
+from .core.structures import apply_assumptions
 from .errors import EinderivError
 from .matrix.syntax import parse_matrix
 from .tools.inspect import structure
@@ -46,6 +47,17 @@ DEMO: _DemoSpec = {
     "wrt": "theta",
     "shapes": {"X": ("n", "d"), "theta": ("d",), "Y": ("n",), "n": ()},
 }
+
+
+def _parse_assume(specs: Sequence[str] | None) -> dict[str, str]:
+    """``--assume S=symmetric`` (repeatable) as a dict."""
+    out = {}
+    for spec in specs or ():
+        name, sep, kind = spec.partition("=")
+        if not sep:
+            raise EinderivError(f"--assume takes NAME=KIND (S=symmetric), got {spec!r}")
+        out[name.strip()] = kind.strip()
+    return out
 
 
 def _parse_shape(spec: str) -> tuple[str, tuple[int | str, ...]]:
@@ -132,6 +144,7 @@ def _run_diff(args: argparse.Namespace) -> int:
         expr, wrt, shapes = args.expr, args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
     e = _parse_either(expr, shapes, getattr(args, "matrix", False))
+    e = apply_assumptions(e, _parse_assume(getattr(args, "assume", None)), shapes)
     name = wrt.split("[")[0]
     if getattr(args, "steps", False):
         return _print_steps(e, wrt, shapes, args.order, args.latex, layout)
@@ -276,17 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="einderiv", description="Tensor derivatives in Einstein index notation.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command")
-    # A usage line of its own: argparse's (shown with every usage error) would wrap
-    # onto four lines with all the options; -h lists them.
-    d = sub.add_parser("diff", help="differentiate an index expression",
-                       usage="%(prog)s [expr] --wrt VAR [--shape NAME=SIZES] [--order N] "
-                             "[--layout L] [other options: -h]")
+    # The usage line written out: argparse's own would take 4 lines with all the options
+    # (a usage error must stay a short message); -h lists them.
+    d = sub.add_parser("diff", help="differentiate an index expression", usage=(
+        "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
+        "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
+        "                     [--name FN] [--steps] [--matrix] [expr]"))
     d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",
                    help="shape of a variable, e.g. X=4,3 or X=n,d (repeatable; n= for a scalar)")
     d.add_argument("--order", type=int, default=1, choices=range(1, 5),
                    help="derivative order (2: Hessian)")
+    d.add_argument("--assume", action="append", metavar="S=KIND",
+                   help="a structured matrix: S=symmetric or D=diagonal (repeatable)")
     d.add_argument("--latex", action="store_true", help="print LaTeX")
     _layout_option(d)
     # Short metavars: argparse's usage line (shown with every usage error) stays short.

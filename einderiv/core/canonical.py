@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import LimitError
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, cached,
                  const_value, factor_indices, memo, remember)
+from .structures import flipped, is_symmetric
 
 __all__ = ["Key", "canonical_key", "canonical_order", "factor_order", "indices_in_order",
            "order_factors", "ordered_product", "product_parts", "same_factors", "same_tuple",
@@ -61,7 +62,9 @@ def _atom_key(e: Tensor | Delta, naming: Mapping[Index, str]) -> Key:
     """The key of a tensor or a delta: quicker to build than to look up on the node,
     and interned, so that equal keys are one object (whose sort key is made once)."""
     if isinstance(e, Tensor):
-        key: Key = ("T", e.name, _names(e.indices, naming))
+        names = _names(e.indices, naming)
+        # a symmetric matrix's two slots are unordered (einderiv.core.structures)
+        key: Key = ("T", e.name, tuple(sorted(names)) if is_symmetric(e) else names)
     else:
         key = ("D", tuple(sorted((naming.get(e.i, e.i), naming.get(e.j, e.j)))))
     found = _ATOM_KEYS.get(key)
@@ -94,6 +97,8 @@ def _closed_key(e: Inv | Det | LogDet, naming: Mapping[Index, str]) -> Key:
     """The argument of inv/det/logdet is a closed scope: its two labels are slots."""
     closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
     tail = _names(e.indices, naming) if isinstance(e, Inv) else ()
+    if tail and is_symmetric(e):  # the inverse of a symmetric matrix is symmetric
+        tail = tuple(sorted(tail))
     return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
 
 
@@ -274,7 +279,7 @@ def _find_layout(factors: tuple[Expr, ...], out: tuple[Index, ...]
     its key is made of anyway) or where some rank may depend on the names."""
     slots = {i: f"{SLOT}{k}" for k, i in enumerate(out)}
     bound = _summed(factors, slots)
-    if not bound:
+    if not bound or any(is_symmetric(f) for f in factors):  # orientations to try
         return None
     if len(factors) > 1:
         blind = dict(slots)
@@ -367,15 +372,39 @@ def order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
         groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda x: x[0])]
     candidates: Iterable = itertools.product(*(distinct_orders(g) for g in groups)) \
         if _few_orders(groups) else [tuple(tuple(g) for g in groups)]
+    # A symmetric matrix with a summed label may be read either way round: each
+    # orientation is tried, so the key does not depend on the one written.
+    turnable = [k for k, f in enumerate(factors)
+                if is_symmetric(f) and bound.intersection(factor_indices(f))]
+    if len(turnable) > _MAX_TURNS:
+        turnable = []
     best: tuple | None = None
     best_order: tuple[Expr, ...] = ()
     for choice in candidates:
         ordered = tuple(f for g in choice for _, f in g)
-        numbering = _numbering(ordered, bound, outer)
-        key = tuple(canonical_key(f, numbering) for f in ordered)
-        if best is None or sort_key(key) < sort_key(best):
-            best, best_order = key, ordered
+        for turned in _orientations(ordered, factors, turnable):
+            numbering = _numbering(turned, bound, outer)
+            key = tuple(canonical_key(f, numbering) for f in turned)
+            if best is None or sort_key(key) < sort_key(best):
+                best, best_order = key, turned
     return best or (), tail, same_tuple(best_order, factors)
+
+
+#: At most this many symmetric factors are turned round (2**n orientations each).
+_MAX_TURNS = 6
+
+
+def _orientations(ordered: tuple[Expr, ...], factors: tuple[Expr, ...], turnable: list[int]
+                  ) -> Iterator[tuple[Expr, ...]]:
+    """``ordered``, and (where ``turnable`` names symmetric factors of ``factors``)
+    every way of turning those round."""
+    yield ordered
+    if not turnable:
+        return
+    targets = [factors[k] for k in turnable]
+    for mask in range(1, 2 ** len(targets)):
+        turn = {id(t) for b, t in enumerate(targets) if mask >> b & 1}
+        yield tuple(flipped(f) if id(f) in turn else f for f in ordered)
 
 
 def _ranked(factors: tuple[Expr, ...], blind: Mapping[Index, str]) -> list[tuple[tuple, Expr]]:

@@ -263,10 +263,13 @@ class Tensor(Expr):
     """A variable ``name[i, j, ...]``; a scalar variable has no indices.
 
     A repeated label (``X[a,a]``) reads the diagonal, as in numpy.einsum.
+    ``assumed``: an assumption on the variable (``"symmetric"``, ``"diagonal"``; see
+    :mod:`einderiv.core.structures`), None for none; part of equality, not of the text.
     """
 
     name: str
     indices: tuple[Index, ...] = ()
+    assumed: str | None = None
 
     @property
     def free(self) -> tuple[Index, ...]:
@@ -577,7 +580,7 @@ def _rename_labelled(e: Tensor | Inv, mapping: Mapping[Index, Index]) -> Expr:
     if not any(i in mapping for i in e.indices):
         return e
     if isinstance(e, Tensor):
-        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices))
+        return replace(e, indices=tuple(mapping.get(i, i) for i in e.indices))
     i, j = e.indices
     return Inv(e.arg, (mapping.get(i, i), mapping.get(j, j)))
 

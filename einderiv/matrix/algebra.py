@@ -17,7 +17,7 @@ from typing import Any
 from ..core.ir import Index, SizeHint
 from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
                     Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
-                    Transpose, Zero, children, const_number)
+                    Transpose, Zero, children, const_number, walk)
 
 __all__ = ["Orient", "transpose", "inverse", "mat_mul", "hadamard", "plain_length",
            "reading_cost", "choose_form", "make_sum", "shaped_zero", "factor_common"]
@@ -27,9 +27,34 @@ Orient = tuple[Index | None, Index | None]  # (row label, column label)
 # ===================================================================== constructors
 
 
+def is_symmetric_matrix(m: MatrixExpr) -> bool:
+    """Whether ``m`` is known symmetric: a symmetric variable, its inverse, a sum or
+    a multiple of symmetric matrices (assumptions: :mod:`einderiv.core.structures`)."""
+    if isinstance(m, Symbol):
+        return m.symmetric
+    if isinstance(m, Identity):
+        return True
+    if isinstance(m, Inverse):
+        return is_symmetric_matrix(m.arg)
+    if isinstance(m, Add):
+        return m.kind == MATRIX and all(is_symmetric_matrix(t) for t in m.terms)
+    if isinstance(m, MatMul) and m.kind == MATRIX:
+        chain = [f for f in m.factors if f.kind != SCALAR]
+        if len(chain) != len(m.factors) - sum(f.kind == SCALAR for f in m.factors):
+            return False  # pragma: no cover
+        # a palindrome A B A^T with B symmetric (X^T X, X S X^T)
+        n = len(chain)
+        middle = chain[n // 2] if n % 2 else None
+        return all(chain[n - 1 - k] == transpose(chain[k]) for k in range(n // 2)) and \
+            (middle is None or is_symmetric_matrix(middle))
+    return False
+
+
 def transpose(m: MatrixExpr) -> MatrixExpr:
     if isinstance(m, Transpose):
         return m.arg
+    if is_symmetric_matrix(m):  # S^T = S, S^-T = S^-1
+        return m
     if m.kind == SCALAR or isinstance(m, Identity) or (isinstance(m, Diag) and m.kind == MATRIX):
         return m
     if isinstance(m, Zero):
@@ -41,6 +66,8 @@ def transpose(m: MatrixExpr) -> MatrixExpr:
 
 
 def inverse(m: MatrixExpr) -> MatrixExpr:
+    if isinstance(m, Transpose) and is_symmetric_matrix(m.arg):
+        return Inverse(m.arg)
     if isinstance(m, Transpose):
         return Transpose(Inverse(m.arg))
     if isinstance(m, Inverse):
@@ -115,6 +142,13 @@ def choose_form(direct: MatrixExpr, wrapped: MatrixExpr, row: bool) -> MatrixExp
     column or a matrix with its transposes distributed (``B^T A^T``,
     ``W1^T diag(...) W2^T r``) unless that costs two or more extra transposes."""
     if row:
+        if isinstance(wrapped, Transpose) and isinstance(wrapped.arg, MatMul) and \
+                any(is_symmetric_matrix(f) for f in wrapped.arg.factors):
+            # (x - mu)^T S^-1, as statistics texts write it, not (S^-1 (x - mu))^T
+            inner = wrapped.arg
+            alt = mat_mul(inner.coeff, [transpose(f) for f in reversed(inner.factors)])
+            if alt.transposes <= wrapped.transposes:
+                return alt
         return wrapped if reading_cost(wrapped) < reading_cost(direct) else direct
     return wrapped if wrapped.transposes + 1 < direct.transposes else direct
 
@@ -201,9 +235,38 @@ def make_sum(terms: list[MatrixExpr]) -> MatrixExpr:
         return flat[0]
     if nonzero and all(t.kind == SCALAR for t in nonzero):  # a zero may carry the shape
         nonzero += [t for t in flat if _is_zero(t) and t.kind != SCALAR][:1]
-    flat = nonzero
+    flat = _collect_like(nonzero)
+    if not flat:  # everything cancelled: a zero that keeps the shape (0 ones ones^T)
+        coeff, scalars, chain = _split(nonzero[0])
+        return MatMul(Fraction(0), tuple(chain) or (Number(Fraction(0)),))
     flat.sort(key=_term_order)
-    return flat[0] if len(flat) == 1 else Add(tuple(flat))
+    if len(flat) == 1:
+        return flat[0]
+    common = _common_coefficient([_split(t)[0] for t in flat])
+    if abs(common) != 1 and all(t.kind == MATRIX for t in flat) and \
+            any(isinstance(f, Symbol) and f.symmetric for t in flat for f in walk(t)):
+        # (S^-1 - S^-1 u u^T S^-1)/2 (only where a symmetric matrix is involved)
+        inner = [mat_mul(_split(t)[0] / common, [*_split(t)[1], *_split(t)[2]]) for t in flat]
+        return mat_mul(common, [Add(tuple(inner))])
+    return Add(tuple(flat))
+
+
+def _collect_like(terms: list[MatrixExpr]) -> list[MatrixExpr]:
+    """Equal terms but for their coefficients added (``A + A^T`` is ``2 A`` once ``A``
+    is known symmetric; ``1 + 1`` is ``2``); terms that cancel are dropped."""
+    groups: dict[tuple, list] = {}
+    for t in terms:
+        coeff, scalars, chain = _split(t)
+        key = (tuple(scalars), tuple(chain))
+        if key in groups:
+            groups[key][0] += coeff
+            groups[key][2] = None  # rebuilt below
+        else:
+            groups[key] = [coeff, [*scalars, *chain], t]
+    if len(groups) == len(terms):
+        return terms
+    return [t if t is not None else mat_mul(coeff, factors)
+            for coeff, factors, t in groups.values() if coeff != 0]
 
 
 def _is_zero(t: MatrixExpr) -> bool:
@@ -295,6 +358,8 @@ def _pulled(terms: list[MatrixExpr], parts: list, group: list[int], factor: Matr
     common_coeff = _common_coefficient([c for c, _, _ in cof])
     common_scalars = _common_scalars([s for _, s, _ in cof])
     all_scalar = all(not chain for _, _, chain in cof)
+    if not all_scalar and is_symmetric_matrix(factor) and any(not ch for _, _, ch in cof):
+        return None  # S^-1 - S^-1 u u^T S^-1 reads better than (I - S^-1 u u^T) S^-1
     r, c = dims(factor)
     ident = Identity(r if side == -1 else c)
     cofactors = []

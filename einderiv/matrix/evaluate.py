@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.functions import FUNCTIONS
 from ..core.ir import SizeHint
+from ..core.structures import check_values
 from ..errors import EvaluationError
 from .nodes import (EVALUATORS, MATRIX, ONES, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
                     Inverse, Kron, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
@@ -80,6 +81,8 @@ class _Evaluator:
 
 
 def _symbol(ev: _Evaluator, m: Symbol) -> np.ndarray:
+    if m.assumed is not None:  # S^T was printed as S: only a symmetric array may stand for it
+        check_values({m.name: m.assumed}, ev.arrays)
     return ev.array(m.name, m.rank)
 
 

@@ -273,7 +273,7 @@ class _Converter:
             a, b = t.indices
             if a == b:
                 return vector_piece(a, Diag(Symbol(t.name, 2)))
-            return matrix_piece((a, b), Symbol(t.name, 2))
+            return matrix_piece((a, b), Symbol(t.name, 2, t.assumed))
         raise NotMatrixExpressible(
             f"{t.name} has {len(t.indices)} axes; matrix notation has scalars, vectors and "
             "matrices only. Use the index form (str(expr)).")

@@ -128,10 +128,17 @@ def _times(a: str, b: str) -> str:
 
 @dataclass(frozen=True, repr=False)
 class Symbol(MatrixExpr):
-    """A variable: ``rank`` 0 (scalar), 1 (column vector) or 2 (matrix)."""
+    """A variable: ``rank`` 0 (scalar), 1 (column vector) or 2 (matrix); ``assumed``:
+    the kind of a structured matrix (:mod:`einderiv.core.structures`; symmetric and
+    diagonal ones are symmetric, so ``S^T`` is ``S``), None for none."""
 
     name: str
     rank: int
+    assumed: str | None = None
+
+    @property
+    def symmetric(self) -> bool:
+        return self.assumed is not None
 
     @property
     def kind(self) -> str:

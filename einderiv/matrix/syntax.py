@@ -25,6 +25,7 @@ from fractions import Fraction
 from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Product, rename
 from ..core.shapes import check_shapes, normalize_shapes
+from ..core.structures import apply_assumptions
 from ..errors import LimitError, ParseError, ShapeError, guard_recursion
 from ..symbolic.simplify import simplify as simplify_expr
 from ..symbolic.syntax import MAX_DEPTH
@@ -238,7 +239,7 @@ class _Parser:
 
 
 def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
-                 simplify: bool = True) -> Expr:
+                 simplify: bool = True, assume: Mapping[str, str] | None = None) -> Expr:
     """Read matrix notation (docs/matrix.md) into an index expression.
 
     ``shapes`` gives every name's shape: ``()`` a scalar, ``(n,)`` a vector (a column),
@@ -249,7 +250,8 @@ def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
     element-wise functions (``tanh``, ``exp``, ...) apply to matrices; ``I`` and
     ``ones`` take their size from what they multiply or add to. The result is
     simplified unless ``simplify=False``; its free indices are ``i`` (rows) and
-    ``j`` (columns), a vector's is ``i``.
+    ``j`` (columns), a vector's is ``i``. ``assume`` marks square matrices as
+    ``"symmetric"`` or ``"diagonal"`` (docs/structured.md).
 
     Syntax errors are :class:`~einderiv.ParseError` with a caret; sizes that do not
     fit are :class:`~einderiv.ShapeError` naming both shapes.
@@ -266,11 +268,11 @@ def parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
       X theta
        ^
     """
-    return guard_recursion(_parse_matrix)(text, shapes, simplify=simplify)
+    return guard_recursion(_parse_matrix)(text, shapes, simplify=simplify, assume=assume)
 
 
 def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
-                  simplify: bool = True) -> Expr:
+                  simplify: bool = True, assume: Mapping[str, str] | None = None) -> Expr:
     if not isinstance(text, str):
         raise ParseError(f"expected the matrix expression as a string, got {type(text).__name__}")
     shape_map = normalize_shapes(shapes)
@@ -285,5 +287,6 @@ def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
     if e.free != order:
         e = Product(Fraction(1), (e,), order)
     e = rename(e, dict(zip(order, ("i", "j"))))
+    e = apply_assumptions(e, assume, shape_map)
     check_shapes(e, {k: s for k, s in shape_map.items() if k not in ("I", "ones")})
     return simplify_expr(e) if simplify else e

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..core.ir import Expr
 from ..core.shapes import normalize_shapes
+from ..core.structures import check_values, structures_in
 from ..errors import EinderivError, EvaluationError
 from .code_writer import CodeWriter
 from .dialects import DIALECTS
@@ -101,6 +102,7 @@ class ExportedExpr:
         self.expr, self.backend, self.source = expr, backend, writer.source()
         self._params = [(p, writer.py[p]) for p in writer.params]
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
+        self._structures = structures_in(expr)  # checked on each call (core.structures)
 
     def __repr__(self) -> str:
         return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
@@ -110,6 +112,7 @@ class ExportedExpr:
         if missing:
             raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; the "
                                   f"expression uses {', '.join(p for p, _ in self._params)}")
+        check_values(self._structures, arrays)
         shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
         fn = self._fns.get(shapes)
         if fn is None:

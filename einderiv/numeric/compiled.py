@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..core.ir import Expr, iter_tensors
+from ..core.structures import check_values, structures_in
 from ..errors import EinderivError, EvaluationError
 from .codegen import ExportedExpr
 from .lowering import lower
@@ -111,6 +112,16 @@ class CompiledExpr:
                            [n for n, rank in self._expected if rank == 0], self._runs,
                            self._general) \
             if backend == "numpy" else self._general
+        # symmetric or diagonal variables: their arrays are checked before each call
+        self.structures = structures_in(expr)
+        if self.structures:
+            run, kinds = self._call, self.structures
+
+            def checked(arrays: dict[str, Any]) -> Any:
+                check_values(kinds, arrays)
+                return run(arrays)
+
+            self._call = checked
 
     def __repr__(self) -> str:
         return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"

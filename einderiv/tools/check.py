@@ -10,6 +10,7 @@ import numpy as np
 
 from ..api import diff, parse
 from ..core.ir import Expr
+from ..core.structures import apply_assumptions, normalize_assume, structures_in
 from ..errors import EinderivError
 from ..symbolic.syntax import parse_wrt
 
@@ -39,11 +40,17 @@ class CheckResult:
 
 
 def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float = 1e-6,
-          shapes: Mapping[str, object] | None = None) -> CheckResult:
+          shapes: Mapping[str, object] | None = None,
+          assume: Mapping[str, str] | None = None) -> CheckResult:
     """Compare :func:`diff` with central finite differences at ``values``.
 
     Works for any rank: each entry of the variable is perturbed by ``±h`` with
     ``h = eps * max(1, |x|)``, giving a tensor of shape ``x.shape + f.shape``.
+    A variable assumed symmetric (``assume`` or marked by ``parse``) is perturbed
+    along symmetric directions only (``E_pq + E_qp``; the change is split evenly
+    between entries ``[p,q]`` and ``[q,p]``), a diagonal one along ``E_pp`` (its
+    off-diagonal entries expected zero): the derivative on the variable's space
+    (docs/structured.md).
 
     >>> import numpy as np, einderiv
     >>> rng = np.random.default_rng(0)
@@ -52,12 +59,15 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
     >>> r.ok()
     True
     """
-    e = parse(expr, shapes) if isinstance(expr, str) else expr
+    e = parse(expr, shapes, assume=assume) if isinstance(expr, str) else \
+        apply_assumptions(expr, assume, shapes)
     name, _ = parse_wrt(wrt)
+    kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if name not in values:
         raise EinderivError(f"values has no entry for the variable {name!r}")
     # the variable's rank from its value, should simplifying have removed it (s + -s)
-    d = diff(e, wrt, {name: np.shape(values[name]), **dict(shapes or {})})
+    d = diff(e, wrt, {name: np.shape(values[name]), **dict(shapes or {})},
+             assume={name: kind} if kind else None)
     point = {}
     for k, v in values.items():
         arr = np.asarray(v)
@@ -72,13 +82,22 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
     base_shape = np.shape(e.evaluate(**point))
     numeric = np.zeros(x.shape + base_shape)
     for idx in np.ndindex(*x.shape):
+        if kind is not None and (idx[0] > idx[1] or (kind == "diagonal" and idx[0] != idx[1])):
+            continue  # filled from [q,p] below, or zero off the diagonal
         h = eps * max(1.0, abs(float(x[idx])))
         plus, minus = dict(point), dict(point)
         xp, xm = x.copy(), x.copy()
         xp[idx] += h
         xm[idx] -= h
+        if kind is not None:  # a symmetric direction: E_pq + E_qp
+            mirror = idx[::-1]
+            xp[mirror], xm[mirror] = xp[idx], xm[idx]
         plus[name], minus[name] = xp, xm
-        numeric[idx] = (np.asarray(e.evaluate(**plus)) - np.asarray(e.evaluate(**minus))) / (2 * h)
+        change = (np.asarray(e.evaluate(**plus)) - np.asarray(e.evaluate(**minus))) / (2 * h)
+        if kind is not None and idx[0] != idx[1]:  # <G, E_pq + E_qp> = 2 sym(G)[p,q]
+            numeric[idx] = numeric[idx[::-1]] = change / 2
+        else:
+            numeric[idx] = change
     if symbolic.shape != numeric.shape:  # pragma: no cover - a layout bug would show here
         raise EinderivError(f"derivative has shape {symbolic.shape}, expected {numeric.shape}")
     abs_err = float(np.max(np.abs(symbolic - numeric))) if symbolic.size else 0.0
