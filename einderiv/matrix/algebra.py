@@ -17,7 +17,7 @@ from typing import Any
 from ..core.ir import Index, SizeHint
 from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Hadamard, Identity,
                     Inverse, MatMul, MatrixExpr, Number, Ones, Power, Reduce, Softmax, Symbol,
-                    Transpose, Zero, children, const_number, walk)
+                    Transpose, Zero, children, const_number)
 
 __all__ = ["Orient", "transpose", "inverse", "mat_mul", "hadamard", "plain_length",
            "reading_cost", "choose_form", "make_sum", "shaped_zero", "factor_common"]
@@ -243,9 +243,8 @@ def make_sum(terms: list[MatrixExpr]) -> MatrixExpr:
     if len(flat) == 1:
         return flat[0]
     common = _common_coefficient([_split(t)[0] for t in flat])
-    if abs(common) != 1 and all(t.kind == MATRIX for t in flat) and \
-            any(isinstance(f, Symbol) and f.symmetric for t in flat for f in walk(t)):
-        # (S^-1 - S^-1 u u^T S^-1)/2 (only where a symmetric matrix is involved)
+    if abs(common) != 1 and all(t.kind == MATRIX for t in flat):
+        # a common coefficient of matrix terms outside: (S^-1 - S^-1 u u^T S^-1)/2, (A + A^T)/2
         inner = [mat_mul(_split(t)[0] / common, [*_split(t)[1], *_split(t)[2]]) for t in flat]
         return mat_mul(common, [Add(tuple(inner))])
     return Add(tuple(flat))
