@@ -18,6 +18,7 @@ from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursi
 from .symbolic import syntax
 from .symbolic.diff import derivative
 from .symbolic.einstein import build
+from .symbolic.simplify import multiplied_out
 from .symbolic.simplify import simplify as _simplify
 from .symbolic.structured import project
 from .symbolic.syntax import parse_wrt
@@ -222,7 +223,9 @@ def jvp(expr: Expr | str, wrt: str, vector: str = "v",
     axes = d.free[: len(d.free) - len(e.free)]
     kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     product = Product(Fraction(1), (d, Tensor(vector, axes, kind)), e.free)
-    return _simplify(product, e.free)
+    result = _simplify(product, e.free)
+    # along a symmetric direction the halves of sym(G) become like terms once multiplied out
+    return result if kind is None else multiplied_out(result, e.free)
 
 
 @guard_recursion

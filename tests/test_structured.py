@@ -8,6 +8,7 @@ import pytest
 
 import einderiv
 from einderiv.cli import main
+from einderiv.core.ir import Sum
 from einderiv.core.structures import RTOL, STRUCTURES
 from einderiv.errors import EinderivError, EvaluationError
 
@@ -257,3 +258,48 @@ def test_matrix_terms_that_cancel_give_zero_not_a_term():
         got = e.to_matrix().evaluate(X=X, y=y)
         assert np.allclose(got, e.evaluate(X=X, y=y))
         assert np.allclose(got, 0)
+
+
+# ------------------------------------------- symmetry derived from the expression
+
+
+def test_inverse_of_a_gram_sum_is_symmetric_in_index_form():
+    """inv(X X^T + s I) is symmetric whatever X is (its key is the same with its two
+    labels swapped), so the two terms of d logdet(X X^T + s I)/dX are one."""
+    text = "logdet(X[i,k]*X[j,k] + s*delta[i,j])"
+    d = einderiv.diff(text, "X")
+    assert not isinstance(d, Sum)  # one term
+    rng = np.random.default_rng(7)
+    X, s = rng.normal(size=(4, 3)), np.array(0.7)
+    want = 2 * np.linalg.solve(X @ X.T + s * np.eye(4), X)  # closed form
+    assert np.allclose(d.evaluate(X=X, s=s), want)
+    y, A = rng.normal(size=3), rng.normal(size=(5, 3))
+    g = einderiv.diff("y[i]*inv(A[a,i]*A[a,j])[i,j]*y[j]", "y")
+    assert str(g.to_matrix()) == "2 (A^T A)^-1 y" and not isinstance(g, Sum)
+    assert np.allclose(g.evaluate(y=y, A=A), 2 * np.linalg.solve(A.T @ A, y))
+    # not for a matrix that is not symmetric
+    assert isinstance(einderiv.diff("y[i]*inv(A[i,a]*B[a,j])[i,j]*y[j]", "y"), Sum)
+
+
+def test_hvp_by_a_symmetric_matrix_collects_the_halves():
+    h = einderiv.hvp("logdet(S)", "S", "V", assume=SYM)
+    assert str(h.to_matrix()) == "-S^-1 V S^-1"
+    values = _values(5)
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(4, 4))
+    v = v + v.T
+    inv = np.linalg.inv(values["S"])
+    assert np.allclose(h.evaluate(V=v, S=values["S"]), -inv @ v @ inv)
+    g = einderiv.diff("logdet(S)", "S", assume=SYM)
+    eps = 1e-6
+    fd = (g.evaluate(S=values["S"] + eps * v) - g.evaluate(S=values["S"] - eps * v)) / (2 * eps)
+    assert np.allclose(h.evaluate(V=v, S=values["S"]), fd, atol=1e-7)
+
+
+def test_derive_steps_takes_the_assumption():
+    steps = einderiv.derive_steps(NLL, "S", assume=SYM)
+    assert "projected onto symmetric matrices" in steps[1].detail
+    assert str(steps[-1].matrix) == "(S^-1 - S^-1 (x - mu) (x - mu)^T S^-1)/2"
+    values = _values(8)
+    assert np.allclose(steps.result.evaluate(**values),
+                       einderiv.diff(NLL, "S", assume=SYM).evaluate(**values))

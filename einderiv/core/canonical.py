@@ -22,9 +22,9 @@ from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, 
                  const_value, factor_indices, memo, remember)
 from .structures import flipped, is_symmetric
 
-__all__ = ["Key", "canonical_key", "canonical_order", "factor_order", "indices_in_order",
-           "order_factors", "ordered_product", "product_parts", "same_factors", "same_tuple",
-           "sort_key", "sorted_factors"]
+__all__ = ["Key", "canonical_key", "symmetric_factor", "canonical_order", "factor_order",
+           "indices_in_order", "order_factors", "ordered_product", "product_parts", "same_factors",
+           "same_tuple", "sort_key", "sorted_factors"]
 
 
 Key = tuple
@@ -97,9 +97,26 @@ def _closed_key(e: Inv | Det | LogDet, naming: Mapping[Index, str]) -> Key:
     """The argument of inv/det/logdet is a closed scope: its two labels are slots."""
     closed = {e.arg.free[0]: "@0", e.arg.free[1]: "@1"}
     tail = _names(e.indices, naming) if isinstance(e, Inv) else ()
-    if tail and is_symmetric(e):  # the inverse of a symmetric matrix is symmetric
+    if tail and symmetric_factor(e):  # the inverse of a symmetric matrix is symmetric
         tail = tuple(sorted(tail))
     return ("M", type(e).__name__, canonical_key(e.arg, closed), tail)
+
+
+def symmetric_factor(f: Expr) -> bool:
+    """Whether the factor ``f`` is a matrix known symmetric, so that its two index
+    slots may be swapped: one assumed so (:func:`einderiv.core.structures.is_symmetric`),
+    or the inverse of a matrix whose canonical key is the same with its two labels
+    swapped (``inv(X X^T + s I)``, ``inv(X^T X)``: symmetric whatever ``X`` is)."""
+    if is_symmetric(f):
+        return True
+    if not isinstance(f, Inv) or f.indices[0] == f.indices[1]:
+        return False
+    found = cached(f.arg, "symmetric_arg")
+    if found is None:
+        p, q = f.arg.free
+        found = canonical_key(f.arg, {p: "@0", q: "@1"}) == canonical_key(f.arg, {p: "@1", q: "@0"})
+        remember(f.arg, "symmetric_arg", found)
+    return found
 
 
 #: The canonical key of each compound node type: ``(node, naming) -> Key``.
@@ -279,7 +296,7 @@ def _find_layout(factors: tuple[Expr, ...], out: tuple[Index, ...]
     its key is made of anyway) or where some rank may depend on the names."""
     slots = {i: f"{SLOT}{k}" for k, i in enumerate(out)}
     bound = _summed(factors, slots)
-    if not bound or any(is_symmetric(f) for f in factors):  # orientations to try
+    if not bound or any(symmetric_factor(f) for f in factors):  # orientations to try
         return None
     if len(factors) > 1:
         blind = dict(slots)
@@ -375,7 +392,7 @@ def order_factors(factors: tuple[Expr, ...], outer: Mapping[Index, str]
     # A symmetric matrix with a summed label may be read either way round: each
     # orientation is tried, so the key does not depend on the one written.
     turnable = [k for k, f in enumerate(factors)
-                if is_symmetric(f) and bound.intersection(factor_indices(f))]
+                if symmetric_factor(f) and bound.intersection(factor_indices(f))]
     if len(turnable) > _MAX_TURNS:
         turnable = []
     best: tuple | None = None

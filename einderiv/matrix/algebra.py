@@ -40,8 +40,6 @@ def is_symmetric_matrix(m: MatrixExpr) -> bool:
         return m.kind == MATRIX and all(is_symmetric_matrix(t) for t in m.terms)
     if isinstance(m, MatMul) and m.kind == MATRIX:
         chain = [f for f in m.factors if f.kind != SCALAR]
-        if len(chain) != len(m.factors) - sum(f.kind == SCALAR for f in m.factors):
-            return False  # pragma: no cover
         # a palindrome A B A^T with B symmetric (X^T X, X S X^T)
         n = len(chain)
         middle = chain[n // 2] if n % 2 else None

@@ -44,7 +44,7 @@ from .terms import (as_node, base_and_exponent, collected_term, constant_expr, d
                     some_alike, splices, sqrt_as_powers, term_key, times_number, with_order,
                     zero_like)
 
-__all__ = ["simplify", "prettify"]
+__all__ = ["multiplied_out", "simplify", "prettify"]
 
 _ONE = Fraction(1)
 
@@ -70,6 +70,20 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
         result = with_order(result, order, hints)
     remember(result, "simplified", order)
     return result
+
+
+def multiplied_out(e: Expr, free: tuple[Index, ...]) -> Expr:
+    """The simplified product ``e`` with its sum factors multiplied out where that is
+    shorter, as the terms of a sum are (:func:`expand_where_shorter`), free indices in
+    the order ``free``. For a direction ``v`` assumed symmetric (an hvp by a symmetric
+    matrix), ``v[c,d]*(A[c,d] + A[d,c])/2`` is ``v[c,d]*A[c,d]``. Not applied in general:
+    ``(X theta - Y)^T (X theta - Y)`` would lose its Gram form."""
+    if not isinstance(e, Product) or not any(isinstance(f, Sum) for f in e.factors):
+        return e
+    wrapped = Sum((e,), e.out)
+    with gc_paused():
+        expanded = expand_where_shorter(wrapped)
+    return e if expanded is wrapped else simplify(expanded, free)
 
 
 def _simplify(e: Expr) -> Expr:

@@ -139,10 +139,13 @@ class Derivation(Sequence[Step]):
 
 @guard_recursion
 def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
-                 layout: str = DENOMINATOR) -> Derivation:
+                 layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None
+                 ) -> Derivation:
     """The derivative of ``expr`` by ``wrt`` with the steps that lead to it.
 
-    The last index-notation step is exactly ``diff(expr, wrt, shapes, layout=layout)``;
+    The last index-notation step is exactly ``diff(expr, wrt, shapes, layout=layout,
+    assume=assume)``; by a structured variable (``assume``, docs/structured.md) the
+    "differentiate" step names the projection onto its space;
     a final ``"matrix form"`` step (in ``layout``) is added where a matrix form exists.
     Every step shows its free indices in ``layout``'s order.
 
@@ -160,16 +163,19 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     2/n X^T (X theta - Y)
     >>> print(einderiv.derive_steps("A[i,j]*x[j]", "x", layout="numerator")[-1].matrix)
     A
+    >>> sym = einderiv.derive_steps("x[i]*S[i,j]*x[j]", "S", assume={"S": "symmetric"})
+    >>> print(sym[1].detail.split("; ")[-1], "|", sym[-1].matrix)
+    projected onto symmetric matrices | x x^T
     """
     layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
     with recording() as read_with:
-        e, ranks = parse_with_ranks(expr, shape_map)
+        e, ranks = parse_with_ranks(expr, shape_map, assume)
     if not isinstance(e, Expr):
         raise EinderivError(f"expected an expression or its text, got {type(expr).__name__}")
     log: list[str] = []
     with recording() as collected_with:
-        raw, result = differentiate(e, wrt, shape_map, log, ranks, layout)
+        raw, result = differentiate(e, wrt, shape_map, log, ranks, layout, assume)
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))
