@@ -30,13 +30,16 @@ ALLOWED: dict[str, set[str]] = {
     "numeric": {"errors", "core", "numeric"},
     "api": {"errors", "core", "symbolic", "matrix", "numeric", "api"},
     "tools": {"errors", "core", "symbolic", "matrix", "numeric", "api", "tools"},
-    "face": {"errors", "core", "symbolic", "matrix", "numeric", "api", "tools", "face"},
+    "web": {"errors", "core", "symbolic", "matrix", "numeric", "api", "tools", "web"},
+    "face": {"errors", "core", "symbolic", "matrix", "numeric", "api", "tools", "web", "face"},
 }
 
 #: (importing module, imported module) -> why the import sits inside a function.
 LAZY: dict[tuple[str, str], str] = {
     ("einderiv.core.ir", "einderiv"): "the sanctioned upward edge: Expr's convenience methods",
     ("einderiv.core.ir", "einderiv.core.printing"): "printing builds on ir (str, to_latex)",
+    ("einderiv.cli", "einderiv.web"): "the web page is optional (einderiv serve): the other "
+                                      "commands do not load the server",
 }
 
 #: The longest a module may grow (issue 16: modules of a few hundred lines, none over ~600).
