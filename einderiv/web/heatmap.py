@@ -104,7 +104,7 @@ def heatmap(e: Expr, result: Expr, name: str, order: int, shapes: Mapping[str, t
     arrays = {n: values[n] if n in values else _random(n, s, kinds.get(n), rng)
               for n, s in sorted(sizes.items())}
     f_sizes = check_shapes(e, sizes)
-    f_shape = [n for i in e.free if isinstance(n := f_sizes.get(i), int)]
+    f_shape = [k for i in e.free if isinstance(k := f_sizes.get(i), int)]
     var_shape = sizes.get(name)
     if var_shape is None or len(f_shape) < len(e.free):
         raise EinderivError(f"no sizes for {name if var_shape is None else 'f'}: give shapes")
