@@ -157,6 +157,9 @@ def test_oversized_body_and_unknown_paths(server):
                            {"Content-Type": "application/json"})
     assert status == 400 and d["kind"] == "LimitError"
     assert request(server, "POST", "/api/nothing", b"{}")[0] == 404
+    status, d, _ = request(server, "POST", "/api/diff", b'{"expr": "x[i]*x[i]", "wrt": "x"}',
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and "Content-Type: application/json" in d["error"]
     assert request(server, "GET", "/static/../server.py")[0] == 404
     assert request(server, "GET", "/static/%2e%2e/server.py")[0] == 404
     assert request(server, "GET", "/", headers={"Host": "evil.example:80"})[0] == 403

@@ -121,7 +121,9 @@ def test_a_malformed_expression_shows_the_caret(browser):
 def test_a_shared_url_shows_the_same_result(browser):
     driver, base = browser
     driver.get(base + "/")
-    driver.find_element("xpath", "//nav[@id='examples']/button[contains(., 'dZ/dW')]").click()
+    example = "//nav[@id='examples']/button[contains(., 'dZ/dW')]"
+    _wait(driver, lambda d: d.find_elements("xpath", example), "the examples")
+    driver.find_element("xpath", example).click()
     _wait(driver, lambda d: _text(d, "compressed-text") == "A[b]", "the structure report")
     shared = driver.current_url
     index = _text(driver, "index-text")

@@ -129,6 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
                                   "trace)", "kind": "InternalError", "position": None})
 
     def _read_json(self) -> Any:
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            # another site's page can send a form to 127.0.0.1 without asking; JSON needs
+            # a CORS preflight, which this server never grants
+            raise RequestError("POST /api/diff takes a JSON body with Content-Type: "
+                               "application/json")
         length_text = self.headers.get("Content-Length")
         if length_text is None or not length_text.strip().isdigit():
             raise RequestError("a POST needs a Content-Length header")

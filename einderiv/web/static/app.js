@@ -129,8 +129,8 @@ function show(d) {
     $("matrix-text").textContent = "";
   }
   const sizes = d.shape.map((s) => (s === null ? "?" : String(s)));
-  $("free").textContent = "free indices: (" + d.free.join(", ") + ")   shape: (" + sizes.join(", ") +
-    (sizes.length === 1 ? "," : "") + ")   layout: " + d.layout;
+  $("free").textContent = "free indices: (" + d.free.join(", ") + ")  \u00b7  shape: (" +
+    sizes.join(", ") + (sizes.length === 1 ? "," : "") + ")  \u00b7  layout: " + d.layout;
   const steps = $("steps");
   steps.textContent = "";
   for (const s of d.steps || []) {
