@@ -29,7 +29,8 @@ from ..tools.inspect import structure
 from ..tools.steps import derive_steps
 from .heatmap import heatmap
 
-__all__ = ["answer", "read_request", "parse_either", "MAX_EXPR_CHARS", "BACKENDS"]
+__all__ = ["answer", "read_request", "parse_either", "error_answer", "RequestError",
+           "MAX_EXPR_CHARS", "BACKENDS"]
 
 #: The longest expression (and variable) text a request may carry.
 MAX_EXPR_CHARS = 2000
@@ -43,8 +44,9 @@ _MAX_ORDER = 4
 _MATRIX_MARKS = ("'", "^", "@", "\u2299", "tr(", "norm2(")
 
 
-class RequestError(EinderivError):
-    """A request that is not the JSON the API takes (a field of the wrong type, ...)."""
+class RequestError(ValueError):
+    """A request that is not the JSON the API takes (a field of the wrong type, ...):
+    the web API's own error, not one of einderiv's (docs/errors.md lists those)."""
 
 
 def parse_either(text: str, shapes: Mapping[str, Any], matrix: bool = False) -> tuple[Expr, str]:
@@ -119,7 +121,7 @@ def read_request(request: Any) -> dict[str, Any]:
             "heatmap": bool(request.get("heatmap", False)), "values": values}
 
 
-def error_answer(exc: EinderivError) -> dict[str, Any]:
+def error_answer(exc: EinderivError | RequestError) -> dict[str, Any]:
     """The body of a 400 answer: the message (with its caret excerpt), the error's
     class name and, for a syntax error, the 0-based position in the text."""
     position = exc.position if isinstance(exc, ParseError) else None
@@ -168,7 +170,7 @@ def _optional(reasons: dict[str, str], key: str, fn: Any) -> Any:
 
 def answer(raw: Any) -> dict[str, Any]:
     """The JSON answer to one ``/api/diff`` request (see docs/web.md); raises an
-    :class:`~einderiv.errors.EinderivError` for a bad input."""
+    :class:`~einderiv.errors.EinderivError` or a :class:`RequestError` for a bad input."""
     req = read_request(raw)
     shapes, layout, order = req["shapes"], req["layout"], req["order"]
     e, notation = parse_either(req["expr"], shapes, req["matrix"])

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..errors import EinderivError, LimitError
-from .compute import answer, error_answer
+from .compute import RequestError, answer, error_answer
 
 __all__ = ["WorkerPool", "Busy"]
 
@@ -41,7 +41,7 @@ def _work(conn: Connection) -> None:
             return
         try:
             reply: tuple[str, Any] = ("ok", answer(request))
-        except EinderivError as exc:
+        except (EinderivError, RequestError) as exc:
             reply = ("error", error_answer(exc))
         except Exception:  # a bug: the server answers 500 and logs this
             reply = ("bug", traceback.format_exc())
