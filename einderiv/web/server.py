@@ -55,6 +55,7 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stay silent (a slow sender does not hold a thread)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
         if self.server.verbose:

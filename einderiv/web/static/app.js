@@ -133,12 +133,13 @@ function show(d) {
     sizes.join(", ") + (sizes.length === 1 ? "," : "") + ")  \u00b7  layout: " + d.layout;
   const steps = $("steps");
   steps.textContent = "";
+  const multi = (d.steps || []).some((s) => s.order > 1);
   for (const s of d.steps || []) {
     const li = document.createElement("li");
     const head = document.createElement("div");
     const rule = document.createElement("span");
     rule.className = "rule";
-    rule.textContent = (d.steps.length && s.order > 1 ? "order " + s.order + ", " : "") + s.rule + ": ";
+    rule.textContent = (multi ? "order " + s.order + ", " : "") + s.rule + ": ";
     const detail = document.createElement("span");
     detail.className = "detail";
     detail.textContent = s.detail;
