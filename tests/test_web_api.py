@@ -189,11 +189,15 @@ def test_every_example_answers(server):
 
 
 def test_a_request_over_its_time_budget_is_answered_while_others_go_on():
-    with running(workers=2, time_limit=0.5) as base:
+    with running(workers=2, time_limit=2.0) as base:
         slow: dict = {}
-        thread = threading.Thread(target=lambda: slow.update(zip(("status", "body"),
-                                                                diff(base, SLOW))))
         t0 = time.monotonic()
+
+        def send_slow() -> None:
+            slow["status"], slow["body"] = diff(base, SLOW)
+            slow["done"] = time.monotonic() - t0
+
+        thread = threading.Thread(target=send_slow)
         thread.start()
         time.sleep(0.1)
         status, d = diff(base, {"expr": LINREG, "wrt": "theta"})  # the other worker answers
@@ -201,8 +205,8 @@ def test_a_request_over_its_time_budget_is_answered_while_others_go_on():
         thread.join(30)
         assert status == 200 and d["matrix"] == "2/n X^T (X theta - Y)"
         assert slow["status"] == 400 and slow["body"]["kind"] == "LimitError", slow
-        assert "time budget of 0.5 s" in slow["body"]["error"]
-        assert fast_done < time.monotonic() - t0 or fast_done < 0.5  # answered meanwhile
+        assert "time budget of 2 s" in slow["body"]["error"]
+        assert fast_done < slow["done"] and slow["done"] >= 2.0  # answered meanwhile
         status, health, _ = request(base, "GET", "/api/health")
         assert health["restarts"] == 1
         for _ in range(3):  # the replaced worker answers too

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +102,8 @@ def test_typing_the_linear_regression_loss(browser):
         assert rendered and rendered[0].is_displayed(), box
     assert "\\frac" not in _text(driver, "matrix-tex")
     assert "free indices: (d)" in _text(driver, "free")
-    assert "LINREG" not in driver.current_url and "theta" in driver.current_url
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(driver.current_url).query)
+    assert query["expr"] == [LINREG] and query["wrt"] == ["theta"]  # the state is in the URL
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe  # no script error, no refused font or style, no 404
 
