@@ -2,7 +2,8 @@
 
     errors <- core <- symbolic <- matrix
               core <- numeric              (matrix and numeric never import each other)
-    api imports the wings; tools import api; the face (__init__, cli) imports anything.
+    api imports the wings; tools import api; web (einderiv serve) imports tools and
+    below; the face (__init__, cli) imports anything (cli imports web lazily).
 
 Every import of an einderiv module is checked, at module level and inside functions
 (a lazy import hides an edge, it does not remove it), and the graph has no loop. The
