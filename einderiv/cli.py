@@ -339,7 +339,37 @@ def build_parser() -> argparse.ArgumentParser:
     _layout_option(demo)
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
+    _serve_parser(sub)
     return parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    """``einderiv serve``: the local web page (docs/web.md)."""
+    srv = sub.add_parser("serve", help="a local web page for deriving and inspecting")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--open", action="store_true", help="open the page in a browser")
+    srv.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    srv.add_argument("--time-limit", type=float, default=10.0, metavar="S",
+                     help="seconds one request may take (default 10)")
+    srv.add_argument("--verbose", action="store_true", help="log every request")
+    srv.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help=argparse.SUPPRESS)
+    srv.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .web import serve  # lazy: the page is optional; other commands never load it
+
+    if args.workers < 1 or not args.time_limit > 0 or not 0 <= args.port < 65536:
+        raise EinderivError("serve needs --workers >= 1, --time-limit > 0 and a port 0-65535")
+    try:
+        serve(args.host, args.port, open_browser=args.open, workers=args.workers,
+              time_limit=args.time_limit, verbose=args.verbose)
+    except OSError as exc:
+        raise EinderivError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -351,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_diff(args)
         if args.command == "inspect":
             return _run_inspect(args)
+        if hasattr(args, "handler"):
+            return args.handler(args)
         if args.command == "demo" or args.command is None:
             args.expr, args.wrt, args.shape = None, None, None
             args.latex = getattr(args, "latex", False)
