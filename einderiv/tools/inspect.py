@@ -324,7 +324,7 @@ class StructureReport:
         return out
 
     # ------------------------------------------------------------- rendering
-    def flatten_view(self, order: str = "F") -> dict[str, Any]:
+    def flatten_view(self, order: str = "F") -> render.FlattenView:
         """How :func:`einderiv.flatten` (``n_row_axes`` = the variable's rank) turns
         ``T`` into a matrix: its shape and what row ``r`` and column ``c`` are."""
         return render.flatten_view(self, order)

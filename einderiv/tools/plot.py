@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -249,7 +249,7 @@ def _block_edges(shape: tuple[int, ...], order: str) -> list[int]:
     return list(range(block, total, block)) if block else []
 
 
-def _ticks(setter: Any, count: int, shape: tuple[int, ...], name: str, order: str) -> None:
+def _ticks(setter: Callable[..., object], count: int, shape: tuple[int, ...], name: str, order: str) -> None:
     if count > _MAX_TICKS:
         return
     labels = [f"{name}[{','.join(map(str, unravel(r, shape, order)))}]"
