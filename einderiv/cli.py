@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypedDict
 
+import numpy as np
+
 from einderiv import __version__
 
 from .api import diff, parse, with_axes
@@ -43,6 +45,7 @@ from .core.scopes import outer_origins
 from .core.shapes import check_shapes
 from .core.structures import apply_assumptions
 from .errors import EinderivError, did_you_mean
+from .matrix.nodes import MatrixExpr
 from .matrix.printing import GREEK_LETTERS
 from .matrix.syntax import parse_matrix
 from .tools.inspect import structure
@@ -50,6 +53,10 @@ from .tools.plot import plot
 from .tools.steps import derive_steps
 
 __all__ = ["main", "DEMO"]
+
+#: Variable name -> sizes (ints, or size names such as "n"), as --shape gives them.
+_Shapes = dict[str, tuple[int | str, ...]]
+
 
 class _DemoSpec(TypedDict):
     expr: str
@@ -94,7 +101,7 @@ def _looks_like_matrix(text: str) -> bool:
     return "[" not in text and any(mark in text for mark in _MATRIX_MARKS)
 
 
-def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
+def _parse_either(text: str, shapes: _Shapes, matrix: bool) -> Expr:
     """Index notation, or matrix notation with --matrix. Without the flag, text that
     index notation rejects but that has matrix marks (' ^ @ tr() ...) is read as
     matrix notation; if that fails too, the index-notation error is the one shown."""
@@ -112,7 +119,8 @@ def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
         raise first from None
 
 
-def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR):
+def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR
+                 ) -> tuple[MatrixExpr | None, str]:
     """The matrix form in ``layout``, or None and the reason in a few words.
     ``wrt_rank`` tells which axes are the variable's (a vector by a scalar is a row)."""
     try:
@@ -121,7 +129,7 @@ def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR):
         return None, str(exc).splitlines()[0]
 
 
-def _shape_text(e: Expr, shapes: dict) -> str:
+def _shape_text(e: Expr, shapes: _Shapes) -> str:
     origins = outer_origins(e)
     sizes = []
     for i in e.free:
@@ -262,7 +270,7 @@ def _latex_derivative(f_tex: str, name: str, var_labels: tuple[str, ...], rank: 
     return rf"\frac{{\partial{power} {f_tex}}}{{{below}}}"
 
 
-def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool,
+def _print_steps(e: Expr, wrt: str, shapes: _Shapes, order: int, latex: bool,
                  layout: str = DENOMINATOR) -> int:
     """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
     name = wrt.split("[")[0]
@@ -281,7 +289,8 @@ def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool,
     return 0
 
 
-def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict,
+def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str,
+          matrix: MatrixExpr | None, shapes: _Shapes,
           layout: str = DENOMINATOR) -> int:
     """``--emit python``: the generated function (:mod:`einderiv.numeric.codegen`), named
     grad, jacobian or hessian unless ``--name`` says; ``--emit latex``: the LaTeX of
@@ -300,10 +309,8 @@ def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, s
     return 0
 
 
-def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
+def _plot_arrays(e: Expr, shapes: _Shapes) -> tuple[dict[str, np.ndarray], str]:
     """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
-    import numpy as np
-
     ranks = {t.name: t.indices for t in iter_tensors(e)}
     index_sizes = check_shapes(e, shapes)
     arrays, described = {}, []
@@ -317,7 +324,7 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
                 f"--plot draws random data, so every variable needs integer sizes: give "
                 f"--shape {name}={','.join(['4'] * len(ranks[name]))} (say), got "
                 f"{'no shape' if shape is None else 'the sizes ' + str(shape)} for {name!r}")
-        arrays[name] = rng.uniform(0.5, 1.5, size=shape)
+        arrays[name] = rng.uniform(0.5, 1.5, size=tuple(int(n) for n in shape))
         described.append(f"{name} {tuple(shape)}")
     note = (f"random data, uniform in [0.5, 1.5) with seed 0 (positive, away from zero, "
             f"so every blank cell is a structural zero): {', '.join(described)}")
@@ -351,8 +358,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if args.plot:  # drawn before anything is printed: a closed pipe cannot stop it
         arrays, note = _plot_arrays(e, shapes)
         order = args.flatten or "F"
-        plot(report, kind="slices" if args.slices else "matrix", order=order,
-             path=args.plot, **arrays)
+        plot(report, values=arrays, kind="slices" if args.slices else "matrix", order=order,
+             path=args.plot)
         what = "slices" if args.slices else f"flattened, order {order}"
         drawn = f"picture: {args.plot} ({what}); {note}"
     print(f"f = {e}")
