@@ -185,7 +185,11 @@ def _expression_text(text: str) -> str:
     """The expression argument; ``-`` reads it from standard input."""
     if text != "-":
         return text
-    read = sys.stdin.read().strip() if sys.stdin is not None else ""
+    try:
+        read = sys.stdin.read().strip() if sys.stdin is not None else ""
+    except (OSError, ValueError) as exc:  # closed, or not readable (captured)
+        raise EinderivError(f"the expression is '-', to be read from standard input, "
+                            f"which cannot be read: {exc}") from None
     if not read:
         raise EinderivError("the expression is '-', to be read from standard input, "
                             "but standard input is empty")

@@ -133,6 +133,13 @@ def test_empty_standard_input_is_an_error():
     assert "standard input is empty" in done.stderr.decode()
 
 
+def test_unreadable_standard_input_is_an_error(capsys):
+    """Under pytest's capture standard input cannot be read (the fuzzer found it)."""
+    code, out, err = _run(capsys, ["diff", "-", "--wrt", "x"])
+    assert code == 2 and out == ""
+    assert "standard input, which cannot be read" in err
+
+
 # ------------------------------------------------------------------ one meaning per flag
 
 
