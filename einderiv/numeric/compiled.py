@@ -131,7 +131,7 @@ class CompiledExpr:
         free = ", ".join(self.expr.free) or "none (a scalar)"
         return (f"**compiled expression** (backend `{self.backend}`; inputs "
                 f"{', '.join(f'`{n}`' for n in self.variables) or 'none'}; output axes "
-                f"{free}; {len(self._plans)} plan(s) made)\n\n$$ {self.expr.to_latex()} $$")
+                f"{free})\n\n$$ {self.expr.to_latex()} $$")
 
     # -------------------------------------------------------------------- inputs
     def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
