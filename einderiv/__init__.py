@@ -31,7 +31,7 @@ from .numeric.compiled import CompiledExpr, compile_expr
 from .numeric.layout import flatten
 from .tools.check import CheckResult, check
 from .tools.inspect import StructureReport, structure
-from .tools.plot import plot
+from .tools.plot import Picture, plot
 from .tools.steps import Derivation, Step, derive_steps
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "check",
     "flatten",
     "plot",
+    "Picture",
     "StructureReport",
     "structure",
     "to_matrix",

@@ -8,17 +8,34 @@ With ``--latex`` the derivative is one line that pastes into a document,
 ``\\frac{\\partial f}{\\partial w_{d}} = ...``; the other lines are ``f = ...`` and
 LaTeX comments.
 
+``-`` as the expression reads it from standard input. Output is written in the
+console's encoding; where that cannot show a character (a Greek name on an ASCII
+console) it is spelt out in ASCII (``theta``). Flags that another flag would make
+pointless (``--steps --emit python``) are errors, as are ``--shape`` and
+``--assume`` names that the expression does not have (with the closest name).
+
 Exit status 0 on success, 2 on bad input (one-line error with the caret excerpt;
-``--debug`` shows the traceback).
+``--debug`` shows the traceback), 141 (128 + SIGPIPE, what the shell reports for
+other programs) when the reader of the output went away (``einderiv diff | head -3``):
+no traceback, and the work still finishes (``inspect --plot`` writes its picture).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypedDict
+
+import numpy as np
+
+from einderiv import __version__
 
 from .api import diff, parse, with_axes
 from .core.ir import Expr, iter_tensors
@@ -27,13 +44,19 @@ from .core.printing import latex_indices, latex_name
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes
 from .core.structures import apply_assumptions
-from .errors import EinderivError
+from .errors import EinderivError, did_you_mean
+from .matrix.nodes import MatrixExpr
+from .matrix.printing import GREEK_LETTERS
 from .matrix.syntax import parse_matrix
 from .tools.inspect import structure
 from .tools.plot import plot
 from .tools.steps import derive_steps
 
 __all__ = ["main", "DEMO"]
+
+#: Variable name -> sizes (ints, or size names such as "n"), as --shape gives them.
+_Shapes = dict[str, tuple[int | str, ...]]
+
 
 class _DemoSpec(TypedDict):
     expr: str
@@ -78,7 +101,7 @@ def _looks_like_matrix(text: str) -> bool:
     return "[" not in text and any(mark in text for mark in _MATRIX_MARKS)
 
 
-def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
+def _parse_either(text: str, shapes: _Shapes, matrix: bool) -> Expr:
     """Index notation, or matrix notation with --matrix. Without the flag, text that
     index notation rejects but that has matrix marks (' ^ @ tr() ...) is read as
     matrix notation; if that fails too, the index-notation error is the one shown."""
@@ -96,7 +119,8 @@ def _parse_either(text: str, shapes: dict, matrix: bool) -> Expr:
         raise first from None
 
 
-def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR):
+def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR
+                 ) -> tuple[MatrixExpr | None, str]:
     """The matrix form in ``layout``, or None and the reason in a few words.
     ``wrt_rank`` tells which axes are the variable's (a vector by a scalar is a row)."""
     try:
@@ -105,7 +129,7 @@ def _matrix_form(e: Expr, wrt_rank: int, layout: str = DENOMINATOR):
         return None, str(exc).splitlines()[0]
 
 
-def _shape_text(e: Expr, shapes: dict) -> str:
+def _shape_text(e: Expr, shapes: _Shapes) -> str:
     origins = outer_origins(e)
     sizes = []
     for i in e.free:
@@ -132,6 +156,55 @@ def _print_header(layout: str, name: str, latex: bool) -> None:
     print(f"{'% ' if latex else ''}layout: {_layout_line(layout, name)}")
 
 
+#: Combinations of diff's flags where one would be dropped silently: (the test, the
+#: message). Each is an error instead.
+_DIFF_CONFLICTS: tuple[tuple[Callable[[argparse.Namespace], object], str], ...] = (
+    (lambda a: a.steps and a.emit,
+     "--steps prints the derivation and --emit the derivative alone: give one of them"),
+    (lambda a: a.latex and a.emit == "python",
+     "--emit python prints code, which --latex does not change: drop --latex (for "
+     "LaTeX alone, --emit latex)"),
+    (lambda a: a.name and a.emit != "python",
+     "--name names the function of --emit python; without --emit python there is none"),
+    (lambda a: a.expr is None and a.wrt,
+     "--wrt needs an expression: without one diff runs the built-in example (by theta)"),
+    (lambda a: a.expr is None and a.matrix,
+     "--matrix reads the expression as matrix notation, but none was given (the "
+     "built-in example is index notation)"),
+)
+
+
+def _check_flags(args: argparse.Namespace,
+                 rules: tuple[tuple[Callable[[argparse.Namespace], object], str], ...]) -> None:
+    for applies, message in rules:
+        if applies(args):
+            raise EinderivError(message)
+
+
+def _expression_text(text: str) -> str:
+    """The expression argument; ``-`` reads it from standard input."""
+    if text != "-":
+        return text
+    try:
+        read = sys.stdin.read().strip() if sys.stdin is not None else ""
+    except (OSError, ValueError) as exc:  # closed, or not readable (captured)
+        raise EinderivError(f"the expression is '-', to be read from standard input, "
+                            f"which cannot be read: {exc}") from None
+    if not read:
+        raise EinderivError("the expression is '-', to be read from standard input, "
+                            "but standard input is empty")
+    return read
+
+
+def _check_names(e: Expr, flag: str, names: Sequence[str]) -> None:
+    """Every name given to ``--shape`` or ``--assume`` is a variable of ``e``."""
+    for name in names:
+        if name not in e.variables:
+            have = ", ".join(sorted(e.variables)) or "none"
+            raise EinderivError(f"{flag} names {name!r}, which the expression does not use "
+                                f"(its variables: {have}){did_you_mean(name, e.variables)}")
+
+
 def _run_diff(args: argparse.Namespace) -> int:
     layout = getattr(args, "layout", DENOMINATOR)
     if args.expr is None:
@@ -141,10 +214,14 @@ def _run_diff(args: argparse.Namespace) -> int:
     else:
         if args.wrt is None:
             raise EinderivError("--wrt is required: the variable to differentiate by")
-        expr, wrt, shapes = args.expr, args.wrt, {}
-    shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
+        expr, wrt, shapes = _expression_text(args.expr), args.wrt, {}
+    given = dict(_parse_shape(s) for s in args.shape or ())
+    shapes.update(given)
     e = _parse_either(expr, shapes, getattr(args, "matrix", False))
-    e = apply_assumptions(e, _parse_assume(getattr(args, "assume", None)), shapes)
+    assume = _parse_assume(getattr(args, "assume", None))
+    _check_names(e, "--shape", list(given))
+    _check_names(e, "--assume", list(assume))
+    e = apply_assumptions(e, assume, shapes)
     name = wrt.split("[")[0]
     if getattr(args, "steps", False):
         return _print_steps(e, wrt, shapes, args.order, args.latex, layout)
@@ -197,7 +274,7 @@ def _latex_derivative(f_tex: str, name: str, var_labels: tuple[str, ...], rank: 
     return rf"\frac{{\partial{power} {f_tex}}}{{{below}}}"
 
 
-def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool,
+def _print_steps(e: Expr, wrt: str, shapes: _Shapes, order: int, latex: bool,
                  layout: str = DENOMINATOR) -> int:
     """``--steps``: the numbered steps of each derivative (``--latex``: align* blocks)."""
     name = wrt.split("[")[0]
@@ -216,7 +293,8 @@ def _print_steps(e: Expr, wrt: str, shapes: dict, order: int, latex: bool,
     return 0
 
 
-def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, shapes: dict,
+def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str,
+          matrix: MatrixExpr | None, shapes: _Shapes,
           layout: str = DENOMINATOR) -> int:
     """``--emit python``: the generated function (:mod:`einderiv.numeric.codegen`), named
     grad, jacobian or hessian unless ``--name`` says; ``--emit latex``: the LaTeX of
@@ -235,10 +313,8 @@ def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str, matrix, s
     return 0
 
 
-def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
+def _plot_arrays(e: Expr, shapes: _Shapes) -> tuple[dict[str, np.ndarray], str]:
     """Random values for every variable of ``e`` (fixed seed), for ``inspect --plot``."""
-    import numpy as np
-
     ranks = {t.name: t.indices for t in iter_tensors(e)}
     index_sizes = check_shapes(e, shapes)
     arrays, described = {}, []
@@ -252,29 +328,48 @@ def _plot_arrays(e: Expr, shapes: dict) -> tuple[dict, str]:
                 f"--plot draws random data, so every variable needs integer sizes: give "
                 f"--shape {name}={','.join(['4'] * len(ranks[name]))} (say), got "
                 f"{'no shape' if shape is None else 'the sizes ' + str(shape)} for {name!r}")
-        arrays[name] = rng.uniform(0.5, 1.5, size=shape)
+        arrays[name] = rng.uniform(0.5, 1.5, size=tuple(int(n) for n in shape))
         described.append(f"{name} {tuple(shape)}")
     note = (f"random data, uniform in [0.5, 1.5) with seed 0 (positive, away from zero, "
             f"so every blank cell is a structural zero): {', '.join(described)}")
     return arrays, note
 
 
+#: inspect's flags that only the picture uses, and the old spelling of --flatten.
+_INSPECT_CONFLICTS: tuple[tuple[Callable[[argparse.Namespace], object], str], ...] = (
+    (lambda a: a.old_order is not None,
+     "inspect's --order is now --flatten F|C (the flattening order of the picture); "
+     "--order is the derivative order in diff"),
+    (lambda a: a.slices and not a.plot, "--slices chooses the kind of --plot picture: "
+     "give --plot FILE too"),
+    (lambda a: a.flatten is not None and not a.plot,
+     "--flatten orders the --plot picture (the report shows both orders): give --plot "
+     "FILE too"),
+)
+
+
 def _run_inspect(args: argparse.Namespace) -> int:
+    _check_flags(args, _INSPECT_CONFLICTS)
     shapes = dict(_parse_shape(s) for s in args.shape or ())
-    e = parse(args.expr, shapes)
+    e = parse(_expression_text(args.expr), shapes)
+    _check_names(e, "--shape", list(shapes))
     d = diff(e, args.wrt, shapes, layout=args.layout)
     name = args.wrt.split("[")[0].strip()
     ranks = {t.name: len(t.indices) for t in iter_tensors(e)}
     rank = None if name in shapes or "[" in args.wrt else ranks.get(name)
     report = structure(d, args.wrt, shapes=shapes, var_axes=rank, layout=args.layout)
+    drawn = ""
+    if args.plot:  # drawn before anything is printed: a closed pipe cannot stop it
+        arrays, note = _plot_arrays(e, shapes)
+        order = args.flatten or "F"
+        plot(report, values=arrays, kind="slices" if args.slices else "matrix", order=order,
+             path=args.plot)
+        what = "slices" if args.slices else f"flattened, order {order}"
+        drawn = f"picture: {args.plot} ({what}); {note}"
     print(f"f = {e}")
     print(report._repr_markdown_() if args.markdown else report)
-    if args.plot:
-        arrays, note = _plot_arrays(e, shapes)
-        plot(report, kind="slices" if args.slices else "matrix", order=args.order,
-             path=args.plot, **arrays)
-        what = "slices" if args.slices else f"flattened, order {args.order}"
-        print(f"picture: {args.plot} ({what}); {note}")
+    if drawn:
+        print(drawn)
     return 0
 
 
@@ -284,18 +379,57 @@ def _layout_option(parser: argparse.ArgumentParser) -> None:
                              "f's axes first (the Jacobian)")
 
 
+_MAIN_EXAMPLES = """\
+examples:
+  einderiv diff                          the built-in example (linear regression)
+  einderiv diff "x[i]*A[i,j]*x[j]" --wrt x --order 2
+  einderiv diff "x'*A*x" --wrt x --shape x=3 --shape A=3,3     matrix notation
+  echo "tanh(z[i])" | einderiv diff - --wrt z
+  einderiv inspect "W[j,i]*A[j]" --wrt W --shape W=4,3 --plot dzdw.png
+  einderiv diff -h                       the options of one command
+"""
+
+_DIFF_EXAMPLES = """\
+examples:
+  einderiv diff "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n" --wrt theta \\
+      --shape X=n,d                      gradient, shapes by name
+  einderiv diff "x[i]*A[i,j]*x[j]" --wrt x --order 2 --latex
+  einderiv diff "x[i]*S[i,j]*x[j]" --wrt S --assume S=symmetric
+  einderiv diff "sum[a](softplus(X[a,b]*w[b]))" --wrt w --steps
+  einderiv diff "x[i]*A[i,j]*x[j]" --wrt x --shape A=3,3 --emit python --name grad
+  einderiv diff - --wrt theta < loss.txt     the expression from standard input
+"""
+
+_INSPECT_EXAMPLES = """\
+examples:
+  einderiv inspect "W[j,i]*A[j]" --wrt W --shape W=4,3
+  einderiv inspect "W[j,i]*A[j]" --wrt W --shape W=4,3 --plot dzdw.png --flatten C
+  einderiv inspect "tanh(z[i])" --wrt z --shape z=5 --plot act.png --markdown
+"""
+
+
+def _subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+               examples: str, help: str, usage: str | None = None) -> argparse.ArgumentParser:
+    """A command whose --help ends with ``examples``, kept as written."""
+    return sub.add_parser(name, help=help, usage=usage, epilog=examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="einderiv", description="Tensor derivatives in Einstein index notation.")
+        prog="einderiv", description="Tensor derivatives in Einstein index notation.",
+        epilog=_MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command")
     # The usage line written out: argparse's own would take 4 lines with all the options
     # (a usage error must stay a short message); -h lists them.
-    d = sub.add_parser("diff", help="differentiate an index expression", usage=(
+    d = _subparser(sub, "diff", _DIFF_EXAMPLES, help="differentiate an index expression", usage=(
         "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
         "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
         "                     [--name FN] [--steps] [--matrix] [expr]"))
-    d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
+    d.add_argument("expr", nargs="?", help="the expression; - reads it from standard input; "
+                                           "omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",
                    help="shape of a variable, e.g. X=4,3 or X=n,d (repeatable; n= for a scalar)")
@@ -318,24 +452,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "automatically when EXPR has ' ^ @ or tr(")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
-    ins = sub.add_parser("inspect", help="structure of a derivative: deltas, nonzeros, "
-                         "compressed form, flattening; optionally a picture")
-    ins.add_argument("expr", help="the expression")
+    ins = _subparser(sub, "inspect", _INSPECT_EXAMPLES, help="structure of a derivative: "
+                     "deltas, nonzeros, compressed form, flattening; optionally a picture")
+    ins.add_argument("expr", help="the expression; - reads it from standard input")
     ins.add_argument("--wrt", required=True, help="the variable: W or W[p,q]")
     ins.add_argument("--shape", action="append", metavar="NAME=SIZES",
                      help="shape of a variable, e.g. W=4,3 (repeatable; integers to --plot)")
     ins.add_argument("--plot", metavar="PNG", help="save a heat map of the flattened derivative")
-    ins.add_argument("--order", choices=("F", "C"), default="F",
-                     help="flattening order of the picture (default F, column-major)")
+    ins.add_argument("--flatten", choices=("F", "C"), default=None,
+                     help="flattening order of the --plot picture (default F, column-major)")
+    ins.add_argument("--order", dest="old_order", default=None, help=argparse.SUPPRESS)
     ins.add_argument("--slices", action="store_true",
-                     help="picture: one panel per entry of the last axis")
+                     help="--plot picture: one panel per entry of the last axis")
     _layout_option(ins)
     ins.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     ins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help=argparse.SUPPRESS)
-    demo = sub.add_parser("demo", help="the linear-regression example from the notes")
+    demo = _subparser(sub, "demo", "examples:\n  einderiv demo --order 2 --latex\n",
+                      help="the linear-regression example from the notes")
     demo.add_argument("--latex", action="store_true", help="print LaTeX")
-    demo.add_argument("--order", type=int, default=1, choices=range(1, 5))
+    demo.add_argument("--order", type=int, default=1, choices=range(1, 5),
+                      help="derivative order (2: Hessian)")
     _layout_option(demo)
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
@@ -343,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``einderiv serve``: the local web page (docs/web.md)."""
     srv = sub.add_parser("serve", help="a local web page for deriving and inspecting")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
@@ -372,36 +509,107 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ the console
+
+#: ASCII for the symbols the printers use, where the console cannot show them.
+_ASCII_SYMBOLS = {"\u1d40": "^T", "\u207b": "^-", "\u00b9": "1", "\u2299": ".*",
+                  "\u2297": " kron ", "\U0001d7cf": "ones", "\u00b7": "*", "\u2026": "...",
+                  "\u00d7": "x", "\u2212": "-"}
+_ASCII_GREEK = {letter: name for name, letter in GREEK_LETTERS.items()}
+
+
+def _ascii(char: str) -> str:
+    """One character the console cannot show, in ASCII: a Greek letter by its name
+    (as einderiv reads it: theta), a symbol by its ASCII spelling, else its name."""
+    if char in _ASCII_GREEK:
+        return _ASCII_GREEK[char]
+    if char in _ASCII_SYMBOLS:
+        return _ASCII_SYMBOLS[char]
+    plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+    return plain or "\\N{" + unicodedata.name(char, f"U+{ord(char):04X}") + "}"
+
+
+def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(_ascii(c) for c in exc.object[exc.start:exc.end]), exc.end
+
+
+codecs.register_error("einderiv.ascii", _ascii_fallback)
+
+
+@contextmanager
+def _console() -> Iterator[None]:
+    """Standard output and error in the console's encoding, with characters it has
+    not got spelt in ASCII (``θ`` as ``theta``) instead of an encoding error."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            changed.append((stream, stream.errors))
+            stream.reconfigure(errors="einderiv.ascii")
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError):  # closed meanwhile
+                pass
+
+
+def _quiet_stdout() -> None:
+    """After the reader went away: send what is still buffered to /dev/null, so
+    that Python's flush at exit raises no second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+#: Exit status when the output's reader went away: 128 + SIGPIPE, as the shell
+#: reports for a program that SIGPIPE ended (yes | head).
+EXIT_BROKEN_PIPE = 141
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "diff":
+        _check_flags(args, _DIFF_CONFLICTS)
+        return _run_diff(args)
+    if args.command == "inspect":
+        return _run_inspect(args)
+    if hasattr(args, "handler"):  # serve
+        return args.handler(args)
+    args.expr, args.wrt, args.shape = None, None, None  # demo, or no command
+    args.latex = getattr(args, "latex", False)
+    args.order = getattr(args, "order", 1)
+    return _run_diff(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False)
-    try:
-        if args.command == "diff":
-            return _run_diff(args)
-        if args.command == "inspect":
-            return _run_inspect(args)
-        if hasattr(args, "handler"):
-            return args.handler(args)
-        if args.command == "demo" or args.command is None:
-            args.expr, args.wrt, args.shape = None, None, None
-            args.latex = getattr(args, "latex", False)
-            args.order = getattr(args, "order", 1)
-            return _run_diff(args)
-    except EinderivError as exc:
-        if debug:
-            traceback.print_exc()
-        message = str(exc)
-        kind = type(exc).__name__
-        print(f"einderiv: {kind}: {message}", file=sys.stderr)
-        return 2
-    except Exception:  # pragma: no cover - a bug: say so, with the trace under --debug
-        if debug:
-            raise
-        print("einderiv: internal error (a bug; rerun with --debug and report it)",
-              file=sys.stderr)
-        return 3
-    return 0  # pragma: no cover
+    with _console():
+        args = parser.parse_args(argv)
+        debug = getattr(args, "debug", False)
+        try:
+            code = _dispatch(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except BrokenPipeError:
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
+        except EinderivError as exc:
+            if debug:
+                traceback.print_exc()
+            print(f"einderiv: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        except Exception:  # pragma: no cover - a bug: say so, with the trace under --debug
+            if debug:
+                raise
+            print("einderiv: internal error (a bug; rerun with --debug and report it)",
+                  file=sys.stderr)
+            return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,9 +6,10 @@ can catch a single type.  Subclasses say which stage rejected the input.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "guard_recursion",
     "NotMatrixExpressible",
     "LayoutError",
+    "did_you_mean",
 ]
 
 
@@ -124,3 +126,16 @@ def guard_recursion(fn: F) -> F:
 
 #: Python's recursion limit while einderiv works (restored after).
 _RECURSION_HEADROOM = 8000
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'theta'?"`` for the candidate closest to ``name`` (difflib),
+    or ``""`` when none is close: the tail of an error message about a misspelt name.
+
+    >>> did_you_mean("thetaa", ["X", "theta", "Y"])
+    "; did you mean 'theta'?"
+    >>> did_you_mean("q", ["X", "theta"])
+    ''
+    """
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

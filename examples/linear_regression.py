@@ -11,9 +11,9 @@ import einderiv
 loss = "(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n"   # eq. A.17
 grad = einderiv.diff(loss, "theta")                             # eq. A.20: one term, 2/n
 hess = einderiv.diff(grad, "theta")
-print("J        =", einderiv.parse(loss))
-print("dJ/dθ    =", grad, "   free:", grad.free)
-print("d²J/dθ²  =", hess, "   free:", hess.free)
+print("J             =", einderiv.parse(loss))
+print("dJ/dtheta     =", grad, "   free:", grad.free)   # ASCII: any console shows it
+print("d2J/dtheta2   =", hess, "   free:", hess.free)
 
 rng = np.random.default_rng(0)
 n, d = 50, 3

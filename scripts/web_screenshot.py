@@ -3,7 +3,7 @@
     python scripts/web_screenshot.py [--out docs/img/web.png]
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and selenium (the
-``browser-test`` extra); nothing is downloaded. The page shows the notes'
+``test`` extra (selenium)); nothing is downloaded. The page shows the notes'
 linear-regression loss with the steps open, as a link to it would.
 """
 

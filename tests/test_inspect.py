@@ -371,7 +371,7 @@ def test_cli_inspect_plot(tmp_path, capsys):
     assert "seed 0" in out and "A (4,), W (4, 3)" in out
     slices = tmp_path / "slices.png"
     assert main(["inspect", "W[j,i]*A[j]", "--wrt", "W", "--shape", "W=4,3", "--shape", "A=4",
-                 "--plot", str(slices), "--slices", "--order", "C"]) == 0
+                 "--plot", str(slices), "--slices", "--flatten", "C"]) == 0
     assert slices.exists()
 
 

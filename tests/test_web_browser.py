@@ -1,7 +1,7 @@
 """The page in a real browser: Debian's headless Chromium driven by selenium.
 
 Runs when ``EINDERIV_BROWSER_TESTS=1`` (``.ci/run`` sets it and installs ``chromium``,
-``chromium-driver`` and the ``browser-test`` extra). Then a missing browser, driver
+``chromium-driver`` and the ``test`` extra (selenium)). Then a missing browser, driver
 or selenium is a FAILURE that says what to install, never a silent pass; without
 the variable the tests are reported as skipped with that reason, so a plain
 ``pytest`` works on a machine without a browser. Nothing is downloaded: the driver
@@ -28,7 +28,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 pytestmark = pytest.mark.skipif(
     not ENABLED, reason="BROWSER TESTS NOT RUN: set EINDERIV_BROWSER_TESTS=1 (with Debian's "
-                        "chromium and chromium-driver and pip install -e '.[browser-test]'; "
+                        "chromium and chromium-driver and pip install -e '.[test]'; "
                         ".ci/run does this) to run the page in headless Chromium")
 
 
@@ -48,7 +48,7 @@ def make_driver(profile: str) -> Any:
         from selenium.webdriver.chrome.service import Service
     except ImportError:
         pytest.fail("EINDERIV_BROWSER_TESTS=1 but selenium is missing: pip install -e "
-                    "'.[browser-test]'", pytrace=False)
+                    "'.[test]'", pytrace=False)
     options = webdriver.ChromeOptions()
     options.binary_location = _find("chromium", "chromium-browser")
     for flag in FLAGS + [f"--user-data-dir={profile}"]:

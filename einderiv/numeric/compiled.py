@@ -126,6 +126,13 @@ class CompiledExpr:
     def __repr__(self) -> str:
         return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the expression in LaTeX, the backend, the inputs and output axes."""
+        free = ", ".join(self.expr.free) or "none (a scalar)"
+        return (f"**compiled expression** (backend `{self.backend}`; inputs "
+                f"{', '.join(f'`{n}`' for n in self.variables) or 'none'}; output axes "
+                f"{free})\n\n$$ {self.expr.to_latex()} $$")
+
     # -------------------------------------------------------------------- inputs
     def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,27 @@ class CheckResult:
         return (f"d/d{self.wrt}: max relative error "
                 f"{self.max_rel_error:.2e} (absolute {self.max_abs_error:.2e}) over "
                 f"{self.symbolic.size} entries")
+
+    def _verdict(self) -> str:
+        return "agrees with" if self.ok() else "differs from"
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the verdict, the errors and the derivative in LaTeX."""
+        return (f"**d/d{self.wrt} {self._verdict()} central finite differences**: max "
+                f"relative error {self.max_rel_error:.2e} (absolute "
+                f"{self.max_abs_error:.2e}) over {self.symbolic.size} entries\n\n"
+                f"$$ {self.derivative.to_latex()} $$")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the same as a small table (the derivative as text)."""
+        rows = [("derivative", str(self.derivative)), ("by", self.wrt),
+                ("max relative error", f"{self.max_rel_error:.2e}"),
+                ("max absolute error", f"{self.max_abs_error:.2e}"),
+                ("entries", str(self.symbolic.size))]
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>"
+                       for k, v in rows)
+        return (f"<div><b>d/d{html.escape(self.wrt)} {self._verdict()} central finite "
+                f"differences</b><table>{body}</table></div>")
 
 
 def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float = 1e-6,

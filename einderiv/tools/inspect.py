@@ -114,7 +114,7 @@ def _compress_term(t: _Term, rep: Mapping[Index, Index], order: list[Index]) -> 
 # ========================================================================= layout
 
 
-def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
+def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple[Size, ...]],
                    var_axes: int | None, layout: str
                    ) -> tuple[str | None, tuple[Index, ...] | None]:
     """The variable's name and the labels of its axes (the leading free labels in
@@ -150,7 +150,7 @@ def _variable_axes(e: Expr, wrt: str | None, shapes: Mapping[str, tuple],
     return name, placed(rank)
 
 
-def _rank(e: Expr, name: str, shapes: Mapping[str, tuple]) -> int:
+def _rank(e: Expr, name: str, shapes: Mapping[str, tuple[Size, ...]]) -> int:
     if name in shapes:
         return len(shapes[name])
     recorded = e.derivative_of  # set by diff(): the variable, its axes, the layout
@@ -230,7 +230,7 @@ class StructureReport:
     upstream: str
     term_deltas: tuple[tuple[tuple[Index, ...], ...], ...]
     _origins: dict[Index, tuple[SizeHint, ...]] = field(repr=False)
-    _shapes: dict[str, tuple] = field(repr=False)
+    _shapes: dict[str, tuple[Size, ...]] = field(repr=False)
     layout: str = DENOMINATOR
 
     @property
@@ -324,7 +324,7 @@ class StructureReport:
         return out
 
     # ------------------------------------------------------------- rendering
-    def flatten_view(self, order: str = "F") -> dict[str, Any]:
+    def flatten_view(self, order: str = "F") -> render.FlattenView:
         """How :func:`einderiv.flatten` (``n_row_axes`` = the variable's rank) turns
         ``T`` into a matrix: its shape and what row ``r`` and column ``c`` are."""
         return render.flatten_view(self, order)
@@ -434,7 +434,7 @@ def _compressed(e: Expr, terms: list[_Term], rep: Mapping[Index, Index],
 
 
 def _label_sizes(free: tuple[Index, ...], origins: Mapping[Index, tuple[SizeHint, ...]],
-                 groups: tuple[tuple[Index, ...], ...], shapes: Mapping[str, tuple]
+                 groups: tuple[tuple[Index, ...], ...], shapes: Mapping[str, tuple[Size, ...]]
                  ) -> dict[Index, Size]:
     """Each axis's size for the report: a number, a size name, or ``|i|`` if unknown."""
     sizes: dict[Index, Size] = {}

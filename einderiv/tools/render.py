@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -38,7 +38,21 @@ def unravel(flat: int, shape: tuple[int, ...], order: str) -> tuple[int, ...]:
 # ======================================================================== flatten
 
 
-def flatten_view(s: StructureReport, order: str) -> dict[str, Any]:
+class FlattenView(TypedDict):
+    """What :meth:`StructureReport.flatten_view` returns: the matrix
+    ``flatten(T, k, order)`` makes, its size and which entry each row/column is."""
+
+    order: str
+    rows: Size
+    cols: Size
+    row: str
+    col: str
+    row_entry: str
+    col_entry: str
+    fastest: str
+
+
+def flatten_view(s: StructureReport, order: str) -> FlattenView:
     """See :meth:`StructureReport.flatten_view`."""
     if s.var_axes is None or s.fun_axes is None:
         raise EinderivError("the layout is unknown: pass wrt= to structure()")

@@ -17,14 +17,14 @@ __all__ = ["Size", "first_size", "hint_size", "size_product"]
 Size = int | str
 
 
-def first_size(hints: tuple[SizeHint, ...], shapes: Mapping[str, tuple],
+def first_size(hints: tuple[SizeHint, ...], shapes: Mapping[str, tuple[Size, ...]],
                arrays: Mapping[str, Any]) -> Size | None:
     """The first size the hints resolve to, preferring numbers to size names."""
     sizes = [s for h in hints if (s := hint_size(h, shapes, arrays)) is not None]
     return next((s for s in sizes if isinstance(s, int)), sizes[0] if sizes else None)
 
 
-def hint_size(hint: SizeHint, shapes: Mapping[str, tuple], arrays: Mapping[str, Any]
+def hint_size(hint: SizeHint, shapes: Mapping[str, tuple[Size, ...]], arrays: Mapping[str, Any]
               ) -> Size | None:
     """What one size hint resolves to: a number, a size name, or None."""
     if isinstance(hint, int):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import overload
 
 from ..api import differentiate, parse_with_ranks
 from ..core.ir import Expr, Sum
@@ -42,6 +42,7 @@ from ..core.printing import latex_indices, latex_name
 from ..core.scopes import outer_origins
 from ..core.shapes import normalize_shapes
 from ..errors import EinderivError, guard_recursion
+from ..matrix.nodes import MatrixExpr
 from ..symbolic.identities import IDENTITIES, recording
 from ..symbolic.naming import prettify
 from ..symbolic.pipeline import PIPELINE, rename_dummies
@@ -58,7 +59,7 @@ class Step:
     rule: str
     detail: str
     expr: Expr
-    matrix: Any = None  # a MatrixExpr for the "matrix form" step
+    matrix: MatrixExpr | None = None  # for the "matrix form" step
 
     @property
     def text(self) -> str:
@@ -230,7 +231,7 @@ def _collect_detail(before: Expr, after: Expr) -> str:
     return "numbers folded and the result put in canonical form"
 
 
-def _matrix_form(result: Expr, wrt_rank: int, layout: str) -> Any:
+def _matrix_form(result: Expr, wrt_rank: int, layout: str) -> MatrixExpr | None:
     try:
         return result.to_matrix(wrt_rank=wrt_rank, layout=layout)
     except EinderivError:
