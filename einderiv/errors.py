@@ -6,9 +6,10 @@ can catch a single type.  Subclasses say which stage rejected the input.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "guard_recursion",
     "NotMatrixExpressible",
     "LayoutError",
+    "did_you_mean",
 ]
 
 
@@ -96,6 +98,30 @@ def format_caret(message: str, text: str, position: int | None) -> str:
         line = shown
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
     return f"{message}\n  {line}\n  {' ' * column}^"
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A hint for a misspelt ``name``: ``"did you mean 'theta'?"`` naming the closest
+    of ``candidates`` (up to three, by :func:`difflib.get_close_matches`), or ``""``
+    where none is close. Callers append it to their message.
+
+    >>> did_you_mean("thetaa", ["X", "theta", "Y"])
+    "did you mean 'theta'?"
+    >>> did_you_mean("W", ["W1", "W2", "b1"])
+    "did you mean 'W1' or 'W2'?"
+    >>> did_you_mean("q", ["X", "theta"])
+    ''
+    """
+    pool = sorted({c for c in candidates if isinstance(c, str) and c != name})
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    close.sort(key=lambda c: (-difflib.SequenceMatcher(None, name, c).ratio(), c))
+    if not close and len(name) > 1:  # a different case: "x" for "X", "Theta" for "theta"
+        close = [c for c in pool if c.lower() == name.lower()]
+    if not close:
+        return ""
+    quoted = [repr(c) for c in close]
+    said = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"did you mean {said}?"
 
 
 F = TypeVar("F", bound=Callable)

@@ -165,7 +165,7 @@ class Expr:
 
     # ---------------------------------------------- through the face (upward edge)
 
-    def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
+    def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "auto",
                 **options: Any) -> Any:
         """Plan the evaluation once and return a callable ``f(**arrays)`` (see
         :func:`einderiv.compile_expr`).
@@ -180,7 +180,7 @@ class Expr:
 
     def to_python(self, name: str = "grad", backend: str = "numpy",
                   shapes: Mapping[str, Any] | None = None) -> str:
-        """The source of a standalone function ``name(<variables, sorted>)`` computing
+        """The source of a standalone function ``name(*, <variables as shown>)`` computing
         the expression from the plan of :meth:`compile` (see
         :mod:`einderiv.numeric.codegen`; ``backend``: ``"numpy"``, ``"opt_einsum"``,
         ``"jax"`` or ``"torch"``; integer ``shapes`` fix each contraction's path).
@@ -188,11 +188,11 @@ class Expr:
         >>> import numpy as np, einderiv
         >>> src = einderiv.diff("x[i]*A[i,j]*x[j]", "x").to_python("grad")
         >>> print(src.splitlines()[3])
-        def grad(A, x):
+        def grad(*, A, x):
         >>> namespace = {}
         >>> exec(src, namespace)
         >>> A, x = np.arange(9.0).reshape(3, 3), np.ones(3)
-        >>> bool(np.allclose(namespace["grad"](A, x), (A + A.T) @ x))
+        >>> bool(np.allclose(namespace["grad"](A=A, x=x), (A + A.T) @ x))
         True
         """
         return _face().to_python(self, name=name, backend=backend, shapes=shapes)

@@ -18,8 +18,10 @@ what ``compile`` does:
 * more than 52 index letters in one contraction (numpy's and torch's limit): that
   line calls ``opt_einsum.contract``, which maps the labels for the backend.
 
-The function takes the expression's variables in sorted order, converts integer and
-boolean arrays to floats (as compile does), never modifies its inputs, and imports
+The function takes the expression's variables as keyword-only arguments, in the
+order the expression shows them; its result has numpy's promotion of the arrays'
+dtypes, Python numbers weak (NEP 50), integer and boolean arrays made floats (as
+compile does); it never modifies its inputs, and imports
 only its array library (and opt_einsum where needed), never einderiv.
 
 The writer is :mod:`einderiv.numeric.code_writer` (one method per step kind), the
@@ -58,7 +60,8 @@ BACKENDS: dict[str, str] = {
 
 def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
               shapes: Mapping[str, Any] | None = None) -> str:
-    """The source of a function ``name(<variables, sorted>)`` computing ``expr``.
+    """The source of a function ``name(*, <variables as the expression shows them>)``
+    computing ``expr``.
 
     ``backend`` is a key of :data:`BACKENDS`. ``shapes`` (name -> tuple of sizes, as
     compile takes) is optional: sizes show in the docstring, and where every input has

@@ -99,17 +99,24 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
           general: Callable[[dict], Any]) -> Callable[[dict], Any]:
     """``call(arrays)``: the straight-line function of the plan for the arrays' shapes
     (looked up in ``runs``, shapes in the order of ``names``) where every input is a
-    numpy array of floats, or a Python float or int for a name in ``scalars`` (made a
-    0-d float64 array, as the general way does); ``general(arrays)`` otherwise (conversions,
+    numpy array of floats, or a Python float or int for a name in ``scalars`` where
+    the other arrays are float64 (made a 0-d float64 array, as the general way does);
+    ``general(arrays)`` otherwise (conversions,
     missing names, a first call with new shapes, errors)."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
         lines += ["    except KeyError:", "        return general(arrays)"]
-    lines += [f"    if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
-              f"        {p} = asarray({p}, FLOAT64)"
-              for n, p in zip(names, params) if n in scalars]
+    # Python numbers are weak (NEP 50): they become float64 here only where every
+    # array is float64; other dtypes go the general way (einderiv.numeric.dtypes).
+    arrays = [p for n, p in zip(names, params) if n not in scalars]
+    weak = [f"        if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
+            f"            {p} = asarray({p}, FLOAT64)"
+            for n, p in zip(names, params) if n in scalars]
+    if weak:
+        lines += ["    if " + (" and ".join(f"type({p}) is ndarray and {p}.dtype is FLOAT64"
+                                          for p in arrays) or "True") + ":"] + weak
     if params:
         checks = " and ".join(f"type({p}) is ndarray" for p in params) + " and " + \
             " and ".join(f"{p}.dtype.kind in 'fc'" for p in params)
