@@ -14,7 +14,7 @@ from .core.layouts import DENOMINATOR, check_layout, derivative_axes
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
-from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
+from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
 from .symbolic import syntax
 from .symbolic.diff import derivative
 from .symbolic.einstein import build
@@ -147,9 +147,11 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     elif given is not None:
         rank = len(given)
     else:
+        hint = did_you_mean(name, ranks)
         raise IndexMismatchError(
-            f"{name!r} does not occur in the expression, so its rank is unknown; "
-            f"write it with indices ({name}[i] for a vector) or give its shape")
+            f"{name!r} does not occur in the expression" + (f"; {hint} (" if hint else ", so ")
+            + f"its rank is unknown; write it with indices ({name}[i] for a vector) or give "
+            f"its shape" + (")" if hint else ""))
     if given is not None and len(given) != rank:
         raise IndexMismatchError(
             f"{name!r} has {rank} ax{'is' if rank == 1 else 'es'} but {wrt!r} names {len(given)}")

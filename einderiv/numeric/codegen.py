@@ -41,9 +41,10 @@ import numpy as np
 from ..core.ir import Expr
 from ..core.shapes import normalize_shapes
 from ..core.structures import check_values, structures_in
-from ..errors import EinderivError, EvaluationError
+from ..errors import EinderivError
 from .code_writer import CodeWriter
 from .dialects import DIALECTS
+from .inputs import missing_error
 from .lowering import lower
 from .planning import known_shapes, plan_shapes
 
@@ -104,6 +105,7 @@ class ExportedExpr:
         writer = _writer(expr, "f", backend, shapes)
         self.expr, self.backend, self.source = expr, backend, writer.source()
         self._params = [(p, writer.py[p]) for p in writer.params]
+        self._variables = writer.variables
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
         self._structures = structures_in(expr)  # checked on each call (core.structures)
 
@@ -111,10 +113,8 @@ class ExportedExpr:
         return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
-        missing = [p for p, _ in self._params if p not in arrays]
-        if missing:
-            raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; the "
-                                  f"expression uses {', '.join(p for p, _ in self._params)}")
+        if any(p not in arrays for p, _ in self._params):
+            raise missing_error(self._variables, [p for p, _ in self._params], arrays)
         check_values(self._structures, arrays)
         shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
         fn = self._fns.get(shapes)
