@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,8 @@ from ..core.structures import check_values, structures_in
 from ..errors import EinderivError
 from .code_writer import CodeWriter
 from .dialects import DIALECTS
-from .inputs import missing_error
-from .lowering import lower
+from .inputs import expressions, missing_error
+from .lowering import lower, lower_many
 from .planning import known_shapes, plan_shapes
 
 __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
@@ -59,10 +59,11 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
+def to_python(expr: Expr | Sequence[Expr], name: str = "grad", backend: str = "numpy",
               shapes: Mapping[str, Any] | None = None) -> str:
     """The source of a function ``name(*, <variables as the expression shows them>)``
-    computing ``expr``.
+    computing ``expr``; of a list of expressions (``einderiv.diff(loss, ["W", "b"])``),
+    one function returning a tuple, their common subexpressions computed once.
 
     ``backend`` is a key of :data:`BACKENDS`. ``shapes`` (name -> tuple of sizes, as
     compile takes) is optional: sizes show in the docstring, and where every input has
@@ -70,8 +71,8 @@ def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
     return _writer(expr, name, backend, shapes).source()
 
 
-def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | None
-            ) -> CodeWriter:
+def _writer(expr: Expr | Sequence[Expr], name: str, backend: str,
+            shapes: Mapping[str, Any] | None) -> CodeWriter:
     dialect = DIALECTS.get(backend)
     if dialect is None:
         valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
@@ -79,7 +80,8 @@ def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | Non
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise EinderivError(f"the function name must be a Python identifier, got {name!r}")
     shapes = normalize_shapes(shapes)
-    program = lower(expr)
+    expr = expressions(expr)
+    program = lower_many(expr) if isinstance(expr, tuple) else lower(expr)
     # Shapes that do not fit are refused as compile refuses them; the memory limit is
     # the running machine's business, not the exporter's.
     known = known_shapes(expr, program, shapes)
@@ -98,7 +100,8 @@ class ExportedExpr:
     library must be installed. ``source``: the code for any shape. No memory check is
     made: the library reports an allocation that fails."""
 
-    def __init__(self, expr: Expr, backend: str, shapes: Mapping[str, Any] | None = None):
+    def __init__(self, expr: Expr | tuple[Expr, ...], backend: str,
+                 shapes: Mapping[str, Any] | None = None):
         if importlib.util.find_spec(backend) is None:
             raise EinderivError(f"backend {backend!r} needs {backend} installed "
                                 f"(pip install {backend})")
@@ -107,10 +110,12 @@ class ExportedExpr:
         self._params = [(p, writer.py[p]) for p in writer.params]
         self._variables = writer.variables
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
-        self._structures = structures_in(expr)  # checked on each call (core.structures)
+        # checked on each call (core.structures)
+        self._structures = {k: v for e in writer.exprs for k, v in structures_in(e).items()}
 
     def __repr__(self) -> str:
-        return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
+        text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
+        return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
         if any(p not in arrays for p, _ in self._params):

@@ -49,7 +49,7 @@ dask arrays implement; nothing calls ``np.asarray`` on a dask input. ``"jax"`` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -59,8 +59,8 @@ from ..core.structures import check_values, structures_in
 from ..errors import EinderivError, EvaluationError
 from .codegen import ExportedExpr
 from .dtypes import promote_foreign, promote_numpy
-from .inputs import infer_backend, missing_error, ordered_variables, wrong_backend
-from .lowering import lower
+from .inputs import expressions, infer_backend, missing_error, ordered_variables, wrong_backend
+from .lowering import lower, lower_many
 from .planning import Plan, PlanInfo, default_memory_limit, known_shapes, make_plan
 from .straightline import entry
 
@@ -99,10 +99,12 @@ class CompiledExpr:
     :attr:`straight_lines` counts the plans that run as one generated function.
     """
 
-    def __init__(self, expr: Expr, backend: str = "auto", memory_limit: int | None = None,
-                 optimize: str = "auto"):
+    def __init__(self, expr: Expr | tuple[Expr, ...], backend: str = "auto",
+                 memory_limit: int | None = None, optimize: str = "auto"):
         check_backend(backend)
+        #: the expression, or a tuple of them (a call then returns a tuple of results)
         self.expr = expr
+        exprs = expr if isinstance(expr, tuple) else (expr,)
         #: ``backend="auto"``: plans on numpy here, other libraries' arrays go to
         #: a compiled expression of their backend (:meth:`for_backend`)
         self.auto = backend == "auto"
@@ -110,9 +112,9 @@ class CompiledExpr:
         self._others: dict[str, CompiledExpr | ExportedExpr] = {}
         self.memory_limit = default_memory_limit() if memory_limit is None else memory_limit
         self.optimize = optimize
-        self.program = lower(expr)
-        self.variables = ordered_variables([expr])
-        self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
+        self.program = lower_many(exprs) if isinstance(expr, tuple) else lower(expr)
+        self.variables = ordered_variables(exprs)
+        self._ranks = {t.name: len(t.indices) for e in exprs for t in iter_tensors(e)}
         # (name, rank or None) of each input, in the program's order
         self._expected = [(n, self._ranks.get(n)) for n in self.program.inputs]
         self._plans: dict[tuple, Plan] = {}  # per input shape signature
@@ -124,7 +126,7 @@ class CompiledExpr:
                            self._general) \
             if self.backend == "numpy" else self._general
         # symmetric or diagonal variables: their arrays are checked before each call
-        self.structures = structures_in(expr)
+        self.structures = {k: v for e in exprs for k, v in structures_in(e).items()}
         if self.structures:
             run, kinds = self._call, self.structures
 
@@ -136,7 +138,8 @@ class CompiledExpr:
 
     def __repr__(self) -> str:
         backend = "auto" if self.auto else self.backend
-        return f"CompiledExpr({str(self.expr)!r}, backend={backend!r})"
+        text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
+        return f"CompiledExpr({text!r}, backend={backend!r})"
 
     def for_backend(self, backend: str) -> CompiledExpr | ExportedExpr:
         """The expression compiled for ``backend`` (made once, then kept): what a call
@@ -235,7 +238,17 @@ class CompiledExpr:
                 append(run(values, inputs, dtype))
                 for slot in done:
                     values[slot] = None
-        result = values[self.program.output]
+        if not self.program.outputs:
+            return self._handed_back(values[self.program.output], inputs)
+        results: list[Any] = []
+        for j, slot in enumerate(self.program.outputs):
+            result = self._handed_back(values[slot], inputs)
+            if slot in self.program.outputs[:j] and hasattr(result, "copy"):
+                result = result.copy()  # one value for two results: each its own array
+            results.append(result)
+        return tuple(results)
+
+    def _handed_back(self, result: Any, inputs: Mapping[str, Any]) -> Any:
         if self.backend == "numpy":
             if type(result) is not np.ndarray:
                 result = np.asarray(result)
@@ -251,7 +264,7 @@ class CompiledExpr:
         return self.plan_info(**arrays).flops
 
 
-def _compiled(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
+def _compiled(expr: Expr | tuple[Expr, ...], shapes: Mapping[str, Any] | None, backend: str,
               memory_limit: int | None, optimize: str) -> CompiledExpr:
     compiled = CompiledExpr(expr, backend, memory_limit, optimize)
     known = known_shapes(expr, compiled.program, shapes)
@@ -260,7 +273,7 @@ def _compiled(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
     return compiled
 
 
-def _exported(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
+def _exported(expr: Expr | tuple[Expr, ...], shapes: Mapping[str, Any] | None, backend: str,
               memory_limit: int | None, optimize: str) -> ExportedExpr:
     return ExportedExpr(expr, backend, shapes)
 
@@ -276,23 +289,27 @@ COMPILERS: dict[str, Callable[..., CompiledExpr | ExportedExpr]] = {
 
 
 @overload
-def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None,
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
                  backend: Literal["auto", "numpy", "dask"] = "auto", *,
                  memory_limit: int | None = None, optimize: str = "auto") -> CompiledExpr: ...
 @overload
-def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, *,
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None, *,
                  backend: Literal["jax", "torch"],
                  memory_limit: int | None = None, optimize: str = "auto") -> ExportedExpr: ...
 @overload
-def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: str = "auto", *,
-                 memory_limit: int | None = None, optimize: str = "auto"
-                 ) -> CompiledExpr | ExportedExpr: ...
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
+                 backend: str = "auto", *, memory_limit: int | None = None,
+                 optimize: str = "auto") -> CompiledExpr | ExportedExpr: ...
 
 
-def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: str = "auto",
-                 *, memory_limit: int | None = None, optimize: str = "auto"
-                 ) -> CompiledExpr | ExportedExpr:
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
+                 backend: str = "auto", *, memory_limit: int | None = None,
+                 optimize: str = "auto") -> CompiledExpr | ExportedExpr:
     """Plan the evaluation of ``expr`` once; return a callable ``f(**arrays)``.
+
+    ``expr`` may be a list or tuple of expressions (the gradients of one loss by
+    several variables, ``einderiv.diff(loss, ["W1", "b1"])``): one plan computes them
+    all, each common subexpression once, and a call returns a tuple of results.
 
     ``backend`` is a key of :data:`BACKENDS`. The default, ``"auto"``, follows the
     arrays of each call, as opt_einsum's ``backend="auto"`` does: numpy arrays (and
@@ -317,4 +334,5 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
     array([6., 6., 6.])
     """
     check_backend(backend)
-    return COMPILERS[backend](expr, shapes, backend, memory_limit, optimize)
+    return COMPILERS[backend](expressions(expr), shapes, backend, memory_limit, optimize)
+

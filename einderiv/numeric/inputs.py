@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core.ir import Expr, iter_tensors
-from ..errors import EvaluationError, did_you_mean
+from ..errors import EinderivError, EvaluationError, did_you_mean
 
-__all__ = ["LIBRARIES", "library_of", "infer_backend", "foreign_arrays", "wrong_backend",
+__all__ = ["expressions", "LIBRARIES", "library_of", "infer_backend", "foreign_arrays", "wrong_backend",
            "ordered_variables",
            "missing_error"]
 
@@ -105,3 +105,14 @@ def missing_error(variables: Sequence[str], inputs: Iterable[str],
     return EvaluationError(
         f"missing value for {name!r}: the expression uses the size of one of its "
         f"axes (size({name}, k), or an axis of the result)")
+
+
+def expressions(expr: Expr | Sequence[Expr]) -> Expr | tuple[Expr, ...]:
+    """``expr``, or a list of expressions as a tuple (compiled into one plan with
+    several results); :class:`~einderiv.errors.EinderivError` for anything else."""
+    if isinstance(expr, Expr):
+        return expr
+    if isinstance(expr, (list, tuple)) and expr and all(isinstance(e, Expr) for e in expr):
+        return tuple(expr)
+    raise EinderivError(f"expected an expression or a non-empty list of expressions, "
+                        f"got {type(expr).__name__} {expr!r:.80}")

@@ -46,10 +46,11 @@ def unaliased(result: Any, inputs: Sequence[Any]) -> Any:
 
 def straight_line(steps: Sequence[Step], bound: Sequence[Callable[..., Any]],
                   release: Sequence[tuple[int, ...]] | None, inputs: Mapping[str, int],
-                  output: int, needs_dtype: bool) -> Callable[..., Any] | None:
+                  output: int | tuple[int, ...], needs_dtype: bool) -> Callable[..., Any] | None:
     """One function ``run(*arrays)`` (the inputs in the order of ``inputs``: name ->
     slot) doing what the loop over ``bound`` does, or None for a program of more than
-    :data:`MAX_STEPS` steps. ``release``: the slots to let go of after each step."""
+    :data:`MAX_STEPS` steps. ``release``: the slots to let go of after each step.
+    ``output``: the slot of the result, or a tuple of slots (a tuple of results)."""
     if len(steps) > MAX_STEPS:
         return None
     names = list(inputs)
@@ -83,11 +84,17 @@ def straight_line(steps: Sequence[Step], bound: Sequence[Callable[..., Any]],
                    if closures or s not in param_of]  # the caller holds the inputs anyway
         if dropped:
             body.append(" = ".join(dropped) + " = None")
-    body.append(f"r = {ref(output)}")
-    alias = "".join(f" or r is {p}" for p in params)
-    body.append(f"if type(r) is not ndarray or r.base is not None{alias}:")
-    body.append(f"    r = unaliased(r, ({''.join(p + ', ' for p in params)}))")
-    body.append("return r")
+    outputs = output if isinstance(output, tuple) else (output,)
+    results = ["r"] if len(outputs) == 1 else [f"r{j}" for j in range(len(outputs))]
+    for j, (r, out) in enumerate(zip(results, outputs)):
+        body.append(f"{r} = {ref(out)}")
+        alias = "".join(f" or {r} is {p}" for p in params)
+        body.append(f"if type({r}) is not ndarray or {r}.base is not None{alias}:")
+        body.append(f"    {r} = unaliased({r}, ({''.join(p + ', ' for p in params)}))")
+        if out in outputs[:j]:  # one value for two results: each its own array
+            body.append(f"{r} = {r}.copy()")
+    body.append(f"return {results[0]}" if isinstance(output, int) else
+                f"return ({', '.join(results)},)")
     source = f"def run({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
     exec(compile(source, "<einderiv plan>", "exec"), namespace)  # noqa: S102 - our own source
     run = namespace["run"]
