@@ -115,7 +115,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     pool = sorted({c for c in candidates if isinstance(c, str) and c != name})
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
     close.sort(key=lambda c: (-difflib.SequenceMatcher(None, name, c).ratio(), c))
-    if not close and len(name) > 1:  # a different case: "x" for "X", "Theta" for "theta"
+    if not close:  # a different case: "x" for "X", "Theta" for "theta"
         close = [c for c in pool if c.lower() == name.lower()]
     if not close:
         return ""

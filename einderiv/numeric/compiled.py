@@ -319,12 +319,13 @@ def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None =
     :class:`~einderiv.errors.EvaluationError` naming them (numpy arrays go with any).
     A named backend refuses arrays of another library. The result's dtype is
     numpy's promotion of the arrays, Python numbers taking the arrays' dtype
-    (float32 in, float32 out: :mod:`einderiv.numeric.dtypes`). ``memory_limit`` (bytes, default half
-    the RAM) bounds the result and every intermediate; ``optimize`` is ``"auto"`` or an
-    opt_einsum path strategy. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
-    result is refused at compile time. ``"jax"`` and ``"torch"`` return an
-    :class:`einderiv.numeric.codegen.ExportedExpr`: the plan exported as that library's code
-    (``Expr.to_python``), jitted on JAX; ``memory_limit`` and ``optimize`` do not apply.
+    (float32 in, float32 out: :mod:`einderiv.numeric.dtypes`). ``memory_limit``
+    (bytes, default half the RAM) bounds the result and every intermediate;
+    ``optimize`` is ``"auto"`` or an opt_einsum path strategy. ``shapes`` (name ->
+    tuple of ints) plans eagerly, so a too-large result is refused at compile time.
+    ``"jax"`` and ``"torch"`` return an :class:`einderiv.numeric.codegen.ExportedExpr`:
+    the plan exported as that library's code (``Expr.to_python``), jitted on JAX;
+    ``memory_limit`` and ``optimize`` do not apply.
 
     >>> import numpy as np, einderiv
     >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
@@ -332,6 +333,13 @@ def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None =
     >>> X, th, Y = np.ones((4, 3)), np.ones(3), np.zeros(4)
     >>> f(X=X, theta=th, Y=Y, n=4.0)
     array([6., 6., 6.])
+    >>> f(X=X.astype(np.float32), theta=th.astype(np.float32), Y=Y.astype(np.float32), n=4)
+    array([6., 6., 6.], dtype=float32)
+    >>> gX, gtheta = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])",
+    ...                            ["X", "theta"])
+    >>> both = einderiv.compile_expr([gX, gtheta])
+    >>> [r.shape for r in both(X=X, theta=th, Y=Y)]
+    [(4, 3), (3,)]
     """
     check_backend(backend)
     return COMPILERS[backend](expressions(expr), shapes, backend, memory_limit, optimize)
