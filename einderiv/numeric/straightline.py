@@ -107,7 +107,8 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
     """``call(arrays)``: the straight-line function of the plan for the arrays' shapes
     (looked up in ``runs``, shapes in the order of ``names``) where every input is a
     numpy array of floats, or a Python float or int for a name in ``scalars`` where
-    the other arrays are float64 (made a 0-d float64 array, as the general way does);
+    the other arrays share one floating dtype (made a 0-d array of it, as the general
+    way does: numbers are weak);
     ``general(arrays)`` otherwise (conversions,
     missing names, a first call with new shapes, errors)."""
     params = [f"a{k}" for k in range(len(names))]
@@ -115,15 +116,17 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
         lines += ["    except KeyError:", "        return general(arrays)"]
-    # Python numbers are weak (NEP 50): they become float64 here only where every
-    # array is float64; other dtypes go the general way (einderiv.numeric.dtypes).
+    # Python numbers are weak (NEP 50): they take the dtype of the arrays where all
+    # arrays have one floating dtype (float64 where there are none); other mixes go
+    # the general way (einderiv.numeric.dtypes).
     arrays = [p for n, p in zip(names, params) if n not in scalars]
+    common = f"{arrays[0]}.dtype" if arrays else "FLOAT64"
     weak = [f"        if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
-            f"            {p} = asarray({p}, FLOAT64)"
+            f"            {p} = asarray({p}, {common})"
             for n, p in zip(names, params) if n in scalars]
     if weak:
-        lines += ["    if " + (" and ".join(f"type({p}) is ndarray and {p}.dtype is FLOAT64"
-                                          for p in arrays) or "True") + ":"] + weak
+        same = [f"type({p}) is ndarray and {p}.dtype is {common}" for p in arrays]
+        lines += ["    if " + " and ".join(same + [f"{common}.kind in 'fc'"]) + ":"] + weak
     if params:
         checks = " and ".join(f"type({p}) is ndarray" for p in params) + " and " + \
             " and ".join(f"{p}.dtype.kind in 'fc'" for p in params)
