@@ -147,3 +147,27 @@ def test_mixing_is_detected_without_torch(da):
     g = einderiv.diff(LINREG, "theta")
     with pytest.raises(EvaluationError, match=r"'X' is a dask array .*'theta' is a torch array"):
         g.evaluate(X=da.from_array(X), theta=Fake(), Y=Y, n=40)
+
+
+def test_a_structured_variable_does_not_compute_a_dask_array(da):
+    """The symmetric-matrix check reads the array: a dask one is left lazy."""
+    import dask
+    g = einderiv.diff("x[i]*S[i,j]*x[j]", "x", assume={"S": "symmetric"})
+    M = RNG.normal(size=(3, 3))
+    S, x = M + M.T, RNG.normal(size=3)
+    with dask.config.set(scheduler=_never_compute):
+        lazy = g.evaluate(S=da.from_array(S), x=da.from_array(x))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), 2 * S @ x, rtol=1e-12)
+
+
+def test_plan_info_of_dask_arrays_plans_lazily(da):
+    """plan_info / plan_for with dask arrays (no backend named) plan on dask and
+    compute nothing."""
+    import dask
+    g = einderiv.diff(LINREG, "theta")
+    f = g.compile()
+    with dask.config.set(scheduler=_never_compute):
+        info = f.plan_info(**_lazy(da), n=40)
+    assert info.flops == f.plan_info(X=X, theta=TH, Y=Y, n=40).flops
+    assert info.result_shape == (3,)

@@ -171,9 +171,24 @@ class CompiledExpr:
         return given
 
     # ---------------------------------------------------------------- planning
+    def _planner(self, arrays: Mapping[str, Any]) -> CompiledExpr:
+        """The compiled expression that plans for these arrays: this one, or (no
+        backend named) the one of their library, where that library plans here (dask)."""
+        library = infer_backend(arrays)
+        if library == "numpy" or library == self.backend:
+            return self
+        if not self.auto:
+            raise wrong_backend(arrays, self.backend)
+        other = self.for_backend(library)
+        if not isinstance(other, CompiledExpr):
+            raise EinderivError(f"{library} arrays run the plan exported as {library} code, "
+                                "which has no plan to inspect; pass numpy arrays")
+        return other
+
     def plan_info(self, **arrays: Any) -> PlanInfo:
         """Cost of the plan for these arrays (or anything with a ``.shape``)."""
-        return self._plan(self._inputs(arrays)).info
+        planner = self._planner(arrays)
+        return planner._plan(planner._inputs(arrays)).info
 
     def plan_for(self, **arrays: Any) -> Plan:
         """The plan for arrays of these shapes (or anything with a ``.shape``),
@@ -182,7 +197,8 @@ class CompiledExpr:
         the slots let go of after each step (``release``, None: none) and the
         straight-line function (``run``, None where the plan runs as a loop). For
         inspection and tests; calling the expression needs none of it."""
-        return self._plan(self._inputs(arrays))
+        planner = self._planner(arrays)
+        return planner._plan(planner._inputs(arrays))
 
     @property
     def straight_lines(self) -> int:
@@ -219,7 +235,8 @@ class CompiledExpr:
         if library != "numpy" and library != self.backend:
             if not self.auto:
                 raise wrong_backend(arrays, self.backend)
-            return self.for_backend(library)(**arrays)
+            result: Any = self.for_backend(library)(**arrays)
+            return result
         inputs = self._inputs(arrays)
         plan = self._plan(inputs)
         if plan.run is not None:
