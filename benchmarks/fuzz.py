@@ -782,6 +782,14 @@ def _check_print(e: Any, equal: bool = True) -> None:
 
 def _check_diff(expr: Any, wrt: Any, shapes: Any) -> Any:
     d = einderiv.diff(expr, wrt, shapes)
+    if isinstance(wrt, (list, tuple)):  # a tuple of derivatives, one per name, in order
+        if not isinstance(d, tuple) or len(d) != len(wrt):
+            raise Wrong(f"diff by {wrt!r} gave {type(d).__name__}, not a tuple of {len(wrt)}")
+        for one, w in zip(d, wrt):
+            _check_print(one)
+            if one != einderiv.diff(expr, w, shapes):
+                raise Wrong(f"diff by {wrt!r}: the derivative by {w!r} differs from diff by it")
+        return None  # the checks below take one derivative
     _check_print(d)
     return d
 

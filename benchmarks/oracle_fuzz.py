@@ -16,7 +16,7 @@ denominator layout.  Against it, for the expression and for ``diff`` by one or t
 its variables (and a second derivative for a fraction of inputs):
 
 * ``Expr.free`` (the free-index order rule), ``evaluate``, ``compile()(...)``, the
-  function of ``to_python()`` (exec'd, positional arguments), and where ``to_matrix``
+  function of ``to_python()`` (exec'd, keyword arguments), and where ``to_matrix``
   succeeds, ``MatrixExpr.evaluate`` and ``parse_matrix(str(m)).evaluate``;
 * every input array bit-identical after every call;
 * every ``evaluate`` timed (> --slow seconds is a finding).
@@ -223,13 +223,14 @@ class Checker:
                 self.add("CRASH", where + ".to_python", f"generated source fails: {type(e).__name__}: {e}")
                 fn = None
             if fn is not None:
-                if params != sorted(params):
-                    self.add("WRONG", where + ".to_python", f"arguments not sorted: {params}")
+                if any(p.kind is not inspect.Parameter.KEYWORD_ONLY
+                       for p in inspect.signature(fn).parameters.values()):
+                    self.add("WRONG", where + ".to_python", f"arguments not keyword-only: {params}")
                 missing = [p for p in params if p not in arrays]
                 if missing:
                     self.add("CRASH", where + ".to_python", f"unknown arguments {missing}")
                 else:
-                    ok, r = self.call(where + ".to_python()", fn, *[arrays[p] for p in params])
+                    ok, r = self.call(where + ".to_python()", fn, **{p: arrays[p] for p in params})
                     if ok:
                         self.compare(where + ".to_python", expected, r[0], labels_exp, labels_eng, rtol, atol)
         elif r is not None:

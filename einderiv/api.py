@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from fractions import Fraction
+from typing import overload
 
 from .core.ir import (DerivativeOf, Det, Expr, Index, Inv, LogDet, Product, Sum, Tensor,
                       bound_indices, cached, children,
@@ -14,7 +15,7 @@ from .core.layouts import DENOMINATOR, check_layout, derivative_axes
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
-from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
+from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
 from .symbolic import syntax
 from .symbolic.diff import derivative
 from .symbolic.einstein import build
@@ -76,9 +77,20 @@ def _rebind(e: Expr) -> Expr:
     return with_children(e, [_rebind(c) for c in kids]) if kids else e
 
 
-@guard_recursion
+@overload
 def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
-         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None) -> Expr:
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None) -> Expr: ...
+@overload
+def diff(expr: Expr | str, wrt: list[str] | tuple[str, ...],
+         shapes: Mapping[str, object] | None = None, *,
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None
+         ) -> tuple[Expr, ...]: ...
+
+
+@guard_recursion
+def diff(expr: Expr | str, wrt: str | list[str] | tuple[str, ...],
+         shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR,
+         assume: Mapping[str, str] | None = None) -> Expr | tuple[Expr, ...]:
     """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
 
     ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
@@ -102,11 +114,27 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None,
 
     >>> einderiv.diff("A[i,j]*x[j]", "x[k]", layout="numerator").free
     ('i', 'k')
+
+    A list of variables gives a tuple of derivatives, in that order (the gradient of
+    a loss by each parameter); ``compile`` of that tuple computes them in one plan,
+    sharing the work they have in common (:func:`einderiv.compile_expr`).
+
+    >>> gW, gb = einderiv.diff("(W[i,j]*x[j] + b[i] - y[i])*(W[i,k]*x[k] + b[i] - y[i])",
+    ...                        ["W", "b"])
+    >>> print(gW)
+    2*x[f]*(W[e,a]*x[a] + b[e] - y[e])
     """
     layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
+    if not isinstance(wrt, str) and not (isinstance(wrt, (list, tuple)) and wrt and
+                                         all(isinstance(w, str) for w in wrt)):
+        raise ParseError(f"wrt must be a variable name or a non-empty list of names, got "
+                         f"{type(wrt).__name__} {wrt!r:.80}")
     e, ranks = parse_with_ranks(expr, shape_map, assume)
-    return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+    if isinstance(wrt, str):
+        return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+    return tuple(differentiate(e, w, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+                 for w in wrt)
 
 
 def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
@@ -148,9 +176,11 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     elif given is not None:
         rank = len(given)
     else:
+        hint = did_you_mean(name, ranks)
         raise IndexMismatchError(
-            f"{name!r} does not occur in the expression, so its rank is unknown; "
-            f"write it with indices ({name}[i] for a vector) or give its shape")
+            f"{name!r} does not occur in the expression" + (f"; {hint} (" if hint else ", so ")
+            + f"its rank is unknown; write it with indices ({name}[i] for a vector) or give "
+            f"its shape" + (")" if hint else ""))
     if given is not None and len(given) != rank:
         raise IndexMismatchError(
             f"{name!r} has {rank} ax{'is' if rank == 1 else 'es'} but {wrt!r} names {len(given)}")

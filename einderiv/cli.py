@@ -201,8 +201,9 @@ def _check_names(e: Expr, flag: str, names: Sequence[str]) -> None:
     for name in names:
         if name not in e.variables:
             have = ", ".join(sorted(e.variables)) or "none"
+            hint = did_you_mean(name, e.variables)
             raise EinderivError(f"{flag} names {name!r}, which the expression does not use "
-                                f"(its variables: {have}){did_you_mean(name, e.variables)}")
+                                f"(its variables: {have})" + (f"; {hint}" if hint else ""))
 
 
 def _run_diff(args: argparse.Namespace) -> int:

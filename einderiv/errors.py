@@ -100,6 +100,30 @@ def format_caret(message: str, text: str, position: int | None) -> str:
     return f"{message}\n  {line}\n  {' ' * column}^"
 
 
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A hint for a misspelt ``name``: ``"did you mean 'theta'?"`` naming the closest
+    of ``candidates`` (up to three, by :func:`difflib.get_close_matches`), or ``""``
+    where none is close. Callers append it to their message.
+
+    >>> did_you_mean("thetaa", ["X", "theta", "Y"])
+    "did you mean 'theta'?"
+    >>> did_you_mean("W", ["W1", "W2", "b1"])
+    "did you mean 'W1' or 'W2'?"
+    >>> did_you_mean("q", ["X", "theta"])
+    ''
+    """
+    pool = sorted({c for c in candidates if isinstance(c, str) and c != name})
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    close.sort(key=lambda c: (-difflib.SequenceMatcher(None, name, c).ratio(), c))
+    if not close:  # a different case: "x" for "X", "Theta" for "theta"
+        close = [c for c in pool if c.lower() == name.lower()]
+    if not close:
+        return ""
+    quoted = [repr(c) for c in close]
+    said = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"did you mean {said}?"
+
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -127,15 +151,3 @@ def guard_recursion(fn: F) -> F:
 #: Python's recursion limit while einderiv works (restored after).
 _RECURSION_HEADROOM = 8000
 
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'theta'?"`` for the candidate closest to ``name`` (difflib),
-    or ``""`` when none is close: the tail of an error message about a misspelt name.
-
-    >>> did_you_mean("thetaa", ["X", "theta", "Y"])
-    "; did you mean 'theta'?"
-    >>> did_you_mean("q", ["X", "theta"])
-    ''
-    """
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""

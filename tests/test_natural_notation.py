@@ -283,5 +283,5 @@ def test_a_diagonal_term_broadcasts_along_an_axis_it_lacks(text: str, simplify: 
     assert e.free == ("d1", "d2", "i")
     namespace: dict = {}
     exec(e.to_python("f"), namespace)  # noqa: S102 - einderiv's own export
-    for got in (e.evaluate(q=q), e.compile()(q=q), namespace["f"](q)):
+    for got in (e.evaluate(q=q), e.compile()(q=q), namespace["f"](q=q)):
         np.testing.assert_allclose(got, want, rtol=1e-12)

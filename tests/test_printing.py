@@ -479,7 +479,7 @@ def test_size_in_generated_code() -> None:
     namespace: dict = {}
     exec(src, namespace)
     x, B = np.arange(4.0), np.ones((3, 5))
-    np.testing.assert_allclose(namespace["f"](B, x), x / 4 + 5)
+    np.testing.assert_allclose(namespace["f"](B=B, x=x), x / 4 + 5)
 
 
 @pytest.mark.parametrize("text, message, caret", [

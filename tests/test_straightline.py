@@ -70,8 +70,10 @@ def test_inputs_the_fast_path_does_not_take_go_the_general_way():
     want = 2 / 4 * X.T @ (X @ th - Y)
     np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=4.0), want, rtol=1e-12)
     np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=4), want, rtol=1e-12)
-    with pytest.raises(EvaluationError, match="'n' must be numeric"):
-        f(X=X, theta=th, Y=Y, n=10**30)  # beyond int64: refused as the general way does
+    # beyond int64: the general way takes it as numpy does (a float of the arrays' dtype)
+    np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=10**30), want * 4 / 1e30, rtol=1e-12)
+    with pytest.raises(EvaluationError, match="'n' = 10*.* is beyond the range of float64"):
+        f(X=X, theta=th, Y=Y, n=10**400)
     np.testing.assert_allclose(f(X=X, theta=th, Y=Y, n=np.array(4.0), extra="ignored"), want,
                                rtol=1e-12)
     Xi = RNG.integers(-3, 4, size=(4, 3))

@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+    from ..matrix import MatrixExpr
+    from ..numeric.compiled import CompiledExpr, ExportedExpr
+    from ..tools.inspect import StructureReport
 
 Index = str
 SizeHint = int | str | tuple[str, int] | None
@@ -165,8 +168,8 @@ class Expr:
 
     # ---------------------------------------------- through the face (upward edge)
 
-    def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
-                **options: Any) -> Any:
+    def compile(self, shapes: Mapping[str, Any] | None = None, backend: str = "auto",
+                **options: Any) -> CompiledExpr | ExportedExpr:
         """Plan the evaluation once and return a callable ``f(**arrays)`` (see
         :func:`einderiv.compile_expr`).
 
@@ -180,7 +183,7 @@ class Expr:
 
     def to_python(self, name: str = "grad", backend: str = "numpy",
                   shapes: Mapping[str, Any] | None = None) -> str:
-        """The source of a standalone function ``name(<variables, sorted>)`` computing
+        """The source of a standalone function ``name(*, <variables as shown>)`` computing
         the expression from the plan of :meth:`compile` (see
         :mod:`einderiv.numeric.codegen`; ``backend``: ``"numpy"``, ``"opt_einsum"``,
         ``"jax"`` or ``"torch"``; integer ``shapes`` fix each contraction's path).
@@ -188,31 +191,30 @@ class Expr:
         >>> import numpy as np, einderiv
         >>> src = einderiv.diff("x[i]*A[i,j]*x[j]", "x").to_python("grad")
         >>> print(src.splitlines()[3])
-        def grad(A, x):
+        def grad(*, A, x):
         >>> namespace = {}
         >>> exec(src, namespace)
         >>> A, x = np.arange(9.0).reshape(3, 3), np.ones(3)
-        >>> bool(np.allclose(namespace["grad"](A, x), (A + A.T) @ x))
+        >>> bool(np.allclose(namespace["grad"](A=A, x=x), (A + A.T) @ x))
         True
         """
         return _face().to_python(self, name=name, backend=backend, shapes=shapes)
 
-    def to_matrix(self, **options: Any) -> Any:
+    def to_matrix(self, **options: Any) -> MatrixExpr:
         """The expression in matrix notation, in the layout :func:`einderiv.diff`
         recorded (denominator unless ``layout="numerator"``; see
         :func:`einderiv.to_matrix`); raises ``NotMatrixExpressible`` where none exists."""
         return _face().to_matrix(self, **options)
 
-    def structure(self, *args: Any, **kw: Any) -> Any:
+    def structure(self, *args: Any, **kw: Any) -> StructureReport:
         """The structure report of a derivative (see :func:`einderiv.structure`)."""
         return _face().structure(self, *args, **kw)
 
     def evaluate(self, **arrays: Any) -> np.ndarray:
-        """Evaluate with numpy/opt_einsum; axes come in :attr:`free` order.
-
-        Scalar variables may be Python numbers or 0-d arrays. Names the expression
-        does not use are ignored. A scalar result is a 0-d array. The evaluation plan
-        (:meth:`compile`) is made on the first call and reused.
+        """Evaluate; axes come in :attr:`free` order, the backend and dtype follow the
+        arrays (numpy, dask, jax, torch; float32 in, float32 out). Scalar variables may
+        be Python numbers or 0-d arrays; names not used are ignored. A scalar result is
+        a 0-d array. The plan (:meth:`compile`) is made on the first call and reused.
 
         >>> import numpy as np, einderiv
         >>> e = einderiv.parse("A[i,k]*x[k]")

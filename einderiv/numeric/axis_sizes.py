@@ -66,8 +66,10 @@ class AxisSizes:
                 self.value.setdefault(self.find(key), key[1])
         self.label: dict[Key, str] = {}
         taken = {d for d in self.value.values() if isinstance(d, str)}
-        out = program.output
-        named = [((out, pos), lab) for pos, lab in enumerate(program.output_labels)]
+        named = [((out, pos), lab)
+                 for out, labels in zip(program.results,
+                                        program.outputs_labels or (program.output_labels,))
+                 for pos, lab in enumerate(labels)]
         named += [(key, key[2]) for key in self.parent if key[0] == "L"]
         for key, lab in named:
             root = self.find(key)

@@ -18,6 +18,7 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .dialects import Dialect
+from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
                       LogSumExp, Ones, Pow, PowSlot, Program, Scale, SizeRef, Softmax, Solve, Step,
@@ -50,13 +51,16 @@ class CodeWriter:
     """Writes the function ``name`` computing ``expr`` from ``program`` (its lowering)
     in the dialect of ``backend``: each step by its kind's writer in :data:`WRITERS`."""
 
-    def __init__(self, expr: Expr, program: Program, backend: str, dialect: Dialect,
-                 shapes: Mapping[str, tuple], name: str):
+    def __init__(self, expr: Expr | tuple[Expr, ...], program: Program, backend: str,
+                 dialect: Dialect, shapes: Mapping[str, tuple], name: str):
         self.expr, self.program, self.backend, self.d, self.shapes, self.name = \
             expr, program, backend, dialect, shapes, name
         self.steps = program.steps
-        self.variables = sorted({t.name for t in iter_tensors(expr)})
-        self.params = sorted(set(self.variables) | set(program.inputs))
+        # keyword-only parameters: the variables in the order the expression shows
+        # them, then the arrays only a size is read from
+        self.exprs = expr if isinstance(expr, tuple) else (expr,)
+        self.variables = ordered_variables(self.exprs)
+        self.params = self.variables + [n for n in program.inputs if n not in self.variables]
         self.used: set[str] = set(self.params) | {name}
         self.py: dict[str, str] = {}
         for p in self.params:  # a keyword (lambda, None) cannot be a parameter
@@ -68,7 +72,7 @@ class CodeWriter:
         self.xp = self.fresh(dialect.alias)
         self.oe = self.fresh("oe")
         self.math = self.fresh("math")
-        self.helper = self.fresh("_array")
+        self.helper = self.fresh("_arrays")
         self.names = {"dtype": self.fresh("dtype"), "device": self.fresh("device")}
         self.counts: dict[str, int] = {}
         self.var: dict[int, str] = {}
@@ -81,7 +85,8 @@ class CodeWriter:
         self.needs_oe = backend == "opt_einsum"
         self.needs_math = False
         self.needs_dtype = False
-        self.rank = program_ranks(program, {t.name: len(t.indices) for t in iter_tensors(expr)},
+        self.rank = program_ranks(program, {t.name: len(t.indices) for e in self.exprs
+                                            for t in iter_tensors(e)},
                                   shapes)
         self.sizes = AxisSizes(program, self.rank, shapes)
 
@@ -183,7 +188,7 @@ class CodeWriter:
 
     def free_order(self, k: int) -> bool:
         """May step ``k`` leave its axes in the order its computation gives them?"""
-        return self.d.natural and k != self.program.output
+        return self.d.natural and k not in self.program.results
 
     # ------------------------------------------------------------------ steps
     def step_input(self, k: int, step: Input) -> None:
@@ -461,23 +466,27 @@ class CodeWriter:
     def source(self) -> str:
         for k, step in enumerate(self.steps):
             WRITERS[type(step)](self, k, step)
-        out = self.program.output
-        result = self.canonical(out)
-        if self.d.copy and (self.alias[out] or self.view[out]):
-            result = self.d.copy.format(x=result)  # never hand back an input or a view
-        if self.backend in ("numpy", "opt_einsum") and not self.rank[out]:
-            result = f"{self.xp}.asarray({result})"  # a 0-d array, as compile returns
+        results = []
+        for j, out in enumerate(self.program.results):
+            result = self.canonical(out)
+            if self.d.copy and (self.alias[out] or self.view[out] or
+                                out in self.program.results[:j]):
+                result = self.d.copy.format(x=result)  # never hand back an input or a view
+            if self.backend in ("numpy", "opt_einsum") and not self.rank[out]:
+                result = f"{self.xp}.asarray({result})"  # a 0-d array, as compile returns
+            results.append(result)
+        result = results[0] if not self.program.outputs else f"({', '.join(results)},)"
         xp = self.xp
         inputs = [self.py[n] for n in self.program.inputs]
-        head = [f"def {self.name}({', '.join(self.py[p] for p in self.params)}):"]
+        params = ", ".join(self.py[p] for p in self.params)
+        head = [f"def {self.name}({'*, ' + params if params else ''}):"]
         body = self.docstring()
         if inputs:
-            body.append(f"def {self.helper}(a):  # integers and booleans become floats, "
-                        "as in einderiv's compile")
+            body.append(f"def {self.helper}(*arrays):  # numpy's promotion, Python numbers weak")
             body += ["    " + s.format(xp=xp) for s in self.d.promote]
             body.append("")
-            targets = ", ".join(inputs)
-            body.append(f"{targets} = {', '.join(f'{self.helper}({n})' for n in inputs)}")
+            targets = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
+            body.append(f"{targets} = {self.helper}({', '.join(inputs)})")
         if self.needs_dtype:
             body += self.dtype_lines(inputs)
         body += self.lines
@@ -511,10 +520,11 @@ class CodeWriter:
     def docstring(self) -> list[str]:
         variables = self.variables
         lines = ['"""Computes, in index notation,', "",
-                 f"    {self.expr}", "",
+                 *(f"    {e}" for e in self.exprs), "",
                  f"Generated by einderiv (backend {self.backend!r}) from the plan of Expr.compile().",
                  "",
-                 "Arguments (none is modified; integer and boolean arrays become floats):"]
+                 "Arguments, by keyword (none is modified; the result has numpy's promotion",
+                 "of their dtypes, Python numbers weak; integer arrays become floats):"]
         inputs = self.program.inputs
         for p in self.params:
             slot = inputs.get(p)
@@ -531,14 +541,18 @@ class CodeWriter:
                     shape += "; only its shape is used"
             renamed = "" if self.py[p] == p else f" (the variable {p})"
             lines.append(f"    {self.py[p]}{renamed}: {shape}")
-        out = self.program.output
-        free = self.program.output_labels
         lines.append("")
-        if free:
-            lines.append(f"Returns an array of shape {self.sizes.shape_text(out)}, axes in the order "
-                         f"of the free indices ({', '.join(free)}).")
-        else:
-            lines.append("Returns a 0-d array (a scalar).")
+        if self.program.outputs:
+            lines.append(f"Returns a tuple of {len(self.program.outputs)} arrays, one per "
+                         "expression:")
+        for out, free in zip(self.program.results,
+                             self.program.outputs_labels or (self.program.output_labels,)):
+            what = "    " if self.program.outputs else "Returns "
+            if free:
+                lines.append(f"{what}an array of shape {self.sizes.shape_text(out)}, axes in the "
+                             f"order of the free indices ({', '.join(free)}).")
+            else:
+                lines.append(f"{what}a 0-d array (a scalar).")
         lines += ["Layout: denominator layout -- a derivative d f / d x has the axes of x",
                   "first, then those of f.", '"""']
         return lines

@@ -18,8 +18,10 @@ what ``compile`` does:
 * more than 52 index letters in one contraction (numpy's and torch's limit): that
   line calls ``opt_einsum.contract``, which maps the labels for the backend.
 
-The function takes the expression's variables in sorted order, converts integer and
-boolean arrays to floats (as compile does), never modifies its inputs, and imports
+The function takes the expression's variables as keyword-only arguments, in the
+order the expression shows them; its result has numpy's promotion of the arrays'
+dtypes, Python numbers weak (NEP 50), integer and boolean arrays made floats (as
+compile does); it never modifies its inputs, and imports
 only its array library (and opt_einsum where needed), never einderiv.
 
 The writer is :mod:`einderiv.numeric.code_writer` (one method per step kind), the
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,10 +41,11 @@ import numpy as np
 from ..core.ir import Expr
 from ..core.shapes import normalize_shapes
 from ..core.structures import check_values, structures_in
-from ..errors import EinderivError, EvaluationError
+from ..errors import EinderivError
 from .code_writer import CodeWriter
 from .dialects import DIALECTS
-from .lowering import lower
+from .inputs import expressions, missing_error
+from .lowering import lower, lower_many
 from .planning import known_shapes, plan_shapes
 
 __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
@@ -56,9 +59,11 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
+def to_python(expr: Expr | Sequence[Expr], name: str = "grad", backend: str = "numpy",
               shapes: Mapping[str, Any] | None = None) -> str:
-    """The source of a function ``name(<variables, sorted>)`` computing ``expr``.
+    """The source of a function ``name(*, <variables as the expression shows them>)``
+    computing ``expr``; of a list of expressions (``einderiv.diff(loss, ["W", "b"])``),
+    one function returning a tuple, their common subexpressions computed once.
 
     ``backend`` is a key of :data:`BACKENDS`. ``shapes`` (name -> tuple of sizes, as
     compile takes) is optional: sizes show in the docstring, and where every input has
@@ -66,8 +71,8 @@ def to_python(expr: Expr, name: str = "grad", backend: str = "numpy",
     return _writer(expr, name, backend, shapes).source()
 
 
-def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | None
-            ) -> CodeWriter:
+def _writer(expr: Expr | Sequence[Expr], name: str, backend: str,
+            shapes: Mapping[str, Any] | None) -> CodeWriter:
     dialect = DIALECTS.get(backend)
     if dialect is None:
         valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
@@ -75,7 +80,8 @@ def _writer(expr: Expr, name: str, backend: str, shapes: Mapping[str, Any] | Non
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise EinderivError(f"the function name must be a Python identifier, got {name!r}")
     shapes = normalize_shapes(shapes)
-    program = lower(expr)
+    expr = expressions(expr)
+    program = lower_many(expr) if isinstance(expr, tuple) else lower(expr)
     # Shapes that do not fit are refused as compile refuses them; the memory limit is
     # the running machine's business, not the exporter's.
     known = known_shapes(expr, program, shapes)
@@ -94,24 +100,26 @@ class ExportedExpr:
     library must be installed. ``source``: the code for any shape. No memory check is
     made: the library reports an allocation that fails."""
 
-    def __init__(self, expr: Expr, backend: str, shapes: Mapping[str, Any] | None = None):
+    def __init__(self, expr: Expr | tuple[Expr, ...], backend: str,
+                 shapes: Mapping[str, Any] | None = None):
         if importlib.util.find_spec(backend) is None:
             raise EinderivError(f"backend {backend!r} needs {backend} installed "
                                 f"(pip install {backend})")
         writer = _writer(expr, "f", backend, shapes)
         self.expr, self.backend, self.source = expr, backend, writer.source()
         self._params = [(p, writer.py[p]) for p in writer.params]
+        self._variables = writer.variables
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
-        self._structures = structures_in(expr)  # checked on each call (core.structures)
+        # checked on each call (core.structures)
+        self._structures = {k: v for e in writer.exprs for k, v in structures_in(e).items()}
 
     def __repr__(self) -> str:
-        return f"ExportedExpr({str(self.expr)!r}, backend={self.backend!r})"
+        text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
+        return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
-        missing = [p for p, _ in self._params if p not in arrays]
-        if missing:
-            raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; the "
-                                  f"expression uses {', '.join(p for p, _ in self._params)}")
+        if any(p not in arrays for p, _ in self._params):
+            raise missing_error(self._variables, [p for p, _ in self._params], arrays)
         check_values(self._structures, arrays)
         shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
         fn = self._fns.get(shapes)

@@ -32,12 +32,16 @@
   with one look-up: a call costs about a microsecond more than the arithmetic.
 
 Inputs: every variable of the expression must be given; names it does not use are
-ignored (except that one may give the size of an axis). Integer and boolean arrays
-are promoted to float64; complex arrays are supported (functions marked real-only in
-:mod:`einderiv.core.functions` refuse them); NaN and inf pass through as in numpy; inputs
-are never modified and the result never aliases an input.
+ignored (except that one may give the size of an axis; a name close to a missing
+one is reported as misspelt). The result's dtype is numpy's promotion of the arrays,
+Python numbers weak (NEP 50: float32 arrays and ``n=100`` give float32); integer and
+boolean arrays are promoted to that floating type (float64 where all are integers;
+:mod:`einderiv.numeric.dtypes`); complex arrays are supported (functions marked
+real-only in :mod:`einderiv.core.functions` refuse them); NaN and inf pass through as
+in numpy; inputs are never modified and the result never aliases an input.
 
-Backends: ``"numpy"`` (default) and ``"dask"`` (dask arrays in, a lazy dask array out;
+Backends: ``"auto"`` (default: each call's arrays decide, :mod:`einderiv.numeric.inputs`),
+``"numpy"`` and ``"dask"`` (dask arrays in, a lazy dask array out;
 ``.compute()`` equals numpy). Element-wise functions go through numpy ufuncs, which
 dask arrays implement; nothing calls ``np.asarray`` on a dask input. ``"jax"`` and
 ``"torch"`` run the plan exported as that library's code (:mod:`einderiv.numeric.codegen`).
@@ -45,8 +49,8 @@ dask arrays implement; nothing calls ``np.asarray`` on a dask input. ``"jax"`` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -54,7 +58,9 @@ from ..core.ir import Expr, iter_tensors
 from ..core.structures import check_values, structures_in
 from ..errors import EinderivError, EvaluationError
 from .codegen import ExportedExpr
-from .lowering import lower
+from .dtypes import promote_foreign, promote_numpy
+from .inputs import expressions, infer_backend, missing_error, ordered_variables, wrong_backend
+from .lowering import lower, lower_many
 from .planning import Plan, PlanInfo, default_memory_limit, known_shapes, make_plan
 from .straightline import entry
 
@@ -66,7 +72,8 @@ _FLOAT64 = np.dtype(np.float64)
 
 #: Supported backends and what they need.
 BACKENDS: dict[str, str] = {
-    "numpy": "numpy arrays in and out (default)",
+    "auto": "the backend of the arrays of each call: numpy, dask, jax or torch (default)",
+    "numpy": "numpy arrays in and out",
     "dask": "dask arrays in, a lazy dask array out (requires dask)",
     "jax": "jax arrays in and out: the plan exported as JAX code, run under jax.jit "
            "(requires jax)",
@@ -92,16 +99,22 @@ class CompiledExpr:
     :attr:`straight_lines` counts the plans that run as one generated function.
     """
 
-    def __init__(self, expr: Expr, backend: str, memory_limit: int | None,
-                 optimize: str = "auto"):
+    def __init__(self, expr: Expr | tuple[Expr, ...], backend: str = "auto",
+                 memory_limit: int | None = None, optimize: str = "auto"):
         check_backend(backend)
+        #: the expression, or a tuple of them (a call then returns a tuple of results)
         self.expr = expr
-        self.backend = backend
+        exprs = expr if isinstance(expr, tuple) else (expr,)
+        #: ``backend="auto"``: plans on numpy here, other libraries' arrays go to
+        #: a compiled expression of their backend (:meth:`for_backend`)
+        self.auto = backend == "auto"
+        self.backend = "numpy" if self.auto else backend
+        self._others: dict[str, CompiledExpr | ExportedExpr] = {}
         self.memory_limit = default_memory_limit() if memory_limit is None else memory_limit
         self.optimize = optimize
-        self.program = lower(expr)
-        self.variables = sorted({t.name for t in iter_tensors(expr)})
-        self._ranks = {t.name: len(t.indices) for t in iter_tensors(expr)}
+        self.program = lower_many(exprs) if isinstance(expr, tuple) else lower(expr)
+        self.variables = ordered_variables(exprs)
+        self._ranks = {t.name: len(t.indices) for e in exprs for t in iter_tensors(e)}
         # (name, rank or None) of each input, in the program's order
         self._expected = [(n, self._ranks.get(n)) for n in self.program.inputs]
         self._plans: dict[tuple, Plan] = {}  # per input shape signature
@@ -111,9 +124,9 @@ class CompiledExpr:
         self._call = entry(list(self.program.inputs),
                            [n for n, rank in self._expected if rank == 0], self._runs,
                            self._general) \
-            if backend == "numpy" else self._general
+            if self.backend == "numpy" else self._general
         # symmetric or diagonal variables: their arrays are checked before each call
-        self.structures = structures_in(expr)
+        self.structures = {k: v for e in exprs for k, v in structures_in(e).items()}
         if self.structures:
             run, kinds = self._call, self.structures
 
@@ -124,7 +137,21 @@ class CompiledExpr:
             self._call = checked
 
     def __repr__(self) -> str:
-        return f"CompiledExpr({str(self.expr)!r}, backend={self.backend!r})"
+        backend = "auto" if self.auto else self.backend
+        text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
+        return f"CompiledExpr({text!r}, backend={backend!r})"
+
+    def for_backend(self, backend: str) -> CompiledExpr | ExportedExpr:
+        """The expression compiled for ``backend`` (made once, then kept): what a call
+        with that library's arrays runs where no backend was named."""
+        if backend == self.backend:
+            return self
+        other = self._others.get(backend)
+        if other is None:
+            other = self._others[backend] = compile_expr(
+                self.expr, backend=backend, memory_limit=self.memory_limit,
+                optimize=self.optimize)
+        return other
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the expression in LaTeX, the backend, the inputs and output axes."""
@@ -135,48 +162,40 @@ class CompiledExpr:
 
     # -------------------------------------------------------------------- inputs
     def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        numpy = self.backend == "numpy"
         try:
-            for name, rank in self._expected:
-                value = arrays[name]
-                if not (numpy and type(value) is np.ndarray and value.dtype.kind in "fc"):
-                    value = self._converted(name, value)  # the quick test covers most calls
-                if rank is not None and len(value.shape) != rank:
-                    raise EvaluationError(f"{name!r} is used with {rank} indices but was "
-                                          f"given shape {tuple(value.shape)}")
-                out[name] = value
+            given = {name: arrays[name] for name, _ in self._expected}
         except KeyError:
-            missing = [n for n in self.variables if n not in arrays]
-            if missing:
-                raise EvaluationError(f"missing value for {', '.join(map(repr, missing))}; "
-                                      f"the expression uses {', '.join(self.variables)}"
-                                      ) from None
-            name = next(n for n in self.program.inputs if n not in arrays)
-            raise EvaluationError(
-                f"missing value for {name!r}: the expression uses the size of one of its "
-                f"axes (size({name}, k), or an axis of the result)") from None
-        return out
-
-    def _converted(self, name: str, value: Any) -> Any:
-        """An input as evaluation takes it: on numpy, an array of floats (integers and
-        booleans promoted); elsewhere anything with a shape."""
+            raise missing_error(self.variables, self.program.inputs, arrays) from None
         if self.backend != "numpy":
-            return value if hasattr(value, "shape") else np.asarray(value, dtype=float)
-        try:
-            value = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise EvaluationError(f"{name!r} is not a valid array: {exc}") from None
-        if value.dtype.kind in "biu":
-            return value.astype(np.float64)
-        if value.dtype.kind not in "fc":
-            raise EvaluationError(f"{name!r} must be numeric, got dtype {value.dtype}")
-        return value
+            given = promote_foreign(given)
+        elif not all(type(v) is np.ndarray and v.dtype.kind in "fc" for v in given.values()):
+            given = promote_numpy(given)  # numbers take the arrays' dtype (NEP 50)
+        for name, rank in self._expected:
+            value = given[name]
+            if rank is not None and len(value.shape) != rank:
+                raise EvaluationError(f"{name!r} is used with {rank} indices but was "
+                                      f"given shape {tuple(value.shape)}")
+        return given
 
     # ---------------------------------------------------------------- planning
+    def _planner(self, arrays: Mapping[str, Any]) -> CompiledExpr:
+        """The compiled expression that plans for these arrays: this one, or (no
+        backend named) the one of their library, where that library plans here (dask)."""
+        library = infer_backend(arrays)
+        if library == "numpy" or library == self.backend:
+            return self
+        if not self.auto:
+            raise wrong_backend(arrays, self.backend)
+        other = self.for_backend(library)
+        if not isinstance(other, CompiledExpr):
+            raise EinderivError(f"{library} arrays run the plan exported as {library} code, "
+                                "which has no plan to inspect; pass numpy arrays")
+        return other
+
     def plan_info(self, **arrays: Any) -> PlanInfo:
         """Cost of the plan for these arrays (or anything with a ``.shape``)."""
-        return self._plan(self._inputs(arrays)).info
+        planner = self._planner(arrays)
+        return planner._plan(planner._inputs(arrays)).info
 
     def plan_for(self, **arrays: Any) -> Plan:
         """The plan for arrays of these shapes (or anything with a ``.shape``),
@@ -185,7 +204,8 @@ class CompiledExpr:
         the slots let go of after each step (``release``, None: none) and the
         straight-line function (``run``, None where the plan runs as a loop). For
         inspection and tests; calling the expression needs none of it."""
-        return self._plan(self._inputs(arrays))
+        planner = self._planner(arrays)
+        return planner._plan(planner._inputs(arrays))
 
     @property
     def straight_lines(self) -> int:
@@ -216,7 +236,14 @@ class CompiledExpr:
 
     def _general(self, arrays: dict[str, Any]) -> Any:
         """A call the straight-line entry does not take: inputs to convert, a new
-        shape signature, the dask backend, a program too long to write out."""
+        shape signature, the dask backend, a program too long to write out, arrays of
+        another library."""
+        library = infer_backend(arrays)
+        if library != "numpy" and library != self.backend:
+            if not self.auto:
+                raise wrong_backend(arrays, self.backend)
+            result: Any = self.for_backend(library)(**arrays)
+            return result
         inputs = self._inputs(arrays)
         plan = self._plan(inputs)
         if plan.run is not None:
@@ -235,7 +262,17 @@ class CompiledExpr:
                 append(run(values, inputs, dtype))
                 for slot in done:
                     values[slot] = None
-        result = values[self.program.output]
+        if not self.program.outputs:
+            return self._handed_back(values[self.program.output], inputs)
+        results: list[Any] = []
+        for j, slot in enumerate(self.program.outputs):
+            result = self._handed_back(values[slot], inputs)
+            if slot in self.program.outputs[:j] and hasattr(result, "copy"):
+                result = result.copy()  # one value for two results: each its own array
+            results.append(result)
+        return tuple(results)
+
+    def _handed_back(self, result: Any, inputs: Mapping[str, Any]) -> Any:
         if self.backend == "numpy":
             if type(result) is not np.ndarray:
                 result = np.asarray(result)
@@ -251,7 +288,7 @@ class CompiledExpr:
         return self.plan_info(**arrays).flops
 
 
-def _compiled(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
+def _compiled(expr: Expr | tuple[Expr, ...], shapes: Mapping[str, Any] | None, backend: str,
               memory_limit: int | None, optimize: str) -> CompiledExpr:
     compiled = CompiledExpr(expr, backend, memory_limit, optimize)
     known = known_shapes(expr, compiled.program, shapes)
@@ -260,13 +297,14 @@ def _compiled(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
     return compiled
 
 
-def _exported(expr: Expr, shapes: Mapping[str, Any] | None, backend: str,
+def _exported(expr: Expr | tuple[Expr, ...], shapes: Mapping[str, Any] | None, backend: str,
               memory_limit: int | None, optimize: str) -> ExportedExpr:
     return ExportedExpr(expr, backend, shapes)
 
 
 #: How each backend compiles: the plan run here, or exported as its library's code.
 COMPILERS: dict[str, Callable[..., CompiledExpr | ExportedExpr]] = {
+    "auto": _compiled,
     "numpy": _compiled,
     "dask": _compiled,
     "jax": _exported,
@@ -274,16 +312,44 @@ COMPILERS: dict[str, Callable[..., CompiledExpr | ExportedExpr]] = {
 }
 
 
-def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: str = "numpy",
-                 *, memory_limit: int | None = None, optimize: str = "auto") -> CompiledExpr:
+@overload
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
+                 backend: Literal["auto", "numpy", "dask"] = "auto", *,
+                 memory_limit: int | None = None, optimize: str = "auto") -> CompiledExpr: ...
+@overload
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None, *,
+                 backend: Literal["jax", "torch"],
+                 memory_limit: int | None = None, optimize: str = "auto") -> ExportedExpr: ...
+@overload
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
+                 backend: str = "auto", *, memory_limit: int | None = None,
+                 optimize: str = "auto") -> CompiledExpr | ExportedExpr: ...
+
+
+def compile_expr(expr: Expr | Sequence[Expr], shapes: Mapping[str, Any] | None = None,
+                 backend: str = "auto", *, memory_limit: int | None = None,
+                 optimize: str = "auto") -> CompiledExpr | ExportedExpr:
     """Plan the evaluation of ``expr`` once; return a callable ``f(**arrays)``.
 
-    ``backend`` is a key of :data:`BACKENDS`; ``memory_limit`` (bytes, default half
-    the RAM) bounds the result and every intermediate; ``optimize`` is ``"auto"`` or an
-    opt_einsum path strategy. ``shapes`` (name -> tuple of ints) plans eagerly, so a too-large
-    result is refused at compile time. ``"jax"`` and ``"torch"`` return an
-    :class:`einderiv.numeric.codegen.ExportedExpr`: the plan exported as that library's code
-    (``Expr.to_python``), jitted on JAX; ``memory_limit`` and ``optimize`` do not apply.
+    ``expr`` may be a list or tuple of expressions (the gradients of one loss by
+    several variables, ``einderiv.diff(loss, ["W1", "b1"])``): one plan computes them
+    all, each common subexpression once, and a call returns a tuple of results.
+
+    ``backend`` is a key of :data:`BACKENDS`. The default, ``"auto"``, follows the
+    arrays of each call, as opt_einsum's ``backend="auto"`` does: numpy arrays (and
+    Python numbers, lists) run the plan here, dask arrays give a lazy dask array,
+    jax arrays and torch tensors run the plan exported as their library's code;
+    arrays of two of these libraries in one call are an
+    :class:`~einderiv.errors.EvaluationError` naming them (numpy arrays go with any).
+    A named backend refuses arrays of another library. The result's dtype is
+    numpy's promotion of the arrays, Python numbers taking the arrays' dtype
+    (float32 in, float32 out: :mod:`einderiv.numeric.dtypes`). ``memory_limit``
+    (bytes, default half the RAM) bounds the result and every intermediate;
+    ``optimize`` is ``"auto"`` or an opt_einsum path strategy. ``shapes`` (name ->
+    tuple of ints) plans eagerly, so a too-large result is refused at compile time.
+    ``"jax"`` and ``"torch"`` return an :class:`einderiv.numeric.codegen.ExportedExpr`:
+    the plan exported as that library's code (``Expr.to_python``), jitted on JAX;
+    ``memory_limit`` and ``optimize`` do not apply.
 
     >>> import numpy as np, einderiv
     >>> g = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
@@ -291,7 +357,14 @@ def compile_expr(expr: Expr, shapes: Mapping[str, Any] | None = None, backend: s
     >>> X, th, Y = np.ones((4, 3)), np.ones(3), np.zeros(4)
     >>> f(X=X, theta=th, Y=Y, n=4.0)
     array([6., 6., 6.])
+    >>> f(X=X.astype(np.float32), theta=th.astype(np.float32), Y=Y.astype(np.float32), n=4)
+    array([6., 6., 6.], dtype=float32)
+    >>> gX, gtheta = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])",
+    ...                            ["X", "theta"])
+    >>> both = einderiv.compile_expr([gX, gtheta])
+    >>> [r.shape for r in both(X=X, theta=th, Y=Y)]
+    [(4, 3), (3,)]
     """
     check_backend(backend)
-    return COMPILERS[backend](expr, shapes, backend, memory_limit,  # type: ignore[return-value]
-                              optimize)
+    return COMPILERS[backend](expressions(expr), shapes, backend, memory_limit, optimize)
+

@@ -24,7 +24,8 @@ class Dialect:
     transpose: str              # axes permuted by {perm}
     embed: str                  # "view", "at" or "setitem"
     copy: str                   # an array that owns its memory ("" for immutable arrays)
-    promote: tuple[str, ...]    # body of the input conversion helper
+    promote: tuple[str, ...]    # body of the input conversion helper ``(*arrays)``: numpy's
+                                # promotion of them all, Python numbers weak (NEP 50)
     lse: str = ""               # a library log-sum-exp over {axes}, or "" (by hand)
     softmax: str = ""           # a library softmax over {axes}, or "" (by hand)
     place: str = ""             # a value moved to the inputs' device before a broadcast
@@ -34,8 +35,16 @@ class Dialect:
     natural: bool = False
 
 
-_NUMPY_PROMOTE = ("a = {xp}.asarray(a)",
-                  'return a.astype({xp}.float64) if a.dtype.kind in "biu" else a')
+#: Python numbers, weak in the promotion (NEP 50): they take the arrays' dtype.
+_NUMBERS = "numbers = (bool, int, float, complex)"
+
+_NUMPY_PROMOTE = (
+    _NUMBERS,
+    "arrays = [a if type(a) in numbers else {xp}.asarray(a) for a in arrays]",
+    "dtype = {xp}.result_type(*arrays)",
+    'dtype = {xp}.dtype({xp}.float64) if dtype.kind in "biuO" else dtype',
+    "return [{xp}.asarray(a, dtype) if type(a) in numbers or a.dtype.kind in \"biu\" else a",
+    "        for a in arrays]")
 
 DIALECTS: dict[str, Dialect] = {
     "numpy": Dialect(
@@ -49,17 +58,30 @@ DIALECTS: dict[str, Dialect] = {
     "jax": Dialect(
         "import jax.numpy as {xp}", "jnp", "{xp}.einsum", "list", "strategy", "dtype={dtype}",
         "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "at", "",
-        ("a = {xp}.asarray(a)",
-         "return a if {xp}.issubdtype(a.dtype, {xp}.inexact) else a.astype({xp}.result_type(float))"),
+        (_NUMBERS,
+         "arrays = [a if type(a) in numbers else {xp}.asarray(a) for a in arrays]",
+         "dtype = {xp}.result_type(*arrays)",
+         "if not {xp}.issubdtype(dtype, {xp}.inexact):",
+         "    dtype = {xp}.result_type(float)",
+         "return [a if type(a) not in numbers and a.dtype == dtype else {xp}.asarray(a, dtype)",
+         "        for a in arrays]"),
         natural=True),
     "torch": Dialect(
         "import torch as {xp}", "torch", "{xp}.einsum", "pairwise", "",
         "dtype={dtype}, device={device}", "{xp}.tensor({c}, dtype={dtype}, device={device})",
         "{x}.permute({perm})", "setitem", "{x}.clone()",
-        ("if isinstance(a, (bool, int, float)):",
-         "    return {xp}.tensor(float(a), dtype={xp}.float64)",
-         "a = {xp}.as_tensor(a)",
-         "return a if a.is_floating_point() or a.is_complex() else a.to({xp}.float64)"),
+        (_NUMBERS,
+         "arrays = [a if type(a) in numbers else {xp}.as_tensor(a) for a in arrays]",
+         "dtype = None",
+         "for a in arrays:",
+         "    if type(a) not in numbers:",
+         "        dtype = a.dtype if dtype is None else {xp}.promote_types(dtype, a.dtype)",
+         "if dtype is None or not (dtype.is_floating_point or dtype.is_complex):",
+         "    dtype = {xp}.float64",
+         "if not dtype.is_complex and any(type(a) is complex for a in arrays):",
+         "    dtype = {xp}.promote_types(dtype, {xp}.complex64)",
+         "return [{xp}.tensor(a, dtype=dtype) if type(a) in numbers else a.to(dtype)",
+         "        for a in arrays]"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
         place="{x}.to({device})", natural=True),  # a number argument is a CPU tensor

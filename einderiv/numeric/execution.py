@@ -23,8 +23,8 @@ from ..core.functions import FUNCTIONS, ElementwiseFunction
 from ..core.ir import Index
 from ..errors import EvaluationError
 from .direct_products import writable
-from .kernels import (aligned, broadcast, diagonal_view, embed, label_sizes, linalg_ready,
-                      logsumexp, softmax, softmax_all)
+from .kernels import (aligned, broadcast, diagonal_view, embed, label_sizes, linalg_back,
+                      linalg_ready, logsumexp, softmax, softmax_all)
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
                       LogSumExp, Ones, Pow, PowSlot, Scale, Softmax, Solve, Step, Transpose, Zeros)
 
@@ -305,31 +305,32 @@ def _run_scale(step: Scale, plan: Any, values: list, inputs: Mapping[str, Any], 
 
 def _run_solve(step: Solve, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
                dtype: Any) -> Any:
-    m, rhs = linalg_ready(values[step.matrix]), linalg_ready(values[step.rhs])
+    given = values[step.matrix], values[step.rhs]
+    m, rhs = linalg_ready(given[0]), linalg_ready(given[1])
     flat = rhs if rhs.ndim == 1 else rhs.reshape(rhs.shape[0], math.prod(rhs.shape[1:]))
     try:
         x = np.linalg.solve(m.T if step.transposed else m, flat)
     except np.linalg.LinAlgError:
         raise EvaluationError("inv(...) of a singular matrix") from None
-    return x.reshape(rhs.shape)
+    return linalg_back(x.reshape(rhs.shape), *given)
 
 
 def _run_inv(step: Inv, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
              dtype: Any) -> Any:
     try:
-        return np.linalg.inv(linalg_ready(values[step.arg]))
+        return linalg_back(np.linalg.inv(linalg_ready(values[step.arg])), values[step.arg])
     except np.linalg.LinAlgError:
         raise EvaluationError("inv(...) of a singular matrix") from None
 
 
 def _run_det(step: Det, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
              dtype: Any) -> Any:
-    return np.linalg.det(linalg_ready(values[step.arg]))
+    return linalg_back(np.linalg.det(linalg_ready(values[step.arg])), values[step.arg])
 
 
 def _run_logdet(step: LogDet, plan: Any, values: list, inputs: Mapping[str, Any],
                 backend: str, dtype: Any) -> Any:
-    return np.linalg.slogdet(linalg_ready(values[step.arg]))[1]
+    return linalg_back(np.linalg.slogdet(linalg_ready(values[step.arg]))[1], values[step.arg])
 
 
 def _run_ones(step: Ones, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,

@@ -16,7 +16,7 @@ import opt_einsum as oe
 from ..core.ir import Index
 from .paths import einsum_spec
 
-__all__ = ["linalg_ready", "logsumexp", "softmax", "softmax_all", "label_sizes", "aligned",
+__all__ = ["linalg_ready", "linalg_back", "logsumexp", "softmax", "softmax_all", "label_sizes", "aligned",
            "broadcast", "embed", "diagonal_view"]
 
 
@@ -29,6 +29,19 @@ def linalg_ready(m: Any) -> Any:
     if isinstance(m, np.ndarray) and m.dtype.kind == "c" and m.dtype.itemsize not in (8, 16):
         return m.astype(np.complex128)
     return m
+
+
+def linalg_back(result: Any, *originals: Any) -> Any:
+    """A linear-algebra result in the dtype numpy's promotion gives ``originals``
+    where :func:`linalg_ready` widened them or the library did (float16 in, float16
+    out; dask's ``inv`` of float32 is float64); a real result, such as slogdet's, in
+    the real type of that precision."""
+    target = np.result_type(*(np.dtype(o.dtype) for o in originals))
+    if target.kind == "c" and np.dtype(result.dtype).kind != "c":
+        target = np.finfo(target).dtype
+    if np.dtype(result.dtype) == target:
+        return result
+    return result.astype(target) if hasattr(result, "astype") else np.asarray(result, target)
 
 
 def _all_finite(m: Any) -> bool:

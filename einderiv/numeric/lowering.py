@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from ..core.canonical import canonical_key, sort_key
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                       const_value, factor_indices, rename, walk)
+                       children, const_value, factor_indices, rename)
 from ..core.printing import to_text
 from ..core.scopes import outer_origins
 from ..errors import EinderivError
 from . import program as op
 from .program import FixedSize, InputAxis, Operand, Program, SizeRef, SlotAxis, Step, Term, UnknownSize
 
-__all__ = ["Lowering", "lower", "to_float"]
+__all__ = ["Lowering", "lower", "lower_many", "to_float"]
 
 
 def lower(e: Expr) -> Program:
@@ -40,6 +40,22 @@ def lower(e: Expr) -> Program:
     slot, labels = lowering.value(e)
     lowering.program.output = lowering.align(slot, labels, e.free)
     lowering.program.output_labels = e.free
+    return lowering.program
+
+
+def lower_many(exprs: Sequence[Expr]) -> Program:
+    """One program computing all of ``exprs`` (``program.outputs``, in order), their
+    common subexpressions computed once: the gradients of one loss by two variables
+    share the forward pass."""
+    lowering = Lowering()
+    outputs = []
+    for e in exprs:
+        slot, labels = lowering.value(e)
+        outputs.append(lowering.align(slot, labels, e.free))
+    lowering.program.outputs = tuple(outputs)
+    lowering.program.outputs_labels = tuple(e.free for e in exprs)
+    lowering.program.output = outputs[-1]
+    lowering.program.output_labels = exprs[-1].free
     return lowering.program
 
 
@@ -495,9 +511,36 @@ def _sum_of_exp(e: Expr) -> Expr | None:
 
 
 def _context_free(e: Expr) -> bool:
-    """Whether the value of ``e`` is fixed by its inputs alone: deltas and zeros take
-    their sizes from the surrounding expression, so equal nodes may differ in size."""
-    return not any(isinstance(n, Delta) or (isinstance(n, Sum) and not n.terms) for n in walk(e))
+    """Whether the value of ``e`` is fixed by its inputs alone. Deltas and zeros take
+    their sizes from around them, so equal nodes may differ in size -- unless each of
+    their labels is a free index of ``e`` that a tensor inside ``e`` also carries
+    (the ones-marker of a broadcast bias, ``W1[h,i]*X[i,b] + b1[h]``: ``b`` is ``X``'s
+    axis), which fixes it wherever ``e`` occurs."""
+    return _intrinsic(e, _fixed(e))
+
+
+def _fixed(e: Expr) -> set[Index]:
+    """The free indices of ``e`` whose size a tensor inside ``e`` carries (through
+    nodes where the index stays free; inv/det/logdet arguments are closed)."""
+    if isinstance(e, Tensor):
+        return set(e.indices)
+    if isinstance(e, (Inv, Det, LogDet)):
+        return set()
+    found: set[Index] = set()
+    for c in children(e):
+        found |= _fixed(c)
+    return found & set(e.free)
+
+
+def _intrinsic(n: Expr, fixed: set[Index]) -> bool:
+    """Whether every delta and zero in ``n`` has only labels of ``fixed`` (indices free
+    all the way from the node ``fixed`` was found for)."""
+    if isinstance(n, Delta):
+        return {n.i, n.j} <= fixed
+    if isinstance(n, Sum) and not n.terms:
+        return set(n.out) <= fixed
+    inner = set() if isinstance(n, (Inv, Det, LogDet)) else fixed & set(n.free)
+    return all(_intrinsic(c, inner) for c in children(n))
 
 
 def to_float(c: Fraction) -> float:

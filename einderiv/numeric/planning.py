@@ -143,19 +143,20 @@ PLANNERS: dict[type[Step], Callable[..., Planned]] = {
 }
 
 
-def check_sizes(expr: Expr, inputs: Mapping[str, Any]) -> None:
+def check_sizes(expr: Expr | tuple[Expr, ...], inputs: Mapping[str, Any]) -> None:
     """The arrays keep the rule parse's shapes follow (docs/language.md): an index
     name has one size everywhere it is used (inv/det/logdet arguments apart), the
-    two indices of a delta one size."""
+    two indices of a delta one size (in each expression of a tuple)."""
     shapes = {name: tuple(int(n) for n in a.shape) for name, a in inputs.items()
               if all(isinstance(n, (int, np.integer)) for n in a.shape)}
     try:
-        check_shapes(expr, shapes)
+        for e in expr if isinstance(expr, tuple) else (expr,):
+            check_shapes(e, shapes)
     except ShapeError as exc:
         raise EvaluationError(f"{exc}; check the shapes of the arrays") from None
 
 
-def plan_shapes(expr: Expr, program: Program, inputs: Mapping[str, Any], *, optimize: str,
+def plan_shapes(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[str, Any], *, optimize: str,
                 backend: str, memory_limit: int) -> Shapes:
     """Shapes, contractions and FLOPs of ``program`` (lowered from ``expr``) for these
     inputs (anything with a ``.shape``); :class:`~einderiv.errors.EvaluationError`
@@ -192,7 +193,7 @@ def plan_shapes(expr: Expr, program: Program, inputs: Mapping[str, Any], *, opti
     return Shapes(shapes, contractions, costs, flops, largest, result_shape, result_bytes)
 
 
-def make_plan(expr: Expr, program: Program, inputs: Mapping[str, Any], *, optimize: str,
+def make_plan(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[str, Any], *, optimize: str,
               backend: str, memory_limit: int, needs_dtype: bool) -> Plan:
     """The plan of ``program`` for inputs of these shapes (see :func:`plan_shapes`)."""
     sized = plan_shapes(expr, program, inputs, optimize=optimize, backend=backend,
@@ -227,21 +228,22 @@ def make_plan(expr: Expr, program: Program, inputs: Mapping[str, Any], *, optimi
     # Letting go of each array after its last use costs a little per step: worth it
     # where arrays are large enough for their memory to matter.
     release = releases(program, taken_over) if sized.largest >= RELEASE_MIN_BYTES else None
-    straight = straight_line(steps, bound, release, program.inputs, program.output,
-                             needs_dtype) if numpy else None
+    straight = straight_line(steps, bound, release, program.inputs,
+                             program.outputs or program.output, needs_dtype) if numpy else None
     info = PlanInfo(int(flops), int(sized.largest), int(sized.result_bytes), sized.result_shape,
                     sum(1 for s in steps if isinstance(s, Einsum)))
     return Plan(info, shapes, sized.contractions, bound, release, straight)
 
 
-def known_shapes(expr: Expr, program: Program, shapes: Mapping[str, Any] | None
+def known_shapes(expr: Expr | tuple[Expr, ...], program: Program, shapes: Mapping[str, Any] | None
                  ) -> dict[str, ShapeOnly] | None:
     """Stand-ins for the inputs where ``shapes`` (name -> sizes, as compile takes them)
     gives every input of the program in integers, for planning ahead; None otherwise.
     :class:`~einderiv.errors.ShapeError` where the shapes conflict (as parse says)."""
     if shapes:
         shapes = normalize_shapes(shapes)
-        check_shapes(expr, shapes)
+        for e in expr if isinstance(expr, tuple) else (expr,):
+            check_shapes(e, shapes)
     if not shapes or not all(n in shapes for n in program.inputs):
         return None
     known = {n: ShapeOnly(tuple(shapes[n])) for n in program.inputs}

@@ -570,8 +570,16 @@ KINDS: dict[str, type[Step]] = {cls.kind: cls for cls in (
 @dataclass
 class Program:
     """The steps, the slot of each input (name -> slot), the slot of the result and the
-    labels of the result's axes."""
+    labels of the result's axes; a program of several results (``lower_many``) also
+    has their slots in ``outputs`` (``output`` is then the last of them)."""
     steps: list[Step] = field(default_factory=list)
     inputs: dict[str, int] = field(default_factory=dict)
     output: int = -1
     output_labels: tuple[Index, ...] = ()
+    outputs: tuple[int, ...] = ()
+    outputs_labels: tuple[tuple[Index, ...], ...] = ()
+
+    @property
+    def results(self) -> tuple[int, ...]:
+        """The slots of the results: ``outputs``, or ``(output,)`` for one."""
+        return self.outputs or (self.output,)

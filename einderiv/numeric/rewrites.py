@@ -29,12 +29,13 @@ __all__ = ["count_readers", "releases", "plan_owned", "in_place_steps", "bind_in
 
 
 def count_readers(program: Program) -> list[int]:
-    """How many steps read each slot (the program's output counts as one more)."""
+    """How many steps read each slot (each of the program's results counts as one more)."""
     readers = [0] * len(program.steps)
     for step in program.steps:
         for slot in step.reads():
             readers[slot] += 1
-    readers[program.output] += 1
+    for out in program.results:
+        readers[out] += 1
     return readers
 
 
@@ -53,7 +54,8 @@ def releases(program: Program, taken_over: Mapping[int, list[int]]) -> list[tupl
         for other in others:
             for slot in program.steps[other].reads():
                 last[slot] = max(last[slot], k)
-    last.pop(program.output, None)
+    for out in program.results:
+        last.pop(out, None)
     found: list[list[int]] = [[] for _ in program.steps]
     for slot, k in last.items():
         found[k].append(slot)

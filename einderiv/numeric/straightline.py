@@ -46,10 +46,11 @@ def unaliased(result: Any, inputs: Sequence[Any]) -> Any:
 
 def straight_line(steps: Sequence[Step], bound: Sequence[Callable[..., Any]],
                   release: Sequence[tuple[int, ...]] | None, inputs: Mapping[str, int],
-                  output: int, needs_dtype: bool) -> Callable[..., Any] | None:
+                  output: int | tuple[int, ...], needs_dtype: bool) -> Callable[..., Any] | None:
     """One function ``run(*arrays)`` (the inputs in the order of ``inputs``: name ->
     slot) doing what the loop over ``bound`` does, or None for a program of more than
-    :data:`MAX_STEPS` steps. ``release``: the slots to let go of after each step."""
+    :data:`MAX_STEPS` steps. ``release``: the slots to let go of after each step.
+    ``output``: the slot of the result, or a tuple of slots (a tuple of results)."""
     if len(steps) > MAX_STEPS:
         return None
     names = list(inputs)
@@ -83,11 +84,17 @@ def straight_line(steps: Sequence[Step], bound: Sequence[Callable[..., Any]],
                    if closures or s not in param_of]  # the caller holds the inputs anyway
         if dropped:
             body.append(" = ".join(dropped) + " = None")
-    body.append(f"r = {ref(output)}")
-    alias = "".join(f" or r is {p}" for p in params)
-    body.append(f"if type(r) is not ndarray or r.base is not None{alias}:")
-    body.append(f"    r = unaliased(r, ({''.join(p + ', ' for p in params)}))")
-    body.append("return r")
+    outputs = output if isinstance(output, tuple) else (output,)
+    results = ["r"] if len(outputs) == 1 else [f"r{j}" for j in range(len(outputs))]
+    for j, (r, out) in enumerate(zip(results, outputs)):
+        body.append(f"{r} = {ref(out)}")
+        alias = "".join(f" or {r} is {p}" for p in params)
+        body.append(f"if type({r}) is not ndarray or {r}.base is not None{alias}:")
+        body.append(f"    {r} = unaliased({r}, ({''.join(p + ', ' for p in params)}))")
+        if out in outputs[:j]:  # one value for two results: each its own array
+            body.append(f"{r} = {r}.copy()")
+    body.append(f"return {results[0]}" if isinstance(output, int) else
+                f"return ({', '.join(results)},)")
     source = f"def run({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
     exec(compile(source, "<einderiv plan>", "exec"), namespace)  # noqa: S102 - our own source
     run = namespace["run"]
@@ -99,17 +106,27 @@ def entry(names: Sequence[str], scalars: Sequence[str], runs: Mapping[tuple, Cal
           general: Callable[[dict], Any]) -> Callable[[dict], Any]:
     """``call(arrays)``: the straight-line function of the plan for the arrays' shapes
     (looked up in ``runs``, shapes in the order of ``names``) where every input is a
-    numpy array of floats, or a Python float or int for a name in ``scalars`` (made a
-    0-d float64 array, as the general way does); ``general(arrays)`` otherwise (conversions,
+    numpy array of floats, or a Python float or int for a name in ``scalars`` where
+    the other arrays share one floating dtype (made a 0-d array of it, as the general
+    way does: numbers are weak);
+    ``general(arrays)`` otherwise (conversions,
     missing names, a first call with new shapes, errors)."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
         lines += ["    except KeyError:", "        return general(arrays)"]
-    lines += [f"    if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
-              f"        {p} = asarray({p}, FLOAT64)"
-              for n, p in zip(names, params) if n in scalars]
+    # Python numbers are weak (NEP 50): they take the dtype of the arrays where all
+    # arrays have one floating dtype (float64 where there are none); other mixes go
+    # the general way (einderiv.numeric.dtypes).
+    arrays = [p for n, p in zip(names, params) if n not in scalars]
+    common = f"{arrays[0]}.dtype" if arrays else "FLOAT64"
+    weak = [f"        if type({p}) is float or type({p}) is int and -BIG < {p} < BIG:\n"
+            f"            {p} = asarray({p}, {common})"
+            for n, p in zip(names, params) if n in scalars]
+    if weak:
+        same = [f"type({p}) is ndarray and {p}.dtype is {common}" for p in arrays]
+        lines += ["    if " + " and ".join(same + [f"{common}.kind in 'fc'"]) + ":"] + weak
     if params:
         checks = " and ".join(f"type({p}) is ndarray" for p in params) + " and " + \
             " and ".join(f"{p}.dtype.kind in 'fc'" for p in params)

@@ -12,7 +12,7 @@ import numpy as np
 from ..api import diff, parse
 from ..core.ir import Expr
 from ..core.structures import apply_assumptions, normalize_assume, structures_in
-from ..errors import EinderivError
+from ..errors import EinderivError, did_you_mean
 from ..symbolic.syntax import parse_wrt
 
 __all__ = ["check", "CheckResult"]
@@ -86,7 +86,9 @@ def check(expr: Expr | str, wrt: str, values: Mapping[str, Any], *, eps: float =
     name, _ = parse_wrt(wrt)
     kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if name not in values:
-        raise EinderivError(f"values has no entry for the variable {name!r}")
+        hint = did_you_mean(name, e.variables) if name not in e.variables else ""
+        raise EinderivError(f"values has no entry for the variable {name!r}"
+                            + (f"; {hint}" if hint else ""))
     # the variable's rank from its value, should simplifying have removed it (s + -s)
     d = diff(e, wrt, {name: np.shape(values[name]), **dict(shapes or {})},
              assume={name: kind} if kind else None)
