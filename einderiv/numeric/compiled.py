@@ -155,10 +155,12 @@ class CompiledExpr:
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the expression in LaTeX, the backend, the inputs and output axes."""
-        free = ", ".join(self.expr.free) or "none (a scalar)"
-        return (f"**compiled expression** (backend `{self.backend}`; inputs "
+        exprs = self.expr if isinstance(self.expr, tuple) else (self.expr,)
+        free = "; ".join(", ".join(e.free) or "none (a scalar)" for e in exprs)
+        what = "compiled expression" if len(exprs) == 1 else f"{len(exprs)} compiled expressions"
+        return (f"**{what}** (backend `{self.backend}`; inputs "
                 f"{', '.join(f'`{n}`' for n in self.variables) or 'none'}; output axes "
-                f"{free})\n\n$$ {self.expr.to_latex()} $$")
+                f"{free})\n\n" + "\n\n".join(f"$$ {e.to_latex()} $$" for e in exprs))
 
     # -------------------------------------------------------------------- inputs
     def _inputs(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
