@@ -15,9 +15,8 @@ from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, guard_recursion
-from .symbolic import syntax
+from .symbolic import definitions, syntax
 from .symbolic.diff import derivative
-from .symbolic.einstein import build
 from .symbolic.simplify import simplify as _simplify
 from .symbolic.structured import project
 from .symbolic.syntax import parse_wrt
@@ -45,10 +44,10 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     >>> str(e)
     'X[a,b]*theta[b] - Y[a]'
     """
-    ast = syntax.parse_ast(text)
-    e = apply_assumptions(build(ast, text), assume, normalize_shapes(shapes))
+    built, program = definitions.read(text)  # statements: docs/language.md, "Definitions"
+    e = apply_assumptions(built, assume, normalize_shapes(shapes))
     check_shapes(e, normalize_shapes(shapes))
-    return _simplify(e) if simplify else e
+    return definitions.with_program(_simplify(e) if simplify else e, program)
 
 
 def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
@@ -77,7 +76,8 @@ def _rebind(e: Expr) -> Expr:
 
 @guard_recursion
 def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
-         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None) -> Expr:
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None,
+         expand: bool = False) -> Expr:
     """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
 
     ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
@@ -101,11 +101,16 @@ def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None,
 
     >>> einderiv.diff("A[i,j]*x[j]", "x[k]", layout="numerator").free
     ('i', 'k')
+
+    Through definitions (``Z[i] = ...; ...``, docs/language.md) the result prints in
+    their names; ``wrt`` may be one of them; ``expand=True`` leaves the names out.
     """
     layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
     e, ranks = parse_with_ranks(expr, shape_map, assume)
-    return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+    result = differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+    return result if expand or e.definitions is None else \
+        definitions.with_program(result, e.definitions.without_written())
 
 
 def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
@@ -115,10 +120,12 @@ def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
     the right shape, not an error. ``assume`` marks structured variables."""
     if not isinstance(expr, str):
         if assume and isinstance(expr, Expr):
-            return _simplify(apply_assumptions(expr, assume, shape_map)), {}
+            return definitions.with_program(
+                _simplify(apply_assumptions(expr, assume, shape_map)), expr.definitions), {}
         return expr, {}
     written = parse(expr, shape_map, simplify=False, assume=assume)
-    return _simplify(written), {t.name: len(t.indices) for t in iter_tensors(written)}
+    return (definitions.with_program(_simplify(written), written.definitions),
+            {t.name: len(t.indices) for t in iter_tensors(written)})
 
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
@@ -138,6 +145,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if shape_map:
         check_shapes(e, shape_map)
     name, given = parse_wrt(wrt)
+    e, restore = definitions.by_name(e, name)  # by a defined name: it is a variable here
     tensors = list(iter_tensors(e))
     ranks = {**(ranks or {}), **{t.name: len(t.indices) for t in tensors}}
     if name in ranks:
@@ -167,7 +175,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    raw = derivative(_rebind(e), name, new, log)
+    raw = restore(derivative(_rebind(e), name, new, log))
     kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if kind is not None:
         if rank != 2:

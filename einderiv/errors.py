@@ -21,6 +21,7 @@ __all__ = [
     "guard_recursion",
     "NotMatrixExpressible",
     "LayoutError",
+    "DefinitionWarning",
 ]
 
 
@@ -77,6 +78,12 @@ class NotMatrixExpressible(EinderivError):
     """An expression with no matrix-notation form (more than two free axes, or an
     index pattern that needs indices). The message says why and what to use instead:
     the index form, or ``einderiv.flatten`` / ``to_matrix(flatten=...)``."""
+
+
+class DefinitionWarning(UserWarning):
+    """A definition that nothing uses (``Z[i] = ...; x[i]*y[i]``): a warning, not an
+    error, with a caret under the name; filter it with
+    ``warnings.simplefilter("ignore", einderiv.DefinitionWarning)``."""
 
 
 def format_caret(message: str, text: str, position: int | None) -> str:
