@@ -16,6 +16,7 @@ face and the command line. ``numeric`` and ``matrix`` never import each other.
 from .api import diff, hvp, jvp, parse
 from .core.ir import Expr
 from .errors import (
+                     DefinitionWarning,
                      EinderivError,
                      EvaluationError,
                      IndexMismatchError,
@@ -56,6 +57,7 @@ __all__ = [
     "Expr",
     "CheckResult",
     "EinderivError",
+    "DefinitionWarning",
     "ParseError",
     "IndexMismatchError",
     "LayoutError",

@@ -46,6 +46,7 @@ class _Statement:
     name: str | None = None        # None: an expression
     name_pos: int = 0
     indices: tuple[Index, ...] = ()
+    index_pos: tuple[int, ...] = ()  # where each index of the left-hand side is
 
 
 def _is_op(tok: S.Token, *texts: str) -> bool:
@@ -92,6 +93,7 @@ def _statement(text: str, group: list[S.Token], end: int) -> _Statement:
         raise ParseError(f"{first.text!r} is a word of the language and cannot be defined",
                          text, first.pos)
     indices: list[Index] = []
+    where: list[int] = []
     if eq > 1:
         inner = group[2: eq - 1]
         if not inner:
@@ -109,6 +111,7 @@ def _statement(text: str, group: list[S.Token], end: int) -> _Statement:
                         f"index {tok.text!r} occurs twice in {first.text}[...]: the indices "
                         "of a definition are distinct", text, tok.pos))
                 indices.append(tok.text)
+                where.append(tok.pos)
         if len(inner) % 2 == 0:
             raise ParseError(f"expected an index name before ']' in {first.text}[...]",
                              text, group[eq - 1].pos)
@@ -116,7 +119,7 @@ def _statement(text: str, group: list[S.Token], end: int) -> _Statement:
     if not body:
         raise ParseError(f"nothing after '=': write the body of {first.text}", text, end)
     return _Statement(body + [S.Token("end", "", end)], first.pos, first.text, first.pos,
-                      tuple(indices))
+                      tuple(indices), tuple(where))
 
 
 def _refs(node: object) -> Iterator[S.Ref | S.SizeOf]:
@@ -226,7 +229,9 @@ def _checked_body(text: str, st: _Statement, body: Expr, ast: object) -> Expr:
         extra = [i for i in body.free if i not in st.indices]
         missing = [i for i in st.indices if i not in body.free]
         pos = st.tokens[0].pos
-        if extra:
+        if missing:
+            pos = st.index_pos[st.indices.index(missing[0])]
+        else:
             pos = next((p for ref in _refs(ast) if isinstance(ref, S.Ref)
                         for i, p in (ref.indices or ()) if i == extra[0]), pos)
         said = f"; it has free indices ({', '.join(body.free)})" if body.free else \

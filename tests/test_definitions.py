@@ -1,0 +1,178 @@
+"""Definitions (issue 22): ``Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); L = ...``.
+
+The notes' two-layer network (003_*, X.18-X.23) written with names: values against
+central finite differences of an independent numpy loss, derivatives by an
+intermediate name (dL/dZ, dL/dA) against the closed forms of backpropagation, printed
+forms in the names; a deeper network; every mistake an error with a caret; an unused
+definition a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import einderiv
+from fd import assert_close_to_fd, central_diff
+
+TWO_LAYER = """
+Z[i,n] = W[j,i]*X[j,n]
+A[i,n] = tanh(Z[i,n])
+L = sum[o,n]((V[o,i]*A[i,n] - T[o,n])**2)
+"""
+
+
+def _arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # inputs d=4, hidden h=3, outputs o=2, samples n=5: all distinct
+    return {"W": rng.normal(size=(4, 3)), "X": rng.normal(size=(4, 5)),
+            "V": rng.normal(size=(2, 3)), "T": rng.normal(size=(2, 5))}
+
+
+def _loss(a) -> np.ndarray:
+    """The loss in numpy, written independently of einderiv."""
+    A = np.tanh(a["W"].T @ a["X"])
+    return np.asarray(np.sum((a["V"] @ A - a["T"]) ** 2))
+
+
+@pytest.mark.parametrize("wrt", ["W", "V", "X", "T"])
+def test_two_layer_gradients_match_finite_differences(wrt):
+    arrays = _arrays()
+    g = einderiv.diff(TWO_LAYER, wrt)
+    assert_close_to_fd(g.evaluate(**arrays), central_diff(_loss, arrays, wrt))
+
+
+def test_value_equals_the_expression_written_out():
+    arrays = _arrays(1)
+    e = einderiv.parse(TWO_LAYER)
+    assert np.isclose(e.evaluate(**arrays), _loss(arrays))
+    by_hand = einderiv.parse("sum[o,n]((V[o,i]*tanh(W[j,i]*X[j,n]) - T[o,n])**2)")
+    assert e == by_hand
+
+
+def test_derivatives_by_intermediate_names_are_backpropagation():
+    """dL/dA = V^T 2 (V A - T) and dL/dZ = dL/dA .* (1 - A^2) (X.21-X.23)."""
+    a = _arrays(2)
+    A = np.tanh(a["W"].T @ a["X"])
+    dA = a["V"].T @ (2 * (a["V"] @ A - a["T"]))
+    np.testing.assert_allclose(einderiv.diff(TWO_LAYER, "A").evaluate(**a), dA, rtol=1e-10)
+    np.testing.assert_allclose(einderiv.diff(TWO_LAYER, "Z").evaluate(**a),
+                               dA * (1 - A ** 2), rtol=1e-10)
+    # and dL/dZ is what finite differences give in Z, with A = tanh(Z)
+    Z = a["W"].T @ a["X"]
+    numeric = central_diff(lambda b: np.sum((a["V"] @ np.tanh(b["Z"]) - a["T"]) ** 2),
+                           {"Z": Z}, "Z")
+    assert_close_to_fd(einderiv.diff(TWO_LAYER, "Z").evaluate(**a), numeric)
+
+
+def test_printed_in_the_names():
+    assert str(einderiv.diff(TWO_LAYER, "V")).split("; ") == [
+        "Z[i,n] = W[a,i]*X[a,n]", "A[i,n] = tanh(Z[i,n])",
+        "2*A[f,a]*(-T[e,a] + V[e,c]*A[c,a])"]
+    w = str(einderiv.diff(TWO_LAYER, "W"))
+    assert "tanh" not in w.split("; ")[-1] and "A[f,b]**2" in w
+    expanded = str(einderiv.diff(TWO_LAYER, "W", expand=True))
+    assert "A[" not in expanded and expanded.count("tanh(") == 2
+
+
+def test_printed_text_parses_back_to_the_same_expression():
+    for wrt in ["V", "W", "Z"]:
+        g = einderiv.diff(TWO_LAYER, wrt)
+        assert einderiv.parse(str(g)) == einderiv.diff(TWO_LAYER, wrt, expand=True)
+
+
+def test_semicolons_and_definitions_used_twice():
+    a = _arrays(3)
+    text = "Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); sum[i,n](A[i,n]*A[i,n] + Z[i,n])"
+    Z = a["W"].T @ a["X"]
+    assert np.isclose(einderiv.parse(text).evaluate(**a), np.sum(np.tanh(Z) ** 2 + Z))
+    g = einderiv.diff(text, "W").evaluate(**a)
+    f = lambda b: np.sum(np.tanh(b["W"].T @ b["X"]) ** 2 + b["W"].T @ b["X"])  # noqa: E731
+    assert_close_to_fd(g, central_diff(f, a, "W"))
+
+
+def test_indices_are_renamed_at_each_use():
+    """Z's own i and the j it sums never meet the indices around a use: Z[j,i] is Z^T."""
+    rng = np.random.default_rng(4)
+    M, x = rng.normal(size=(4, 3)), rng.normal(size=4)
+    e = einderiv.parse("Z[i,j] = M[i,k]*P[k,j]; y[j] = Z[k,j]*x[k]; y[i]*w[i]")
+    P, w = rng.normal(size=(3, 5)), rng.normal(size=5)
+    assert np.isclose(e.evaluate(M=M, P=P, x=x, w=w), x @ M @ P @ w)
+    t = einderiv.parse("Z[i,j] = M[i,k]*P[k,j]; Z[j,i]").evaluate(M=M, P=P)
+    np.testing.assert_allclose(t, (M @ P).T)
+
+
+def test_repeated_index_at_a_use_is_the_trace():
+    rng = np.random.default_rng(5)
+    M, P = rng.normal(size=(4, 3)), rng.normal(size=(3, 4))
+    e = einderiv.parse("Z[i,j] = M[i,k]*P[k,j]; Z[a,a]")
+    assert np.isclose(e.evaluate(M=M, P=P), np.trace(M @ P))
+
+
+def test_scalar_definitions_and_newlines_inside_brackets():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=4), rng.normal(size=4)
+    text = "s = x[i]*y[i]\nr = (s\n  + 1)**2\n  - s\nr*2"
+    e = einderiv.parse(text)
+    s = x @ y
+    assert np.isclose(e.evaluate(x=x, y=y), 2 * ((s + 1) ** 2 - s))
+
+
+def test_a_plain_expression_may_still_span_lines():
+    e = einderiv.parse("x[i]\n*y[i]\n+ 2")
+    assert e == einderiv.parse("x[i]*y[i] + 2")
+
+
+# ---------------------------------------------------------------------------- errors
+
+ERRORS = [
+    ("Z[i] = x[i]; Z[i] = y[i]; Z[i]", "defined twice", 13),
+    ("A[i] = tanh(Z[i]); Z[i] = x[i]; A[i]", "before its definition", 12),
+    ("Z[i] = Z[i] + x[i]; Z[i]", "in terms of itself", 7),
+    ("Z[i,n] = W[j,i]*X[j,n]; Z[i]*y[i]", "used with 1 index here", 24),
+    ("Z[i,n] = W[j,i]*X[j,n] + b[k]; Z[i,n]", "'k' is free in the body", 27),
+    ("Z[i,n,m] = W[j,i]*X[j,n]; Z[i,n,m]", "'m' of the left-hand side", 6),
+    ("Z[i,i] = x[i]; Z[a,b]", "occurs twice", 4),
+    ("x[i]*y[i]; Z[i] = x[i]; Z[i]", "only the last statement", 0),
+    ("sum[i] = x[i]; 1", "cannot be defined", 0),
+    ("Z[] = x; Z", "without brackets", 1),
+    ("Z[i] = ; Z[i]", "nothing after '='", 7),
+    ("Z[i] = x[i] = y[i]", "unexpected '='", 12),
+    ("Z[i] = x[i]; size(Z, 0)", "size(Z, ...) of a definition", 13),
+]
+
+
+@pytest.mark.parametrize("text, message, position", ERRORS, ids=[t for t, _, _ in ERRORS])
+def test_mistakes_are_errors_with_a_caret(text, message, position):
+    with pytest.raises(einderiv.EinderivError) as info:
+        einderiv.parse(text)
+    shown = str(info.value)
+    assert message in shown
+    line, caret = shown.splitlines()[-2:]
+    assert line.strip() == text.splitlines()[0].strip() or text in line
+    assert caret.index("^") - 2 == position, shown
+
+
+def test_unused_definition_is_a_warning_with_a_caret():
+    with pytest.warns(einderiv.DefinitionWarning, match="'Z' is defined but never used"):
+        e = einderiv.parse("Z[i] = x[i]*2; y[i]")
+    assert e == einderiv.parse("y[i]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a used definition warns nothing
+        einderiv.parse("Z[i] = x[i]*2; Z[i]")
+
+
+def test_derivative_by_a_name_needs_the_parsed_expression():
+    g = einderiv.diff(TWO_LAYER, "V")
+    with pytest.raises(einderiv.EinderivError, match="needs the expression as parsed"):
+        einderiv.diff(g, "Z")
+
+
+def test_inputs_are_not_changed():
+    a = _arrays(7)
+    copies = {k: v.copy() for k, v in a.items()}
+    einderiv.diff(TWO_LAYER, "W").evaluate(**a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], copies[k])
