@@ -31,6 +31,7 @@ from .numeric.codegen import to_python
 from .numeric.compiled import CompiledExpr, compile_expr
 from .numeric.layout import flatten
 from .tools.check import CheckResult, check
+from .tools.definitions import evaluate_named
 from .tools.inspect import StructureReport, structure
 from .tools.plot import plot
 from .tools.steps import Derivation, Step, derive_steps
@@ -41,6 +42,7 @@ __all__ = [
     "parse",
     "diff",
     "derive_steps",
+    "evaluate_named",
     "Derivation",
     "Step",
     "jvp",

@@ -176,3 +176,52 @@ def test_inputs_are_not_changed():
     einderiv.diff(TWO_LAYER, "W").evaluate(**a)
     for k in a:
         np.testing.assert_array_equal(a[k], copies[k])
+
+
+# ------------------------------------------------------------------------ evaluation
+
+
+def test_each_definition_is_computed_once_in_the_plan():
+    """The derivative by W holds tanh(W^T X) three times when expanded; its plan
+    computes it once (shared subexpressions), as does exported code."""
+    from einderiv.numeric.lowering import lower
+    g = einderiv.diff(TWO_LAYER, "W")
+    assert str(einderiv.diff(TWO_LAYER, "W", expand=True)).count("tanh(") == 2
+    steps = lower(g).steps
+    assert sum(getattr(s, "name", None) == "tanh" for s in steps) == 1
+    source = g.to_python("grad")
+    assert source.count("np.tanh(") == 1
+
+
+def test_exported_code_names_its_variables_after_the_definitions():
+    a = _arrays(8)
+    g = einderiv.diff(TWO_LAYER, "W")
+    source = g.to_python("grad")
+    assert "    Z = np.einsum(" in source and "    A = np.tanh(Z)" in source
+    namespace: dict = {}
+    exec(source, namespace)
+    assert_close_to_fd(namespace["grad"](**a), central_diff(_loss, a, "W"))
+
+
+def test_evaluate_named_gives_the_intermediates():
+    a = _arrays(9)
+    value, named = einderiv.evaluate_named(TWO_LAYER, **a)
+    Z = a["W"].T @ a["X"]
+    np.testing.assert_allclose(named["Z"], Z, rtol=1e-12)
+    np.testing.assert_allclose(named["A"], np.tanh(Z), rtol=1e-12)
+    assert np.isclose(value, _loss(a))
+    g_value, _ = einderiv.evaluate_named(einderiv.diff(TWO_LAYER, "W"), **a)
+    assert_close_to_fd(g_value, central_diff(_loss, a, "W"))
+
+
+def test_derive_steps_backpropagates_through_the_names():
+    a = _arrays(10)
+    steps = einderiv.derive_steps(TWO_LAYER, "W")
+    assert [s.detail.split(" =")[0] for s in steps.chain] == ["d f / d A", "d f / d Z"]
+    assert "through A[i,n] = tanh(Z[i,n])" in steps.chain[1].detail
+    for step, name in zip(steps.chain, ["A", "Z"]):
+        np.testing.assert_allclose(step.expr.evaluate(**a),
+                                   einderiv.diff(TWO_LAYER, name).evaluate(**a))
+    assert str(steps).startswith("chain rule through the definitions:")
+    assert str(steps.result) == str(einderiv.diff(TWO_LAYER, "W"))
+    assert "tanh" not in steps[-2].text

@@ -27,7 +27,7 @@ from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, T
                  factor_indices, fresh_names, bound_indices, rename, with_children)
 from .scopes import outer_origins
 
-__all__ = ["Definition", "Program", "expand", "fold", "in_names", "used_definitions", "rebind"]
+__all__ = ["Definition", "Program", "expand", "fold", "in_names", "names_text", "used_definitions", "rebind"]
 
 #: A product with more factors than this is not searched for groups equal to a product body.
 MAX_GROUP_SEARCH = 12
@@ -243,3 +243,9 @@ def in_names(e: Expr, program: Program, render: Callable[[Expr], str],
     folded = fold(e, program)
     lines = [f"{d.lhs()} = {render(d.written)}" for d in used_definitions(folded, program)]
     return separator.join([*lines, render(folded)])
+
+
+def names_text(e: Expr) -> str:
+    """``e`` in the names of its definitions, without them (``2*V[a,d]*(... A[b,e])``)."""
+    program = e.definitions
+    return str(fold(e, program) if isinstance(program, Program) else e)

@@ -40,6 +40,11 @@ def lower(e: Expr) -> Program:
     slot, labels = lowering.value(e)
     lowering.program.output = lowering.align(slot, labels, e.free)
     lowering.program.output_labels = e.free
+    program = e.definitions  # named results (einderiv.core.definitions): whose slot is whose
+    for d in getattr(program, "definitions", ()):
+        found = lowering.memo.get(_axis_blind_key(d.body)[0]) if _context_free(d.body) else None
+        if found is not None and found[0] not in lowering.program.named:
+            lowering.program.named[found[0]] = d.name
     return lowering.program
 
 

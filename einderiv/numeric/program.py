@@ -575,3 +575,5 @@ class Program:
     inputs: dict[str, int] = field(default_factory=dict)
     output: int = -1
     output_labels: tuple[Index, ...] = ()
+    #: slot -> the definition it computes (``Z[i,n] = ...``): exported code names it so
+    named: dict[int, str] = field(default_factory=dict)
