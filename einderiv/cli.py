@@ -18,6 +18,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypedDict
 
 from .api import diff, parse, with_axes
@@ -71,6 +72,18 @@ def _parse_shape(spec: str) -> tuple[str, tuple[int | str, ...]]:
 
 
 _MATRIX_MARKS = ("'", "^", "@", "\u2299", "tr(", "norm2(")
+
+
+def _expression_text(arg: str) -> str:
+    """``@path``: the text of that file (definitions one per line, docs/language.md,
+    "Definitions"); anything else is the expression itself."""
+    if not arg.startswith("@"):
+        return arg
+    try:
+        return Path(arg[1:]).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EinderivError(f"cannot read the expression file {arg[1:]!r}: {exc.strerror}") \
+            from None
 
 
 def _looks_like_matrix(text: str) -> bool:
@@ -141,7 +154,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     else:
         if args.wrt is None:
             raise EinderivError("--wrt is required: the variable to differentiate by")
-        expr, wrt, shapes = args.expr, args.wrt, {}
+        expr, wrt, shapes = _expression_text(args.expr), args.wrt, {}
     shapes.update(dict(_parse_shape(s) for s in args.shape or ()))
     e = _parse_either(expr, shapes, getattr(args, "matrix", False))
     e = apply_assumptions(e, _parse_assume(getattr(args, "assume", None)), shapes)
@@ -295,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
         "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
         "                     [--name FN] [--steps] [--matrix] [expr]"))
-    d.add_argument("expr", nargs="?", help="the expression; omitted: the linear-regression demo")
+    d.add_argument("expr", nargs="?", help="the expression (@FILE: read from FILE); omitted: "
+                   "the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",
                    help="shape of a variable, e.g. X=4,3 or X=n,d (repeatable; n= for a scalar)")

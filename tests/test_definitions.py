@@ -225,3 +225,117 @@ def test_derive_steps_backpropagates_through_the_names():
     assert str(steps).startswith("chain rule through the definitions:")
     assert str(steps.result) == str(einderiv.diff(TWO_LAYER, "W"))
     assert "tanh" not in steps[-2].text
+
+
+# -------------------------------------------------------------------- matrix notation
+
+SHAPES = {"W": (4, 3), "X": (4, 5), "V": (2, 3), "T": (2, 5)}
+
+
+def test_matrix_forms_in_the_names():
+    """dL/dV = 2 (V A - T) A^T; dL/dA = V^T 2 (V A - T) (X.21); dL/dZ = dL/dA .* f'(Z)
+    (X.22-X.23); dL/dW = X (dL/dZ)^T, printed with the transpose inside."""
+    forms = {w: str(einderiv.diff(TWO_LAYER, w).to_matrix()) for w in "VAZW"}
+    for text in forms.values():
+        assert text.startswith("Z = W^T X; A = tanh(Z); ")
+    assert forms["V"].split("; ")[-1] == "2 (V A - T) A^T"
+    assert forms["A"].split("; ")[-1] == "2 V^T (V A - T)"
+    assert forms["Z"].split("; ")[-1] == "2 ((V^T (V A - T)) .* (1 - A.^2))"
+    assert forms["W"].split("; ")[-1] == "2 X (((V A - T)^T V) .* (1 - (A^T).^2))"
+    # the notes' form of dL/dW, read back, has the same value as ours
+    a = _arrays(11)
+    notes = einderiv.parse_matrix(
+        "Z = W' X; A = tanh(Z); X ((V' 2 (V A - T)) .* (1 - A.^2))'", SHAPES)
+    np.testing.assert_allclose(notes.evaluate(**a), einderiv.diff(TWO_LAYER, "W").evaluate(**a))
+    assert_close_to_fd(notes.evaluate(**a), central_diff(_loss, a, "W"))
+
+
+def test_matrix_form_evaluates_name_by_name():
+    a = _arrays(12)
+    m = einderiv.diff(TWO_LAYER, "W").to_matrix()
+    assert_close_to_fd(m.evaluate(**a), central_diff(_loss, a, "W"))
+    assert "\\tanh\\left(Z\\right),\\quad" in m.to_latex()
+
+
+def test_parse_matrix_with_definitions_is_the_index_program():
+    e = einderiv.parse_matrix("Z = W' X; A = tanh(Z)\nL = sum((V A - T).^2)", SHAPES)
+    assert e == einderiv.parse(TWO_LAYER)
+    assert str(e).startswith("Z[i,j] = W[a,i]*X[a,j]; A[i,j] = tanh(Z[i,j]); ")
+    a = _arrays(13)
+    assert_close_to_fd(einderiv.diff(e, "W").evaluate(**a), central_diff(_loss, a, "W"))
+    assert str(einderiv.diff(e, "V").to_matrix()).endswith("; 2 (V A - T) A^T")
+
+
+MATRIX_ERRORS = [
+    ("Z = W' X; Z = X; Z", "defined twice", 10),
+    ("A = tanh(Z); Z = W' X; A", "before its definition", 9),
+    ("W' X; Z = X; Z", "only the last statement", 0),
+    ("ones = X; ones", "cannot be defined", 0),
+    ("Z = X'; V Z", "cannot multiply", 10),
+]
+
+
+@pytest.mark.parametrize("text, message, position", MATRIX_ERRORS,
+                         ids=[t for t, _, _ in MATRIX_ERRORS])
+def test_matrix_mistakes_are_errors_with_a_caret(text, message, position):
+    with pytest.raises(einderiv.EinderivError) as info:
+        einderiv.parse_matrix(text, SHAPES)
+    shown = str(info.value)
+    assert message in shown
+    assert shown.splitlines()[-1].index("^") - 2 == position, shown
+
+
+def test_matrix_unused_definition_warns():
+    with pytest.warns(einderiv.DefinitionWarning, match="'Z' is defined but never used"):
+        einderiv.parse_matrix("Z = W' X; V", SHAPES)
+
+
+# ------------------------------------------------------------------- a deeper network
+
+
+def network(depth: int) -> str:
+    """A ``depth``-layer tanh network's squared loss with one definition pair per layer:
+    the text grows by two lines per layer."""
+    lines = ["A0[i,n] = X[i,n]"]
+    for k in range(1, depth + 1):
+        lines.append(f"Z{k}[i,n] = W{k}[j,i]*A{k - 1}[j,n]")
+        lines.append(f"A{k}[i,n] = tanh(Z{k}[i,n])")
+    lines.append(f"L = sum[o,n]((V[o,i]*A{depth}[i,n] - T[o,n])**2)")
+    return "\n".join(lines)
+
+
+def _network_arrays(depth: int, seed: int = 14) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sizes = [4, 3, 5, 4, 3, 5][: depth + 1]
+    arrays = {"X": rng.normal(size=(sizes[0], 2))}
+    for k in range(1, depth + 1):
+        arrays[f"W{k}"] = rng.normal(size=(sizes[k - 1], sizes[k])) / 2
+    arrays["V"] = rng.normal(size=(3, sizes[depth]))
+    arrays["T"] = rng.normal(size=(3, 2))
+    return arrays
+
+
+def _network_loss(a, depth):
+    A = a["X"]
+    for k in range(1, depth + 1):
+        A = np.tanh(a[f"W{k}"].T @ A)
+    return np.asarray(np.sum((a["V"] @ A - a["T"]) ** 2))
+
+
+def test_text_of_a_network_grows_linearly_with_depth():
+    lengths = [len(network(d)) for d in range(1, 9)]
+    steps = {b - a for a, b in zip(lengths, lengths[1:])}
+    assert max(steps) - min(steps) <= 2  # two lines per layer (digits of the layer number)
+
+
+@pytest.mark.parametrize("wrt", ["W1", "W2", "W4", "V"])
+def test_four_layer_network_gradients_match_finite_differences(wrt):
+    a = _network_arrays(4)
+    g = einderiv.diff(network(4), wrt)
+    assert_close_to_fd(g.evaluate(**a), central_diff(lambda b: _network_loss(b, 4), a, wrt))
+
+
+def test_four_layer_first_weight_gradient_prints_in_the_names():
+    text = str(einderiv.diff(network(4), "W1")).split("; ")[-1]
+    assert "tanh" not in text and "Z" not in text
+    assert all(f"A{k}[" in text for k in (1, 2, 3, 4))
