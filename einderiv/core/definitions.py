@@ -27,7 +27,8 @@ from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, T
                  factor_indices, fresh_names, bound_indices, rename, with_children)
 from .scopes import outer_origins
 
-__all__ = ["Definition", "Program", "expand", "fold", "in_names", "names_text", "used_definitions", "rebind"]
+__all__ = ["Definition", "Program", "expand", "fold", "in_names", "names_text", "unwrapped",
+           "used_definitions", "rebind"]
 
 #: A product with more factors than this is not searched for groups equal to a product body.
 MAX_GROUP_SEARCH = 12
@@ -141,6 +142,15 @@ def expand(e: Expr, table: Mapping[str, Definition]) -> Expr:
 # ============================================================================== folding
 
 
+def unwrapped(e: Expr) -> Expr:
+    """``e`` without a product that only orders its axes (``f -> [h,b]`` of an ``f``
+    with free ``(b, h)``): the order is not part of what a definition names."""
+    while isinstance(e, Product) and e.coeff == 1 and len(e.factors) == 1 \
+            and set(e.out) == set(e.factors[0].free) and len(e.out) == len(e.factors[0].free):
+        e = e.factors[0]
+    return e
+
+
 def _tokens(labels: Iterable[Index]) -> dict[Index, str]:
     return {i: f"#{k}" for k, i in enumerate(labels)}
 
@@ -150,18 +160,21 @@ class _Folder:
         # The later definitions are the larger ones: tried first.
         self.defs = [d for d in reversed(program.definitions)
                      if not isinstance(d.body, Tensor)]
-        self.keys = {d.name: canonical_key(d.body, _tokens(d.indices)) for d in self.defs}
+        self.bodies = {d.name: unwrapped(d.body) for d in self.defs}
+        self.keys = {d.name: canonical_key(self.bodies[d.name], _tokens(d.indices))
+                     for d in self.defs}
         self.done: dict[int, tuple[Expr, Expr]] = {}
 
     def match(self, x: Expr) -> Expr | None:
         """``name[labels]`` where ``x`` is a definition's body, else None."""
         if isinstance(x, (Tensor, Delta)) or not x.variables:
             return None
+        x = unwrapped(x)
         free = x.free
         for d in self.defs:
-            if len(free) != len(d.indices) or x.variables != d.body.variables:
-                continue
-            if type(x) is not type(d.body):
+            body = self.bodies[d.name]
+            if len(free) != len(d.indices) or x.variables != body.variables \
+                    or type(x) is not type(body):
                 continue
             for order in itertools.permutations(free):
                 if canonical_key(x, _tokens(order)) == self.keys[d.name]:
@@ -221,7 +234,7 @@ def fold(e: Expr, program: Program) -> Expr:
     >>> import einderiv
     >>> e = einderiv.parse("Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); A[i,n]*A[i,n]")
     >>> print(fold(einderiv.diff(e, "W", expand=True), e.definitions))
-    2*A[b,n]*X[a,n]*(1 - A[b,n]**2)
+    2*X[e,a]*A[f,a]*(1 - A[f,a]**2) -> [e,f]
     """
     return _Folder(program).fold(e)
 

@@ -143,15 +143,17 @@ def read(text: str) -> tuple[Expr, Program | None]:
 
     >>> e, program = read("Z[i] = W[j,i]*x[j]; tanh(Z[i])*v[i]")
     >>> print(e)
-    v[i]*tanh(W[j,i]*x[j])
+    tanh(W[a,i]*x[a])*v[i]
     >>> program.names
     ('Z',)
     """
     if not isinstance(text, str):
         raise ParseError(f"expected the expression as a string, got {type(text).__name__}")
+    if "=" not in text and ";" not in text:  # one expression (tokenized once)
+        return build(S.parse_ast(text), text), None
     tokens = S.tokenize(text)
     if not any(_is_op(t, "=", ";") for t in tokens):
-        return build(S.parse_ast(text), text), None
+        return build(S.parse_tokens(text, tokens), text), None
     statements = [_statement(text, g, end) for g, end in _groups(text, tokens)]
     if not statements:
         raise ParseError("empty expression", text, 0)
@@ -187,7 +189,7 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program]:
         written = _checked_body(text, st, written, ast)
         ranks[st.name] = (len(st.indices), st.name_pos)
         table[st.name] = Definition(st.name, st.indices, written,
-                                    rebind(simplify(expand(written, table), st.indices)))
+                                    simplify(expand(rebind(written), table), st.indices))
     assert written is not None
     for name in table:
         if name not in used:

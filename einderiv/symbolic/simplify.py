@@ -73,6 +73,8 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
 
 
 def _simplify(e: Expr) -> Expr:
+    if cached(e, "simplified") is not None:
+        return e  # simplify's own result inside a larger expression (a definition's body)
     rule = _RULES.get(type(e))
     return rule(e) if rule else e
 
