@@ -340,3 +340,31 @@ def test_four_layer_first_weight_gradient_prints_in_the_names():
     text = str(einderiv.diff(network(4), "W1")).split("; ")[-1]
     assert "tanh" not in text and "Z" not in text
     assert all(f"A{k}[" in text for k in (1, 2, 3, 4))
+
+
+def test_scalar_definitions_fold_with_a_coefficient():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=4)
+    text = "s = x[i]*x[i]; t = s*s; t + s"
+    g = einderiv.diff(text, "s")
+    assert str(g) == "s = x[a]*x[a]; 1 + 2*s"
+    assert np.isclose(g.evaluate(x=x), 1 + 2 * x @ x)
+    gx = einderiv.diff(text, "x").evaluate(x=x)
+    assert_close_to_fd(gx, central_diff(lambda a: (a["x"] @ a["x"]) ** 2 + a["x"] @ a["x"],
+                                        {"x": x}, "x"))
+
+
+def test_statements_without_definitions_are_a_plain_expression():
+    e = einderiv.parse("x[i]*y[i];")
+    assert e.definitions is None and e == einderiv.parse("x[i]*y[i]")
+
+
+def test_cli_reads_the_program_from_a_file(tmp_path, capsys):
+    from einderiv.cli import main
+    path = tmp_path / "net.ein"
+    path.write_text(TWO_LAYER)
+    assert main(["diff", f"@{path}", "--wrt", "V"]) == 0
+    out = capsys.readouterr().out
+    assert "matrix form: Z = W^T X; A = tanh(Z); 2 (V A - T) A^T" in out
+    assert main(["diff", f"@{tmp_path / 'missing.ein'}", "--wrt", "V"]) == 2
+    assert "cannot read the expression file" in capsys.readouterr().err

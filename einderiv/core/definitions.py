@@ -188,7 +188,7 @@ class _Folder:
             return None
         for d in self.defs:
             body = d.body
-            if not isinstance(body, Product) or not 1 <= len(body.factors) < n \
+            if not isinstance(body, Product) or not 1 <= len(body.factors) <= n \
                     or body.coeff == 0 or not body.variables <= p.variables:
                 continue
             m = len(body.factors)

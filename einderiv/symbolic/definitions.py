@@ -164,7 +164,7 @@ def read(text: str) -> tuple[Expr, Program | None]:
     return _build(text, statements)
 
 
-def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program]:
+def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program | None]:
     where: dict[str, int] = {}
     for k, st in enumerate(statements):
         if st.name is not None:
@@ -199,8 +199,9 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program]:
     if statements[-1].name is not None:
         written = _checked_body(text, statements[-1], written, S.parse_tokens(
             text, statements[-1].tokens))
-    program = Program(tuple(table.values()), written)
-    return expand(written, table), program
+    if not table:  # statements, but nothing defined ("x[i]*y[i];")
+        return written, None
+    return expand(written, table), Program(tuple(table.values()), written)
 
 
 def _check_use(text: str, ref: S.Ref | S.SizeOf, k: int, where: dict[str, int],
