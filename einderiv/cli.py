@@ -81,9 +81,9 @@ def _expression_text(arg: str) -> str:
         return arg
     try:
         return Path(arg[1:]).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EinderivError(f"cannot read the expression file {arg[1:]!r}: {exc.strerror}") \
-            from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate in the name
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise EinderivError(f"cannot read the expression file {arg[1:]!r}: {why}") from None
 
 
 def _looks_like_matrix(text: str) -> bool:
