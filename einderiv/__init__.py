@@ -16,6 +16,7 @@ face and the command line. ``numeric`` and ``matrix`` never import each other.
 from .api import diff, hvp, jvp, parse
 from .core.ir import Expr
 from .errors import (
+                     DefinitionWarning,
                      EinderivError,
                      EvaluationError,
                      IndexMismatchError,
@@ -30,6 +31,7 @@ from .numeric.codegen import to_python
 from .numeric.compiled import CompiledExpr, compile_expr
 from .numeric.layout import flatten
 from .tools.check import CheckResult, check
+from .tools.definitions import evaluate_named
 from .tools.inspect import StructureReport, structure
 from .tools.plot import Picture, plot
 from .tools.steps import Derivation, Step, derive_steps
@@ -40,6 +42,7 @@ __all__ = [
     "parse",
     "diff",
     "derive_steps",
+    "evaluate_named",
     "Derivation",
     "Step",
     "jvp",
@@ -57,6 +60,7 @@ __all__ = [
     "Expr",
     "CheckResult",
     "EinderivError",
+    "DefinitionWarning",
     "ParseError",
     "IndexMismatchError",
     "LayoutError",

@@ -16,9 +16,8 @@ from .core.scopes import outer_origins
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
-from .symbolic import syntax
+from .symbolic import definitions, syntax
 from .symbolic.diff import derivative
-from .symbolic.einstein import build
 from .symbolic.simplify import multiplied_out
 from .symbolic.simplify import simplify as _simplify
 from .symbolic.structured import project
@@ -47,10 +46,10 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     >>> str(e)
     'X[a,b]*theta[b] - Y[a]'
     """
-    ast = syntax.parse_ast(text)
-    e = apply_assumptions(build(ast, text), assume, normalize_shapes(shapes))
+    built, program = definitions.read(text)  # statements: docs/language.md, "Definitions"
+    e = apply_assumptions(built, assume, normalize_shapes(shapes))
     check_shapes(e, normalize_shapes(shapes))
-    return _simplify(e) if simplify else e
+    return definitions.with_program(_simplify(e) if simplify else e, program)
 
 
 def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
@@ -79,18 +78,20 @@ def _rebind(e: Expr) -> Expr:
 
 @overload
 def diff(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None = None, *,
-         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None) -> Expr: ...
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None,
+         expand: bool = False) -> Expr: ...
 @overload
 def diff(expr: Expr | str, wrt: list[str] | tuple[str, ...],
          shapes: Mapping[str, object] | None = None, *,
-         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None
-         ) -> tuple[Expr, ...]: ...
+         layout: str = DENOMINATOR, assume: Mapping[str, str] | None = None,
+         expand: bool = False) -> tuple[Expr, ...]: ...
 
 
 @guard_recursion
 def diff(expr: Expr | str, wrt: str | list[str] | tuple[str, ...],
          shapes: Mapping[str, object] | None = None, *, layout: str = DENOMINATOR,
-         assume: Mapping[str, str] | None = None) -> Expr | tuple[Expr, ...]:
+         assume: Mapping[str, str] | None = None,
+         expand: bool = False) -> Expr | tuple[Expr, ...]:
     """The derivative of ``expr`` by the variable ``wrt``, in denominator layout.
 
     ``wrt`` is a name (``"theta"``: new indices are chosen) or a name with index
@@ -123,6 +124,9 @@ def diff(expr: Expr | str, wrt: str | list[str] | tuple[str, ...],
     ...                        ["W", "b"])
     >>> print(gW)
     2*x[f]*(W[e,a]*x[a] + b[e] - y[e])
+
+    Through definitions (``Z[i] = ...; ...``, docs/language.md) the result prints in
+    their names; ``wrt`` may be one of them; ``expand=True`` leaves the names out.
     """
     layout = check_layout(layout)
     shape_map = normalize_shapes(shapes)
@@ -131,10 +135,13 @@ def diff(expr: Expr | str, wrt: str | list[str] | tuple[str, ...],
         raise ParseError(f"wrt must be a variable name or a non-empty list of names, got "
                          f"{type(wrt).__name__} {wrt!r:.80}")
     e, ranks = parse_with_ranks(expr, shape_map, assume)
-    if isinstance(wrt, str):
-        return differentiate(e, wrt, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
-    return tuple(differentiate(e, w, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
-                 for w in wrt)
+
+    def one(w: str) -> Expr:
+        result = differentiate(e, w, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
+        return result if expand or e.definitions is None else \
+            definitions.with_program(result, e.definitions.without_written())
+
+    return one(wrt) if isinstance(wrt, str) else tuple(one(w) for w in wrt)
 
 
 def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
@@ -144,10 +151,12 @@ def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
     the right shape, not an error. ``assume`` marks structured variables."""
     if not isinstance(expr, str):
         if assume and isinstance(expr, Expr):
-            return _simplify(apply_assumptions(expr, assume, shape_map)), {}
+            return definitions.with_program(
+                _simplify(apply_assumptions(expr, assume, shape_map)), expr.definitions), {}
         return expr, {}
     written = parse(expr, shape_map, simplify=False, assume=assume)
-    return _simplify(written), {t.name: len(t.indices) for t in iter_tensors(written)}
+    return (definitions.with_program(_simplify(written), written.definitions),
+            {t.name: len(t.indices) for t in iter_tensors(written)})
 
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
@@ -167,6 +176,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if shape_map:
         check_shapes(e, shape_map)
     name, given = parse_wrt(wrt)
+    e, restore = definitions.by_name(e, name)  # by a defined name: it is a variable here
     tensors = list(iter_tensors(e))
     ranks = {**(ranks or {}), **{t.name: len(t.indices) for t in tensors}}
     if name in ranks:
@@ -198,7 +208,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    raw = derivative(_rebind(e), name, new, log)
+    raw = restore(derivative(_rebind(e), name, new, log))
     kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if kind is not None:
         if rank != 2:

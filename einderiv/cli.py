@@ -31,6 +31,7 @@ import traceback
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
@@ -182,7 +183,14 @@ def _check_flags(args: argparse.Namespace,
 
 
 def _expression_text(text: str) -> str:
-    """The expression argument; ``-`` reads it from standard input."""
+    """The expression argument; ``-`` reads it from standard input, ``@path`` from that
+    file (definitions one per line, docs/language.md, "Definitions")."""
+    if text.startswith("@"):
+        try:
+            return Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate in the name
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise EinderivError(f"cannot read the expression file {text[1:]!r}: {why}") from None
     if text != "-":
         return text
     try:
@@ -429,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
         "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
         "                     [--name FN] [--steps] [--matrix] [expr]"))
-    d.add_argument("expr", nargs="?", help="the expression; - reads it from standard input; "
-                                           "omitted: the linear-regression demo")
+    d.add_argument("expr", nargs="?", help="the expression; - reads it from standard input, "
+                                           "@FILE from FILE; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
     d.add_argument("--shape", action="append", metavar="NAME=SIZES",
                    help="shape of a variable, e.g. X=4,3 or X=n,d (repeatable; n= for a scalar)")

@@ -23,6 +23,7 @@ __all__ = [
     "NotMatrixExpressible",
     "LayoutError",
     "did_you_mean",
+    "DefinitionWarning",
 ]
 
 
@@ -79,6 +80,12 @@ class NotMatrixExpressible(EinderivError):
     """An expression with no matrix-notation form (more than two free axes, or an
     index pattern that needs indices). The message says why and what to use instead:
     the index form, or ``einderiv.flatten`` / ``to_matrix(flatten=...)``."""
+
+
+class DefinitionWarning(UserWarning):
+    """A definition that nothing uses (``Z[i] = ...; x[i]*y[i]``): a warning, not an
+    error, with a caret under the name; filter it with
+    ``warnings.simplefilter("ignore", einderiv.DefinitionWarning)``."""
 
 
 def format_caret(message: str, text: str, position: int | None) -> str:

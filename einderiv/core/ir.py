@@ -106,7 +106,7 @@ class Expr:
     >>> sorted(e.variables)
     ['A', 'B']
 
-    **State on a node.** A node's fields are its meaning and never change. Two
+    **State on a node.** A node's fields are its meaning and never change. Three
     declared fields sit beside them, excluded from equality, hashing and ``repr``,
     and not copied by ``dataclasses.replace``:
 
@@ -114,6 +114,7 @@ class Expr:
       layout) on the expression :func:`einderiv.diff` returns, written once by
       ``diff`` before the node is handed out (read by :mod:`einderiv.tools.inspect`
       and :func:`einderiv.to_matrix` to know which axes are the variable's);
+    * ``definitions``: a :class:`~einderiv.core.definitions.Program`, the names to print;
     * ``_memo``: a dict of caches of pure functions of the node (canonical keys,
       size hints, the variables, the compiled plan of :meth:`evaluate`...), read and
       written only through :func:`memo`; each cache is named by the function that
@@ -130,6 +131,7 @@ class Expr:
 
     derivative_of: DerivativeOf | None = field(
         default=None, init=False, compare=False, repr=False)
+    definitions: Any = field(default=None, init=False, compare=False, repr=False)
     _memo: dict[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property

@@ -25,6 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..errors import LimitError
+from .definitions import in_names
 from .broadcast import explicit_broadcast, unbroadcast
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, all_indices,
@@ -111,7 +112,11 @@ def _number(k: Fraction) -> Product:
 def to_text(e: Expr) -> str:
     """Index notation for ``e``, with the root's axis order made explicit if needed.
     The shapes of ``softmax[k](u)``, ``log_softmax[k](u)`` and ``logsumexp[k](u)``
-    print as those words (:func:`einderiv.core.softmax.named_view`)."""
+    print as those words (:func:`einderiv.core.softmax.named_view`). An expression
+    with definitions prints in their names, after the definitions it uses
+    (:mod:`einderiv.core.definitions`)."""
+    if e.definitions is not None:
+        return in_names(e, e.definitions, lambda x: _rooted(named_view(x)))
     return _rooted(named_view(e))
 
 

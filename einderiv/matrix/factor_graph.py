@@ -210,7 +210,21 @@ def _chain_piece(a: Piece, k: int, b: Piece, j: int) -> Piece:
         wrapped = transpose(build(y if first == x else x))
         return choose_form(direct, wrapped, row=False)
 
-    return Piece((x, y), make)
+    return Piece((x, y), _once_per_orientation(make))
+
+
+def _once_per_orientation(make: Callable[[Orient], MatrixExpr]) -> Callable[[Orient], MatrixExpr]:
+    """``make``, each orientation built once: a chain tries both orientations of each
+    part, so without it a chain nested ``d`` deep (a network's backpropagation through
+    ``d`` layers) is built ``2**d`` times."""
+    built: dict[Orient, MatrixExpr] = {}
+
+    def once(o: Orient) -> MatrixExpr:
+        found = built.get(o)
+        if found is None:
+            found = built[o] = make(o)
+        return found
+    return once
 
 
 def _hadamard_piece(a: Piece, b: Piece) -> Piece:

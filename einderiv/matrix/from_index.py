@@ -38,6 +38,7 @@ from typing import Any
 
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                        Tensor, factor_indices, fresh_index)
+from ..core.definitions import Program
 from ..core.layouts import DENOMINATOR, check_layout, leading_rank
 from ..core.scopes import outer_origins
 from ..core.softmax import Word, named_view
@@ -48,6 +49,7 @@ from .algebra import (Orient, choose_form, factor_common, hadamard, inverse, mak
 from .factor_graph import (Component, Piece, components, flip, matrix_ends, matrix_piece,
                            merge_free_hadamards, relabelled, series_parallel, short, sum_all,
                            vector_hadamard, vector_piece)
+from .definitions import with_names
 from .kronecker import kron
 from .nodes import (COLUMN, MATRIX, ROW, SCALAR, Add, Diag, Elementwise, Identity, MatrixExpr,
                     Number, Ones, Power, Reduce, Softmax, Symbol, Transpose, Zero, const_number)
@@ -105,6 +107,10 @@ def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None,
              layout: str | None) -> MatrixExpr:
     if not isinstance(expr, Expr):
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")
+    if isinstance(expr.definitions, Program):  # in the names: Z = W^T X; A = tanh(Z); ...
+        return with_names(expr, expr.definitions, lambda x: _convert(
+            x, wrt_rank=wrt_rank, flatten=flatten, layout=layout), lambda x: _convert(
+            x, wrt_rank=None, flatten=None, layout=DENOMINATOR))
     recorded = expr.derivative_of  # set by diff(); simplify() makes a node without it
     if recorded is not None and not recorded.fits(expr.free):
         recorded = None

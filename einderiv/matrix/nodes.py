@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 from typing import Any
 
@@ -219,7 +220,7 @@ class MatMul(MatrixExpr):
     coeff: Fraction
     factors: tuple[MatrixExpr, ...]
 
-    @property
+    @cached_property  # a pure function of the node: nested products ask it often
     def kind(self) -> str:
         kind = SCALAR
         for f in self.factors:
@@ -233,7 +234,7 @@ class Hadamard(MatrixExpr):
 
     factors: tuple[MatrixExpr, ...]
 
-    @property
+    @cached_property  # a pure function of the node: nested products ask it often
     def kind(self) -> str:
         return _widest(self.factors)
 
@@ -244,14 +245,13 @@ class Add(MatrixExpr):
 
     terms: tuple[MatrixExpr, ...]
 
-    @property
+    @cached_property  # a pure function of the node: nested products ask it often
     def kind(self) -> str:
         return _widest(self.terms)
 
 
 def _widest(items: tuple[MatrixExpr, ...]) -> str:
-    kinds = [i.kind for i in items if i.kind != SCALAR]
-    return kinds[0] if kinds else SCALAR
+    return next((k for k in (i.kind for i in items) if k != SCALAR), SCALAR)
 
 
 @dataclass(frozen=True, repr=False)

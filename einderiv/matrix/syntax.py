@@ -30,6 +30,8 @@ from ..errors import LimitError, ParseError, ShapeError, guard_recursion
 from ..symbolic.simplify import simplify as simplify_expr
 from ..symbolic.syntax import MAX_DEPTH
 from .lexer import Token, tokenize
+from .statements import read_matrix_program, split_statements
+from ..symbolic.definitions import with_program
 from .lowering import MATRIX_FUNCTIONS, SOFTMAX_FUNCTIONS, Lowering, Val, fill_sizes
 
 __all__ = ["parse_matrix"]
@@ -279,6 +281,25 @@ def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
     for key in ("I", "ones"):
         if key in shape_map and len(shape_map[key]) not in (1, 2):
             raise ShapeError(f"shapes[{key!r}] is the size of {key}: give n or (n, n)")
+    statements = split_statements(text)  # Z = W' X; A = tanh(Z); ...: matrix/statements.py
+    program = None
+    if statements is None:
+        e = _parse_one(text, shape_map)[0]
+    else:
+        for st in statements:
+            if st.name in RESERVED or st.name in ("I", "ones"):
+                raise ParseError(f"{st.name!r} is a word of matrix notation and cannot be "
+                                 "defined", text, st.name_pos)
+        e, program = read_matrix_program(text, statements, shape_map, _parse_one)
+    e = apply_assumptions(e, assume, shape_map)
+    check_shapes(e, {k: s for k, s in shape_map.items() if k not in ("I", "ones")})
+    return with_program(simplify_expr(e) if simplify else e, program)  # type: ignore[arg-type]
+
+
+def _parse_one(text: str, shape_map: Mapping[str, tuple], definition: bool = False
+               ) -> tuple[Expr, tuple]:
+    """One expression: its index form (free ``i`` for rows, ``j`` for columns) and, for
+    a ``definition``, its shape (``()``, ``(rows,)`` or ``(rows, columns)``)."""
     parser = _Parser(text, shape_map)
     v = parser.parse()
     low = parser.low
@@ -287,6 +308,14 @@ def _parse_matrix(text: str, shapes: Mapping[str, object] | None = None, *,
     if e.free != order:
         e = Product(Fraction(1), (e,), order)
     e = rename(e, dict(zip(order, ("i", "j"))))
-    e = apply_assumptions(e, assume, shape_map)
-    check_shapes(e, {k: s for k, s in shape_map.items() if k not in ("I", "ones")})
-    return simplify_expr(e) if simplify else e
+    if not definition:
+        return e, ()
+    dims = [d.find().size if d is not None else None for d in (v.rdim, v.cdim)]
+    if v.row is None and v.col is not None:
+        raise ParseError("a definition is a scalar, a column vector or a matrix; this is a "
+                         "row vector: define its transpose", text, v.start)
+    shape = tuple(d for d, label in zip(dims, (v.row, v.col)) if label is not None)
+    if any(d is None for d in shape):
+        raise ParseError("the size of this value is not known (I or ones alone): give it "
+                         "through a variable", text, v.start)
+    return e, shape

@@ -120,7 +120,8 @@ class CodeWriter:
         self.lines.append(text)
 
     def assign(self, k: int, value: str, alias: bool = False, view: bool = False) -> None:
-        name = self.temp()
+        named = self.program.named.get(k)  # a definition's value takes its name
+        name = self.fresh(named) if named and named.isidentifier() else self.temp()
         self.var[k], self.alias[k], self.view[k] = name, alias, view
         self.line(f"{name} = {value}")
 

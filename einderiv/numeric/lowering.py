@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.canonical import canonical_key, sort_key
+from ..core.definitions import unwrapped
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                        children, const_value, factor_indices, rename)
 from ..core.printing import to_text
@@ -40,6 +41,7 @@ def lower(e: Expr) -> Program:
     slot, labels = lowering.value(e)
     lowering.program.output = lowering.align(slot, labels, e.free)
     lowering.program.output_labels = e.free
+    _name_definitions(lowering, e)
     return lowering.program
 
 
@@ -57,6 +59,24 @@ def lower_many(exprs: Sequence[Expr]) -> Program:
     lowering.program.output = outputs[-1]
     lowering.program.output_labels = exprs[-1].free
     return lowering.program
+
+
+def _name_definitions(lowering: Lowering, e: Expr) -> None:
+    """Record which slot computes which definition of ``e`` (``Z[i,n] = ...``), for the
+    names of exported code: ``Z``, or ``Z_T`` where the slot holds it transposed."""
+    for d in getattr(e.definitions, "definitions", ()):
+        body = unwrapped(d.body)
+        if not _context_free(body):
+            continue
+        key, canonical = _axis_blind_key(body)
+        found = lowering.memo.get(key)
+        if found is None or found[0] in lowering.program.named:
+            continue
+        labels = tuple(canonical[c] for c in found[1])
+        if labels == d.indices:
+            lowering.program.named[found[0]] = d.name
+        elif labels == d.indices[::-1]:
+            lowering.program.named[found[0]] = f"{d.name}_T"
 
 
 class Lowering:

@@ -576,6 +576,8 @@ class Program:
     inputs: dict[str, int] = field(default_factory=dict)
     output: int = -1
     output_labels: tuple[Index, ...] = ()
+    #: slot -> the definition it computes (``Z[i,n] = ...``): exported code names it so
+    named: dict[int, str] = field(default_factory=dict)
     outputs: tuple[int, ...] = ()
     outputs_labels: tuple[tuple[Index, ...], ...] = ()
 

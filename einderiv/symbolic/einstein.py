@@ -402,10 +402,14 @@ def _label_counts(factors: Iterable[Expr]) -> dict[Index, int]:
     return counts
 
 
-def build(ast: S.Node, text: str) -> Expr:
-    """The IR for a parsed AST (Einstein rule applied, index sets checked)."""
+def build(ast: S.Node, text: str, ranks: dict[str, tuple[int, int]] | None = None) -> Expr:
+    """The IR for a parsed AST (Einstein rule applied, index sets checked). ``ranks``
+    (name -> (rank, position of first use)), where given, holds the ranks seen in
+    earlier statements of the text and receives this one's."""
     with gc_paused():
         builder = _Builder(text)
+        if ranks is not None:
+            builder.ranks = ranks
         result = builder.build(ast)
         builder.check_sizes()
         return result

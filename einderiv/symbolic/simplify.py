@@ -87,6 +87,8 @@ def multiplied_out(e: Expr, free: tuple[Index, ...]) -> Expr:
 
 
 def _simplify(e: Expr) -> Expr:
+    if cached(e, "simplified") is not None:
+        return e  # simplify's own result inside a larger expression (a definition's body)
     rule = _RULES.get(type(e))
     return rule(e) if rule else e
 

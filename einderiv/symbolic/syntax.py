@@ -31,7 +31,8 @@ from ..core.ir import Index, gc_paused
 from ..core.softmax import WORDS
 from ..errors import IndexMismatchError, LimitError, ParseError, format_caret
 
-__all__ = ["parse_ast", "parse_wrt", "MAX_DEPTH", "MAX_SIGNS", "RESERVED"]
+__all__ = ["parse_ast", "parse_tokens", "tokenize", "Token", "parse_wrt", "MAX_DEPTH", "MAX_SIGNS",
+           "RESERVED"]
 
 #: Deepest nesting of parentheses, function calls and powers accepted. Derivatives
 #: of deeply nested expressions grow quickly (a Hessian of tanh nested 30 deep takes
@@ -138,7 +139,9 @@ Node = (Num | Ref | DeltaRef | Call | SizeOf | SumOver | WordCall | Neg | Power 
 
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _DIGITS = "0123456789"
-_OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",")
+#: ``=`` and ``;`` separate definitions (:mod:`einderiv.symbolic.definitions`); inside one
+#: expression the parser refuses them.
+_OPERATORS = ("->", "**", "+", "-", "*", "/", "(", ")", "[", "]", ",", "=", ";")
 #: The ASCII characters that may continue a name (any identifier character may; the
 #: others are checked one by one).
 _ASCII_NAME_TAIL = re.compile(r"[A-Za-z0-9_]*")
@@ -250,9 +253,9 @@ def _describe(tok: Token) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, tokens: list[Token] | None = None):
         self.text = text
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(text) if tokens is None else tokens
         self.k = 0
         self.depth = 0
 
@@ -290,6 +293,10 @@ class _Parser:
         if self.tok.kind != "end":
             if self.at(")"):
                 raise self.error("unmatched ')'")
+            if self.at("=") or self.at(";"):
+                raise self.error(f"unexpected {_describe(self.tok)}: a definition is written "
+                                 "'NAME[i,j] = EXPR' at the start of a statement, statements "
+                                 "are separated by ';' or new lines")
             raise self.error(f"unexpected {_describe(self.tok)} after a complete expression")
         return node
 
@@ -518,6 +525,15 @@ def parse_ast(text: str) -> Node:
         raise ParseError("empty expression", text, 0)
     with gc_paused():
         return _Parser(text).parse()
+
+
+def parse_tokens(text: str, tokens: list[Token]) -> Node:
+    """Parse the expression made of ``tokens`` (a slice of ``tokenize(text)`` ending in
+    an ``end`` token): positions, and so carets, stay those of the whole ``text``."""
+    if len(tokens) < 2:
+        raise ParseError("empty expression", text, tokens[-1].pos if tokens else 0)
+    with gc_paused():
+        return _Parser(text, tokens).parse()
 
 
 _WRT = re.compile(r"^\s*([^\W\d]\w*)\s*(?:\[\s*([^\]]*)\])?\s*$")

@@ -47,6 +47,9 @@ from ..symbolic.identities import IDENTITIES, recording
 from ..symbolic.naming import prettify
 from ..symbolic.pipeline import PIPELINE, rename_dummies
 from ..symbolic.terms import with_order
+from ..core.definitions import Program, names_text
+from ..symbolic.definitions import with_program
+from .definitions import chain_steps
 
 __all__ = ["Step", "Derivation", "derive_steps"]
 
@@ -64,7 +67,10 @@ class Step:
     @property
     def text(self) -> str:
         """The expression after this step as text (matrix notation for the last)."""
-        return str(self.matrix) if self.matrix is not None else str(self.expr)
+        if self.matrix is not None:
+            return str(self.matrix)
+        # in the names of the definitions, which the first step lists
+        return str(self.expr) if self.rule == "index form" else names_text(self.expr)
 
     def to_latex(self) -> str:
         return self.matrix.to_latex() if self.matrix is not None else self.expr.to_latex()
@@ -81,6 +87,10 @@ class Derivation(Sequence[Step]):
     steps: tuple[Step, ...]
     wrt: str
     result: Expr
+    #: Through definitions (``Z[i,n] = ...; A[i,n] = tanh(Z[i,n]); ...``): the
+    #: derivatives by the named pieces between the expression and the variable, the
+    #: last first (backpropagation, notes 003_*, X.21-X.23); rule "chain rule".
+    chain: tuple[Step, ...] = ()
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -98,7 +108,8 @@ class Derivation(Sequence[Step]):
         return iter(self.steps)
 
     def __str__(self) -> str:
-        lines = []
+        lines = ["chain rule through the definitions:"] if self.chain else []
+        lines += [f"   {c.detail}" for c in self.chain]
         for n, step in enumerate(self.steps, 1):
             head = f"{n}. {step.rule}" + (f": {step.detail}" if step.detail else "")
             lines.append(head)
@@ -180,9 +191,11 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))
+    program = e.definitions.without_written() if isinstance(e.definitions, Program) else None
+    result = with_program(result, program)  # as diff returns it
 
     def shown(x: Expr) -> Expr:
-        return with_order(prettify(x), order, hints)
+        return with_program(with_order(prettify(x), order, hints), program)
 
     steps = [Step("index form", "repeated indices are summed" + _identities(read_with), e),
              Step("differentiate", "; ".join(log) or "no term depends on the variable",
@@ -193,7 +206,8 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
         current = stage.apply(current)
         # Dummy names are this stage's point: shown as renamed, not prettified apart.
         renaming = stage.apply is rename_dummies
-        display = with_order(current, order, hints) if renaming else shown(current)
+        display = with_program(with_order(current, order, hints), program) if renaming \
+            else shown(current)
         if renaming and not _repeated_terms(display):
             continue  # renaming shows nothing new unless it makes terms read alike
         if str(display) != str(steps[-1].expr):
@@ -205,7 +219,10 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     matrix = _matrix_form(result, len(order) - len(e.free), layout)
     if matrix is not None:
         steps.append(Step("matrix form", f"{layout} layout", result, matrix))
-    return Derivation(tuple(steps), wrt, result)
+    chain = tuple(Step("chain rule", f"d f / d {d.name} = {names_text(g)}" + (
+        f"   (through {through.lhs()} = {through.written})" if through else ""), g)
+        for d, through, g in chain_steps(e, wrt, shape_map))
+    return Derivation(tuple(steps), wrt, result, chain)
 
 
 # ------------------------------------------------------------------------- details
