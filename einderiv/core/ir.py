@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from .layouts import DerivativeOf
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from ..matrix import MatrixExpr
@@ -41,23 +43,6 @@ __all__ = [
 ]
 
 _fresh_counter = itertools.count()
-
-
-@dataclass(frozen=True)
-class DerivativeOf:
-    """What :func:`einderiv.diff` records on its result: the variable, the labels of
-    its axes, and the layout (``"denominator"``: those axes lead; ``"numerator"``:
-    they trail, after the function's; see :mod:`einderiv.core.layouts`)."""
-
-    variable: str
-    axes: tuple[Index, ...]
-    layout: str = "denominator"
-
-    def fits(self, free: tuple[Index, ...]) -> bool:
-        """Whether ``free`` has the variable's axes where the layout puts them."""
-        k = len(self.axes)
-        where = free[:k] if self.layout == "denominator" else free[len(free) - k:]
-        return k <= len(free) and where == self.axes
 
 
 def fresh_index() -> Index:

@@ -14,9 +14,11 @@ form and reorders the free indices.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import LayoutError
 
-__all__ = ["LAYOUTS", "DENOMINATOR", "NUMERATOR", "check_layout", "derivative_axes",
+__all__ = ["DerivativeOf", "LAYOUTS", "DENOMINATOR", "NUMERATOR", "check_layout", "derivative_axes",
            "leading_rank"]
 
 DENOMINATOR = "denominator"
@@ -57,3 +59,20 @@ def leading_rank(n_free: int, var_rank: int, layout: str) -> int:
     matrix's rows: the variable's (``var_rank``) in denominator layout, the
     function's (``n_free - var_rank``) in numerator layout."""
     return var_rank if check_layout(layout) == DENOMINATOR else n_free - var_rank
+
+
+@dataclass(frozen=True)
+class DerivativeOf:
+    """What :func:`einderiv.diff` records on its result: the variable, the labels of
+    its axes, and the layout (``"denominator"``: those axes lead; ``"numerator"``:
+    they trail, after the function's; see :mod:`einderiv.core.layouts`)."""
+
+    variable: str
+    axes: tuple[str, ...]
+    layout: str = "denominator"
+
+    def fits(self, free: tuple[str, ...]) -> bool:
+        """Whether ``free`` has the variable's axes where the layout puts them."""
+        k = len(self.axes)
+        where = free[:k] if self.layout == "denominator" else free[len(free) - k:]
+        return k <= len(free) and where == self.axes
