@@ -29,6 +29,7 @@ import os
 import sys
 import traceback
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ import numpy as np
 from einderiv import __version__
 
 from .api import diff, parse, with_axes
+from .core.definitions import fold, names_text, used_definitions
 from .core.ir import Expr, iter_tensors
 from .core.layouts import DENOMINATOR, LAYOUTS
 from .core.printing import latex_indices, latex_name
@@ -253,13 +255,25 @@ def _run_diff(args: argparse.Namespace) -> int:
         if matrix is not None:
             print(f"% matrix form, {layout} layout: {matrix.to_latex()}")
     else:
-        print(f"f = {e}")
-        print(f"{label} = {result}")
+        for line in _definition_lines(e, result):
+            print(f"where {line}")
+        print(f"f = {names_text(e)}")
+        print(f"{label} = {names_text(result)}")
         print(f"matrix form: {matrix}" if matrix is not None else f"matrix form: none ({why_not})")
     free = ", ".join(result.free)
     print(f"{'% ' if args.latex else ''}free indices: ({free})   shape: "
           f"{_shape_text(result, shapes)}   layout: {_layout_line(layout, name)}")
     return 0
+
+
+def _definition_lines(*exprs: Expr) -> list[str]:
+    """``Z[i,n] = ...`` for each definition the expressions use, in the order written
+    (docs/language.md, "Definitions")."""
+    program = next((x.definitions for x in exprs if x.definitions is not None), None)
+    if program is None:
+        return []
+    used = {d.name for x in exprs for d in used_definitions(fold(x, program), program)}
+    return [f"{d.lhs()} = {d.written}" for d in program.definitions if d.name in used]
 
 
 def _latex_function(e: Expr) -> str:
@@ -596,9 +610,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _run_diff(args)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: object,
+                  **__: object) -> None:
+    """A warning on the command line, as einderiv's errors are shown (no source line)."""
+    print(f"einderiv: {category.__name__}: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    with _console():
+    with _console(), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         args = parser.parse_args(argv)
         debug = getattr(args, "debug", False)
         try:

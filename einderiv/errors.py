@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -86,6 +88,16 @@ class DefinitionWarning(UserWarning):
     """A definition that nothing uses (``Z[i] = ...; x[i]*y[i]``): a warning, not an
     error, with a caret under the name; filter it with
     ``warnings.simplefilter("ignore", einderiv.DefinitionWarning)``."""
+
+
+def warn(warning: Warning) -> None:
+    """Issue ``warning`` attributed to the first frame outside einderiv (the user's
+    line, however deep inside the package it was found)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(warning, stacklevel=level + 1)
 
 
 def format_caret(message: str, text: str, position: int | None) -> str:

@@ -368,3 +368,28 @@ def test_cli_reads_the_program_from_a_file(tmp_path, capsys):
     assert "matrix form: Z = W^T X; A = tanh(Z); 2 (V A - T) A^T" in out
     assert main(["diff", f"@{tmp_path / 'missing.ein'}", "--wrt", "V"]) == 2
     assert "cannot read the expression file" in capsys.readouterr().err
+
+
+def test_an_unused_definition_names_nothing_in_results():
+    """Q is never used, so results are not printed in terms of Q (which would read
+    1/4*Q[a]*Q[a] for what the user wrote as Z[i]*Z[i])."""
+    text = "Z[i] = W[i,j]*x[j]; Q[i] = Z[i]*2; L = Z[i]*Z[i]"
+    with pytest.warns(einderiv.DefinitionWarning) as caught:
+        e = einderiv.parse(text)
+        d = einderiv.diff(text, "W")
+    assert "Q" not in str(e) and "Q" not in str(d)
+    # the warning points at the caller's line, not at einderiv's own code
+    assert all(w.filename == __file__ for w in caught)
+    rng = np.random.default_rng(3)
+    W, x = rng.normal(size=(4, 3)), rng.normal(size=3)
+    assert np.allclose(d.evaluate(W=W, x=x), 2 * np.outer(W @ x, x))  # d |W x|^2 / dW
+
+
+def test_cli_shows_definitions_as_where_lines(capsys):
+    from einderiv.cli import main
+    text = "Z[i] = W[i,j]*x[j]; Q[i] = Z[i]*2; L = Z[i]*Z[i]"
+    assert main(["diff", text, "--wrt", "W"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1] == "where Z[i] = W[i,a]*x[a]"
+    assert "f = Z[a]*Z[a]" in out and "Q" not in out
+    assert err.startswith("einderiv: DefinitionWarning: 'Q' is defined but never used")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..core.ir import Expr
-from ..errors import DefinitionWarning, EinderivError, ParseError, format_caret
+from ..errors import DefinitionWarning, EinderivError, ParseError, format_caret, warn
 from ..symbolic.definitions import read
 
 __all__ = ["split_statements", "read_matrix_program"]
@@ -119,9 +119,8 @@ def read_matrix_program(text: str, statements: list[Statement], shapes: Mapping[
         known[st.name] = shape
     for name, k in where.items():
         if name not in used and k < len(statements) - 1:
-            warnings.warn(DefinitionWarning(format_caret(
-                f"{name!r} is defined but never used", text, statements[k].name_pos)),
-                stacklevel=4)
+            warn(DefinitionWarning(format_caret(
+                f"{name!r} is defined but never used", text, statements[k].name_pos)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DefinitionWarning)  # said above, on this text
         return read("; ".join(lines))

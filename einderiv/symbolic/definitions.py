@@ -19,13 +19,12 @@ and for derivatives by a name (:func:`by_name`). Every mistake is an
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
 from ..core.definitions import Definition, Program, expand, rebind
 from ..core.ir import Expr, Index, cached, remember
-from ..errors import (DefinitionWarning, EinderivError, IndexMismatchError, ParseError,
+from ..errors import (DefinitionWarning, EinderivError, IndexMismatchError, ParseError, warn,
                       format_caret)
 from . import syntax as S
 from .einstein import build
@@ -194,14 +193,16 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program | Non
     for name in table:
         if name not in used:
             st = statements[where[name]]
-            warnings.warn(DefinitionWarning(format_caret(
-                f"{name!r} is defined but never used", text, st.name_pos)), stacklevel=4)
+            warn(DefinitionWarning(format_caret(
+                f"{name!r} is defined but never used", text, st.name_pos)))
     if statements[-1].name is not None:
         written = _checked_body(text, statements[-1], written, S.parse_tokens(
             text, statements[-1].tokens))
     if not table:  # statements, but nothing defined ("x[i]*y[i];")
         return written, None
-    return expand(written, table), Program(tuple(table.values()), written)
+    # an unused definition is not a name to print results in (its body is folded nowhere)
+    return expand(written, table), Program(tuple(d for d in table.values() if d.name in used),
+                                           written)
 
 
 def _check_use(text: str, ref: S.Ref | S.SizeOf, k: int, where: dict[str, int],
