@@ -393,3 +393,11 @@ def test_cli_shows_definitions_as_where_lines(capsys):
     assert out.splitlines()[1] == "where Z[i] = W[i,a]*x[a]"
     assert "f = Z[a]*Z[a]" in out and "Q" not in out
     assert err.startswith("einderiv: DefinitionWarning: 'Q' is defined but never used")
+
+
+def test_latex_in_the_names():
+    text = "Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); L = sum[o,n]((V[o,i]*A[i,n] - T[o,n])**2)"
+    tex = einderiv.diff(text, "V").to_latex()
+    assert tex.startswith(r"Z_{in} = W_{ai} X_{an},\quad A_{in} = \tanh\left(Z_{in}\right),\quad ")
+    assert r"\tanh" not in tex.split(r",\quad ")[-1]  # the result reads A, not its body
+    assert r"\tanh\left(W" in einderiv.diff(text, "V", expand=True).to_latex()

@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..errors import LimitError
-from .definitions import in_names
+from .definitions import fold, in_names, used_definitions
 from .broadcast import explicit_broadcast, unbroadcast
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, all_indices,
@@ -402,7 +402,15 @@ ight]_{i}``).
     A ones vector is ``\mathbf{1}_{i}``; a size marker, ``\operatorname{size}(x, 0)``.
     A sum broadcasts its terms by name: ``W_{ha} X_{an} + b_{h}``. The shapes of
     the softmax words print as ``\operatorname{softmax}_{k}\left(u\right)`` (and
-    ``log\_softmax``, ``logsumexp``), ``k`` free throughout the argument."""
+    ``log\_softmax``, ``logsumexp``), ``k`` free throughout the argument. An expression
+    with definitions prints in their names, after the definitions it uses, as
+    ``Z_{in} = \ldots,\quad`` (as :func:`to_text` does)."""
+    if e.definitions is not None:
+        folded = fold(e, e.definitions)
+        lines = [f"{_latex_tensor(Tensor(d.name, d.indices), frozenset())} = "
+                 f"{_latex(named_view(d.written), frozenset())}"
+                 for d in used_definitions(folded, e.definitions)]
+        return ",\\quad ".join([*lines, _latex(named_view(folded), frozenset())])
     return _latex(named_view(e), frozenset())
 
 
