@@ -7,12 +7,10 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import overload
 
-from .core.ir import (DerivativeOf, Det, Expr, Index, Inv, LogDet, Product, Sum, Tensor,
-                      bound_indices, cached, children,
-                      fresh_names, iter_tensors, remember, rename, visible_indices,
-                      with_children)
+from .core.ir import (DerivativeOf, Expr, Index, Product, Sum, Tensor,
+                      cached, iter_tensors, remember, visible_indices)
 from .core.layouts import DENOMINATOR, check_layout, derivative_axes
-from .core.scopes import outer_origins
+from .core.scopes import outer_origins, rebind
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
@@ -60,20 +58,6 @@ def _readable_fresh(count: int, avoid: set[str]) -> tuple[Index, ...]:
         names.extend(f"{c}{k}" for c in letters if f"{c}{k}" not in avoid)
         k += 1
     return tuple(names[:count])
-
-
-def _rebind(e: Expr) -> Expr:
-    """``e`` with every summed or closed-scope index renamed to a fresh internal name,
-    so new derivative indices cannot collide with them."""
-    # The scopes that bind labels rename them; every other node is rebuilt by the
-    # generic traversal.
-    if isinstance(e, Product):
-        mapping = fresh_names(bound_indices(e))
-        return with_children(e, [_rebind(rename(f, mapping)) for f in e.factors])
-    if isinstance(e, (Inv, Det, LogDet)):  # closed: both labels of the argument are its own
-        return with_children(e, [_rebind(rename(e.arg, fresh_names(e.arg.free)))])
-    kids = children(e)
-    return with_children(e, [_rebind(c) for c in kids]) if kids else e
 
 
 @overload
@@ -208,7 +192,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    raw = restore(derivative(_rebind(e), name, new, log))
+    raw = restore(derivative(rebind(e), name, new, log))
     kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if kind is not None:
         if rank != 2:

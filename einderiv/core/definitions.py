@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from .canonical import canonical_key
-from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, Tensor, children,
-                 factor_indices, fresh_names, bound_indices, rename, with_children)
+from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, children,
+                 factor_indices, rename, with_children)
 from .scopes import outer_origins
 
 __all__ = ["Definition", "Program", "expand", "fold", "in_names", "names_text", "unwrapped",
-           "used_definitions", "rebind"]
+           "used_definitions"]
 
 #: A product with more factors than this is not searched for groups equal to a product body.
 MAX_GROUP_SEARCH = 12
@@ -77,18 +77,6 @@ class Program:
 
 
 # ============================================================================ expanding
-
-
-def rebind(e: Expr) -> Expr:
-    """``e`` with every summed or closed-scope index renamed to a fresh internal name,
-    so that no label of the text around a use can meet them."""
-    if isinstance(e, Product):
-        mapping = fresh_names(bound_indices(e))
-        return with_children(e, [rebind(rename(f, mapping)) for f in e.factors])
-    if isinstance(e, (Inv, Det, LogDet)):  # closed: both labels of the argument are its own
-        return with_children(e, [rebind(rename(e.arg, fresh_names(e.arg.free)))])
-    kids = children(e)
-    return with_children(e, [rebind(c) for c in kids]) if kids else e
 
 
 def instance(d: Definition, labels: tuple[Index, ...]) -> Expr:

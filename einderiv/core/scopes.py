@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeGuard
 
-from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, Tensor, cached,
-                 children, factor_indices, open_scope, remember)
+from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, Tensor,
+                 bound_indices, cached, children, factor_indices, fresh_names, open_scope,
+                 remember, rename, with_children)
 
-__all__ = ["outer_origins", "size_marker"]
+__all__ = ["outer_origins", "size_marker", "rebind"]
 
 
 def outer_origins(e: Expr) -> dict[Index, SizeHint]:
@@ -126,3 +127,15 @@ def size_marker(f: Expr, p: Product) -> TypeGuard[Delta]:
             and isinstance(hint[1], int)):
         return False
     return sum(factor_indices(g).count(f.i) for g in p.factors) == 2
+
+
+def rebind(e: Expr) -> Expr:
+    """``e`` with every summed or closed-scope index renamed to a fresh internal name,
+    so that no label of the text around a use can meet them."""
+    if isinstance(e, Product):
+        mapping = fresh_names(bound_indices(e))
+        return with_children(e, [rebind(rename(f, mapping)) for f in e.factors])
+    if isinstance(e, (Inv, Det, LogDet)):  # closed: both labels of the argument are its own
+        return with_children(e, [rebind(rename(e.arg, fresh_names(e.arg.free)))])
+    kids = children(e)
+    return with_children(e, [rebind(c) for c in kids]) if kids else e

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 
-from ..core.definitions import Definition, Program, expand, rebind
+from ..core.definitions import Definition, Program, expand
+from ..core.scopes import rebind
 from ..core.ir import Expr, Index, cached, remember
 from ..errors import (DefinitionWarning, EinderivError, IndexMismatchError, ParseError, warn,
                       format_caret)
