@@ -75,6 +75,7 @@ class CodeWriter:
         self.alias: dict[int, bool] = {}   # may share memory with an input
         self.view: dict[int, bool] = {}    # a read-only broadcast view
         self.lines: list[str] = []
+        self.written: dict[str, tuple[str, bool, bool]] = {}  # value -> (variable, alias, view)
         # natural dialects: slot -> the plan's axis at each axis of its variable
         self.perm: dict[int, tuple[int, ...]] = {}
         self.canon: dict[int, str] = {}    # slot -> its variable in the plan's order
@@ -115,9 +116,28 @@ class CodeWriter:
         self.lines.append(text)
 
     def assign(self, k: int, value: str, alias: bool = False, view: bool = False) -> None:
+        """Step ``k`` is ``value``; a value written before (the same text of the same
+        variables, which are never reassigned) is not computed again: the program keeps
+        ``-(y X theta)`` and ``y X theta`` apart, the code computes ``X theta`` once."""
+        known = self.written.get(value)
+        if known is not None:
+            self.var[k], self.alias[k], self.view[k] = known
+            return
         name = self.temp()
         self.var[k], self.alias[k], self.view[k] = name, alias, view
+        self.written[value] = (name, alias, view)
         self.line(f"{name} = {value}")
+
+    def bind(self, value: str) -> str:
+        """A variable holding ``value`` (an intermediate of a product): one written
+        before, or a new one."""
+        known = self.written.get(value)
+        if known is not None:
+            return known[0]
+        name = self.temp()
+        self.written[value] = (name, False, False)
+        self.line(f"{name} = {value}")
+        return name
 
     def size(self, ref: SizeRef) -> str:
         if isinstance(ref, UnknownSize):
@@ -285,9 +305,7 @@ class CodeWriter:
                     f'("{spec}", {", ".join(v for v, _ in picked)})'
             if last:
                 return call, new
-            name = self.temp()
-            self.line(f"{name} = {call}")
-            ops.append((name, new))
+            ops.append((self.bind(call), new))
         raise AssertionError("an empty path")  # pragma: no cover
 
     def step_func(self, k: int, step: Func) -> None:
@@ -435,6 +453,9 @@ class CodeWriter:
             return root(same[i]) if i in same else i
         dims = ", ".join(f"{x}.shape[{rest.index(root(i))}]" for i in out)
         dims += "," if len(out) == 1 else ""
+        if self.d.embed == "where":  # XLA fuses a select with what reads it; a scatter not
+            self.assign(k, self.selected(x, rest, out, step.pairs, root))
+            return
         xp, name = self.xp, self.temp()
         self.var[k], self.alias[k], self.view[k] = name, False, False
         if self.d.embed == "view":
@@ -456,6 +477,22 @@ class CodeWriter:
         else:
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype, device={x}.device)")
             self.line(f"{name}[{at}] = {x}")
+
+    def selected(self, x: str, rest: tuple[Index, ...], out: tuple[Index, ...],
+                 pairs: Any, root: Any) -> str:
+        """``x`` (axes ``rest``) on the diagonals ``keep == gone`` of an array with axes
+        ``out``, as ``where(mask, x broadcast, 0)``: the mask compares index ranges."""
+        xp, rank, tests = self.xp, len(out), []
+        for keep, gone in pairs:
+            ranges = []
+            for label in (keep, gone):
+                ax = out.index(label)
+                size = f"{x}.shape[{rest.index(root(label))}]"
+                shape = ", ".join("-1" if j == ax else "1" for j in range(rank))
+                ranges.append(f"{xp}.arange({size})" + (f".reshape({shape})" if rank > 1 else ""))
+            tests.append(f"({ranges[0]} == {ranges[1]})")
+        mask = self.bind(" & ".join(tests))
+        return f"{xp}.where({mask}, {self.aligned(x, rest, out)}, 0.0)"
 
     # ------------------------------------------------------------------ assembly
     def source(self) -> str:

@@ -22,7 +22,7 @@ class Dialect:
     new: str                    # keyword arguments of a new array
     scalar: str                 # a 0-d array of the value {c}
     transpose: str              # axes permuted by {perm}
-    embed: str                  # "view", "at" or "setitem"
+    embed: str                  # "view", "at", "setitem" or "where" (a select, no scatter)
     copy: str                   # an array that owns its memory ("" for immutable arrays)
     promote: tuple[str, ...]    # body of the input conversion helper
     lse: str = ""               # a library log-sum-exp over {axes}, or "" (by hand)
@@ -48,7 +48,7 @@ DIALECTS: dict[str, Dialect] = {
         _NUMPY_PROMOTE),
     "jax": Dialect(
         "import jax.numpy as {xp}", "jnp", "{xp}.einsum", "list", "strategy", "dtype={dtype}",
-        "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "at", "",
+        "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "where", "",
         ("a = {xp}.asarray(a)",
          "return a if {xp}.issubdtype(a.dtype, {xp}.inexact) else a.astype({xp}.result_type(float))"),
         natural=True),

@@ -1,0 +1,341 @@
+"""einderiv's JAX and torch backends against their own autodiff (issue 20).
+
+For every case of benchmarks/cases.py (``--quick``: small sizes), on one thread, float64:
+
+- JAX: ``compile(backend="jax")`` (einderiv's plan exported as JAX code, run under
+  ``jax.jit``), the exported code itself (``to_python(backend="jax", shapes=...)`` loaded
+  and jitted by hand), against ``jax.jit(jax.grad)`` / ``jax.jit(jax.hessian)`` /
+  ``jax.jit(jax.jacrev)`` of the same function;
+- torch: ``compile(backend="torch")``, the exported torch code called directly, against
+  ``torch.func.grad`` / ``hessian`` / ``jacrev`` (eager, as torch.func runs) and against
+  ``torch.compile`` of the hand-written formula (written below, one per case);
+- for Hessians and Jacobians, the time to write the dense result (``h * 2.0`` on an
+  array of the result's shape, jitted on JAX): a floor no method can go under.
+
+Every competitor is checked against the hand-written numpy reference before timing.
+Timing: rounds in which the competitors run interleaved; a sample is the mean of as
+many calls as fill ``--sample-ms``; the time is the minimum over the rounds (on a
+shared machine the minimum is the least disturbed sample). Ratios only.
+
+Run ``python benchmarks/backends.py`` (``--quick``, ``--cases C1,C3``, ``--rounds N``,
+``--skip torch.compile``); writes benchmarks/results/backends.json and .md.
+"""
+
+# One thread everywhere, set before numpy or a framework loads (as run.py).
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NPROC"):
+    os.environ[_var] = "1"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["JAX_ENABLE_X64"] = "1"
+_xla = os.environ.get("XLA_FLAGS", "")
+for _flag in ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"):
+    if _flag.split("=")[0] not in _xla:
+        _xla = f"{_xla} {_flag}".strip()
+os.environ["XLA_FLAGS"] = _xla
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cases import Case, cases  # noqa: E402
+
+import einderiv  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------- hand-written, for torch.compile
+
+
+def _t_c3_hess(d):
+    import torch
+    s = torch.sigmoid(d["y"] * (d["X"] @ d["theta"]))
+    X = d["X"]
+    return X.T @ (X * (s * (1.0 - s))[:, None])
+
+
+def _t_c9_grad(d):
+    import torch
+    W1, W2, X = d["W1"], d["W2"], d["X"]
+    H = torch.tanh(W1 @ X)
+    B = (W2.T @ (W2 @ H - d["T"])) * (1.0 - H * H)
+    return 2.0 * (B @ X.T)
+
+
+def _t_c9_hess(d):
+    import torch
+    W1, W2, X = d["W1"], d["W2"], d["X"]
+    H = torch.tanh(W1 @ X)
+    D = 1.0 - H * H
+    R = W2 @ H - d["T"]
+    nh, ni = W1.shape
+    A = (D[:, None, :] * X[None, :, :]).reshape(nh * ni, -1)
+    P = (A @ A.T).reshape(nh, ni, nh, ni) * (2.0 * (W2.T @ W2))[:, None, :, None]
+    C = -4.0 * (W2.T @ R) * H * D
+    Q = torch.einsum("hb,ib,jb->hij", C, X, X)
+    idx = torch.arange(nh)
+    return P.index_put((idx[:, None, None], torch.arange(ni)[None, :, None], idx[:, None, None],
+                        torch.arange(ni)[None, None, :]), Q, accumulate=True)
+
+
+def _t_softmax(z):
+    import torch
+    return torch.softmax(z, dim=0)
+
+
+def _t_c10_hess(d):
+    import torch
+    sy, p = d["y"].sum(), _t_softmax(d["z"])
+    return sy * (torch.diag(p) - p[:, None] * p[None, :])
+
+
+TORCH_HAND: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("C1", "grad"): lambda d: (2.0 / d["n"]) * (d["X"].T @ (d["X"] @ d["theta"] - d["Y"])),
+    ("C1", "hessian"): lambda d: (2.0 / d["n"]) * (d["X"].T @ d["X"]),
+    ("C2", "grad"): lambda d: d["A"] @ d["x"] + d["x"] @ d["A"],
+    ("C2", "hessian"): lambda d: d["A"] + d["A"].T,
+    ("C3", "grad"): lambda d: d["X"].T @ (-d["y"] * __import__("torch").sigmoid(
+        -d["y"] * (d["X"] @ d["theta"]))),
+    ("C3", "hessian"): _t_c3_hess,
+    ("C13", "hessian"): _t_c3_hess,
+    ("C5", "jacobian"): lambda d: d["W"].T * (1.0 - __import__("torch").tanh(d["W"] @ d["x"]) ** 2),
+    ("C6", "grad"): lambda d: __import__("torch").linalg.inv(d["X"]).T,
+    ("C8", "grad"): lambda d: 2.0 * (d["U"] @ (d["V"].T @ d["V"]) - d["M"] @ d["V"]),
+    ("C9", "grad"): _t_c9_grad,
+    ("C9", "hessian"): _t_c9_hess,
+    ("C10", "grad"): lambda d: d["y"].sum() * _t_softmax(d["z"]) - d["y"],
+    ("C10", "hessian"): _t_c10_hess,
+}
+
+
+# ------------------------------------------------------------------------- timing
+
+
+def sample(fn: Callable[[], Any], sample_s: float) -> float:
+    """Mean seconds per call over as many calls as fill ``sample_s``."""
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    k = max(1, min(10_000, int(sample_s / max(one, 1e-7))))
+    t0 = time.perf_counter()
+    for _ in range(k):
+        fn()
+    return (time.perf_counter() - t0) / k
+
+
+def derive(case: Case) -> einderiv.Expr:
+    e = einderiv.diff(case.expr, case.wrt)
+    return einderiv.diff(e, case.wrt) if case.order == 2 else e
+
+
+def to_denominator(out: np.ndarray, case: Case, w: np.ndarray) -> np.ndarray:
+    """A numerator-layout Jacobian (JAX, torch.func) in einderiv's layout."""
+    if case.kind != "jacobian":
+        return out
+    nw = np.ndim(w)
+    return np.moveaxis(out, tuple(range(out.ndim - nw, out.ndim)), tuple(range(nw)))
+
+
+def _load(source: str) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<export>", "exec"), namespace)  # noqa: S102 - einderiv's own export
+    return namespace["f"]
+
+
+def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) -> dict:
+    import jax
+    import jax.numpy as jnp
+    arrays = {k: (jnp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+    wrt = case.wrt
+    others = {k: v for k, v in arrays.items() if k != wrt}
+    T = {"grad": jax.grad, "hessian": jax.hessian, "jacobian": jax.jacrev}[case.kind]
+    auto = jax.jit(T(lambda w, o: case.loss(jnp, {**o, wrt: w})))
+    compiled = expr.compile(backend="jax")
+    shapes = {k: np.shape(v) for k, v in data.items()}
+    exported = jax.jit(_load(expr.to_python("f", backend="jax", shapes=shapes)))
+    params = [p for p in sorted(shapes) if p in exported.__wrapped__.__code__.co_varnames[
+        :exported.__wrapped__.__code__.co_argcount]]
+    out = {
+        "einderiv": lambda: jax.block_until_ready(compiled(**arrays)),
+        "export": lambda: jax.block_until_ready(exported(*(arrays[p] for p in params))),
+        "autodiff": lambda: jax.block_until_ready(auto(arrays[wrt], others)),
+    }
+    if case.kind != "grad":
+        dense = jax.jit(lambda h: h * 2.0)
+        h = jnp.asarray(ref)
+        out["dense"] = lambda: jax.block_until_ready(dense(h))
+    return out
+
+
+def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
+                  use_compile: bool, notes: list[str]) -> dict:
+    import torch
+    import torch.func as tf
+    tensors = {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
+               for k, v in data.items()}
+    wrt = case.wrt
+    others = {k: v for k, v in tensors.items() if k != wrt}
+    T = {"grad": tf.grad, "hessian": tf.hessian, "jacobian": tf.jacrev}[case.kind]
+    auto = T(lambda w, o: case.loss(torch, {**o, wrt: w}))
+    compiled = expr.compile(backend="torch")
+    shapes = {k: np.shape(v) for k, v in data.items()}
+    exported = _load(expr.to_python("f", backend="torch", shapes=shapes))
+    params = exported.__code__.co_varnames[:exported.__code__.co_argcount]
+    out = {
+        "einderiv": lambda: compiled(**tensors),
+        "export": lambda: exported(*(tensors[p] for p in params)),
+        "autodiff": lambda: auto(tensors[wrt], others),
+    }
+    hand = TORCH_HAND.get((case.id, case.kind))
+    if use_compile and hand is not None:
+        fn = torch.compile(hand, dynamic=False)
+        t0 = time.perf_counter()
+        try:
+            fn(tensors)
+            out["torch.compile"] = lambda: fn(tensors)
+            notes.append(f"torch.compile of the hand-written formula: compiled in "
+                         f"{time.perf_counter() - t0:.1f} s")
+        except Exception as exc:  # inductor needs a C++ compiler; record a failure
+            notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:120]}")
+    if case.kind != "grad":
+        h = torch.from_numpy(ref.copy())
+        out["dense"] = lambda: h * 2.0
+    return out
+
+
+def check(name: str, result: Any, ref: np.ndarray, case: Case, w: np.ndarray) -> None:
+    got = result.detach().numpy() if hasattr(result, "detach") else np.asarray(result)
+    if name == "autodiff":
+        got = to_denominator(got, case, w)
+    if name != "dense" and not np.allclose(got, ref, rtol=case.rtol, atol=1e-8 * np.abs(ref).max()):
+        raise AssertionError(f"{case.label}: {name} differs from the reference")
+
+
+def measure(case: Case, lib: str, args) -> dict:
+    data = case.make_data()
+    ref = np.asarray(case.reference(data))
+    expr = derive(case)
+    notes: list[str] = []
+    runners = jax_runners(case, data, expr, ref) if lib == "jax" else \
+        torch_runners(case, data, expr, ref, "torch.compile" not in args.skip, notes)
+    for name, fn in runners.items():
+        check(name, fn(), ref, case, data[case.wrt])
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(sample(runners[name], args.sample_ms / 1000))
+    best = {name: min(ts) for name, ts in times.items()}
+    return {"case": case.label, "kind": case.kind, "lib": lib, "best_s": best, "notes": notes}
+
+
+# ------------------------------------------------------------------------- report
+
+
+def fmt(s: float) -> str:
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s")
+
+
+def verdict(row: dict) -> tuple[str, str]:
+    """The target of issue 20 for one row: (need, holds)."""
+    b = row["best_s"]
+    speed = b["autodiff"] / b["einderiv"]
+    if row["kind"] == "grad":
+        return ">= 1x", "yes" if speed >= 1.0 else "**no**"
+    if "dense" in b and b["einderiv"] <= 1.2 * b["dense"] and b["autodiff"] <= 1.2 * b["dense"]:
+        return ">= 2x, or both within 1.2x of the dense write", "yes (dense-bound)"
+    need = 2.0 if row["kind"] == "hessian" else 1.0
+    return f">= {need:g}x", "yes" if speed >= need else "**no**"
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    out = [f"Run: `{meta['command']}` at {meta['when']} ({meta['seconds']:.0f} s; "
+           f"{meta['rounds']} rounds, min of samples of ~{meta['sample_ms']} ms; one thread; "
+           f"float64; load average at start {meta['load']}).", "",
+           f"Versions: {meta['versions']}. GPU: {meta['gpu']}.", ""]
+    for lib, auto in (("jax", "jax.jit(jax.grad / hessian / jacrev)"),
+                      ("torch", "torch.func.grad / hessian / jacrev")):
+        sel = [r for r in rows if r["lib"] == lib]
+        if not sel:
+            continue
+        extra = " | torch.compile(hand) | ratio" if lib == "torch" else ""
+        out += [f"### {lib}: einderiv against {auto}", "",
+                "speed-up = autodiff time / einderiv time (higher is better); export = the "
+                "`to_python` code called directly; dense = writing the result's array once.", "",
+                f"| case | einderiv | export | autodiff | speed-up | export/einderiv | dense"
+                f"{extra} | target | holds |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---:" + (" | ---: | ---:" if extra else "")
+                + " | --- | --- |"]
+        for r in sel:
+            b = r["best_s"]
+            need, holds = verdict(r)
+            cells = [r["case"], fmt(b["einderiv"]), fmt(b["export"]), fmt(b["autodiff"]),
+                     f"{b['autodiff'] / b['einderiv']:.2f}x", f"{b['export'] / b['einderiv']:.2f}",
+                     fmt(b["dense"]) if "dense" in b else "-"]
+            if extra:
+                tc = b.get("torch.compile")
+                cells += [fmt(tc) if tc else "n/a",
+                          f"{tc / b['einderiv']:.2f}x" if tc else "-"]
+            out.append("| " + " | ".join(cells + [need, holds]) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes")
+    p.add_argument("--cases", default="", help="comma-separated ids (C1,C3), default all")
+    p.add_argument("--libs", default="jax,torch")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sample-ms", type=float, default=20.0)
+    p.add_argument("--skip", default="", help="torch.compile: leave it out")
+    p.add_argument("--out", default=str(HERE / "results"))
+    args = p.parse_args(argv)
+    args.skip = set(filter(None, args.skip.split(",")))
+    ids = set(filter(None, args.cases.split(",")))
+    selected = [c for c in cases(args.quick) if not ids or c.id in ids]
+    versions = {}
+    if "jax" in args.libs:
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        versions["jax"] = jax.__version__
+    if "torch" in args.libs:
+        import torch
+        torch.set_num_threads(1)
+        versions["torch"] = torch.__version__
+    t0 = time.time()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows = []
+    for lib in args.libs.split(","):
+        for case in selected:
+            row = measure(case, lib, args)
+            b = row["best_s"]
+            print(f"{lib:6s} {case.label:30s} " + "  ".join(f"{k} {fmt(v)}" for k, v in b.items())
+                  + f"  speed-up {b['autodiff'] / b['einderiv']:.2f}x", flush=True)
+            rows.append(row)
+    meta = {"command": "python benchmarks/backends.py " + " ".join(argv or sys.argv[1:]),
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - t0,
+            "rounds": args.rounds, "sample_ms": args.sample_ms, "load": load,
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) +
+            f", einderiv {einderiv.__version__}, Python {platform.python_version()}",
+            "gpu": "none on this machine (CPU only)"}
+    md = markdown(rows, meta)
+    print(md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backends.md").write_text(md + "\n")
+    (out / "backends.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
