@@ -229,6 +229,9 @@ class CompiledExpr:
                 for slot in done:
                     values[slot] = None
         result = values[self.program.output]
+        if self.backend == "dask" and not hasattr(result, "dask"):  # a constant (zeros)
+            import dask.array as da
+            return da.from_array(np.array(result))  # lazy out, as promised
         if self.backend == "numpy":
             if type(result) is not np.ndarray:
                 result = np.asarray(result)
