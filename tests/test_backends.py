@@ -104,7 +104,8 @@ def test_a_value_written_twice_is_computed_once(backend):
     h = einderiv.diff(einderiv.diff(LOGISTIC, "theta"), "theta")
     shapes = {"X": (5, 3), "y": (5,), "theta": (3,)}
     src = h.to_python(backend=backend, shapes=shapes)
-    with_theta = [line for line in src.splitlines() if "einsum(" in line and "theta" in line]
+    with_theta = [line for line in src.splitlines()
+                  if ("einsum(" in line or " @ " in line) and "theta" in line]
     assert len(with_theta) == 1, src
     X, y, th = RNG.normal(size=(5, 3)), np.where(RNG.random(5) < 0.5, -1.0, 1.0), RNG.normal(size=3)
     s = 1 / (1 + np.exp(-y * (X @ th)))
@@ -113,3 +114,21 @@ def test_a_value_written_twice_is_computed_once(backend):
     namespace: dict = {}
     exec(compile(src, "<export>", "exec"), namespace)  # noqa: S102 - the code under test
     np.testing.assert_allclose(back(namespace["grad"](**arrays)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_matrix_products_are_written_as_matmul(backend):
+    """Two-operand products of matrices and vectors are ``a @ b`` on transposed views
+    (torch.einsum permutes and copies), the coefficient outside: the two-layer
+    network's gradient ``2 ((W2^T (W2 H - T)) * (1 - H^2)) X^T``."""
+    text = "(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])"
+    g = einderiv.diff(text, "W1")
+    shapes = {"W1": (4, 3), "W2": (5, 4), "X": (3, 6), "T": (5, 6)}
+    src = g.to_python(backend=backend, shapes=shapes)
+    assert "einsum(" not in src and src.count(" @ ") == 4, src
+    assert re.search(r"2\.0 \* \(t\d+ @ X\.T\)", src)
+    v = {k: RNG.normal(size=s) for k, s in shapes.items()}
+    H = np.tanh(v["W1"] @ v["X"])
+    want = 2 * ((v["W2"].T @ (v["W2"] @ H - v["T"])) * (1 - H * H)) @ v["X"].T
+    arrays, back = CONVERT[backend](v)
+    np.testing.assert_allclose(back(g.compile(backend=backend)(**arrays)), want, atol=1e-12)

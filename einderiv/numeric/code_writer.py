@@ -299,6 +299,8 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
+            elif self.d.natural and len(picked) == 2 and self.matmul(picked, new):
+                call = self.matmul(picked, new) or ""
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
@@ -307,6 +309,25 @@ class CodeWriter:
                 return call, new
             ops.append((self.bind(call), new))
         raise AssertionError("an empty path")  # pragma: no cover
+
+    def matmul(self, picked: list, new: tuple[Index, ...]) -> str | None:
+        """Two operands of at most two axes each, one index summed between them, none
+        kept by both, the result's axes ``new``: ``a @ b`` (transposed views as BLAS
+        takes them; torch.einsum costs a permute and a copy there), or None."""
+        (x, lx), (y, ly) = picked
+        summed = [i for i in lx if i in ly]
+        if len(summed) != 1 or len(lx) > 2 or len(ly) > 2 or len(set(lx)) != len(lx) or \
+                len(set(ly)) != len(ly) or summed[0] in new:
+            return None
+        c = summed[0]
+        fx, fy = [i for i in lx if i != c], [i for i in ly if i != c]
+        if tuple(fy + fx) == new and new != tuple(fx + fy):  # (x y)^T = y^T x^T
+            (x, lx, fx), (y, ly, fy) = (y, ly, fy), (x, lx, fx)
+        if tuple(fx + fy) != new:
+            return None
+        a = x if lx[-1] == c else f"{x}.T"  # summed axis last
+        b = y if ly[0] == c else f"{y}.T"   # summed axis first
+        return f"({a} @ {b})"  # a coefficient multiplies the product, not a factor
 
     def step_func(self, k: int, step: Func) -> None:
         name, arg = step.name, step.arg
