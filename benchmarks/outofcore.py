@@ -18,7 +18,7 @@ hand-written formula, summed over chunks); the baseline time is numpy's time on 
 in-memory chunk times the number of chunks (no I/O). The folder is deleted at the end.
 
 Run ``python benchmarks/outofcore.py`` (``--gb 1.2 --workers 2 --memory 256MB
---chunk-mb 25 --d 100``; ``--scheduler tcp://host:8786`` uses a running cluster instead
+--chunk-mb 12.5 --d 100``; ``--scheduler tcp://host:8786`` uses a running cluster instead
 of a local one: its workers must see the same temporary folder, see ``--dir``). Needs the
 ``dask`` extra (``pip install "einderiv[dask]"``). Prints a Markdown table (docs/scale.md).
 """
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gb", type=float, default=1.2, help="size of X on disk (GB)")
     p.add_argument("--d", type=int, default=100, help="columns of X")
-    p.add_argument("--chunk-mb", type=float, default=25.0, help="rows per chunk, in MB of X")
+    p.add_argument("--chunk-mb", type=float, default=12.5, help="rows per chunk, in MB of X")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--memory", default="256MB", help="memory limit per worker")
     p.add_argument("--scheduler", default="", help="address of a running cluster")
