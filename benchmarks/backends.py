@@ -255,6 +255,88 @@ def verdict(row: dict) -> tuple[str, str]:
     return f">= {need:g}x", "yes" if speed >= need else "**no**"
 
 
+BEGIN, END = "<!-- backends.py: begin -->", "<!-- backends.py: end -->"
+
+FINDINGS = """\
+Where the time went (before the changes of issue 20; `python benchmarks/backends.py`
+and the jaxprs / optimized HLO of einderiv's jitted function against `jax.jit(jax.grad)`,
+`jax.make_jaxpr` and `.lower(...).compile().as_text()`):
+
+- **Gradients (C1, C2, C3, C6, C10)**: the HLO is the same program. For C1 and C3 both
+  compile to two `dot`s (`X theta`, then `X^T r` with `lhs_contracting_dims={0}`, no
+  transpose copied) and one fusion of the element-wise chain; the only difference is
+  the operand order of the second dot (result layout `[d,1]` against `[1,d]`), which
+  measured the same (1.94 ms against 1.94 ms at 10000 x 500). C6 is `inv(X).T` against
+  JAX's LU-based adjoint of `slogdet`, the same cost. The gaps of 0.72-0.98x in the
+  issue-5 report were per-call overhead and noise: `ExportedExpr.__call__` called the
+  jitted function by keyword with a Python float among the arguments, which costs JAX
+  about 10 us more than a positional call (C1 grad at 200 x 40: 35 us by keyword, 25 us
+  by position, 25 us for `jax.jit(jax.grad)`), plus shape tuples built per call.
+  The sigmoid was written `exp(-logaddexp(0, -x))`, whose JAX form is a
+  `custom_jvp` with `where`s for infinities; `1 / (1 + exp(-x))` is one fused loop.
+- **Hessians with a Kronecker delta (C9, C10)**: the delta was written
+  `zeros(...).at[i, i].set(v)`, an XLA `scatter`, which runs as a serial loop that no
+  fusion crosses, then added to the dense term. Now it is
+  `where(arange(n)[:, None] == arange(n)[None, :], v, 0)`, which XLA fuses with the
+  sum that reads it: one pass writing the result.
+- **Common subexpressions across a sign (C3, C13)**: the program keeps `-(y X theta)` and
+  `y X theta` apart (the sigmoid's argument and its mirror); XLA's CSE merges the two
+  dots, torch runs eagerly and computed `X theta` twice. The writer now reuses any
+  value already written (same text over the same never-reassigned variables).
+- **torch**: `torch.einsum` of two matrices permutes and copies before `bmm`; a
+  two-operand product of matrices and vectors is now written `a @ b` on transposed
+  views (BLAS takes the transpose as a flag): C9's gradient went from 0.61x to 1.2x of
+  `torch.func.grad`.
+- **Not changed: the GEMM-bound Hessians (C1, C3, C13)**, `X^T diag(w) X`. einderiv and
+  `jax.hessian` both end in one `dot` of 2 n d^2 flops; numpy's plan halves that with
+  syrk (gram.py), but XLA has no symmetric product. A blocked variant (the lower
+  triangle of d/k x d/k blocks, mirrored) measured no consistent gain on this machine
+  (slices of `X^T` are copied), so these stay at 1.3-1.8x, short of 2x.
+- No GPU was lent to this task (the device tool's draw did not include it): every
+  number here is CPU.
+"""
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The targets of issue 20, judged on this run."""
+    out = ["| target | holds | measured |", "| --- | --- | --- |"]
+    for lib, auto in (("jax", "jax.jit(jax.grad)"), ("torch", "torch.func.grad")):
+        for kinds, text in ((("grad", "jacobian"), f"every gradient (and Jacobian) at least "
+                                                    f"as fast as {auto} (jacrev)"),
+                            (("hessian",), f"every Hessian >= 2x faster than "
+                                           f"{auto.replace('grad', 'hessian')}, or both within "
+                                           "1.2x of the dense write")):
+            sel = [r for r in rows if r["lib"] == lib and r["kind"] in kinds]
+            if not sel:
+                continue
+            bad = [r for r in sel if verdict(r)[1] == "**no**"]
+            dense = [r["case"] for r in sel if verdict(r)[1] == "yes (dense-bound)"]
+            low = min(sel, key=lambda r: r["best_s"]["autodiff"] / r["best_s"]["einderiv"])
+            speed = low["best_s"]["autodiff"] / low["best_s"]["einderiv"]
+            note = f"lowest {speed:.2f}x ({low['case']})"
+            if bad:
+                note += "; failing: " + ", ".join(
+                    f"{r['case']} {r['best_s']['autodiff'] / r['best_s']['einderiv']:.2f}x"
+                    for r in bad)
+            if dense:
+                note += "; dense-bound: " + ", ".join(dense)
+            out.append(f"| {lib}: {text} | {'**no**' if bad else 'yes'} | {note} |")
+    comp = [r for r in rows if "torch.compile" in r["best_s"]]
+    if comp:
+        ratios = sorted(r["best_s"]["torch.compile"] / r["best_s"]["einderiv"] for r in comp)
+        behind = [r["case"] for r in comp if r["best_s"]["torch.compile"] < r["best_s"]["einderiv"]]
+        out.append(f"| torch: against torch.compile of the hand-written formula (context) | "
+                   f"{len(comp) - len(behind)} of {len(comp)} at least as fast | median "
+                   f"{ratios[len(ratios) // 2]:.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}x; "
+                   f"behind: {', '.join(behind) or 'none'} |")
+    ex = sorted(r["best_s"]["export"] / r["best_s"]["einderiv"] for r in rows)
+    if ex:
+        out.append(f"| exported code (`to_python`) runs at the backend's speed | "
+                   f"{'yes' if ex[len(ex) // 2] <= 1.1 else '**no**'} | export / compile: median "
+                   f"{ex[len(ex) // 2]:.2f}, range {ex[0]:.2f}-{ex[-1]:.2f} |")
+    return out
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     out = [f"Run: `{meta['command']}` at {meta['when']} ({meta['seconds']:.0f} s; "
            f"{meta['rounds']} rounds, min of samples of ~{meta['sample_ms']} ms; one thread; "
@@ -286,7 +368,20 @@ def markdown(rows: list[dict], meta: dict) -> str:
                           f"{tc / b['einderiv']:.2f}x" if tc else "-"]
             out.append("| " + " | ".join(cells + [need, holds]) + " |")
         out.append("")
+    out += ["### Targets of issue 20", ""] + targets(rows) + ["", "### Findings", "", FINDINGS]
     return "\n".join(out)
+
+
+def write_docs(md: str, docs: Path) -> None:
+    """Put ``md`` into ``docs`` between the markers (replacing an earlier block, or at
+    the end); run.py keeps the block when it rewrites the file."""
+    text = docs.read_text() if docs.exists() else ""
+    block = f"{BEGIN}\n## JAX and torch backends against their own autodiff (issue 20)\n\n{md}\n{END}\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    docs.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "backends.md").write_text(md + "\n")
     (out / "backends.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    if out.resolve() == (HERE / "results").resolve() and not args.quick and not ids:
+        write_docs(md, HERE.parent / "docs" / "benchmarks.md")  # a full run: the report
     return 0
 
 

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 block = np.array(X[s:s + chunk])
                 part = {**mem, "Y": mem["Y"][s:s + chunk], "y": mem["y"][s:s + chunk]}
                 if one is None:  # numpy on one in-memory chunk, best of 5
-                    one = min(_timed(lambda: ref(block, part)) for _ in range(5))
+                    one = min(_timed(ref, block, part) for _ in range(5))
                 r = ref(block, part)
                 want = r if want is None else want + r
             del X
@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _timed(fn) -> float:
+def _timed(fn, *args) -> float:
     t = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t
 
 

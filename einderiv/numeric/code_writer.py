@@ -299,7 +299,7 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
-            elif self.d.natural and len(picked) == 2 and self.matmul(picked, new):
+            elif self.d.matmul and len(picked) == 2 and self.matmul(picked, new):
                 call = self.matmul(picked, new) or ""
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)

@@ -32,6 +32,10 @@ class Dialect:
     # the plan's canonical order, which costs a copy where views are not free), and
     # products pairwise, element-wise pairs as ``*``, when the path is known
     natural: bool = False
+    # two-operand matrix products as ``a @ b`` on transposed views (torch: BLAS takes the
+    # transpose as a flag, where torch.einsum permutes and copies; not on JAX, where
+    # jnp.einsum is one dot_general and XLA on CPU copied ``X.T`` of ``X.T @ v``)
+    matmul: bool = False
 
 
 _NUMPY_PROMOTE = ("a = {xp}.asarray(a)",
@@ -62,5 +66,5 @@ DIALECTS: dict[str, Dialect] = {
          "return a if a.is_floating_point() or a.is_complex() else a.to({xp}.float64)"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
-        place="{x}.to({device})", natural=True),  # a number argument is a CPU tensor
+        place="{x}.to({device})", natural=True, matmul=True),  # numbers: CPU tensors
 }
