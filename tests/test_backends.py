@@ -133,3 +133,34 @@ def test_matrix_products_are_written_as_matmul(backend):
     want = 2 * ((v["W2"].T @ (v["W2"] @ H - v["T"])) * (1 - H * H)) @ v["X"].T
     arrays, back = CONVERT[backend](v)
     np.testing.assert_allclose(back(g.compile(backend=backend)(**arrays)), want, atol=1e-12)
+
+
+def test_torch_adds_a_diagonal_in_place_onto_the_dense_term():
+    """The softmax Hessian ``sum(y) (diag(p) - p p^T)`` on torch: the dense term is
+    computed once and ``sum(y) p`` added onto its diagonal in place (no zeros, no second
+    pass); a dense term that something else reads too is copied first, never changed."""
+    torch = pytest.importorskip("torch")
+    d = einderiv.diff(einderiv.diff("-y[i]*(z[i] - log(sum[j](exp(z[j]))))", "z"), "z")
+    src = d.to_python(backend="torch")
+    assert "zeros(" not in src and re.search(r"t\d+\[i\d+, i\d+\] \+= t\d+", src), src
+    z, y = RNG.normal(size=5), RNG.random(5)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    want = y.sum() * (np.diag(p) - np.outer(p, p))
+    got = d.compile(backend="torch")(z=torch.from_numpy(z), y=torch.from_numpy(y))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    # J[k, i] = delta[k, i] sum(z) + z[i]: the dense term is a broadcast view of z, copied
+    J = einderiv.diff("z[i]*sum[j](z[j])", "z")
+    assert ".clone()" in J.to_python(backend="torch")
+    z = RNG.normal(size=4)
+    zt = torch.from_numpy(z.copy())
+    got = J.compile(backend="torch")(z=zt).numpy()
+    np.testing.assert_allclose(got, z.sum() * np.eye(4) + z[None, :], atol=1e-12)
+    assert np.array_equal(zt.numpy(), z)  # the input is unchanged
+    # the Hessian 2 I + A + A^T of x^T A x + x^T x: the diagonal added onto A + A^T
+    H = einderiv.diff(einderiv.diff("A[i,j]*x[j]*x[i] + x[i]*x[i]", "x"), "x")
+    A, x = RNG.normal(size=(3, 3)), RNG.normal(size=3)
+    At = torch.from_numpy(A.copy())
+    got = H.compile(backend="torch")(A=At, x=torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, 2 * np.eye(3) + A + A.T, atol=1e-12)
+    assert np.array_equal(At.numpy(), A)

@@ -17,6 +17,7 @@ from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
+from .code_forms import matmul, reshaped, selected
 from .dialects import Dialect
 from .paths import connected_order, path_strategy
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
@@ -76,6 +77,11 @@ class CodeWriter:
         self.view: dict[int, bool] = {}    # a read-only broadcast view
         self.lines: list[str] = []
         self.written: dict[str, tuple[str, bool, bool]] = {}  # value -> (variable, alias, view)
+        self.readers: dict[int, list[int]] = {}  # slot -> the steps that read it
+        for j, st in enumerate(program.steps):
+            for s in st.reads():
+                self.readers.setdefault(s, []).append(j)
+        self.deferred: dict[int, tuple] = {}  # embeds added in place by their sum (torch)
         # natural dialects: slot -> the plan's axis at each axis of its variable
         self.perm: dict[int, tuple[int, ...]] = {}
         self.canon: dict[int, str] = {}    # slot -> its variable in the plan's order
@@ -131,9 +137,8 @@ class CodeWriter:
     def bind(self, value: str) -> str:
         """A variable holding ``value`` (an intermediate of a product): one written
         before, or a new one."""
-        known = self.written.get(value)
-        if known is not None:
-            return known[0]
+        if value in self.written:
+            return self.written[value][0]
         name = self.temp()
         self.written[value] = (name, False, False)
         self.line(f"{name} = {value}")
@@ -299,8 +304,8 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
-            elif self.d.matmul and len(picked) == 2 and self.matmul(picked, new):
-                call = self.matmul(picked, new) or ""
+            elif self.d.matmul and len(picked) == 2 and matmul(picked, new):
+                call = matmul(picked, new) or ""
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
@@ -309,25 +314,6 @@ class CodeWriter:
                 return call, new
             ops.append((self.bind(call), new))
         raise AssertionError("an empty path")  # pragma: no cover
-
-    def matmul(self, picked: list, new: tuple[Index, ...]) -> str | None:
-        """Two operands of at most two axes each, one index summed between them, none
-        kept by both, the result's axes ``new``: ``a @ b`` (transposed views as BLAS
-        takes them; torch.einsum costs a permute and a copy there), or None."""
-        (x, lx), (y, ly) = picked
-        summed = [i for i in lx if i in ly]
-        if len(summed) != 1 or len(lx) > 2 or len(ly) > 2 or len(set(lx)) != len(lx) or \
-                len(set(ly)) != len(ly) or summed[0] in new:
-            return None
-        c = summed[0]
-        fx, fy = [i for i in lx if i != c], [i for i in ly if i != c]
-        if tuple(fy + fx) == new and new != tuple(fx + fy):  # (x y)^T = y^T x^T
-            (x, lx, fx), (y, ly, fy) = (y, ly, fy), (x, lx, fx)
-        if tuple(fx + fy) != new:
-            return None
-        a = x if lx[-1] == c else f"{x}.T"  # summed axis last
-        b = y if ly[0] == c else f"{y}.T"   # summed axis first
-        return f"({a} @ {b})"  # a coefficient multiplies the product, not a factor
 
     def step_func(self, k: int, step: Func) -> None:
         name, arg = step.name, step.arg
@@ -437,6 +423,8 @@ class CodeWriter:
         out = step.out
         parts = tuple((slot, self.labels(slot, labels), sign)
                       for slot, labels, sign in step.terms)
+        late = [p for p in parts if p[0] in self.deferred]
+        parts = tuple(p for p in parts if p[0] not in self.deferred)
         actual = out
         if self.free_order(k):  # the order of a term with every axis
             actual = next((labels for _, labels, _ in parts if len(labels) == len(out)
@@ -448,8 +436,61 @@ class CodeWriter:
                 value = term if sign == 1.0 else f"-{term}"
             else:
                 value += f" + {term}" if sign == 1.0 else f" - {term}"
-        self.assign(k, value)
+        if late:
+            single = len(parts) == 1 and parts[0][2] == 1.0
+            self.add_diagonals(k, value, single and not self.private(parts[0][0], k), late,
+                               actual)
+        else:
+            self.assign(k, value)
         self.settle(k, out, actual)
+
+    def ranges(self, x: str, rank: int) -> list[str]:
+        """Variables holding ``arange`` over each axis of ``x``, shaped to broadcast."""
+        names, where = [self.temp("i") for _ in range(rank)], \
+            f", device={x}.device" if self.backend == "torch" else ""
+        for ax, i in enumerate(names):
+            self.line(f"{i} = {self.xp}.arange({x}.shape[{ax}]{where}){reshaped(ax, rank)}")
+        return names
+
+    def deferrable(self, k: int) -> bool:
+        """May embed ``k`` be added in place onto its sum (torch)? Its one reader is a sum
+        with a term of every axis that is not an embed, and ``k`` has every axis too."""
+        readers = self.readers.get(k, [])
+        add = self.steps[readers[0]] if len(readers) == 1 else None
+        if not isinstance(add, Add) or k == self.program.output:
+            return False
+        full = [s for s, labels, _ in add.terms if sorted(labels) == sorted(add.out)]
+        return full.count(k) == 1 == [s for s, _, _ in add.terms].count(k) and \
+            any(not isinstance(self.steps[s], Embed) for s in full)
+
+    def private(self, slot: int, k: int) -> bool:
+        """Is ``slot``'s variable a new array that only step ``k`` reads (so ``k`` may
+        write into it)? Not an input, a view, the result, or a value shared with a slot
+        read elsewhere."""
+        name = self.var[slot]
+        if self.alias[slot] or self.view[slot]:
+            return False
+        same = [s for s, v in self.var.items() if v == name]
+        if any(s == self.program.output or set(self.readers.get(s, [])) - {k} for s in same):
+            return False
+        for text in [t for t, (v, _, _) in self.written.items() if v == name]:
+            del self.written[text]  # written into: no later step may reuse it
+        return True
+
+    def add_diagonals(self, k: int, value: str, single: bool, late: list,
+                      actual: tuple[Index, ...]) -> None:
+        """Sum ``k``: ``value`` (the dense terms; ``single``: one term to copy), then each
+        deferred embed added onto its diagonal in place: no zeros, no second pass."""
+        name = value if value.isidentifier() and not single else self.temp()
+        self.var[k], self.alias[k], self.view[k] = name, False, False
+        if name != value:  # a new array
+            self.line(f"{name} = {self.d.copy.format(x=value) if single else value}")
+        for slot, labels, sign in late:
+            x, rest, out, root = self.deferred[slot]
+            self.line(f"{name} = {name}.to({self.xp}.promote_types({name}.dtype, {x}.dtype))")
+            index = self.ranges(x, len(rest))
+            at = ", ".join(index[rest.index(root(out[labels.index(lab)]))] for lab in actual)
+            self.line(f"{name}[{at}] {'+=' if sign == 1.0 else '-='} {x}  # the diagonal term")
 
     def step_broadcast(self, k: int, step: Broadcast) -> None:
         inner, out, extra = step.inner, step.out, step.extra
@@ -475,7 +516,12 @@ class CodeWriter:
         dims = ", ".join(f"{x}.shape[{rest.index(root(i))}]" for i in out)
         dims += "," if len(out) == 1 else ""
         if self.d.embed == "where":  # XLA fuses a select with what reads it; a scatter not
-            self.assign(k, self.selected(x, rest, out, step.pairs, root))
+            mask, value = selected(self.xp, x, rest, out, step.pairs, root)
+            self.assign(k, value.format(mask=self.bind(mask), x=self.aligned(x, rest, out)))
+            return
+        if self.d.embed == "setitem" and self.deferrable(k):  # added in place by its sum
+            self.deferred[k] = (x, rest, out, root)
+            self.var[k], self.alias[k], self.view[k] = "", False, False
             return
         xp, name = self.xp, self.temp()
         self.var[k], self.alias[k], self.view[k] = name, False, False
@@ -484,36 +530,13 @@ class CodeWriter:
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype)")
             self.line(f'{xp}.einsum("{spec}", {name})[...] = {x}  # a writeable diagonal view')
             return
-        index = []
-        for ax in range(len(rest)):
-            i = self.temp("i")
-            shape = ", ".join("-1" if j == ax else "1" for j in range(len(rest)))
-            where = f", device={x}.device" if self.backend == "torch" else ""
-            reshape = f".reshape({shape})" if len(rest) > 1 else ""
-            self.line(f"{i} = {xp}.arange({x}.shape[{ax}]{where}){reshape}")
-            index.append(i)
+        index = self.ranges(x, len(rest))
         at = ", ".join(index[rest.index(root(i))] for i in out)
         if self.d.embed == "at":
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype).at[{at}].set({x})")
         else:
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype, device={x}.device)")
             self.line(f"{name}[{at}] = {x}")
-
-    def selected(self, x: str, rest: tuple[Index, ...], out: tuple[Index, ...],
-                 pairs: Any, root: Any) -> str:
-        """``x`` (axes ``rest``) on the diagonals ``keep == gone`` of an array with axes
-        ``out``, as ``where(mask, x broadcast, 0)``: the mask compares index ranges."""
-        xp, rank, tests = self.xp, len(out), []
-        for keep, gone in pairs:
-            ranges = []
-            for label in (keep, gone):
-                ax = out.index(label)
-                size = f"{x}.shape[{rest.index(root(label))}]"
-                shape = ", ".join("-1" if j == ax else "1" for j in range(rank))
-                ranges.append(f"{xp}.arange({size})" + (f".reshape({shape})" if rank > 1 else ""))
-            tests.append(f"({ranges[0]} == {ranges[1]})")
-        mask = self.bind(" & ".join(tests))
-        return f"{xp}.where({mask}, {self.aligned(x, rest, out)}, 0.0)"
 
     # ------------------------------------------------------------------ assembly
     def source(self) -> str:
