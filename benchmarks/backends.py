@@ -18,7 +18,9 @@ many calls as fill ``--sample-ms``; the time is the minimum over the rounds (on 
 shared machine the minimum is the least disturbed sample). Ratios only.
 
 Run ``python benchmarks/backends.py`` (``--quick``, ``--cases C1,C3``, ``--rounds N``,
-``--skip torch.compile``); writes benchmarks/results/backends.json and .md.
+``--skip torch.compile``); writes benchmarks/results/backends.json and .md, and a full
+run its section of docs/benchmarks.md (``--render FILE.json`` writes it again from a
+saved run).
 """
 
 # One thread everywhere, set before numpy or a framework loads (as run.py).
@@ -286,7 +288,13 @@ and the jaxprs / optimized HLO of einderiv's jitted function against `jax.jit(ja
 - **torch**: `torch.einsum` of two matrices permutes and copies before `bmm`; a
   two-operand product of matrices and vectors is now written `a @ b` on transposed
   views (BLAS takes the transpose as a flag): C9's gradient went from 0.61x to 1.2x of
-  `torch.func.grad`.
+  `torch.func.grad`. Not on JAX: there `X.T @ v` made XLA on CPU copy `X.T` (C3's
+  gradient at 10000 x 500 fell to 0.13x in a trial run), while `jnp.einsum` is one
+  `dot_general` with the contracting dimensions given.
+- **torch, a delta beside a dense term (C10, C9 Hessians)**: zeros, an indexed
+  assignment, then a sum over the whole result: three passes. Now the dense terms are
+  summed first and the diagonal term is added in place (`H[i, i] += v`) into that new
+  array (or into the dense term itself where nothing else reads it).
 - **Not changed: the GEMM-bound Hessians (C1, C3, C13)**, `X^T diag(w) X`. einderiv and
   `jax.hessian` both end in one `dot` of 2 n d^2 flops; numpy's plan halves that with
   syrk (gram.py), but XLA has no symmetric product. A blocked variant (the lower
@@ -393,7 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-ms", type=float, default=20.0)
     p.add_argument("--skip", default="", help="torch.compile: leave it out")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--render", default="", help="a backends.json: write its report again "
+                   "(docs/benchmarks.md too), measuring nothing")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        md = markdown(saved["rows"], saved["meta"])
+        write_docs(md, HERE.parent / "docs" / "benchmarks.md")
+        print(md)
+        return 0
     args.skip = set(filter(None, args.skip.split(",")))
     ids = set(filter(None, args.cases.split(",")))
     selected = [c for c in cases(args.quick) if not ids or c.id in ids]
