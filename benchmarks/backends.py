@@ -304,8 +304,12 @@ and the jaxprs / optimized HLO of einderiv's jitted function against `jax.jit(ja
 - **Not changed: the GEMM-bound Hessians (C1, C3, C13)**, `X^T diag(w) X`. einderiv and
   `jax.hessian` both end in one `dot` of 2 n d^2 flops; numpy's plan halves that with
   syrk (gram.py), but XLA has no symmetric product. A blocked variant (the lower
-  triangle of d/k x d/k blocks, mirrored) measured no consistent gain on this machine
-  (slices of `X^T` are copied), so these stay at 1.3-1.8x, short of 2x.
+  triangle of k x k column blocks, mirrored; jitted, measured in a quiet moment)
+  gained nothing at 10000 x 500 (78.7 ms plain, 77.4-82.4 ms with 2-6 blocks) and
+  1.3x at 2000 x 1000 (52.4 -> 39.7 ms) and 4000 x 2000 (425 -> 319 ms): XLA copies
+  the column slices, and 1.3x more would still leave C13 short of 2x. Not adopted; these
+  stay at 1.3-1.8x. (`jax.hessian` computes the same single product here: it is not
+  slow, it is already the dense GEMM.)
 - No GPU was lent to this task (the device tool's draw did not include it): every
   number here is CPU.
 """
