@@ -308,8 +308,9 @@ and the jaxprs / optimized HLO of einderiv's jitted function against `jax.jit(ja
   gained nothing at 10000 x 500 (78.7 ms plain, 77.4-82.4 ms with 2-6 blocks) and
   1.3x at 2000 x 1000 (52.4 -> 39.7 ms) and 4000 x 2000 (425 -> 319 ms): XLA copies
   the column slices, and 1.3x more would still leave C13 short of 2x. Not adopted; these
-  stay at 1.3-1.8x. (`jax.hessian` computes the same single product here: it is not
-  slow, it is already the dense GEMM.)
+  stay at 1.3-1.8x. (`jax.hessian`, forward over reverse, pushes the d x d identity of
+  tangents through `X theta`: a second product of the same size, `X I`, besides the
+  final one, so about 2x is the most that one product can gain over it.)
 - No GPU was lent to this task (the device tool's draw did not include it): every
   number here is CPU.
 """
