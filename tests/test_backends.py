@@ -164,3 +164,18 @@ def test_torch_adds_a_diagonal_in_place_onto_the_dense_term():
     got = H.compile(backend="torch")(A=At, x=torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, 2 * np.eye(3) + A + A.T, atol=1e-12)
     assert np.array_equal(At.numpy(), A)
+
+
+def test_jax_compiled_derivative_composes_with_jit_and_vmap():
+    """The compiled jax derivative called on tracers (inside the user's jax.jit, under
+    jax.vmap over a batch of theta) gives the closed form for every example."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    g = einderiv.diff(LOGISTIC, "theta").compile(backend="jax")
+    X, y = RNG.normal(size=(5, 3)), np.where(RNG.random(5) < 0.5, -1.0, 1.0)
+    thetas = RNG.normal(size=(4, 3))
+    batched = jax.jit(jax.vmap(lambda th: g(X=jnp.asarray(X), y=jnp.asarray(y), theta=th)))
+    got = np.asarray(batched(jnp.asarray(thetas)))
+    want = np.stack([X.T @ (-y / (1 + np.exp(y * (X @ th)))) for th in thetas])
+    np.testing.assert_allclose(got, want, atol=1e-12)
