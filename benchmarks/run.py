@@ -1178,7 +1178,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {out / 'latest.json'} and {out / 'latest.md'} ({elapsed:.0f} s)")
     if out.resolve() == (HERE / "results").resolve() and not a.quick and not a.cases:
         docs = HERE.parent / "docs" / "benchmarks.md"  # docs/ keeps the latest full report
-        docs.write_text(markdown(report))
+        old = docs.read_text() if docs.exists() else ""
+        keep = old[old.find("<!-- backends.py: begin -->"):] if "<!-- backends.py" in old else ""
+        docs.write_text(markdown(report) + ("\n" + keep if keep else ""))  # backends.py's part
         log(f"wrote {docs}")
     return 0
 

@@ -314,7 +314,8 @@ def test_deltas_are_written_into_a_diagonal_not_multiplied_by_an_identity():
     for src in (np_src, jax_src, torch_src):
         assert "eye(" not in src
     assert re.search(r'np\.einsum\("abb->ab", t\d+\)\[\.\.\.\] = ', np_src)
-    assert ".at[" in jax_src and ".set(" in jax_src
+    # jax: a select on compared index ranges (XLA fuses it; a scatter it does not)
+    assert re.search(r"jnp\.where\(t\d+, ", jax_src) and ".at[" not in jax_src
     assert re.search(r"t\d+\[i\d+, i\d+, i\d+\] = ", torch_src)
     A, W = RNG.normal(size=5), RNG.normal(size=(5, 3))
     np.testing.assert_allclose(_load(np_src)(A=A, W=W), np.einsum("p,qi->pqi", A, np.eye(3)))

@@ -44,7 +44,7 @@ def test_extras():
     extras = PROJECT["optional-dependencies"]
     names = {k: {re.split(r"[<>=\[ ]", r)[0] for r in v} for k, v in extras.items()}
     assert names["plot"] == {"matplotlib", "tqdm"}
-    assert names["dask"] == {"dask"} and names["jax"] == {"jax"}
+    assert names["dask"] == {"dask", "distributed"} and names["jax"] == {"jax"}
     assert extras["torch"] == ["torch==2.13.0"]
     assert names["plot"] | names["dask"] | names["jax"] <= names["all"]
     assert "torch" not in names["all"]          # several GB: asked for by name only

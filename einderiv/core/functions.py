@@ -82,7 +82,9 @@ _TABLE = [
                         lambda u: _times(1, _f("sigmoid", u), _one_minus(_f("sigmoid", u)), like=u),
                         r"\sigma\left({}\right)", real_only=True,
                         code="{xp}.exp(-{xp}.logaddexp(0.0, -{x}))",
-                        code_by_backend={"torch": "{xp}.sigmoid({x})"}),
+                        code_by_backend={"torch": "{xp}.sigmoid({x})",
+                                         # one fused XLA loop; exp(-x) = inf gives 0
+                                         "jax": "1.0 / (1.0 + {xp}.exp(-{x}))"}),
     ElementwiseFunction("softplus", lambda x: np.logaddexp(0.0, x), lambda u: _f("sigmoid", u),
                         r"\operatorname{{softplus}}\left({}\right)", real_only=True,
                         code="{xp}.logaddexp(0.0, {x})",

@@ -17,6 +17,8 @@ from ..core.functions import FUNCTIONS
 from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
+from .code_doc import docstring
+from .code_forms import matmul, reshaped, selected
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -79,6 +81,12 @@ class CodeWriter:
         self.alias: dict[int, bool] = {}   # may share memory with an input
         self.view: dict[int, bool] = {}    # a read-only broadcast view
         self.lines: list[str] = []
+        self.written: dict[str, tuple[str, bool, bool]] = {}  # value -> (variable, alias, view)
+        self.readers: dict[int, list[int]] = {}  # slot -> the steps that read it
+        for j, st in enumerate(program.steps):
+            for s in st.reads():
+                self.readers.setdefault(s, []).append(j)
+        self.deferred: dict[int, tuple] = {}  # embeds added in place by their sum (torch)
         # natural dialects: slot -> the plan's axis at each axis of its variable
         self.perm: dict[int, tuple[int, ...]] = {}
         self.canon: dict[int, str] = {}    # slot -> its variable in the plan's order
@@ -120,10 +128,28 @@ class CodeWriter:
         self.lines.append(text)
 
     def assign(self, k: int, value: str, alias: bool = False, view: bool = False) -> None:
+        """Step ``k`` is ``value``; a value written before (the same text of the same
+        variables, which are never reassigned) is not computed again: the program keeps
+        ``-(y X theta)`` and ``y X theta`` apart, the code computes ``X theta`` once."""
+        known = self.written.get(value)
+        if known is not None:
+            self.var[k], self.alias[k], self.view[k] = known
+            return
         named = self.program.named.get(k)  # a definition's value takes its name
         name = self.fresh(named) if named and named.isidentifier() else self.temp()
         self.var[k], self.alias[k], self.view[k] = name, alias, view
+        self.written[value] = (name, alias, view)
         self.line(f"{name} = {value}")
+
+    def bind(self, value: str) -> str:
+        """A variable holding ``value`` (an intermediate of a product): one written
+        before, or a new one."""
+        if value in self.written:
+            return self.written[value][0]
+        name = self.temp()
+        self.written[value] = (name, False, False)
+        self.line(f"{name} = {value}")
+        return name
 
     def size(self, ref: SizeRef) -> str:
         if isinstance(ref, UnknownSize):
@@ -285,15 +311,15 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
+            elif self.d.matmul and len(picked) == 2 and matmul(picked, new):
+                call = matmul(picked, new) or ""
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
                     f'("{spec}", {", ".join(v for v, _ in picked)})'
             if last:
                 return call, new
-            name = self.temp()
-            self.line(f"{name} = {call}")
-            ops.append((name, new))
+            ops.append((self.bind(call), new))
         raise AssertionError("an empty path")  # pragma: no cover
 
     def step_func(self, k: int, step: Func) -> None:
@@ -404,6 +430,8 @@ class CodeWriter:
         out = step.out
         parts = tuple((slot, self.labels(slot, labels), sign)
                       for slot, labels, sign in step.terms)
+        late = [p for p in parts if p[0] in self.deferred]
+        parts = tuple(p for p in parts if p[0] not in self.deferred)
         actual = out
         if self.free_order(k):  # the order of a term with every axis
             actual = next((labels for _, labels, _ in parts if len(labels) == len(out)
@@ -415,8 +443,61 @@ class CodeWriter:
                 value = term if sign == 1.0 else f"-{term}"
             else:
                 value += f" + {term}" if sign == 1.0 else f" - {term}"
-        self.assign(k, value)
+        if late:
+            single = len(parts) == 1 and parts[0][2] == 1.0
+            self.add_diagonals(k, value, single and not self.private(parts[0][0], k), late,
+                               actual)
+        else:
+            self.assign(k, value)
         self.settle(k, out, actual)
+
+    def ranges(self, x: str, rank: int) -> list[str]:
+        """Variables holding ``arange`` over each axis of ``x``, shaped to broadcast."""
+        names, where = [self.temp("i") for _ in range(rank)], \
+            f", device={x}.device" if self.backend == "torch" else ""
+        for ax, i in enumerate(names):
+            self.line(f"{i} = {self.xp}.arange({x}.shape[{ax}]{where}){reshaped(ax, rank)}")
+        return names
+
+    def deferrable(self, k: int) -> bool:
+        """May embed ``k`` be added in place onto its sum (torch)? Its one reader is a sum
+        with a term of every axis that is not an embed, and ``k`` has every axis too."""
+        readers = self.readers.get(k, [])
+        add = self.steps[readers[0]] if len(readers) == 1 else None
+        if not isinstance(add, Add) or k == self.program.output:
+            return False
+        full = [s for s, labels, _ in add.terms if sorted(labels) == sorted(add.out)]
+        return full.count(k) == 1 == [s for s, _, _ in add.terms].count(k) and \
+            any(not isinstance(self.steps[s], Embed) for s in full)
+
+    def private(self, slot: int, k: int) -> bool:
+        """Is ``slot``'s variable a new array that only step ``k`` reads (so ``k`` may
+        write into it)? Not an input, a view, the result, or a value shared with a slot
+        read elsewhere."""
+        name = self.var[slot]
+        if self.alias[slot] or self.view[slot]:
+            return False
+        same = [s for s, v in self.var.items() if v == name]
+        if any(s == self.program.output or set(self.readers.get(s, [])) - {k} for s in same):
+            return False
+        for text in [t for t, (v, _, _) in self.written.items() if v == name]:
+            del self.written[text]  # written into: no later step may reuse it
+        return True
+
+    def add_diagonals(self, k: int, value: str, single: bool, late: list,
+                      actual: tuple[Index, ...]) -> None:
+        """Sum ``k``: ``value`` (the dense terms; ``single``: one term to copy), then each
+        deferred embed added onto its diagonal in place: no zeros, no second pass."""
+        name = value if value.isidentifier() and not single else self.temp()
+        self.var[k], self.alias[k], self.view[k] = name, False, False
+        if name != value:  # a new array
+            self.line(f"{name} = {self.d.copy.format(x=value) if single else value}")
+        for slot, labels, sign in late:
+            x, rest, out, root = self.deferred[slot]
+            self.line(f"{name} = {name}.to({self.xp}.promote_types({name}.dtype, {x}.dtype))")
+            index = self.ranges(x, len(rest))
+            at = ", ".join(index[rest.index(root(out[labels.index(lab)]))] for lab in actual)
+            self.line(f"{name}[{at}] {'+=' if sign == 1.0 else '-='} {x}  # the diagonal term")
 
     def step_broadcast(self, k: int, step: Broadcast) -> None:
         inner, out, extra = step.inner, step.out, step.extra
@@ -441,6 +522,14 @@ class CodeWriter:
             return root(same[i]) if i in same else i
         dims = ", ".join(f"{x}.shape[{rest.index(root(i))}]" for i in out)
         dims += "," if len(out) == 1 else ""
+        if self.d.embed == "where":  # XLA fuses a select with what reads it; a scatter not
+            mask, value = selected(self.xp, x, rest, out, step.pairs, root)
+            self.assign(k, value.format(mask=self.bind(mask), x=self.aligned(x, rest, out)))
+            return
+        if self.d.embed == "setitem" and self.deferrable(k):  # added in place by its sum
+            self.deferred[k] = (x, rest, out, root)
+            self.var[k], self.alias[k], self.view[k] = "", False, False
+            return
         xp, name = self.xp, self.temp()
         self.var[k], self.alias[k], self.view[k] = name, False, False
         if self.d.embed == "view":
@@ -448,14 +537,7 @@ class CodeWriter:
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype)")
             self.line(f'{xp}.einsum("{spec}", {name})[...] = {x}  # a writeable diagonal view')
             return
-        index = []
-        for ax in range(len(rest)):
-            i = self.temp("i")
-            shape = ", ".join("-1" if j == ax else "1" for j in range(len(rest)))
-            where = f", device={x}.device" if self.backend == "torch" else ""
-            reshape = f".reshape({shape})" if len(rest) > 1 else ""
-            self.line(f"{i} = {xp}.arange({x}.shape[{ax}]{where}){reshape}")
-            index.append(i)
+        index = self.ranges(x, len(rest))
         at = ", ".join(index[rest.index(root(i))] for i in out)
         if self.d.embed == "at":
             self.line(f"{name} = {xp}.zeros(({dims}), dtype={x}.dtype).at[{at}].set({x})")
@@ -481,7 +563,7 @@ class CodeWriter:
         inputs = [self.py[n] for n in self.program.inputs]
         params = ", ".join(self.py[p] for p in self.params)
         head = [f"def {self.name}({'*, ' + params if params else ''}):"]
-        body = self.docstring()
+        body = docstring(self)
         if inputs:
             body.append(f"def {self.helper}(*arrays):  # numpy's promotion, Python numbers weak")
             body += ["    " + s.format(xp=xp) for s in self.d.promote]
@@ -517,46 +599,6 @@ class CodeWriter:
         if not inputs:
             return [f"{dtype} = {xp}.result_type(float)"]
         return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
-
-    def docstring(self) -> list[str]:
-        variables = self.variables
-        lines = ['"""Computes, in index notation,', "",
-                 *(f"    {e}" for e in self.exprs), "",
-                 f"Generated by einderiv (backend {self.backend!r}) from the plan of Expr.compile().",
-                 "",
-                 "Arguments, by keyword (none is modified; the result has numpy's promotion",
-                 "of their dtypes, Python numbers weak; integer arrays become floats):"]
-        inputs = self.program.inputs
-        for p in self.params:
-            slot = inputs.get(p)
-            if slot is None:
-                shape = "unused"
-            elif self.rank[slot] is None:
-                shape = "an array; only its shape is used: " + ", ".join(
-                    f"{self.py[p]}.shape[{ax}] = {self.sizes.dim_text((slot, ax))}"
-                    for ax in self.sizes.axes_of(slot))
-            else:
-                shape = "shape " + self.sizes.shape_text(slot) + (" (a scalar)" if not self.rank[slot]
-                                                            else "")
-                if p not in variables:
-                    shape += "; only its shape is used"
-            renamed = "" if self.py[p] == p else f" (the variable {p})"
-            lines.append(f"    {self.py[p]}{renamed}: {shape}")
-        lines.append("")
-        if self.program.outputs:
-            lines.append(f"Returns a tuple of {len(self.program.outputs)} arrays, one per "
-                         "expression:")
-        for out, free in zip(self.program.results,
-                             self.program.outputs_labels or (self.program.output_labels,)):
-            what = "    " if self.program.outputs else "Returns "
-            if free:
-                lines.append(f"{what}an array of shape {self.sizes.shape_text(out)}, axes in the "
-                             f"order of the free indices ({', '.join(free)}).")
-            else:
-                lines.append(f"{what}a 0-d array (a scalar).")
-        lines += ["Layout: denominator layout -- a derivative d f / d x has the axes of x",
-                  "first, then those of f.", '"""']
-        return lines
 
 
 #: Each kind's writer: ``writer(code_writer, k, step)`` writes step ``k``.

@@ -13,8 +13,10 @@ what ``compile`` does:
   integer ``shapes`` the contraction path compile would take (opt_einsum's, for those
   shapes) is written into the call, so the order is the same;
 * a delta with both indices free is never a dense identity: the term is written into
-  a diagonal of zeros (an einsum view on numpy, ``.at[...].set`` on jax, an indexed
-  assignment on torch);
+  a diagonal of zeros (an einsum view on numpy, an indexed assignment on torch), or
+  on jax selected by ``jnp.where`` on compared index ranges (XLA fuses a select with
+  what reads it; a scatter it does not);
+* a value written twice (the same text of the same variables) is computed once;
 * more than 52 index letters in one contraction (numpy's and torch's limit): that
   line calls ``opt_einsum.contract``, which maps the labels for the backend.
 
@@ -54,7 +56,7 @@ __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
 BACKENDS: dict[str, str] = {
     "numpy": "numpy only: np.einsum, with the contraction path written out when shapes are given",
     "opt_einsum": "numpy arrays, products by opt_einsum.contract",
-    "jax": "jax.numpy (jnp.einsum; diagonals written with .at[...].set)",
+    "jax": "jax.numpy (jnp.einsum; diagonals written with jnp.where)",
     "torch": "torch tensors (torch.einsum, torch.linalg)",
 }
 
@@ -112,12 +114,20 @@ class ExportedExpr:
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
         # checked on each call (core.structures)
         self._structures = {k: v for e in writer.exprs for k, v in structures_in(e).items()}
+        # a call with known shapes: one generated function, positional arguments
+        self._call = self._general if self._structures else \
+            fast_entry([p for p, _ in self._params], self._fns, self._general)
 
     def __repr__(self) -> str:
         text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
         return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
+        return self._call(arrays)
+
+    def _general(self, arrays: Mapping[str, Any]) -> Any:
+        """A call the fast entry does not take: a missing name, new shapes, structured
+        variables, arguments without a ``.shape`` (lists)."""
         if any(p not in arrays for p, _ in self._params):
             raise missing_error(self._variables, [p for p, _ in self._params], arrays)
         check_values(self._structures, arrays)
@@ -125,15 +135,44 @@ class ExportedExpr:
         fn = self._fns.get(shapes)
         if fn is None:
             fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
-        return fn(**{py: arrays[p] for p, py in self._params})
+        return fn(*(arrays[p] for p, _ in self._params))
 
     def _load(self, shapes: Mapping[str, tuple]) -> Any:
-        """The function written for these input shapes (ShapeError where they do not fit)."""
+        """The function written for these input shapes (ShapeError where they do not fit),
+        taking the arguments by position (jitted on JAX)."""
         source = _writer(self.expr, "f", self.backend, shapes).source()
+        # the exported function takes keywords only; calls here go by position (a
+        # keyword call of a jitted function costs JAX ~10 us more: benchmarks/backends.py)
+        names = [py for _, py in self._params]
+        source += (f"\n\ndef positional({', '.join(names)}):\n"
+                   f"    return f({', '.join(f'{n}={n}' for n in names)})\n")
         namespace: dict[str, Any] = {}
         exec(compile(source, "<einderiv export>", "exec"), namespace)  # noqa: S102
-        fn = namespace["f"]
+        fn = namespace["positional"]
         if self.backend == "jax":
             import jax
             fn = jax.jit(fn)
         return fn
+
+
+def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
+    """``call(arrays)``: the function loaded for the arrays' shapes (``fns``, keyed by
+    the shapes in the order of ``names``), called with the arrays by position, or
+    ``general(arrays)`` where a name is missing, an argument has no shape (a Python
+    number counts as shape ``()``), or the shapes are new. A keyword call of a jitted
+    function with a Python number among its arguments costs JAX about 10 us more than
+    this (benchmarks/backends.py)."""
+    params = [f"a{k}" for k in range(len(names))]
+    lines = ["def call(arrays):"]
+    if params:
+        lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
+        lines += ["        key = (" + "".join(
+            f"() if type({p}) in NUMBERS else {p}.shape, " for p in params) + ")",
+            "    except (KeyError, AttributeError):", "        return general(arrays)"]
+    else:
+        lines.append("    key = ()")
+    lines += ["    fn = fns.get(key)", "    if fn is None:", "        return general(arrays)",
+              f"    return fn({', '.join(params)})"]
+    namespace: dict[str, Any] = {"fns": fns, "general": general, "NUMBERS": (float, int)}
+    exec(compile("\n".join(lines) + "\n", "<einderiv entry>", "exec"), namespace)  # noqa: S102
+    return namespace["call"]

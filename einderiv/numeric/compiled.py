@@ -275,6 +275,9 @@ class CompiledExpr:
         return tuple(results)
 
     def _handed_back(self, result: Any, inputs: Mapping[str, Any]) -> Any:
+        if self.backend == "dask" and not hasattr(result, "dask"):  # a constant (zeros)
+            import dask.array as da
+            return da.from_array(np.array(result))  # lazy out, as promised
         if self.backend == "numpy":
             if type(result) is not np.ndarray:
                 result = np.asarray(result)

@@ -22,7 +22,7 @@ class Dialect:
     new: str                    # keyword arguments of a new array
     scalar: str                 # a 0-d array of the value {c}
     transpose: str              # axes permuted by {perm}
-    embed: str                  # "view", "at" or "setitem"
+    embed: str                  # "view", "at", "setitem" or "where" (a select, no scatter)
     copy: str                   # an array that owns its memory ("" for immutable arrays)
     promote: tuple[str, ...]    # body of the input conversion helper ``(*arrays)``: numpy's
                                 # promotion of them all, Python numbers weak (NEP 50)
@@ -33,6 +33,10 @@ class Dialect:
     # the plan's canonical order, which costs a copy where views are not free), and
     # products pairwise, element-wise pairs as ``*``, when the path is known
     natural: bool = False
+    # two-operand matrix products as ``a @ b`` on transposed views (torch: BLAS takes the
+    # transpose as a flag, where torch.einsum permutes and copies; not on JAX, where
+    # jnp.einsum is one dot_general and XLA on CPU copied ``X.T`` of ``X.T @ v``)
+    matmul: bool = False
 
 
 #: Python numbers, weak in the promotion (NEP 50): they take the arrays' dtype.
@@ -57,7 +61,7 @@ DIALECTS: dict[str, Dialect] = {
         _NUMPY_PROMOTE),
     "jax": Dialect(
         "import jax.numpy as {xp}", "jnp", "{xp}.einsum", "list", "strategy", "dtype={dtype}",
-        "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "at", "",
+        "{xp}.asarray({c}, dtype={dtype})", "{x}.transpose({perm})", "where", "",
         (_NUMBERS,
          "arrays = [a if type(a) in numbers else {xp}.asarray(a) for a in arrays]",
          "dtype = {xp}.result_type(*arrays)",
@@ -84,5 +88,5 @@ DIALECTS: dict[str, Dialect] = {
          "        for a in arrays]"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
-        place="{x}.to({device})", natural=True),  # a number argument is a CPU tensor
+        place="{x}.to({device})", natural=True, matmul=True),  # numbers: CPU tensors
 }

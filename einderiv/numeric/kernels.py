@@ -23,7 +23,11 @@ __all__ = ["linalg_ready", "linalg_back", "logsumexp", "softmax", "softmax_all",
 def linalg_ready(m: Any) -> Any:
     """numpy.linalg supports float32/64 and complex64/128: promote other floats
     (float16, longdouble) to float64 and other complex numbers (clongdouble) to
-    complex128, as numpy does for integers."""
+    complex128, as numpy does for integers. A dask matrix becomes one chunk along its
+    two axes (dask's LU needs square chunks; the matrices of inv, det and solve are
+    small next to the data that flows through the products)."""
+    if hasattr(m, "rechunk") and m.ndim == 2 and len(m.chunks[0]) + len(m.chunks[1]) > 2:
+        return m.rechunk(-1)
     if isinstance(m, np.ndarray) and m.dtype.kind == "f" and m.dtype.itemsize not in (4, 8):
         return m.astype(np.float64)
     if isinstance(m, np.ndarray) and m.dtype.kind == "c" and m.dtype.itemsize not in (8, 16):

@@ -1,0 +1,62 @@
+"""Text of the array expressions that the code writer (:mod:`einderiv.numeric.code_writer`)
+writes in more than one place or for one library: a matrix product on transposed views,
+a diagonal selected by compared index ranges, the reshape of an index range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.ir import Index
+
+__all__ = ["matmul", "selected", "reshaped"]
+
+
+def reshaped(ax: int, rank: int) -> str:
+    """The reshape that puts a range along axis ``ax`` of ``rank`` axes ("" for one)."""
+    if rank <= 1:
+        return ""
+    return ".reshape(" + ", ".join("-1" if j == ax else "1" for j in range(rank)) + ")"
+
+
+def matmul(picked: list, new: tuple[Index, ...]) -> str | None:
+    """``a @ b`` for two operands ``(variable, labels)`` of at most two axes each with one
+    index summed between them and none kept by both, the result's axes ``new`` (BLAS takes
+    a transposed view as a flag, where torch.einsum permutes and copies); None otherwise.
+
+    >>> matmul([("X", ("a", "b")), ("r", ("a",))], ("b",))
+    '(X.T @ r)'
+    >>> matmul([("X", ("a", "b")), ("V", ("c", "b"))], ("c", "a"))
+    '(V @ X.T)'
+    """
+    (x, lx), (y, ly) = picked
+    summed = [i for i in lx if i in ly]
+    if len(summed) != 1 or len(lx) > 2 or len(ly) > 2 or len(set(lx)) != len(lx) or \
+            len(set(ly)) != len(ly) or summed[0] in new:
+        return None
+    c = summed[0]
+    fx, fy = [i for i in lx if i != c], [i for i in ly if i != c]
+    if tuple(fy + fx) == new and new != tuple(fx + fy):  # (x y)^T = y^T x^T
+        (x, lx, fx), (y, ly, fy) = (y, ly, fy), (x, lx, fx)
+    if tuple(fx + fy) != new:
+        return None
+    a = x if lx[-1] == c else f"{x}.T"  # summed axis last
+    b = y if ly[0] == c else f"{y}.T"   # summed axis first
+    return f"({a} @ {b})"  # a coefficient multiplies the product, not a factor
+
+
+def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], pairs: Any,
+             root: Any) -> tuple[str, str]:
+    """``x`` (axes ``rest``) on the diagonals ``keep == gone`` of an array with axes
+    ``out``: the mask (index ranges compared) and ``where({mask}, {x}, 0.0)``, with
+    ``{x}`` for ``x`` aligned to ``out`` (XLA fuses a select with what reads it).
+
+    >>> selected("jnp", "v", ("c",), ("d", "c"), (("c", "d"),), lambda i: "c")[0]
+    '(jnp.arange(v.shape[0]).reshape(1, -1) == jnp.arange(v.shape[0]).reshape(-1, 1))'
+    """
+    tests = []
+    for keep, gone in pairs:
+        ranges = [f"{xp}.arange({x}.shape[{rest.index(root(label))}])"
+                  f"{reshaped(out.index(label), len(out))}" for label in (keep, gone)]
+        tests.append(f"({ranges[0]} == {ranges[1]})")
+    return " & ".join(tests), xp + ".where({mask}, {x}, 0.0)"

@@ -1,0 +1,181 @@
+"""The dask, jax and torch backends against numpy (issue 20): every identity and every
+Hessian of the suite (tests/cases.py), compiled for each backend, equals the case's
+closed form (written in numpy from the notes, never by einderiv) and the numpy
+backend's value. dask is in the test extra and CI installs jax (.ci/run); torch runs
+where it is installed (``importorskip``). Small sizes, CPU; timings are in
+benchmarks/backends.py and benchmarks/outofcore.py, never here."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import einderiv
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import HESSIANS, IDENTITIES
+
+ALL = IDENTITIES + HESSIANS
+RNG = np.random.default_rng(20)
+LOGISTIC = "sum[a](log(1 + exp(-(y[a]*X[a,b]*theta[b] -> [a]))))"
+
+
+def _derivative(case):
+    d = einderiv.diff(case.expr, case.wrt, case.shapes)
+    return einderiv.diff(d, case.wrt, case.shapes) if case in HESSIANS else d
+
+
+def _dask(values):
+    da = pytest.importorskip("dask.array")
+    # chunks of 2 along every axis: each product sums over more than one chunk
+    return {k: da.from_array(v, chunks=2) if np.ndim(v) else v for k, v in values.items()}, \
+        lambda out: out.compute()  # a lazy dask array out, a constant too
+
+
+def _jax(values):
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    return {k: jnp.asarray(v) for k, v in values.items()}, np.asarray
+
+
+def _torch(values):
+    torch = pytest.importorskip("torch")
+    return {k: torch.from_numpy(np.array(v)) for k, v in values.items()}, \
+        lambda out: out.numpy()
+
+
+CONVERT = {"dask": _dask, "jax": _jax, "torch": _torch}
+
+
+@pytest.mark.parametrize("backend", sorted(CONVERT))
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_backend_equals_numpy_and_the_closed_form(case, backend):
+    d = _derivative(case)
+    values = case.arrays(RNG)
+    arrays, back = CONVERT[backend](values)
+    got = back(d.compile(backend=backend)(**arrays))
+    want = case.closed_form(values)
+    assert got.shape == np.shape(want)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    np.testing.assert_allclose(got, d.compile()(**values), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_call_after_the_first_takes_the_fast_entry_and_still_checks(backend):
+    """Python numbers, new shapes and missing names after the first call: each goes the
+    general way and gives the closed form or the error, never a stale function."""
+    d = einderiv.diff("(X[a,b]*theta[b] - Y[a])*(X[a,c]*theta[c] - Y[a])/n", "theta")
+    f = d.compile(backend=backend)
+    for n, k in ((4, 3), (4, 3), (5, 2)):  # the same shapes twice, then new ones
+        X, th, Y = RNG.normal(size=(n, k)), RNG.normal(size=k), RNG.normal(size=n)
+        arrays, back = CONVERT[backend]({"X": X, "theta": th, "Y": Y})
+        for scale in (float(n), n):  # a float, then an int
+            got = back(f(**arrays, n=scale))
+            np.testing.assert_allclose(got, 2 / n * X.T @ (X @ th - Y), atol=1e-12)
+    assert len(f._fns) == 2  # one loaded function per input shapes
+    with pytest.raises(einderiv.EvaluationError, match="missing value for 'n'"):
+        f(**arrays)
+
+
+def test_jax_diagonals_are_a_select_not_a_scatter():
+    """A delta with both indices free (the softmax Hessian's diag(p)) is written as
+    ``jnp.where`` on compared index ranges, which XLA fuses with the sum that reads it."""
+    d = einderiv.diff(einderiv.diff("-y[i]*(z[i] - log(sum[j](exp(z[j]))))", "z"), "z")
+    src = d.to_python(backend="jax")
+    assert ".at[" not in src and re.search(r"jnp\.where\(t\d+, t\d+\[None, :\], 0\.0\)", src)
+    _jax({})
+    z, y = RNG.normal(size=5), RNG.random(5)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    want = y.sum() * (np.diag(p) - np.outer(p, p))
+    got = np.asarray(d.compile(backend="jax")(z=z, y=y))
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_value_written_twice_is_computed_once(backend):
+    """The logistic Hessian's program keeps ``-(y X theta)`` and ``y X theta`` apart;
+    the exported code computes ``X theta`` once (one contraction of X with theta)."""
+    h = einderiv.diff(einderiv.diff(LOGISTIC, "theta"), "theta")
+    shapes = {"X": (5, 3), "y": (5,), "theta": (3,)}
+    src = h.to_python(backend=backend, shapes=shapes)
+    with_theta = [line for line in src.splitlines()
+                  if ("einsum(" in line or " @ " in line) and "theta" in line]
+    assert len(with_theta) == 1, src
+    X, y, th = RNG.normal(size=(5, 3)), np.where(RNG.random(5) < 0.5, -1.0, 1.0), RNG.normal(size=3)
+    s = 1 / (1 + np.exp(-y * (X @ th)))
+    want = X.T @ (X * (s * (1 - s))[:, None])
+    arrays, back = CONVERT[backend]({"X": X, "y": y, "theta": th})
+    namespace: dict = {}
+    exec(compile(src, "<export>", "exec"), namespace)  # noqa: S102 - the code under test
+    np.testing.assert_allclose(back(namespace["grad"](**arrays)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["torch"])
+def test_matrix_products_are_written_as_matmul(backend):
+    """On torch, two-operand products of matrices and vectors are ``a @ b`` on
+    transposed views (torch.einsum permutes and copies), the coefficient outside: the
+    two-layer network's gradient ``2 ((W2^T (W2 H - T)) * (1 - H^2)) X^T``. (On JAX
+    they stay ``jnp.einsum``: one dot_general, where XLA on CPU copied ``X.T``.)"""
+    text = "(W2[o,h]*tanh(W1[h,i]*X[i,b]) - T[o,b])*(W2[o,g]*tanh(W1[g,j]*X[j,b]) - T[o,b])"
+    g = einderiv.diff(text, "W1")
+    shapes = {"W1": (4, 3), "W2": (5, 4), "X": (3, 6), "T": (5, 6)}
+    src = g.to_python(backend=backend, shapes=shapes)
+    assert "einsum(" not in src and src.count(" @ ") == 4, src
+    assert re.search(r"2\.0 \* \(t\d+ @ X\.T\)", src)
+    v = {k: RNG.normal(size=s) for k, s in shapes.items()}
+    H = np.tanh(v["W1"] @ v["X"])
+    want = 2 * ((v["W2"].T @ (v["W2"] @ H - v["T"])) * (1 - H * H)) @ v["X"].T
+    arrays, back = CONVERT[backend](v)
+    np.testing.assert_allclose(back(g.compile(backend=backend)(**arrays)), want, atol=1e-12)
+
+
+def test_torch_adds_a_diagonal_in_place_onto_the_dense_term():
+    """The softmax Hessian ``sum(y) (diag(p) - p p^T)`` on torch: the dense term is
+    computed once and ``sum(y) p`` added onto its diagonal in place (no zeros, no second
+    pass); a dense term that something else reads too is copied first, never changed."""
+    torch = pytest.importorskip("torch")
+    d = einderiv.diff(einderiv.diff("-y[i]*(z[i] - log(sum[j](exp(z[j]))))", "z"), "z")
+    src = d.to_python(backend="torch")
+    assert "zeros(" not in src and re.search(r"t\d+\[i\d+, i\d+\] \+= t\d+", src), src
+    z, y = RNG.normal(size=5), RNG.random(5)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    want = y.sum() * (np.diag(p) - np.outer(p, p))
+    got = d.compile(backend="torch")(z=torch.from_numpy(z), y=torch.from_numpy(y))
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    # J[k, i] = delta[k, i] sum(z) + z[i]: the dense term is a broadcast view of z, copied
+    J = einderiv.diff("z[i]*sum[j](z[j])", "z")
+    assert ".clone()" in J.to_python(backend="torch")
+    z = RNG.normal(size=4)
+    zt = torch.from_numpy(z.copy())
+    got = J.compile(backend="torch")(z=zt).numpy()
+    np.testing.assert_allclose(got, z.sum() * np.eye(4) + z[None, :], atol=1e-12)
+    assert np.array_equal(zt.numpy(), z)  # the input is unchanged
+    # the Hessian 2 I + A + A^T of x^T A x + x^T x: the diagonal added onto A + A^T
+    H = einderiv.diff(einderiv.diff("A[i,j]*x[j]*x[i] + x[i]*x[i]", "x"), "x")
+    A, x = RNG.normal(size=(3, 3)), RNG.normal(size=3)
+    At = torch.from_numpy(A.copy())
+    got = H.compile(backend="torch")(A=At, x=torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, 2 * np.eye(3) + A + A.T, atol=1e-12)
+    assert np.array_equal(At.numpy(), A)
+
+
+def test_jax_compiled_derivative_composes_with_jit_and_vmap():
+    """The compiled jax derivative called on tracers (inside the user's jax.jit, under
+    jax.vmap over a batch of theta) gives the closed form for every example."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    g = einderiv.diff(LOGISTIC, "theta").compile(backend="jax")
+    X, y = RNG.normal(size=(5, 3)), np.where(RNG.random(5) < 0.5, -1.0, 1.0)
+    thetas = RNG.normal(size=(4, 3))
+    batched = jax.jit(jax.vmap(lambda th: g(X=jnp.asarray(X), y=jnp.asarray(y), theta=th)))
+    got = np.asarray(batched(jnp.asarray(thetas)))
+    want = np.stack([X.T @ (-y / (1 + np.exp(y * (X @ th)))) for th in thetas])
+    np.testing.assert_allclose(got, want, atol=1e-12)
