@@ -171,3 +171,23 @@ def test_plan_info_of_dask_arrays_plans_lazily(da):
         info = f.plan_info(**_lazy(da), n=40)
     assert info.flops == f.plan_info(X=X, theta=TH, Y=Y, n=40).flops
     assert info.result_shape == (3,)
+
+
+def test_det_and_logdet_of_a_dask_matrix_stay_lazy(da):
+    """dask has no det: numpy's would compute the graph (with a FutureWarning)."""
+    import warnings
+
+    import dask
+    A = RNG.normal(size=(4, 4)) + 4 * np.eye(4)
+    B = RNG.normal(size=(4, 4)) + 4 * np.eye(4)
+    e = einderiv.parse("det(A[i,j]) + logdet(B[i,j])")
+    g = einderiv.diff("det(A[i,j])", "A")
+    with dask.config.set(scheduler=_never_compute), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = e.evaluate(A=da.from_array(A, chunks=2), B=da.from_array(B, chunks=2))
+        grad = g.evaluate(A=da.from_array(A, chunks=2))
+        assert isinstance(value, da.Array) and isinstance(grad, da.Array)
+    assert np.isclose(float(value.compute(scheduler="sync")),
+                      np.linalg.det(A) + np.linalg.slogdet(B)[1])
+    np.testing.assert_allclose(grad.compute(scheduler="sync"),
+                               np.linalg.det(A) * np.linalg.inv(A).T)  # Jacobi's formula

@@ -23,8 +23,8 @@ from ..core.functions import FUNCTIONS, ElementwiseFunction
 from ..core.ir import Index
 from ..errors import EvaluationError
 from .direct_products import writable
-from .kernels import (aligned, broadcast, diagonal_view, embed, label_sizes, linalg_back,
-                      linalg_ready, logsumexp, softmax, softmax_all)
+from .kernels import (aligned, broadcast, determinant, diagonal_view, embed, label_sizes,
+                      linalg_back, linalg_ready, logsumexp, softmax, softmax_all)
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
                       LogSumExp, Ones, Pow, PowSlot, Scale, Softmax, Solve, Step, Transpose, Zeros)
 
@@ -325,12 +325,12 @@ def _run_inv(step: Inv, plan: Any, values: list, inputs: Mapping[str, Any], back
 
 def _run_det(step: Det, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,
              dtype: Any) -> Any:
-    return linalg_back(np.linalg.det(linalg_ready(values[step.arg])), values[step.arg])
+    return linalg_back(determinant(linalg_ready(values[step.arg])), values[step.arg])
 
 
 def _run_logdet(step: LogDet, plan: Any, values: list, inputs: Mapping[str, Any],
                 backend: str, dtype: Any) -> Any:
-    return linalg_back(np.linalg.slogdet(linalg_ready(values[step.arg]))[1], values[step.arg])
+    return linalg_back(determinant(linalg_ready(values[step.arg]), log=True), values[step.arg])
 
 
 def _run_ones(step: Ones, plan: Any, values: list, inputs: Mapping[str, Any], backend: str,

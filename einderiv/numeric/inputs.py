@@ -19,9 +19,8 @@ from typing import Any
 from ..core.ir import Expr, iter_tensors
 from ..errors import EinderivError, EvaluationError, did_you_mean
 
-__all__ = ["expressions", "LIBRARIES", "library_of", "infer_backend", "foreign_arrays", "wrong_backend",
-           "ordered_variables",
-           "missing_error"]
+__all__ = ["expressions", "LIBRARIES", "library_of", "infer_backend", "foreign_arrays",
+           "wrong_backend", "ordered_variables", "missing_error"]
 
 #: The backend of an array, by the top-level module of its type.
 LIBRARIES: dict[str, str] = {"dask": "dask", "jax": "jax", "jaxlib": "jax", "torch": "torch"}

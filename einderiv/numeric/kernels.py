@@ -16,8 +16,8 @@ import opt_einsum as oe
 from ..core.ir import Index
 from .paths import einsum_spec
 
-__all__ = ["linalg_ready", "linalg_back", "logsumexp", "softmax", "softmax_all", "label_sizes", "aligned",
-           "broadcast", "embed", "diagonal_view"]
+__all__ = ["linalg_ready", "linalg_back", "determinant", "logsumexp", "softmax", "softmax_all",
+           "label_sizes", "aligned", "broadcast", "embed", "diagonal_view"]
 
 
 def linalg_ready(m: Any) -> Any:
@@ -33,6 +33,19 @@ def linalg_ready(m: Any) -> Any:
     if isinstance(m, np.ndarray) and m.dtype.kind == "c" and m.dtype.itemsize not in (8, 16):
         return m.astype(np.complex128)
     return m
+
+
+def determinant(m: Any, log: bool = False) -> Any:
+    """``det(m)``, or ``log |det(m)|`` (by slogdet: no overflow), of a matrix that
+    :func:`linalg_ready` prepared; on a dask matrix (one chunk) a lazy 0-d dask array,
+    as dask has no det of its own (numpy's would compute it, with a warning)."""
+    def one(block: Any) -> Any:
+        return np.asarray(np.linalg.slogdet(block)[1] if log else np.linalg.det(block))
+
+    if hasattr(m, "map_blocks"):
+        dtype = np.finfo(m.dtype).dtype if log and np.dtype(m.dtype).kind == "c" else m.dtype
+        return m.map_blocks(one, drop_axis=[0, 1], dtype=dtype)
+    return one(m) if log else np.linalg.det(m)
 
 
 def linalg_back(result: Any, *originals: Any) -> Any:
