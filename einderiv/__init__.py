@@ -9,8 +9,9 @@ those before it (tests/test_layers.py checks it): ``errors``; ``core`` (the IR,
 function table, canonical keys, printing, shapes); ``symbolic`` (parser, Einstein
 rule, derivative and simplification rules); ``matrix`` (matrix notation both ways);
 ``numeric`` (lowering to a program, contraction plans, execution, code export);
-``api`` (parse, diff, jvp, hvp); ``tools`` (steps, inspect, plot, check); then this
-face and the command line. ``numeric`` and ``matrix`` never import each other.
+``api`` (parse, diff, jvp, hvp); ``tools`` (steps, inspect, plot, check); ``web``
+(``einderiv serve``, loaded only by that command); then this face and the command
+line. ``numeric`` and ``matrix`` never import each other.
 """
 
 from .api import diff, hvp, jvp, parse
