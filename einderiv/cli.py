@@ -23,15 +23,10 @@ no traceback, and the work still finishes (``inspect --plot`` writes its picture
 from __future__ import annotations
 
 import argparse
-import codecs
-import io
-import os
 import sys
 import traceback
-import unicodedata
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -47,9 +42,9 @@ from .core.printing import latex_indices, latex_name
 from .core.scopes import outer_origins
 from .core.shapes import check_shapes
 from .core.structures import apply_assumptions
+from .console import EXIT_BROKEN_PIPE, console, quiet_stdout
 from .errors import EinderivError, did_you_mean
 from .matrix.nodes import MatrixExpr
-from .matrix.printing import GREEK_LETTERS
 from .matrix.syntax import parse_matrix
 from .tools.inspect import structure
 from .tools.plot import plot
@@ -532,70 +527,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ the console
-
-#: ASCII for the symbols the printers use, where the console cannot show them.
-_ASCII_SYMBOLS = {"\u1d40": "^T", "\u207b": "^-", "\u00b9": "1", "\u2299": ".*",
-                  "\u2297": " kron ", "\U0001d7cf": "ones", "\u00b7": "*", "\u2026": "...",
-                  "\u00d7": "x", "\u2212": "-"}
-_ASCII_GREEK = {letter: name for name, letter in GREEK_LETTERS.items()}
-
-
-def _ascii(char: str) -> str:
-    """One character the console cannot show, in ASCII: a Greek letter by its name
-    (as einderiv reads it: theta), a symbol by its ASCII spelling, else its name."""
-    if char in _ASCII_GREEK:
-        return _ASCII_GREEK[char]
-    if char in _ASCII_SYMBOLS:
-        return _ASCII_SYMBOLS[char]
-    plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
-    return plain or "\\N{" + unicodedata.name(char, f"U+{ord(char):04X}") + "}"
-
-
-def _ascii_fallback(exc: UnicodeError) -> tuple[str, int]:
-    if not isinstance(exc, UnicodeEncodeError):
-        raise exc
-    return "".join(_ascii(c) for c in exc.object[exc.start:exc.end]), exc.end
-
-
-codecs.register_error("einderiv.ascii", _ascii_fallback)
-
-
-@contextmanager
-def _console() -> Iterator[None]:
-    """Standard output and error in the console's encoding, with characters it has
-    not got spelt in ASCII (``θ`` as ``theta``) instead of an encoding error."""
-    changed = []
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            changed.append((stream, stream.errors))
-            stream.reconfigure(errors="einderiv.ascii")
-    try:
-        yield
-    finally:
-        for stream, errors in changed:
-            try:
-                stream.reconfigure(errors=errors)
-            except (ValueError, OSError):  # closed meanwhile
-                pass
-
-
-def _quiet_stdout() -> None:
-    """After the reader went away: send what is still buffered to /dev/null, so
-    that Python's flush at exit raises no second BrokenPipeError."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass
-
-
-#: Exit status when the output's reader went away: 128 + SIGPIPE, as the shell
-#: reports for a program that SIGPIPE ended (yes | head).
-EXIT_BROKEN_PIPE = 141
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "diff":
         _check_flags(args, _DIFF_CONFLICTS)
@@ -618,7 +549,7 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: object,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    with _console(), warnings.catch_warnings():
+    with console(), warnings.catch_warnings():
         warnings.showwarning = _show_warning
         args = parser.parse_args(argv)
         debug = getattr(args, "debug", False)
@@ -627,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return code
         except BrokenPipeError:
-            _quiet_stdout()
+            quiet_stdout()
             return EXIT_BROKEN_PIPE
         except EinderivError as exc:
             if debug:

@@ -3,7 +3,7 @@
     errors <- core <- symbolic <- matrix
               core <- numeric              (matrix and numeric never import each other)
     api imports the wings; tools import api; web (einderiv serve) imports tools and
-    below; the face (__init__, cli) imports anything (cli imports web lazily).
+    below; the face (__init__, cli, console) imports anything (cli imports web lazily).
 
 Every import of an einderiv module is checked, at module level and inside functions
 (a lazy import hides an edge, it does not remove it), and the graph has no loop. The
@@ -54,7 +54,7 @@ def _module_name(path: Path) -> str:
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("cli", "__main__"):
+    if len(parts) == 1 or parts[1] in ("cli", "console", "__main__"):
         return "face"
     return parts[1]
 
