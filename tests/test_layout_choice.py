@@ -307,3 +307,11 @@ def test_cli_emit_python_in_numerator_layout_returns_the_jacobian(capsys) -> Non
     A, x = rng.normal(size=(N, D)), rng.normal(size=D)
     np.testing.assert_allclose(namespace["jacobian"](A=A, x=x),
                                np.diag(1 - np.tanh(A @ x) ** 2) @ A, rtol=1e-12)
+
+
+def test_exported_code_names_the_layout_it_returns():
+    num = einderiv.diff("A[i,j]*x[j]", "x", layout="numerator").to_python()
+    den = einderiv.diff("A[i,j]*x[j]", "x").to_python()
+    assert "Layout: numerator layout -- a derivative d f / d x has the axes of f" in num
+    assert "Layout: denominator layout" in den and "numerator" not in den
+    assert "Layout:" not in einderiv.parse("A[i,j]*x[j]").to_python()  # no derivative

@@ -48,6 +48,11 @@ def docstring(self: CodeWriter) -> list[str]:
                          f"order of the free indices ({', '.join(free)}).")
         else:
             lines.append(f"{what}a 0-d array (a scalar).")
-    lines += ["Layout: denominator layout -- a derivative d f / d x has the axes of x",
-              "first, then those of f.", '"""']
-    return lines
+    layouts = {e.derivative_of.layout for e in self.exprs if e.derivative_of is not None}
+    if layouts == {"numerator"}:
+        lines += ["Layout: numerator layout -- a derivative d f / d x has the axes of f",
+                  "first, then those of x."]
+    elif layouts:
+        lines += ["Layout: denominator layout -- a derivative d f / d x has the axes of x",
+                  "first, then those of f."]
+    return lines + ['"""']
