@@ -235,14 +235,15 @@ SHAPES = {"W": (4, 3), "X": (4, 5), "V": (2, 3), "T": (2, 5)}
 
 def test_matrix_forms_in_the_names():
     """dL/dV = 2 (V A - T) A^T; dL/dA = V^T 2 (V A - T) (X.21); dL/dZ = dL/dA .* f'(Z)
-    (X.22-X.23); dL/dW = X (dL/dZ)^T, printed with the transpose inside."""
+    (X.22-X.23); dL/dW = X (dL/dZ)^T, as the notes print it: one transpose around the
+    element-wise product, none inside it."""
     forms = {w: str(einderiv.diff(TWO_LAYER, w).to_matrix()) for w in "VAZW"}
     for text in forms.values():
         assert text.startswith("Z = W^T X; A = tanh(Z); ")
     assert forms["V"].split("; ")[-1] == "2 (V A - T) A^T"
     assert forms["A"].split("; ")[-1] == "2 V^T (V A - T)"
     assert forms["Z"].split("; ")[-1] == "2 ((V^T (V A - T)) .* (1 - A.^2))"
-    assert forms["W"].split("; ")[-1] == "2 X (((V A - T)^T V) .* (1 - (A^T).^2))"
+    assert forms["W"].split("; ")[-1] == "2 X ((V^T (V A - T)) .* (1 - A.^2))^T"
     # the notes' form of dL/dW, read back, has the same value as ours
     a = _arrays(11)
     notes = einderiv.parse_matrix(

@@ -18,7 +18,7 @@ from typing import TypeVar
 from ..core.ir import Index
 from ..errors import NotMatrixExpressible
 from .algebra import Orient, choose_form, hadamard, mat_mul, reading_cost, transpose
-from .nodes import MATRIX, Diag, MatrixExpr, Reduce
+from .nodes import MATRIX, Diag, MatrixExpr, Reduce, Transpose
 
 T = TypeVar("T")
 
@@ -229,8 +229,15 @@ def _once_per_orientation(make: Callable[[Orient], MatrixExpr]) -> Callable[[Ori
 
 def _hadamard_piece(a: Piece, b: Piece) -> Piece:
     def make(o: Orient) -> MatrixExpr:
-        return hadamard([a.make(o), b.make(o)])
-    return Piece(a.ends, make)
+        direct = hadamard([a.make(o), b.make(o)])
+        if None in o or o != a.ends[::-1]:
+            return direct
+        # read against its natural orientation: one transpose around the element-wise
+        # product, X (G .* H)^T as the notes write dL/dW (003_*, X.21), rather than
+        # transposes inside its factors (((V A - T)^T V) .* (1 - (A^T).^2)) at no fewer
+        wrapped = Transpose(hadamard([a.make(a.ends), b.make(a.ends)]))
+        return wrapped if wrapped.transposes <= direct.transposes else direct
+    return Piece(a.ends, _once_per_orientation(make))
 
 
 # ======================================================================= components
