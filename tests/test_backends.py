@@ -65,6 +65,46 @@ def test_backend_equals_numpy_and_the_closed_form(case, backend):
     np.testing.assert_allclose(got, d.compile()(**values), rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_torch_and_numpy_leave_their_inputs_bit_identical(case, dtype):
+    """The torch code adds diagonals in place and converts dtypes: neither may touch an
+    input tensor or array (jax arrays are immutable; dask is covered in
+    tests/test_inputs_unchanged.py). Values still equal the closed form."""
+    d = _derivative(case)
+    values = {k: np.asarray(v, dtype=dtype) if np.ndim(v) else v
+              for k, v in case.arrays(RNG).items()}
+    kept = {k: np.array(v, copy=True) for k, v in values.items() if np.ndim(v)}
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    for run in (d.evaluate, d.compile()):
+        got = run(**values)
+        np.testing.assert_allclose(got, case.closed_form(values), rtol=tol, atol=tol)
+    for k, v in kept.items():
+        assert np.array_equal(values[k], v), f"{k} was changed by numpy"
+    torch = pytest.importorskip("torch")
+    tensors = {k: torch.from_numpy(np.array(v)) if np.ndim(v) else v for k, v in values.items()}
+    for run in (d.evaluate, d.compile(backend="torch")):
+        got = run(**tensors).numpy()
+        np.testing.assert_allclose(got, case.closed_form(values), rtol=tol, atol=tol)
+    for k, v in kept.items():
+        assert np.array_equal(tensors[k].numpy(), v), f"{k} was changed by torch"
+
+
+@pytest.mark.parametrize("layout", ["numerator", "denominator"])
+def test_a_diagonal_added_onto_an_input_leaves_the_input_alone(layout):
+    """d(A x + x.^2/2)/dx in numerator layout is A + diag(x): the dense term is the
+    input A itself, which the torch code must not add the diagonal into."""
+    d = einderiv.diff("A[i,j]*x[j] + x[i]**2/2", "x", layout=layout)
+    A, x = RNG.normal(size=(3, 3)), RNG.normal(size=3)  # square: A x + x.^2 needs it
+    want = A + np.diag(x) if layout == "numerator" else A.T + np.diag(x)
+    np.testing.assert_allclose(d.evaluate(A=A, x=x), want, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    At, xt = torch.from_numpy(A.copy()), torch.from_numpy(x.copy())
+    for run in (d.evaluate, d.compile(backend="torch"), d.compile(backend="torch")):
+        np.testing.assert_allclose(run(A=At, x=xt).numpy(), want, rtol=1e-12)
+    assert np.array_equal(At.numpy(), A) and np.array_equal(xt.numpy(), x)
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_a_call_after_the_first_takes_the_fast_entry_and_still_checks(backend):
     """Python numbers, new shapes and missing names after the first call: each goes the
