@@ -9,12 +9,16 @@ from typing import overload
 
 from .core.ir import (DerivativeOf, Expr, Index, Product, Sum, Tensor,
                       cached, iter_tensors, remember, visible_indices)
+from .core.definitions import inline
 from .core.layouts import DENOMINATOR, check_layout, derivative_axes
+from .core.named import has_names, opaque
 from .core.scopes import outer_origins, rebind
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
 from .symbolic import definitions, syntax
+from .symbolic.backprop import backprop, pieces
+from .symbolic.backprop import ranks as name_ranks
 from .symbolic.diff import derivative
 from .symbolic.simplify import multiplied_out
 from .symbolic.simplify import simplify as _simplify
@@ -27,7 +31,8 @@ __all__ = ["parse", "diff", "jvp", "hvp", "with_axes"]
 
 @guard_recursion
 def parse(text: str, shapes: Mapping[str, object] | None = None, *,
-          simplify: bool = True, assume: Mapping[str, str] | None = None) -> Expr:
+          simplify: bool = True, assume: Mapping[str, str] | None = None,
+          expand: bool = False) -> Expr:
     """Parse an index expression (docs/language.md) into an :class:`~einderiv.core.ir.Expr`.
 
     Repeated indices in a product are summed (Einstein rule); ``-> [i,j]`` fixes the
@@ -35,7 +40,8 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     consistency. With ``simplify=True`` (default) deltas are contracted and like
     terms collected; ``simplify=False`` keeps the literal structure. ``assume`` (name
     -> ``"symmetric"`` or ``"diagonal"``) marks square-matrix variables as structured
-    (docs/structured.md).
+    (docs/structured.md). A text with definitions (``Z[i] = ...; ...``) keeps each
+    use of a name (printed in the names); ``expand=True`` writes every use out.
 
     >>> import einderiv
     >>> e = einderiv.parse("X[a,b]*theta[b] - Y[a]", shapes={"X": (4, 3)})
@@ -47,6 +53,8 @@ def parse(text: str, shapes: Mapping[str, object] | None = None, *,
     built, program = definitions.read(text)  # statements: docs/language.md, "Definitions"
     e = apply_assumptions(built, assume, normalize_shapes(shapes))
     check_shapes(e, normalize_shapes(shapes))
+    if expand:
+        e, program = inline(e), None
     return definitions.with_program(_simplify(e) if simplify else e, program)
 
 
@@ -122,10 +130,24 @@ def diff(expr: Expr | str, wrt: str | list[str] | tuple[str, ...],
 
     def one(w: str) -> Expr:
         result = differentiate(e, w, shape_map, ranks=ranks, layout=layout, assume=assume)[1]
-        return result if expand or e.definitions is None else \
+        if expand:
+            return _written_out(result)
+        return result if e.definitions is None else \
             definitions.with_program(result, e.definitions.without_written())
 
     return one(wrt) if isinstance(wrt, str) else tuple(one(w) for w in wrt)
+
+
+def _written_out(result: Expr) -> Expr:
+    """A derivative with every use of a definition written out, simplified again."""
+    if not has_names(result):
+        return result
+    out = _simplify(inline(result), result.free)
+    simplified = cached(out, "simplified")
+    out = dataclasses.replace(out)
+    object.__setattr__(out, "derivative_of", result.derivative_of)
+    remember(out, "simplified", simplified)
+    return out
 
 
 def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
@@ -140,6 +162,7 @@ def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
         return expr, {}
     written = parse(expr, shape_map, simplify=False, assume=assume)
     return (definitions.with_program(_simplify(written), written.definitions),
+            name_ranks(written) if has_names(written) else
             {t.name: len(t.indices) for t in iter_tensors(written)})
 
 
@@ -160,9 +183,11 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if shape_map:
         check_shapes(e, shape_map)
     name, given = parse_wrt(wrt)
-    e, restore = definitions.by_name(e, name)  # by a defined name: it is a variable here
-    tensors = list(iter_tensors(e))
-    ranks = {**(ranks or {}), **{t.name: len(t.indices) for t in tensors}}
+    # Through definitions: backpropagation on the names, each body once (symbolic.backprop)
+    named = has_names(e)
+    top = opaque(e) if named else e  # the text around the bodies
+    ranks = {**(ranks or {}), **(name_ranks(e) if named else
+                                 {t.name: len(t.indices) for t in iter_tensors(e)})}
     if name in ranks:
         rank = ranks[name]
     elif name in shape_map:
@@ -186,14 +211,16 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
                 f"expression {e.free}; choose another name")
         new = given
     else:
-        avoid = visible_indices(e) | {t.name for t in tensors}
+        avoid = visible_indices(top) | set(ranks)
         new = _readable_fresh(rank, avoid)
-    origins = outer_origins(e)
+    origins = outer_origins(top)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
     if name in shape_map:
         origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    raw = restore(derivative(rebind(e), name, new, log))
-    kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
+    raw = backprop(e, name, new, log) if named else derivative(rebind(e), name, new, log)
+    kind = normalize_assume(assume).get(name) or next(
+        (k for x in (pieces(e) if named else [e]) for n, k in structures_in(x).items()
+         if n == name), None)
     if kind is not None:
         if rank != 2:
             raise EinderivError(f"{name!r} is assumed {kind}, which needs a square matrix, "

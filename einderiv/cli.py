@@ -35,7 +35,7 @@ import numpy as np
 from einderiv import __version__
 
 from .api import diff, parse, with_axes
-from .core.definitions import fold, names_text, used_definitions
+from .core.definitions import names_text, used_definitions
 from .core.ir import Expr, iter_tensors
 from .core.layouts import DENOMINATOR, LAYOUTS
 from .core.printing import latex_indices, latex_name
@@ -262,13 +262,13 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 
 def _definition_lines(*exprs: Expr) -> list[str]:
-    """``Z[i,n] = ...`` for each definition the expressions use, in the order written
-    (docs/language.md, "Definitions")."""
-    program = next((x.definitions for x in exprs if x.definitions is not None), None)
-    if program is None:
-        return []
-    used = {d.name for x in exprs for d in used_definitions(fold(x, program), program)}
-    return [f"{d.lhs()} = {d.written}" for d in program.definitions if d.name in used]
+    """``Z[i,n] = ...`` for each definition the expressions use, each after those it
+    uses (docs/language.md, "Definitions")."""
+    lines: dict[str, str] = {}
+    for x in exprs:
+        for d in used_definitions(x):
+            lines.setdefault(d.name, f"{d.lhs()} = {d.written}")
+    return list(lines.values())
 
 
 def _latex_function(e: Expr) -> str:

@@ -1,44 +1,42 @@
-"""Definitions: named intermediate results, expanded for the engine, folded for printing.
+"""Definitions: named intermediate results, as written and as the IR keeps them.
 
 ``Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); sum[o,n]((V[o,i]*A[i,n] - T[o,n])**2)``
 (docs/language.md, "Definitions"; read by :mod:`einderiv.symbolic.definitions`).
 
-The IR has no node for a name: an expression with definitions *is* its expansion, every
-use ``Z[a,b]`` replaced by the body with the definition's indices renamed to the use's
-(:func:`expand`). Values, derivatives (the chain rule through a name is the chain rule
-through its body), evaluation and code export are therefore the engine's own, and equal
-to those of the text written out by hand. The :class:`Program` that :func:`einderiv.parse`
-and :func:`einderiv.diff` record on their result (the declared field ``definitions`` of
-:class:`~einderiv.core.ir.Expr`) keeps the names; :func:`fold` puts them back for
-printing: a subexpression equal to a definition's body up to the names of its summed
-indices (and the order of factors: canonical keys, :mod:`einderiv.core.canonical`) is
-written as the name, and so is a group of factors of a product equal to a product body.
+Each use ``Z[a,b]`` is a :class:`~einderiv.core.named.Named` node: the one body of ``Z``
+with its axes renamed to the use's, a product that any pass reads correctly, and that
+the passes which know names read as a tensor ``Z`` (so a body is simplified and
+differentiated once). The :class:`Program` that :func:`einderiv.parse` records on its
+result (the declared field ``definitions`` of :class:`~einderiv.core.ir.Expr`) keeps the
+text's definitions as written; printing in the names reads the nodes themselves
+(:func:`used_definitions`, :func:`fold`), so a derivative's own definitions (the adjoints
+of backpropagation, :mod:`einderiv.symbolic.backprop`) print as the text's do.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from fractions import Fraction
+
+import itertools
 
 from .canonical import canonical_key
-from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, children,
-                 factor_indices, rename, with_children)
+from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, children, rename,
+                 with_children)
+from .named import (Named, body_of, definitions_in, has_names, materialize, names_table, opaque,
+                    use_labels)
 from .scopes import outer_origins
 
-__all__ = ["Definition", "Program", "expand", "fold", "in_names", "names_text", "unwrapped",
-           "used_definitions"]
-
-#: A product with more factors than this is not searched for groups equal to a product body.
-MAX_GROUP_SEARCH = 12
+__all__ = ["Definition", "Program", "fold", "in_names", "names_text", "unwrapped",
+           "used_definitions", "definition_of", "inline", "through_names", "Refolder"]
 
 
 @dataclass(frozen=True)
 class Definition:
     """``name[indices] = body``. ``written``: the body as the text has it, earlier
     definitions as tensors named by them, its free indices in the order of ``indices``;
-    ``body``: the same with every name expanded (an expression of the variables only).
+    ``body``: the same as the IR keeps it (uses of earlier definitions as
+    :class:`~einderiv.core.named.Named` nodes, its free labels private ones).
 
     >>> import einderiv
     >>> e = einderiv.parse("Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); A[i,n]*A[i,n]")
@@ -76,58 +74,7 @@ class Program:
         return Program(self.definitions, None)
 
 
-# ============================================================================ expanding
-
-
-def instance(d: Definition, labels: tuple[Index, ...]) -> Expr:
-    """The body of ``d`` at a use ``name[labels]``: its indices renamed to ``labels``
-    (a label repeated at the use takes the diagonal and sums it, as a tensor's does)."""
-    mapping = dict(zip(d.indices, labels))
-    body = rename(d.body, mapping)
-    if len(set(labels)) == len(labels):
-        return body
-    return Product(Fraction(1), (body,), Tensor(d.name, labels).free)
-
-
-def expand(e: Expr, table: Mapping[str, Definition]) -> Expr:
-    """``e`` with every tensor named in ``table`` replaced by that definition's body
-    (:func:`instance`); the size hints that name a definition's axis name the variable
-    axis it comes from. Equal subexpressions stay shared (one node), so the evaluation
-    plan computes them once."""
-    if not table:
-        return e
-    origins = {d.name: outer_origins(d.body) for d in table.values()}
-
-    def hint(h: SizeHint) -> SizeHint:
-        if isinstance(h, tuple) and h and h[0] in table:
-            d = table[h[0]]
-            return origins[d.name].get(d.indices[h[1]]) if h[1] < len(d.indices) else None
-        return h
-
-    done: dict[int, tuple[Expr, Expr]] = {}
-
-    def go(x: Expr) -> Expr:
-        found = done.get(id(x))
-        if found is not None:
-            return found[1]
-        if isinstance(x, Tensor):
-            d = table.get(x.name)
-            new: Expr = instance(d, x.indices) if d is not None else x
-        elif isinstance(x, Delta):
-            new = replace(x, size=hint(x.size)) if x.size != hint(x.size) else x
-        else:
-            kids = children(x)
-            new_kids = [go(k) for k in kids]
-            new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
-            if isinstance(new, Sum) and any(hint(h) != h for _, h in new.hints):
-                new = Sum(new.terms, new.out, tuple((i, hint(h)) for i, h in new.hints))
-        done[id(x)] = (x, new)  # x kept alive, so its id is not reused
-        return new
-
-    return go(e)
-
-
-# ============================================================================== folding
+# ============================================================================== in names
 
 
 def unwrapped(e: Expr) -> Expr:
@@ -139,114 +86,149 @@ def unwrapped(e: Expr) -> Expr:
     return e
 
 
-def _tokens(labels: Iterable[Index]) -> dict[Index, str]:
-    return {i: f"#{k}" for k, i in enumerate(labels)}
+class Refolder:
+    """Writes a subexpression equal to a definition's body (up to the names of its
+    summed indices and the order of factors: canonical keys) as the name: a
+    derivative rule that spells ``tanh'(Z)`` as ``1 - tanh(Z)**2`` gives
+    ``1 - A**2`` where ``A = tanh(Z)``. Reads expressions with the names as tensors
+    (:func:`~einderiv.core.named.opaque`); one dictionary look-up per node and order of
+    its free labels."""
+
+    def __init__(self, uses: list[Named]):
+        self.table: dict[tuple, str] = {}
+        for n in uses:
+            body = unwrapped(opaque(body_of(n)))
+            if not isinstance(body, (Tensor, Delta)):
+                self.table.setdefault(self._key(body, body.free), n.name)
+
+    @staticmethod
+    def _key(x: Expr, order: tuple[Index, ...]) -> tuple:
+        return (type(x).__name__, len(order),
+                canonical_key(x, {i: f"#{k}" for k, i in enumerate(order)}))
+
+    def __call__(self, e: Expr) -> Expr:
+        if not self.table:
+            return e
+        done: dict[int, tuple[Expr, Expr]] = {}
+
+        def go(x: Expr) -> Expr:
+            if isinstance(x, (Tensor, Delta)):
+                return x
+            found = done.get(id(x))
+            if found is not None:
+                return found[1]
+            y = unwrapped(x)
+            new: Expr | None = None
+            if len(set(y.free)) == len(y.free) <= 3 and y.variables:
+                new = next((Tensor(self.table[k], order) for order in
+                            itertools.permutations(y.free)
+                            if (k := self._key(y, order)) in self.table), None)
+            if new is None:
+                kids = children(x)
+                new_kids = [go(k) for k in kids]
+                new = x if all(a is b for a, b in zip(new_kids, kids)) else \
+                    with_children(x, new_kids)
+            done[id(x)] = (x, new)
+            return new
+
+        return go(e)
 
 
-class _Folder:
-    def __init__(self, program: Program):
-        # The later definitions are the larger ones: tried first.
-        self.defs = [d for d in reversed(program.definitions)
-                     if not isinstance(d.body, Tensor)]
-        self.bodies = {d.name: unwrapped(d.body) for d in self.defs}
-        self.keys = {d.name: canonical_key(self.bodies[d.name], _tokens(d.indices))
-                     for d in self.defs}
-        self.done: dict[int, tuple[Expr, Expr]] = {}
-
-    def match(self, x: Expr) -> Expr | None:
-        """``name[labels]`` where ``x`` is a definition's body, else None."""
-        if isinstance(x, (Tensor, Delta)) or not x.variables:
-            return None
-        x = unwrapped(x)
-        free = x.free
-        for d in self.defs:
-            body = self.bodies[d.name]
-            if len(free) != len(d.indices) or x.variables != body.variables \
-                    or type(x) is not type(body):
-                continue
-            for order in itertools.permutations(free):
-                if canonical_key(x, _tokens(order)) == self.keys[d.name]:
-                    return Tensor(d.name, order)
-        return None
-
-    def group(self, p: Product) -> Product | None:
-        """``p`` with a group of its factors that is a product body replaced by the name."""
-        n = len(p.factors)
-        if n > MAX_GROUP_SEARCH:
-            return None
-        for d in self.defs:
-            body = d.body
-            if not isinstance(body, Product) or not 1 <= len(body.factors) <= n \
-                    or body.coeff == 0 or not body.variables <= p.variables:
-                continue
-            m = len(body.factors)
-            for combo in itertools.combinations(range(n), m):
-                inside = [p.factors[k] for k in combo]
-                rest = [p.factors[k] for k in range(n) if k not in combo]
-                seen_out = {i for f in rest for i in factor_indices(f)} | set(p.out)
-                labels = [i for f in inside for i in factor_indices(f)]
-                out = tuple(dict.fromkeys(i for i in labels if i in seen_out))
-                if len(out) != len(d.indices):
-                    continue
-                candidate = Product(body.coeff, tuple(inside), out)
-                named = self.match(candidate)
-                if named is not None and isinstance(named, Tensor) and named.name == d.name:
-                    return Product(p.coeff / body.coeff, (*rest, named), p.out)
-        return None
-
-    def fold(self, x: Expr) -> Expr:
-        found = self.done.get(id(x))
-        if found is not None:
-            return found[1]
-        named = self.match(x)
-        if named is not None:
-            new: Expr = named
-        else:
-            y = x
-            while isinstance(y, Product):
-                grouped = self.group(y)
-                if grouped is None:
-                    break
-                y = grouped
-            kids = children(y)
-            new_kids = [self.fold(k) for k in kids]
-            new = y if all(a is b for a, b in zip(new_kids, kids)) else with_children(y, new_kids)
-        self.done[id(x)] = (x, new)
-        return new
+def definition_of(n: Named) -> Definition:
+    """The definition a use stands for, written in the names of those it uses, its
+    free indices those of its left-hand side."""
+    body = body_of(n)
+    return Definition(n.name, n.shown, rename(opaque(body), dict(zip(body.free, n.shown))),
+                      body)
 
 
-def fold(e: Expr, program: Program) -> Expr:
-    """``e`` with each subexpression equal to a definition's body written as its name
-    (a tensor of that name: an expression to print, not to evaluate).
+def fold(e: Expr, program: Program | None = None) -> Expr:
+    """``e`` with each use of a definition written as its name (a tensor of that name:
+    an expression to print, not to evaluate; ``program`` is not needed and ignored).
 
     >>> import einderiv
     >>> e = einderiv.parse("Z[i,n] = W[j,i]*X[j,n]; A[i,n] = tanh(Z[i,n]); A[i,n]*A[i,n]")
-    >>> print(fold(einderiv.diff(e, "W", expand=True), e.definitions))
-    2*X[e,a]*A[f,a]*(1 - A[f,a]**2) -> [e,f]
+    >>> print(fold(einderiv.diff(e, "W")))
+    2*A[d,a]*X[c,a]*(1 - A[d,a]**2) -> [c,d]
     """
-    return _Folder(program).fold(e)
+    return opaque(e)
 
 
-def used_definitions(e: Expr, program: Program) -> list[Definition]:
-    """The definitions that ``e`` (in the names) uses, with those they use, in order."""
-    needed = set(e.variables) & set(program.names)
-    for d in reversed(program.definitions):
-        if d.name in needed:
-            needed |= set(d.written.variables) & set(program.names)
-    return [d for d in program.definitions if d.name in needed]
+def used_definitions(e: Expr, program: Program | None = None) -> list[Definition]:
+    """The definitions that ``e`` uses, with those they use, each after those it uses."""
+    return [definition_of(n) for n in definitions_in(e)]
 
 
-def in_names(e: Expr, program: Program, render: Callable[[Expr], str],
-             separator: str = "; ") -> str:
-    """``e`` printed by ``render`` in the names of ``program``, after the definitions it
-    uses (``Z[i,n] = ...; A[i,n] = tanh(Z[i,n]); 2*A[b,n]*...``): text that
-    :func:`einderiv.parse` reads back to ``e``."""
-    folded = fold(e, program)
-    lines = [f"{d.lhs()} = {render(d.written)}" for d in used_definitions(folded, program)]
-    return separator.join([*lines, render(folded)])
+def in_names(e: Expr, render: Callable[[Expr], str], separator: str = "; ") -> str:
+    """``e`` printed by ``render`` in the names of its definitions, after them
+    (``Z[i,n] = ...; A[i,n] = tanh(Z[i,n]); 2*A[b,n]*...``): text that
+    :func:`einderiv.parse` reads back to an expression of the same value."""
+    lines = [f"{d.lhs()} = {render(d.written)}" for d in used_definitions(e)]
+    return separator.join([*lines, render(opaque(e))])
 
 
 def names_text(e: Expr) -> str:
     """``e`` in the names of its definitions, without them (``2*V[a,d]*(... A[b,e])``)."""
-    program = e.definitions
-    return str(fold(e, program) if isinstance(program, Program) else e)
+    return str(opaque(e))
+
+
+# ============================================================================ writing out
+
+
+def inline(e: Expr) -> Expr:
+    """``e`` with every use written out: the body, its labels renamed to the use's (a
+    repeated label takes the diagonal). Size hints that name a definition's axis name the
+    variable axis it comes from. Equal bodies are written out once and shared where the
+    labels agree."""
+    if not has_names(e):
+        return e
+    bodies: dict[int, Expr] = {}
+    names: dict[str, Expr] = {}
+
+    def body(n: Named) -> Expr:
+        b = body_of(n)
+        found = bodies.get(id(b))
+        if found is None:
+            found = bodies[id(b)] = go(b)
+            names[n.name] = found
+        return found
+
+    def hint(h: SizeHint) -> SizeHint:
+        if isinstance(h, tuple) and h and h[0] in names:
+            b = names[h[0]]
+            return outer_origins(b).get(b.free[h[1]]) if h[1] < len(b.free) else None
+        return h
+
+    done: dict[int, tuple[Expr, Expr]] = {}
+
+    def go(x: Expr) -> Expr:
+        found = done.get(id(x))
+        if found is not None:
+            return found[1]
+        if isinstance(x, Named):
+            b = body(x)
+            new: Expr = rename(b, dict(zip(b.free, use_labels(x))))
+        elif isinstance(x, Delta):
+            new = replace(x, size=hint(x.size)) if x.size != hint(x.size) else x
+        else:
+            kids = children(x)
+            new_kids = [go(k) for k in kids]
+            new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
+            if isinstance(new, Sum) and any(hint(h) != h for _, h in new.hints):
+                new = Sum(new.terms, new.out, tuple((i, hint(h)) for i, h in new.hints))
+        done[id(x)] = (x, new)
+        return new
+
+    for n in definitions_in(e):  # bodies first, so that hints can name them
+        body(n)
+    return go(e)
+
+
+def through_names(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:
+    """``fn`` applied to ``e`` with each use of a definition read as a tensor of its
+    name (:func:`opaque`), the uses put back after; where names would be ambiguous,
+    ``fn`` of ``e`` written out (:func:`inline`)."""
+    table = names_table(e)
+    if table is None:
+        return fn(inline(e))
+    return materialize(fn(opaque(e)), table)

@@ -463,11 +463,21 @@ _REBUILD: dict[type, Callable[[Any, Any], Expr]] = {
 }
 
 
+def register_node(kind: type, *, children: Callable[[Any], tuple[Expr, ...]],
+                  rebuild: Callable[[Any, Any], Expr],
+                  rename: Callable[[Any, Mapping[Index, Index]], Expr]) -> None:
+    """Add a node type of another module (:mod:`einderiv.core.named`) to the tables."""
+    _CHILDREN[kind], _REBUILD[kind], RENAME_RULES[kind] = children, rebuild, rename
+
+
 def walk(e: Expr) -> Iterator[Expr]:
-    """All nodes of ``e``, parents before children (iterative: no recursion limit)."""
+    """All nodes of ``e``, parents first, a shared node (a definition's body) once."""
     stack = [e]
+    seen: set[int] = set()
     while stack:
-        node = stack.pop()
+        if id(node := stack.pop()) in seen:
+            continue
+        seen.add(id(node))
         yield node
         get = _CHILDREN.get(type(node))
         below = get(node) if get is not None else children(node)
@@ -482,8 +492,11 @@ def _collect_variables(e: Expr) -> frozenset[str]:
         return frozenset((e.name,))
     names: set[str] = set()
     stack = [e]
+    seen: set[int] = set()
     while stack:
-        node = stack.pop()
+        if id(node := stack.pop()) in seen:
+            continue
+        seen.add(id(node))
         known = cached(node, "variables")
         if known is not None:
             names.update(known)

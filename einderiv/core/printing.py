@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import LimitError
 from .definitions import fold, in_names, used_definitions
+from .named import has_names
 from .broadcast import explicit_broadcast, unbroadcast
 from .functions import FUNCTIONS
 from .ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor, all_indices,
@@ -115,8 +116,8 @@ def to_text(e: Expr) -> str:
     print as those words (:func:`einderiv.core.softmax.named_view`). An expression
     with definitions prints in their names, after the definitions it uses
     (:mod:`einderiv.core.definitions`)."""
-    if e.definitions is not None:
-        return in_names(e, e.definitions, lambda x: _rooted(named_view(x)))
+    if has_names(e):
+        return in_names(e, lambda x: _rooted(named_view(x)))
     return _rooted(named_view(e))
 
 
@@ -405,12 +406,10 @@ ight]_{i}``).
     ``log\_softmax``, ``logsumexp``), ``k`` free throughout the argument. An expression
     with definitions prints in their names, after the definitions it uses, as
     ``Z_{in} = \ldots,\quad`` (as :func:`to_text` does)."""
-    if e.definitions is not None:
-        folded = fold(e, e.definitions)
+    if has_names(e):
         lines = [f"{_latex_tensor(Tensor(d.name, d.indices), frozenset())} = "
-                 f"{_latex(named_view(d.written), frozenset())}"
-                 for d in used_definitions(folded, e.definitions)]
-        return ",\\quad ".join([*lines, _latex(named_view(folded), frozenset())])
+                 f"{_latex(named_view(d.written), frozenset())}" for d in used_definitions(e)]
+        return ",\\quad ".join([*lines, _latex(named_view(fold(e)), frozenset())])
     return _latex(named_view(e), frozenset())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeGuard
 
+from .named import Named
 from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, SizeHint, Sum, Tensor,
                  bound_indices, cached, children, factor_indices, fresh_names, open_scope,
                  remember, rename, with_children)
@@ -131,7 +132,10 @@ def size_marker(f: Expr, p: Product) -> TypeGuard[Delta]:
 
 def rebind(e: Expr) -> Expr:
     """``e`` with every summed or closed-scope index renamed to a fresh internal name,
-    so that no label of the text around a use can meet them."""
+    so that no label of the text around a use can meet them. A use of a definition
+    keeps its body: its labels are private already (:mod:`einderiv.core.named`)."""
+    if isinstance(e, Named):
+        return e
     if isinstance(e, Product):
         mapping = fresh_names(bound_indices(e))
         return with_children(e, [rebind(rename(f, mapping)) for f in e.factors])

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 from ..errors import ShapeError
+from .named import Named, body_of, use_labels
 from .ir import (Delta, Det, Expr, Index, Inv, LogDet, Product, Tensor, bound_indices, children,
                  iter_tensors, walk)
 
@@ -107,6 +108,7 @@ class _ScopeSizes:
     starts an environment of its own."""
 
     def __init__(self, shapes: Mapping[str, Shape], cells: list[tuple[Index, _Cell]]):
+        self.bodies: dict[int, dict[Index, _Cell]] = {}  # a definition's body, checked once
         self.shapes = shapes
         self.cells = cells
 
@@ -134,6 +136,13 @@ class _ScopeSizes:
                     deltas.append((n, self.cell(here, n.i), self.cell(here, n.j)))
             elif isinstance(n, (Inv, Det, LogDet)):
                 self.closed(n, here)
+            elif isinstance(n, Named):  # its body's labels are its own, tied to the use's
+                body = body_of(n)
+                inner = self.bodies.get(id(body))
+                if inner is None:
+                    inner = self.bodies[id(body)] = self.check(body)
+                deltas.extend((Delta(p, i), inner[p], self.cell(here, i))
+                              for p, i in zip(body.free, use_labels(n)) if p in inner)
             elif isinstance(n, Product):
                 inner = dict(here)
                 for idx in sorted(bound_indices(n)):

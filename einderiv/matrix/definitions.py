@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.definitions import Program, fold, used_definitions
+from ..core.definitions import fold, inline, used_definitions
 from ..core.ir import Expr
 from ..errors import NotMatrixExpressible
 from . import evaluate, printing
@@ -45,18 +45,17 @@ def _copy(e: Expr, like: Expr) -> Expr:
     return copy
 
 
-def with_names(expr: Expr, program: Program, convert: Callable[[Expr], MatrixExpr],
+def with_names(expr: Expr, convert: Callable[[Expr], MatrixExpr],
                convert_definition: Callable[[Expr], MatrixExpr]) -> MatrixExpr:
-    """``expr`` converted in the names of ``program`` (:class:`Let`); ``convert``
+    """``expr`` converted in the names of its definitions (:class:`Let`); ``convert``
     converts the body (with the options of ``to_matrix``), ``convert_definition`` a
     definition's body (rows: its first free index)."""
-    folded = fold(expr, program)
-    used = used_definitions(folded, program)
+    used = used_definitions(expr)
     try:
         defs = tuple((d.name, convert_definition(d.written)) for d in used)
     except NotMatrixExpressible:
-        return convert(_copy(expr, expr))
-    body = convert(_copy(folded, expr))
+        return convert(_copy(inline(expr), expr))
+    body = convert(_copy(fold(expr), expr))
     return Let(defs, body) if defs else body
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                        Tensor, factor_indices, fresh_index)
-from ..core.definitions import Program
+from ..core.named import has_names
 from ..core.layouts import DENOMINATOR, check_layout, leading_rank
 from ..core.scopes import outer_origins
 from ..core.softmax import Word, named_view
@@ -107,8 +107,8 @@ def _convert(expr: Expr, *, wrt_rank: int | None, flatten: str | None,
              layout: str | None) -> MatrixExpr:
     if not isinstance(expr, Expr):
         raise EinderivError(f"to_matrix needs an einderiv expression, got {type(expr).__name__}")
-    if isinstance(expr.definitions, Program):  # in the names: Z = W^T X; A = tanh(Z); ...
-        return with_names(expr, expr.definitions, lambda x: _convert(
+    if has_names(expr):  # in the names: Z = W^T X; A = tanh(Z); ...
+        return with_names(expr, lambda x: _convert(
             x, wrt_rank=wrt_rank, flatten=flatten, layout=layout), lambda x: _convert(
             x, wrt_rank=None, flatten=None, layout=DENOMINATOR))
     recorded = expr.derivative_of  # set by diff(); simplify() makes a node without it

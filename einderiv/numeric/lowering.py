@@ -23,7 +23,8 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.canonical import canonical_key, sort_key
-from ..core.definitions import unwrapped
+from ..core.definitions import inline, unwrapped
+from ..core.named import definitions_in, use_labels
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                        children, const_value, factor_indices, rename)
 from ..core.printing import to_text
@@ -38,7 +39,7 @@ __all__ = ["Lowering", "lower", "lower_many", "to_float"]
 def lower(e: Expr) -> Program:
     """The program computing ``e``, its result's axes in the order of ``e.free``."""
     lowering = Lowering()
-    slot, labels = lowering.value(e)
+    slot, labels = lowering.value(inline(e))  # each body once: the plan shares equal values
     lowering.program.output = lowering.align(slot, labels, e.free)
     lowering.program.output_labels = e.free
     _name_definitions(lowering, e)
@@ -52,7 +53,7 @@ def lower_many(exprs: Sequence[Expr]) -> Program:
     lowering = Lowering()
     outputs = []
     for e in exprs:
-        slot, labels = lowering.value(e)
+        slot, labels = lowering.value(inline(e))
         outputs.append(lowering.align(slot, labels, e.free))
     lowering.program.outputs = tuple(outputs)
     lowering.program.outputs_labels = tuple(e.free for e in exprs)
@@ -64,8 +65,8 @@ def lower_many(exprs: Sequence[Expr]) -> Program:
 def _name_definitions(lowering: Lowering, e: Expr) -> None:
     """Record which slot computes which definition of ``e`` (``Z[i,n] = ...``), for the
     names of exported code: ``Z``, or ``Z_T`` where the slot holds it transposed."""
-    for d in getattr(e.definitions, "definitions", ()):
-        body = unwrapped(d.body)
+    for n in definitions_in(e):
+        body = unwrapped(inline(n))
         if not _context_free(body):
             continue
         key, canonical = _axis_blind_key(body)
@@ -73,10 +74,10 @@ def _name_definitions(lowering: Lowering, e: Expr) -> None:
         if found is None or found[0] in lowering.program.named:
             continue
         labels = tuple(canonical[c] for c in found[1])
-        if labels == d.indices:
-            lowering.program.named[found[0]] = d.name
-        elif labels == d.indices[::-1]:
-            lowering.program.named[found[0]] = f"{d.name}_T"
+        if labels == use_labels(n):
+            lowering.program.named[found[0]] = n.name
+        elif labels == use_labels(n)[::-1]:
+            lowering.program.named[found[0]] = f"{n.name}_T"
 
 
 class Lowering:

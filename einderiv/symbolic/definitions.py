@@ -10,28 +10,29 @@ so a definition never captures an index of the text around it. A name is defined
 once, before it is used. The last statement is the expression; if it is a definition,
 its body is.
 
-The expression returned is the expansion (:mod:`einderiv.core.definitions`); the
-:class:`~einderiv.core.definitions.Program` beside it keeps the names for printing
-and for derivatives by a name (:func:`by_name`). Every mistake is an
+The expression returned keeps each use of a definition as a
+:class:`~einderiv.core.named.Named` node around the definition's one body (read once,
+simplified once: a text of ``d`` layers costs ``O(d)``); the
+:class:`~einderiv.core.definitions.Program` beside it keeps the definitions as written. Every mistake is an
 :class:`~einderiv.errors.EinderivError` with a caret; a definition nothing uses is a
 :class:`~einderiv.errors.DefinitionWarning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
-from ..core.definitions import Definition, Program, expand
-from ..core.scopes import rebind
-from ..core.ir import Expr, Index, cached, remember
+from ..core.definitions import Definition, Program
+from ..core.ir import Expr, Index, cached, remember, rename
+from ..core.named import Named, materialize, own_labels, use
 from ..errors import (DefinitionWarning, EinderivError, IndexMismatchError, ParseError, warn,
                       format_caret)
 from . import syntax as S
 from .einstein import build
 from .simplify import simplify
 
-__all__ = ["read", "by_name", "with_program"]
+__all__ = ["read", "with_program"]
 
 #: A new line after one of these continues the statement.
 _CONTINUES_AFTER = frozenset({"+", "-", "*", "/", "**", "->", "=", ",", "(", "["})
@@ -138,12 +139,13 @@ def _refs(node: object) -> Iterator[S.Ref | S.SizeOf]:
 
 
 def read(text: str) -> tuple[Expr, Program | None]:
-    """The expression of ``text`` (built, not simplified; every name expanded) and its
-    definitions (None where the text defines nothing: a plain expression).
+    """The expression of ``text`` (built, not simplified; each use of a name a
+    :class:`~einderiv.core.named.Named` node) and its definitions (None where the text
+    defines nothing: a plain expression).
 
     >>> e, program = read("Z[i] = W[j,i]*x[j]; tanh(Z[i])*v[i]")
     >>> print(e)
-    tanh(W[a,i]*x[a])*v[i]
+    Z[i] = W[a,i]*x[a]; tanh(Z[i])*v[i]
     >>> program.names
     ('Z',)
     """
@@ -176,6 +178,7 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program | Non
             where[st.name] = k
     ranks: dict[str, tuple[int, int]] = {}
     table: dict[str, Definition] = {}
+    uses: dict[str, Named] = {}  # a use of each definition, by name (what materialize reads)
     used: set[str] = set()
     written: Expr | None = None
     for k, st in enumerate(statements):
@@ -188,8 +191,14 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program | Non
             break
         written = _checked_body(text, st, written, ast)
         ranks[st.name] = (len(st.indices), st.name_pos)
-        table[st.name] = Definition(st.name, st.indices, written,
-                                    simplify(expand(rebind(written), table), st.indices))
+        # the body's own labels are fresh: no label of the text around a use meets them
+        params = dict(zip(st.indices, own_labels(st.name, len(st.indices))))
+        body = rename(materialize(written, uses), params)
+        remember(body, "simplified", tuple(params[i] for i in st.indices))
+        named = use(st.name, body, st.indices, st.indices)
+        assert isinstance(named, Named)
+        uses[st.name] = named
+        table[st.name] = Definition(st.name, st.indices, written, body)
     assert written is not None
     for name in table:
         if name not in used:
@@ -202,8 +211,8 @@ def _build(text: str, statements: list[_Statement]) -> tuple[Expr, Program | Non
     if not table:  # statements, but nothing defined ("x[i]*y[i];")
         return written, None
     # an unused definition is not a name to print results in (its body is folded nowhere)
-    return expand(written, table), Program(tuple(d for d in table.values() if d.name in used),
-                                           written)
+    return materialize(written, uses), Program(
+        tuple(d for d in table.values() if d.name in used), written)
 
 
 def _check_use(text: str, ref: S.Ref | S.SizeOf, k: int, where: dict[str, int],
@@ -247,30 +256,6 @@ def _checked_body(text: str, st: _Statement, body: Expr, ast: object) -> Expr:
             f"{what} of {lhs} = ...{said}; a definition's free indices are those of its "
             "left-hand side (sum the others with sum[...](...))", text, pos))
     return simplify(body, st.indices)
-
-
-def by_name(e: Expr, name: str) -> tuple[Expr, Callable[[Expr], Expr]]:
-    """For a derivative by the defined ``name`` (the notes' dL/dZ): ``e`` with ``name``
-    kept as a variable (every other name expanded), and the function that expands
-    ``name`` in the derivative again. For any other ``name``: ``e`` and the identity."""
-    program = e.definitions
-    if not isinstance(program, Program) or program.get(name) is None:
-        return e, _same
-    if program.written is None:
-        raise EinderivError(
-            f"{name!r} is a definition; a derivative by it needs the expression as parsed "
-            "(the text, or what parse returns), not a derivative of it")
-    table: dict[str, Definition] = {}
-    for d in program.definitions:
-        if d.name != name:
-            table[d.name] = replace(d, body=rebind(expand(d.written, table)))
-    kept = expand(program.written, table)
-    only = {d.name: d for d in program.definitions if d.name == name}
-    return kept, lambda raw: expand(raw, only)
-
-
-def _same(e: Expr) -> Expr:
-    return e
 
 
 def with_program(e: Expr, program: Program | None) -> Expr:

@@ -23,13 +23,15 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from ..core.definitions import inline
 from ..core.functions import FUNCTIONS
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, SizeHint, Sum,
                        Tensor, all_indices, const_value, fresh_index, gc_paused, number, rename)
+from ..core.named import Named
 from ..core.scopes import outer_origins
 from ..errors import EinderivError
 
-__all__ = ["derivative"]
+__all__ = ["derivative", "variable_rule"]
 
 
 class _Context:
@@ -77,11 +79,11 @@ def _tensor(e: Tensor, ctx: _Context) -> Expr:
     deltas = tuple(Delta(n, i, (e.name, axis))
                    for axis, (n, i) in enumerate(zip(ctx.new, e.indices)))
     if ctx.log is not None:  # spelling out the rule costs more than the derivative
-        ctx.note(_variable_rule(e.name, ctx.new))
+        ctx.note(variable_rule(e.name, ctx.new))
     return Product(Fraction(1), deltas, ctx.new + e.free)
 
 
-def _variable_rule(name: str, new: tuple[Index, ...]) -> str:
+def variable_rule(name: str, new: tuple[Index, ...]) -> str:
     """``d x[b] / d x[d] = delta[d,b]`` spelled with the new labels and placeholders."""
     if not new:
         return f"d {name} / d {name} = 1"
@@ -173,8 +175,15 @@ def _logdet(e: LogDet, ctx: _Context) -> Expr:
     return Product(Fraction(1), (Inv(e.arg, (q, p)), dm), ctx.new)
 
 
+def _named(e: Named, ctx: _Context) -> Expr:
+    """A use of a definition, where it is not read as a name (symbolic.backprop is the
+    rule through names): the derivative of its body, written out."""
+    return _d(inline(e), ctx)
+
+
 #: The rule for each node type: each takes its own node type (looked up by exact type).
 _RULES: dict[type, Callable[[Any, _Context], Expr]] = {
+    Named: _named,
     Tensor: _tensor,
     Delta: _zero,
     Product: _product,

@@ -34,6 +34,8 @@ from ..core.canonical import Key, canonical_key, ordered_product, same_tuple, so
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
                        bound_indices, cached, const_value, factor_indices, gc_paused, number,
                        remember, rename)
+from ..core.definitions import through_names
+from ..core.named import has_names
 from ..core.scopes import outer_origins
 from .identities import (FUNCTION_IDENTITIES, has_both_sigmoids, negated, note, one_plus_exp,
                          reflect_sigmoids, sigmoid_complement)
@@ -63,6 +65,10 @@ def simplify(e: Expr, free: tuple[Index, ...] | None = None) -> Expr:
     order = tuple(e.free if free is None else free)
     if cached(e, "simplified") == order:
         return e  # simplify's own result (to_matrix after diff): nothing to do again
+    if has_names(e):  # a definition's body is simplified once, not at each use
+        result = through_names(e, lambda x: simplify(x, order))
+        remember(result, "simplified", order)
+        return result
     with gc_paused():
         result = prettify(_simplify(e))
         # Only a sum keeps size hints for its axes (a walk of all of e to find them).

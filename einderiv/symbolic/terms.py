@@ -5,7 +5,6 @@ arguments; :mod:`einderiv.symbolic.simplify` builds its rules from them.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -16,7 +15,7 @@ from ..core.canonical import (Key, canonical_key, order_factors, product_parts, 
                               sort_key)
 from ..core.ir import (Delta, Expr, Func, Index, Inv, Pow, Product, SizeHint, Sum, Tensor,
                        bound_indices, cached, children, const_value, factor_indices, freshen_bound,
-                       number, remember, walk)
+                       number, remember)
 from ..core.scopes import outer_origins, size_marker
 
 _ONE = Fraction(1)
@@ -224,8 +223,13 @@ def distributed(t: Expr) -> list[Expr] | None:
 
 
 def node_count(e: Expr, limit: int | None = None) -> int:
-    """The number of nodes of ``e`` (counting stops at ``limit``)."""
-    return sum(1 for _ in itertools.islice(walk(e), limit))
+    """The number of nodes of ``e`` as a tree: a subexpression in two places counts
+    twice, as it prints (counting stops at ``limit``)."""
+    count, stack = 0, [e]
+    while stack and (limit is None or count < limit):
+        count += 1
+        stack.extend(children(stack.pop()))
+    return count
 
 
 def splices(t: Expr) -> TypeGuard[Product]:

@@ -47,7 +47,7 @@ from ..symbolic.identities import IDENTITIES, recording
 from ..symbolic.naming import prettify
 from ..symbolic.pipeline import PIPELINE, rename_dummies
 from ..symbolic.terms import with_order
-from ..core.definitions import Program, names_text
+from ..core.definitions import Program, fold, names_text
 from ..symbolic.definitions import with_program
 from .definitions import chain_steps
 
@@ -188,6 +188,7 @@ def derive_steps(expr: Expr | str, wrt: str, shapes: Mapping[str, object] | None
     log: list[str] = []
     with recording() as collected_with:
         raw, result = differentiate(e, wrt, shape_map, log, ranks, layout, assume)
+    raw = fold(raw)  # through definitions: the steps read the names as tensors
     order = result.free
     hints = outer_origins(raw)
     hints.update(outer_origins(result))

@@ -1,0 +1,165 @@
+"""Definitions kept as names in the IR (einderiv/core/named.py) and differentiated by
+backpropagation on the named program (einderiv/symbolic/backprop.py), issue 22's
+"derivation time grows at most linearly":
+
+* a deep chain and a residual network: gradients against central finite differences
+  of independent numpy losses, every layer's weights, on distinct axis sizes;
+* the printed derivative reads in the names, with the adjoints of X.23 as definitions
+  of its own where they are long or shared, and parses back to the same values;
+* each body is one node however often it is used (walks, shape checks, variables and
+  printing visit it once: the residual network's uses double per layer);
+* second derivatives and Hessian-vector products through the names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import einderiv
+from einderiv.core.ir import walk
+from einderiv.core.named import Named, definitions_in
+from fd import assert_close_to_fd, central_diff
+from test_definitions import _network_arrays, _network_loss, network
+
+
+def residual(depth: int) -> str:
+    """``A_k = A_{k-1} + tanh(W_k A_{k-1})``: each layer uses the one before twice."""
+    lines = ["A0[i,n] = X[i,n]"]
+    for k in range(1, depth + 1):
+        lines.append(f"A{k}[i,n] = A{k - 1}[i,n] + tanh(W{k}[i,j]*A{k - 1}[j,n])")
+    lines.append(f"L = sum[i,n](A{depth}[i,n]**2)")
+    return "\n".join(lines)
+
+
+def _residual_arrays(depth: int, seed: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = {"X": rng.normal(size=(4, 5))}  # 4 features, 5 samples
+    for k in range(1, depth + 1):
+        arrays[f"W{k}"] = rng.normal(size=(4, 4)) / 3
+    return arrays
+
+
+def _residual_loss(a: dict[str, np.ndarray], depth: int) -> np.ndarray:
+    A = a["X"]
+    for k in range(1, depth + 1):
+        A = A + np.tanh(a[f"W{k}"] @ A)
+    return np.asarray(np.sum(A ** 2))
+
+
+@pytest.mark.parametrize("wrt", ["W1", "W2", "W3", "X"])
+def test_residual_gradients_match_finite_differences(wrt):
+    a = _residual_arrays(3)
+    g = einderiv.diff(residual(3), wrt)
+    assert_close_to_fd(g.evaluate(**a), central_diff(lambda b: _residual_loss(b, 3), a, wrt))
+
+
+def test_shared_adjoint_is_a_definition_of_the_derivative():
+    g = einderiv.diff(residual(3), "W1")
+    text = str(g)
+    # dA2 is used twice (A2 feeds A3 twice): one definition, the X.23 form
+    assert "dA2[i,n] = " in text and "dA3[i,n] = 2*A3[i,n]" in text
+    assert "tanh(A0" in text.split("; ")[-1]
+    matrix = str(g.to_matrix())
+    assert "dA2 = dA3 + W3^T (dA3 .* (1 - tanh(W3 A2).^2))" in matrix
+
+
+@pytest.mark.parametrize("text, arrays, wrt", [
+    (residual(3), _residual_arrays(3), "W1"),
+    (network(5), _network_arrays(5), "W1"),
+    (network(5), _network_arrays(5), "V"),
+])
+def test_printed_derivative_parses_back_to_the_same_values(text, arrays, wrt):
+    g = einderiv.diff(text, wrt)
+    again = einderiv.parse(str(g))
+    np.testing.assert_allclose(again.evaluate(**arrays), g.evaluate(**arrays), rtol=1e-12)
+    # and its matrix form evaluates to them too
+    np.testing.assert_allclose(g.to_matrix().evaluate(**arrays), g.evaluate(**arrays),
+                               rtol=1e-10)
+
+
+def test_deep_chain_gradient_matches_finite_differences_and_reads_by_layer():
+    depth = 5
+    a = _network_arrays(depth)
+    g = einderiv.diff(network(depth), "W1")
+    assert_close_to_fd(g.evaluate(**a), central_diff(lambda b: _network_loss(b, depth), a, "W1"))
+    names = [n.name for n in definitions_in(g)]
+    assert names[: 2 * depth + 1] == ["A0", *[f"{p}{k}" for k in range(1, depth + 1)
+                                             for p in "ZA"]]
+    assert "tanh" not in str(g).split("; ")[-1]
+
+
+def test_a_variable_named_like_an_adjoint_is_not_taken():
+    text = residual(2).replace("X[i,n]", "dA1[i,n]")  # the input is called dA1
+    a = _residual_arrays(2)
+    a["dA1"] = a.pop("X")
+    g = einderiv.diff(text, "W1")
+    assert_close_to_fd(g.evaluate(**a), central_diff(lambda b: _residual_loss(
+        {**b, "X": b["dA1"]}, 2), a, "W1"))
+    np.testing.assert_allclose(einderiv.parse(str(g)).evaluate(**a), g.evaluate(**a),
+                               rtol=1e-12)
+
+
+def test_each_body_is_one_node_however_often_it_is_used():
+    depth = 14  # written out, the last layer's text would hold 2**14 copies of X
+    e = einderiv.parse(residual(depth))
+    nodes = sum(1 for _ in walk(e))
+    assert nodes < 40 * depth
+    assert len(str(e)) < 80 * depth
+    g = einderiv.diff(e, "W1")
+    assert sum(1 for _ in walk(g)) < 80 * depth
+    assert e.variables == frozenset({"X", *(f"W{k}" for k in range(1, depth + 1))})
+
+
+def test_printed_derivative_grows_linearly_with_depth():
+    chars = {d: len(str(einderiv.diff(network(d), "W1"))) for d in (8, 16, 32)}
+    assert chars[32] - chars[16] < 2.3 * (chars[16] - chars[8])
+    res = {d: len(str(einderiv.diff(residual(d), "W1"))) for d in (8, 16, 32)}
+    assert res[32] - res[16] < 2.3 * (res[16] - res[8])
+
+
+def test_equal_texts_give_equal_expressions():
+    e1, e2 = einderiv.parse(residual(3)), einderiv.parse(residual(3))
+    assert e1 == e2 and hash(e1) == hash(e2)
+    assert len({e1, e2}) == 1
+    uses = [n for n in walk(e1) if isinstance(n, Named)]
+    assert uses and all(hash(n) == hash(n) for n in uses)
+    written = einderiv.parse(residual(3), expand=True)
+    assert not any(isinstance(n, Named) for n in walk(written))
+    a = _residual_arrays(3)
+    np.testing.assert_allclose(e1.evaluate(**a), written.evaluate(**a), rtol=1e-12)
+
+
+def test_shapes_are_checked_through_the_names():
+    shapes = {"X": (4, 5), "W1": (4, 4), "W2": (4, 3)}  # W2 is not square
+    with pytest.raises(einderiv.EinderivError, match="size"):
+        einderiv.parse(residual(2), shapes=shapes)
+    einderiv.parse(residual(2), shapes={"X": (4, 5), "W1": (4, 4), "W2": (4, 4)})
+
+
+def test_second_derivative_and_hvp_through_the_names():
+    text = """
+    Z[i,n] = W[j,i]*X[j,n]
+    A[i,n] = tanh(Z[i,n])
+    L = sum[o,n]((V[o,i]*A[i,n] - T[o,n])**2)
+    """
+    rng = np.random.default_rng(9)
+    a = {"W": rng.normal(size=(4, 3)), "X": rng.normal(size=(4, 5)),
+         "V": rng.normal(size=(2, 3)), "T": rng.normal(size=(2, 5)),
+         "U": rng.normal(size=(4, 3))}
+    grad = einderiv.diff(text, "W")
+    hess = einderiv.diff(grad, "W")
+    assert_close_to_fd(hess.evaluate(**a), central_diff(lambda b: grad.evaluate(**b), a, "W"))
+    hv = einderiv.hvp(text, "W", "U")
+    np.testing.assert_allclose(hv.evaluate(**a),
+                               np.einsum("abcd,ab->cd", hess.evaluate(**a), a["U"]),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_inputs_are_not_changed():
+    a = _residual_arrays(3)
+    copies = {k: v.copy() for k, v in a.items()}
+    einderiv.diff(residual(3), "W2").evaluate(**a)
+    einderiv.evaluate_named(residual(3), **a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], copies[k])
