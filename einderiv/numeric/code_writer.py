@@ -18,7 +18,7 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import matmul, reshaped, selected
+from .code_forms import leading, matmul, reshaped, selected
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -75,6 +75,8 @@ class CodeWriter:
         self.oe = self.fresh("oe")
         self.math = self.fresh("math")
         self.helper = self.fresh("_arrays")
+        self.lax, self.leading = self.fresh("lax"), self.fresh("_leading")
+        self.needs_leading = False
         self.names = {"dtype": self.fresh("dtype"), "device": self.fresh("device")}
         self.counts: dict[str, int] = {}
         self.var: dict[int, str] = {}
@@ -313,6 +315,9 @@ class CodeWriter:
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
             elif self.d.matmul and len(picked) == 2 and matmul(picked, new):
                 call = matmul(picked, new) or ""
+            elif self.d.leading and len(picked) == 2 and leading(picked, new):
+                self.needs_leading = True
+                call = f"{self.leading}({', '.join(map(str, leading(picked, new) or ()))})"
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
@@ -582,8 +587,14 @@ class CodeWriter:
                            f"import math as {self.math}")
         if self.needs_oe:
             imports.append(f"import opt_einsum as {self.oe}")
-        return "\n".join(imports + ["", ""] + head + ["    " + s if s else "" for s in body]) \
-            + "\n"
+        helpers = []  # module level: no argument of the function shadows what they use
+        if self.needs_leading:
+            imports.append(self.d.leading_import.format(lax=self.lax))
+            helpers = [f"def {self.leading}(a, b, s):  # summed over the s leading axes of both"]
+            helpers += ["    " + s.format(xp=xp, lax=self.lax) if s else "" for s in self.d.leading]
+            helpers += ["", ""]
+        return "\n".join(imports + ["", ""] + helpers + head +
+                         ["    " + s if s else "" for s in body]) + "\n"
 
     def dtype_lines(self, inputs: list[str]) -> list[str]:
         xp, dtype, device = self.xp, self.names["dtype"], self.names["device"]

@@ -37,6 +37,11 @@ class Dialect:
     # transpose as a flag, where torch.einsum permutes and copies; not on JAX, where
     # jnp.einsum is one dot_general and XLA on CPU copied ``X.T`` of ``X.T @ v``)
     matmul: bool = False
+    # the body of a helper ``(a, b, s)`` for a product summed over the ``s`` leading axes
+    # of both operands (``X^T W X``: code_forms.leading), its result a's other axes then
+    # b's, and the import it needs ({lax}); empty: the dialect's einsum
+    leading: tuple[str, ...] = ()
+    leading_import: str = ""
 
 
 #: Python numbers, weak in the promotion (NEP 50): they take the arrays' dtype.
@@ -49,6 +54,41 @@ _NUMPY_PROMOTE = (
     'dtype = {xp}.dtype({xp}.float64) if dtype.kind in "biuO" else dtype',
     "return [{xp}.asarray(a, dtype) if type(a) in numbers or a.dtype.kind in \"biu\" else a",
     "        for a in arrays]")
+
+#: XLA's fast product on CPU (YNNPACK; xla/backends/cpu/ynn_support.cc) takes only a
+#: first operand whose summed axis is its last: ``X^T Z`` over the rows of both ran at
+#: half its speed (benchmarks/backends.py). There ``a`` is transposed first, behind a
+#: barrier (XLA folds a bare transpose back into the product), in blocks of rows that
+#: stay in cache (one loop: a transpose of all of a large ``a`` cost as much as it
+#: saved); small products (where the copy costs more) and other platforms (a
+#: transposed operand is a flag to cuBLAS) keep the plain product.
+_JAX_LEADING = (
+    "fa, fb = a.shape[s:], b.shape[s:]",
+    "n = m = p = 1",
+    "for d in a.shape[:s]:",
+    "    n *= d",
+    "for d in fa:",
+    "    m *= d",
+    "for d in fb:",
+    "    p *= d",
+    "if m < 16 or p < 16 or n * m * p < 65536:",
+    "    return {xp}.tensordot(a, b, (tuple(range(s)), tuple(range(s))))",
+    "a, b = a.reshape(n, m), b.reshape(n, p)",
+    "",
+    "def rows(a, b):  # a^T b, a^T written out",
+    "    return {lax}.optimization_barrier(a.T) @ b",
+    "",
+    "def cpu(a, b):  # blocks of at least 512 rows, about 2 MiB of a each",
+    "    k = max(1, n // max(512, 2097152 // (m * a.dtype.itemsize)))",
+    "    c = n // k",
+    "    if k == 1:",
+    "        return rows(a, b)",
+    "    h = {lax}.fori_loop(0, k, lambda i, h: h + rows({lax}.dynamic_slice_in_dim(a, i * c, c),",
+    "                                                   {lax}.dynamic_slice_in_dim(b, i * c, c)),",
+    "                        {xp}.zeros((m, p), {xp}.result_type(a, b)))",
+    "    return h + a[k * c:].T @ b[k * c:] if k * c < n else h",
+    "",
+    "return {lax}.platform_dependent(a, b, cpu=cpu, default=lambda a, b: a.T @ b).reshape(fa + fb)")
 
 DIALECTS: dict[str, Dialect] = {
     "numpy": Dialect(
@@ -69,7 +109,7 @@ DIALECTS: dict[str, Dialect] = {
          "    dtype = {xp}.result_type(float)",
          "return [a if type(a) not in numbers and a.dtype == dtype else {xp}.asarray(a, dtype)",
          "        for a in arrays]"),
-        natural=True),
+        natural=True, leading=_JAX_LEADING, leading_import="import jax.lax as {lax}"),
     "torch": Dialect(
         "import torch as {xp}", "torch", "{xp}.einsum", "pairwise", "",
         "dtype={dtype}, device={device}", "{xp}.tensor({c}, dtype={dtype}, device={device})",
