@@ -1,7 +1,7 @@
 """Text of the array expressions that the code writer (:mod:`einderiv.numeric.code_writer`)
 writes in more than one place or for one library: a matrix product on transposed views,
 a product summed over the leading axes of both operands, a diagonal selected by compared
-index ranges, the reshape of an index range.
+index ranges, the reshape of an index range, the dtype (and device) of new constants.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core.ir import Index
 
-__all__ = ["matmul", "leading", "selected", "reshaped"]
+__all__ = ["matmul", "leading", "selected", "reshaped", "dtype_lines"]
 
 
 def reshaped(ax: int, rank: int) -> str:
@@ -87,3 +87,21 @@ def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], p
                   f"{reshaped(out.index(label), len(out))}" for label in (keep, gone)]
         tests.append(f"({ranges[0]} == {ranges[1]})")
     return " & ".join(tests), xp + ".where({mask}, {x}, 0.0)"
+
+
+def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str]) -> list[str]:
+    """The lines setting ``names["dtype"]`` (and on torch ``names["device"]``) for the
+    constants of an exported function: the inputs' common dtype (and device)."""
+    dtype, device = names["dtype"], names["device"]
+    if backend == "torch":
+        if not inputs:
+            return [f"{dtype}, {device} = {xp}.float64, {xp}.device(\"cpu\")"]
+        common = f"{inputs[0]}.dtype"
+        for n in inputs[1:]:
+            common = f"{xp}.promote_types({common}, {n}.dtype)"
+        arrays = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
+        return [f"{dtype} = {common}",  # constants: the inputs' dtype and device
+                f"{device} = max(({arrays}), key=lambda a: a.ndim).device"]
+    if not inputs:
+        return [f"{dtype} = {xp}.result_type(float)"]
+    return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]

@@ -18,7 +18,7 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import leading, matmul, reshaped, selected
+from .code_forms import dtype_lines, leading, matmul, reshaped, selected
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -240,7 +240,10 @@ class CodeWriter:
             alias = view = not factors and not sign  # the variable itself
         else:
             strategy = path_strategy("auto", [labels for _, labels in operands])
+            folded = self.fold(rest, sign, factors) if self.d.fold and len(rest) > 1 else None
             value, actual = self.contraction(rest, out, strategy, free)
+            if folded:  # the scalars went into an operand
+                self.var[folded[0]], sign, factors = folded[1], "", []
             alias = not factors and not sign and len(rest) == 1
             if factors:  # (a single-operand einsum may be a view of its operand)
                 value = " * ".join(factors) + " * " + value
@@ -249,6 +252,21 @@ class CodeWriter:
             alias = self.alias[rest[0][0]]
         self.assign(k, sign + value, alias=alias, view=view)
         self.settle(k, out, actual)
+
+    def fold(self, rest: list, sign: str, factors: list[str]) -> tuple[int, str] | None:
+        """The scalar factors (and sign) of a product moved onto its smallest operand that
+        an element-wise step makes, where XLA fuses them into the loop that makes it (on
+        the product they are a pass of their own: C1's gradient 23 -> 21 us): that
+        operand's slot and variable, which stands for the scaled one until put back."""
+        sizes = [(math.prod(sh), s) for s, _ in rest
+                 if isinstance(self.steps[s], (Add, Func, Pow, Scale)) and
+                 (sh := self.int_shape(s)) is not None]
+        if not (sign or factors) or not sizes:
+            return None
+        slot = min(sizes)[1]
+        original, self.var[slot] = self.var[slot], self.bind(
+            sign + " * ".join(factors + [self.var[slot]]))
+        return slot, original
 
     def contraction(self, rest: list, out: tuple[Index, ...], strategy: Any,
                     free: bool = False) -> tuple[str, tuple[Index, ...]]:
@@ -576,7 +594,7 @@ class CodeWriter:
             targets = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
             body.append(f"{targets} = {self.helper}({', '.join(inputs)})")
         if self.needs_dtype:
-            body += self.dtype_lines(inputs)
+            body += dtype_lines(self.backend, xp, self.names, inputs)
         body += self.lines
         body.append(f"return {result}")
         module = self.d.module.format(xp=xp)
@@ -595,22 +613,6 @@ class CodeWriter:
             helpers += ["", ""]
         return "\n".join(imports + ["", ""] + helpers + head +
                          ["    " + s if s else "" for s in body]) + "\n"
-
-    def dtype_lines(self, inputs: list[str]) -> list[str]:
-        xp, dtype, device = self.xp, self.names["dtype"], self.names["device"]
-        if self.backend == "torch":
-            if not inputs:
-                return [f"{dtype}, {device} = {xp}.float64, {xp}.device(\"cpu\")"]
-            common = f"{inputs[0]}.dtype"
-            for n in inputs[1:]:
-                common = f"{xp}.promote_types({common}, {n}.dtype)"
-            arrays = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
-            return [f"{dtype} = {common}",  # constants: the inputs' dtype and device
-                    f"{device} = max(({arrays}), key=lambda a: a.ndim).device"]
-        if not inputs:
-            return [f"{dtype} = {xp}.result_type(float)"]
-        return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
-
 
 #: Each kind's writer: ``writer(code_writer, k, step)`` writes step ``k``.
 WRITERS: dict[type[Step], Any] = {

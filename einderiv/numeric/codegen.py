@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,15 +115,32 @@ class ExportedExpr:
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
         # checked on each call (core.structures)
         self._structures = {k: v for e in writer.exprs for k, v in structures_in(e).items()}
-        # a call with known shapes: one generated function, positional arguments
+        names = [p for p, _ in self._params]
+        # jax: one jitted function for all shapes, whose body runs only while JAX traces
+        # a new signature: there it picks the code written for the shapes (_traced), and
+        # jax.jit's own cache finds each call's compiled program, no key built here
+        self._jitted: Any = None
+        if backend == "jax":
+            import jax
+            self._jitted = jax.jit(self._traced)
+        self._get = itemgetter(*names) if len(names) > 1 else \
+            (lambda arrays: (arrays[names[0]],)) if names else (lambda arrays: ())
+        self._direct = self._jitted is not None and not self._structures
+        # torch, a call with known shapes: one generated function, positional arguments
         self._call = self._general if self._structures else \
-            fast_entry([p for p, _ in self._params], self._fns, self._general)
+            fast_entry(names, self._fns, self._general)
 
     def __repr__(self) -> str:
         text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
         return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
+        if self._direct:  # the arrays by position to jax.jit: ~1 us a call (backends.py)
+            try:
+                args = self._get(arrays)
+            except KeyError:
+                return self._general(arrays)
+            return self._jitted(*args)
         return self._call(arrays)
 
     def _general(self, arrays: Mapping[str, Any]) -> Any:
@@ -131,15 +149,26 @@ class ExportedExpr:
         if any(p not in arrays for p, _ in self._params):
             raise missing_error(self._variables, [p for p, _ in self._params], arrays)
         check_values(self._structures, arrays)
+        if self._jitted is not None:
+            return self._jitted(*(arrays[p] for p, _ in self._params))
         shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
         fn = self._fns.get(shapes)
         if fn is None:
             fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
         return fn(*(arrays[p] for p, _ in self._params))
 
+    def _traced(self, *args: Any) -> Any:
+        """jax: the body of the jitted function, run while JAX traces (the arguments are
+        tracers, their shapes known): the code written for these shapes."""
+        shapes = tuple(tuple(a.shape if hasattr(a, "shape") else _jnp_shape(a)) for a in args)
+        fn = self._fns.get(shapes)
+        if fn is None:
+            fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
+        return fn(*args)
+
     def _load(self, shapes: Mapping[str, tuple]) -> Any:
         """The function written for these input shapes (ShapeError where they do not fit),
-        taking the arguments by position (jitted on JAX)."""
+        taking the arguments by position (jax: called inside the jitted ``_traced``)."""
         source = _writer(self.expr, "f", self.backend, shapes).source()
         # the exported function takes keywords only; calls here go by position (a
         # keyword call of a jitted function costs JAX ~10 us more: benchmarks/backends.py)
@@ -148,11 +177,13 @@ class ExportedExpr:
                    f"    return f({', '.join(f'{n}={n}' for n in names)})\n")
         namespace: dict[str, Any] = {}
         exec(compile(source, "<einderiv export>", "exec"), namespace)  # noqa: S102
-        fn = namespace["positional"]
-        if self.backend == "jax":
-            import jax
-            fn = jax.jit(fn)
-        return fn
+        return namespace["positional"]
+
+
+def _jnp_shape(a: Any) -> tuple:
+    """The shape of a nested list (of tracers, inside jax.jit) as jax.numpy reads it."""
+    import jax.numpy as jnp
+    return tuple(jnp.asarray(a).shape)
 
 
 def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:

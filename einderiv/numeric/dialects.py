@@ -42,6 +42,9 @@ class Dialect:
     # b's, and the import it needs ({lax}); empty: the dialect's einsum
     leading: tuple[str, ...] = ()
     leading_import: str = ""
+    # the scalar factors and sign of a product on an operand that an element-wise step
+    # makes (XLA fuses them into its loop), not on the product (a pass of its own)
+    fold: bool = False
 
 
 #: Python numbers, weak in the promotion (NEP 50): they take the arrays' dtype.
@@ -110,7 +113,8 @@ DIALECTS: dict[str, Dialect] = {
          "    dtype = {xp}.result_type(float)",
          "return [a if type(a) not in numbers and a.dtype == dtype else {xp}.asarray(a, dtype)",
          "        for a in arrays]"),
-        natural=True, leading=_JAX_LEADING, leading_import="import jax.lax as {lax}"),
+        natural=True, leading=_JAX_LEADING, leading_import="import jax.lax as {lax}",
+        fold=True),
     "torch": Dialect(
         "import torch as {xp}", "torch", "{xp}.einsum", "pairwise", "",
         "dtype={dtype}, device={device}", "{xp}.tensor({c}, dtype={dtype}, device={device})",
