@@ -258,12 +258,11 @@ class CodeWriter:
         an element-wise step makes, where XLA fuses them into the loop that makes it (on
         the product they are a pass of their own: C1's gradient 23 -> 21 us): that
         operand's slot and variable, which stands for the scaled one until put back."""
-        sizes = [(math.prod(sh), s) for s, _ in rest
-                 if isinstance(self.steps[s], (Add, Func, Pow, Scale)) and
-                 (sh := self.int_shape(s)) is not None]
+        sizes = [(math.prod(sh) if (sh := self.int_shape(s)) else math.inf, self.rank[s] or 0,
+                  s) for s, _ in rest if isinstance(self.steps[s], (Add, Func, Pow, Scale))]
         if not (sign or factors) or not sizes:
             return None
-        slot = min(sizes)[1]
+        slot = min(sizes)[2]  # the fewest elements (the fewest axes: sizes unknown)
         original, self.var[slot] = self.var[slot], self.bind(
             sign + " * ".join(factors + [self.var[slot]]))
         return slot, original
@@ -288,6 +287,8 @@ class CodeWriter:
         if path is None and known and len(rest) > 1:
             path = [tuple(c) for c in
                     oe.contract_path(spec, *shapes, shapes=True, optimize=strategy)[0]]
+        elif path is None and len(rest) == 2 and self.d.leading:  # the one path of two
+            path = [(0, 1)]
         args = ", ".join(self.var[s] for s, _ in rest)
         searched = f', optimize="{strategy}"' if len(rest) > 1 else ""
         given = f", optimize={path!r}" if path else searched

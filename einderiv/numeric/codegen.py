@@ -16,6 +16,11 @@ what ``compile`` does:
   a diagonal of zeros (an einsum view on numpy, an indexed assignment on torch), or
   on jax selected by ``jnp.where`` on compared index ranges (XLA fuses a select with
   what reads it; a scatter it does not);
+* on jax, a product summed over the leading axes of both operands (``X^T W X``) calls a
+  helper written beside the function, which on CPU transposes the first operand in
+  cache-sized row blocks before the product (XLA's fast CPU product takes only a first
+  operand summed over its last axes), and a product's scalar factors multiply its
+  smallest operand made element-wise (fused into that loop by XLA, not a pass after);
 * a value written twice (the same text of the same variables) is computed once;
 * more than 52 index letters in one contraction (numpy's and torch's limit): that
   line calls ``opt_einsum.contract``, which maps the labels for the backend.
@@ -24,7 +29,8 @@ The function takes the expression's variables as keyword-only arguments, in the
 order the expression shows them; its result has numpy's promotion of the arrays'
 dtypes, Python numbers weak (NEP 50), integer and boolean arrays made floats (as
 compile does); it never modifies its inputs, and imports
-only its array library (and opt_einsum where needed), never einderiv.
+only its array library (jax.numpy and jax.lax on jax; opt_einsum where needed), never
+einderiv.
 
 The writer is :mod:`einderiv.numeric.code_writer` (one method per step kind), the
 spellings of each library :mod:`einderiv.numeric.dialects`, the sizes in the
@@ -127,7 +133,7 @@ class ExportedExpr:
             (lambda arrays: (arrays[names[0]],)) if names else (lambda arrays: ())
         self._direct = self._jitted is not None and not self._structures
         # torch, a call with known shapes: one generated function, positional arguments
-        self._call = self._general if self._structures else \
+        self._call = self._general if self._structures or self._jitted is not None else \
             fast_entry(names, self._fns, self._general)
 
     def __repr__(self) -> str:
@@ -135,7 +141,8 @@ class ExportedExpr:
         return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
-        if self._direct:  # the arrays by position to jax.jit: ~1 us a call (backends.py)
+        if self._direct:  # the arrays by position to jax.jit: this call costs ~0.35 us
+            # more than a positional call of the jitted function (benchmarks/backends.py)
             try:
                 args = self._get(arrays)
             except KeyError:
@@ -170,8 +177,7 @@ class ExportedExpr:
         """The function written for these input shapes (ShapeError where they do not fit),
         taking the arguments by position (jax: called inside the jitted ``_traced``)."""
         source = _writer(self.expr, "f", self.backend, shapes).source()
-        # the exported function takes keywords only; calls here go by position (a
-        # keyword call of a jitted function costs JAX ~10 us more: benchmarks/backends.py)
+        # the exported function takes keywords only; calls here go by position
         names = [py for _, py in self._params]
         source += (f"\n\ndef positional({', '.join(names)}):\n"
                    f"    return f({', '.join(f'{n}={n}' for n in names)})\n")
@@ -190,9 +196,8 @@ def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
     """``call(arrays)``: the function loaded for the arrays' shapes (``fns``, keyed by
     the shapes in the order of ``names``), called with the arrays by position, or
     ``general(arrays)`` where a name is missing, an argument has no shape (a Python
-    number counts as shape ``()``), or the shapes are new. A keyword call of a jitted
-    function with a Python number among its arguments costs JAX about 10 us more than
-    this (benchmarks/backends.py)."""
+    number counts as shape ``()``), or the shapes are new (torch; jax's entry is
+    ``ExportedExpr.__call__``, jax.jit keying the shapes)."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
