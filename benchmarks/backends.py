@@ -4,9 +4,16 @@ For every case of benchmarks/cases.py (``--quick``: small sizes), on one thread,
 
 - JAX: ``compile(backend="jax")`` (einderiv's plan exported as JAX code, run under
   ``jax.jit``), the exported code itself (``to_python(backend="jax", shapes=...)`` loaded
-  and jitted by hand), against ``jax.jit(jax.grad)`` / ``jax.jit(jax.hessian)`` /
-  ``jax.jit(jax.jacrev)`` of the same function;
-- torch: ``compile(backend="torch")``, the exported torch code called directly, against
+  and jitted by hand, called by keyword as einderiv is), against ``jax.jit(jax.grad)`` /
+  ``jax.jit(jax.hessian)`` / ``jax.jit(jax.jacrev)`` of the same function, called as JAX
+  code calls it (the variable, then a dict of the others); all three get the same
+  arrays and the same Python numbers (C1's ``n``). JAX runs with CPU dispatch
+  synchronous (``jax_cpu_enable_async_dispatch`` off): asynchronously a call of a few
+  microseconds hands its work to another thread and took 30 or 85 us by whether that
+  thread was awake (two modes, the same for every method; 40 samples of C1's gradient
+  at 1000 x 100), so the minimum of a few rounds picked a mode, not a method;
+- torch: ``compile(backend="torch")``, the exported torch code called directly (by
+  keyword), against
   ``torch.func.grad`` / ``hessian`` / ``jacrev`` (eager, as torch.func runs) and against
   ``torch.compile`` of the hand-written formula (written below, one per case);
 - for Hessians and Jacobians, the time to write the dense result (a new array of the
@@ -28,6 +35,7 @@ import one_thread  # noqa: F401
 import os
 
 import argparse  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -154,12 +162,12 @@ def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) ->
     auto = jax.jit(T(lambda w, o: case.loss(jnp, {**o, wrt: w})))
     compiled = expr.compile(backend="jax")
     shapes = {k: np.shape(v) for k, v in data.items()}
-    exported = jax.jit(_load(expr.to_python("f", backend="jax", shapes=shapes)))
-    params = [p for p in sorted(shapes) if p in exported.__wrapped__.__code__.co_varnames[
-        :exported.__wrapped__.__code__.co_argcount]]
+    source = _load(expr.to_python("f", backend="jax", shapes=shapes))
+    exported = jax.jit(source)
+    kw = {p: arrays[p] for p in inspect.signature(source).parameters}  # keyword-only
     out = {
         "einderiv": lambda: jax.block_until_ready(compiled(**arrays)),
-        "export": lambda: jax.block_until_ready(exported(*(arrays[p] for p in params))),
+        "export": lambda: jax.block_until_ready(exported(**kw)),
         "autodiff": lambda: jax.block_until_ready(auto(arrays[wrt], others)),
     }
     if case.kind != "grad":
@@ -181,10 +189,10 @@ def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
     compiled = expr.compile(backend="torch")
     shapes = {k: np.shape(v) for k, v in data.items()}
     exported = _load(expr.to_python("f", backend="torch", shapes=shapes))
-    params = exported.__code__.co_varnames[:exported.__code__.co_argcount]
+    kw = {p: tensors[p] for p in inspect.signature(exported).parameters}  # keyword-only
     out = {
         "einderiv": lambda: compiled(**tensors),
-        "export": lambda: exported(*(tensors[p] for p in params)),
+        "export": lambda: exported(**kw),
         "autodiff": lambda: auto(tensors[wrt], others),
     }
     hand = TORCH_HAND.get((case.id, case.kind))
@@ -427,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     if "jax" in args.libs:
         import jax
         jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_cpu_enable_async_dispatch", False)  # see the docstring
         versions["jax"] = jax.__version__
     if "torch" in args.libs:
         import torch

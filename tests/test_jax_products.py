@@ -117,3 +117,22 @@ def test_jax_entry_takes_lists_numbers_and_reports_missing_names_and_bad_shapes(
         g(X=jnp.asarray(X), theta=jnp.asarray(th), n=4.0)
     with pytest.raises(einderiv.ShapeError, match="index 'b' has size 5"):
         g(X=jnp.asarray(X), theta=jnp.ones(5), Y=jnp.asarray(Y), n=4.0)
+
+
+def test_a_scalar_is_not_folded_onto_an_operand_that_is_a_factor_twice():
+    """2 (u+v)^2 X^T X: the sum u+v is a factor twice; 2 multiplied onto it would count
+    twice (4 (u+v)^2). The value is the closed form, and the tanh network Hessian's
+    block too (its 2 (1 - tanh^2) is a factor twice)."""
+    e = einderiv.parse("2*(u[a]+v[a])*(u[a]+v[a])*X[a,b]*X[a,c]")
+    u, v, X = RNG.normal(size=6), RNG.normal(size=6), RNG.normal(size=(6, 4))
+    got = e.compile(backend="jax")(u=jnp.asarray(u), v=jnp.asarray(v), X=jnp.asarray(X))
+    np.testing.assert_allclose(np.asarray(got), 2 * X.T @ (X * ((u + v) ** 2)[:, None]),
+                               rtol=1e-12)
+    g = einderiv.parse("2*(1 - tanh(W[h,i]*X[i,b] -> [h,b])**2)"
+                       "*(1 - tanh(W[k,j]*X[j,b] -> [k,b])**2)*X[p,b]*X[q,b]")
+    W, X = RNG.normal(size=(3, 5)), RNG.normal(size=(5, 4))
+    D = 1 - np.tanh(W @ X) ** 2
+    got = g.compile(backend="jax")(W=jnp.asarray(W), X=jnp.asarray(X))
+    want = 2 * np.einsum("hb,kb,pb,qb->hkpq", D, D, X, X)
+    np.testing.assert_allclose(np.transpose(np.asarray(got), [g.free.index(i) for i in "hkpq"]),
+                               want, rtol=1e-12)

@@ -258,8 +258,10 @@ class CodeWriter:
         an element-wise step makes, where XLA fuses them into the loop that makes it (on
         the product they are a pass of their own: C1's gradient 23 -> 21 us): that
         operand's slot and variable, which stands for the scaled one until put back."""
+        slots = [s for s, _ in rest]  # one that is a factor once (t * t: not twice)
         sizes = [(math.prod(sh) if (sh := self.int_shape(s)) else math.inf, self.rank[s] or 0,
-                  s) for s, _ in rest if isinstance(self.steps[s], (Add, Func, Pow, Scale))]
+                  s) for s in slots if isinstance(self.steps[s], (Add, Func, Pow, Scale))
+                 and slots.count(s) == 1]
         if not (sign or factors) or not sizes:
             return None
         slot = min(sizes)[2]  # the fewest elements (the fewest axes: sizes unknown)
