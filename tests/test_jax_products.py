@@ -48,6 +48,18 @@ def test_logistic_hessian_in_row_blocks_equals_the_closed_form():
         np.testing.assert_allclose(np.asarray(got), want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
+def test_symmetric_gram_in_row_blocks_equals_the_closed_form():
+    """X^T X (the least-squares Hessian 2/n X^T X, one operand on both sides): three of the
+    four blocks computed in each block of rows, the fourth the transpose of one; exactly
+    symmetric, and equal to the closed form."""
+    H = einderiv.diff(einderiv.diff(LSQ, "theta"), "theta").compile(backend="jax")
+    X = RNG.normal(size=(1103, 520))
+    got = np.asarray(H(X=jnp.asarray(X), n=1103))
+    want = 2 / 1103 * X.T @ X
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+    assert np.array_equal(got, got.T)
+
+
 def test_the_product_over_leading_axes_goes_through_the_helper():
     """The exported jax code of X^T W X calls the helper (one product, the first operand
     transposed), of X^T X too; numpy and torch export the product as before."""
