@@ -61,11 +61,13 @@ def test_symmetric_gram_in_row_blocks_equals_the_closed_form():
 
 
 def test_the_product_over_leading_axes_goes_through_the_helper():
-    """The exported jax code of X^T W X calls the helper (one product, the first operand
-    transposed), of X^T X too; numpy and torch export the product as before."""
+    """The exported jax code of X^T W X calls the helper with X on both sides and W beside
+    (each block of rows scaled inside it: no n x d array X W), of X^T X too; numpy and
+    torch export the product as before."""
     H = einderiv.diff(einderiv.diff(LOGISTIC, "theta"), "theta")
     src = H.to_python(backend="jax", shapes={"X": (1103, 520), "y": (1103,), "theta": (520,)})
-    assert re.search(r"= _leading\(t\d+, X, 1\)", src) and "jnp.einsum(\"ab,ac" not in src
+    assert re.search(r"= _leading\(X, X, 1, t\d+\)", src) and "jnp.einsum(\"ab,ac" not in src
+    assert "[:, None]" not in src.split("def grad")[1]
     assert "import jax.lax as lax" in src
     gram = einderiv.diff(einderiv.diff(LSQ, "theta"), "theta")
     assert "_leading(X, X, 1)" in gram.to_python(backend="jax")

@@ -6,11 +6,15 @@ index ranges, the reshape of an index range, the dtype (and device) of new const
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.ir import Index
 
-__all__ = ["matmul", "leading", "selected", "reshaped", "dtype_lines"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .code_writer import CodeWriter
+
+__all__ = ["matmul", "leading", "weighted", "leading_call", "selected", "reshaped",
+           "dtype_lines"]
 
 
 def reshaped(ax: int, rank: int) -> str:
@@ -70,6 +74,37 @@ def leading(picked: list, new: tuple[Index, ...]) -> tuple[str, str, int] | None
     if fx + fy == new:
         return x, y, s
     return (y, x, s) if fy + fx == new else None
+
+
+def weighted(picked: list, new: tuple[Index, ...]) -> tuple[str, str, int] | None:
+    """``(x, v, s)`` where the element-wise product of two operands ``(variable, labels)``
+    is ``x`` (axes ``new``) with its rows scaled by ``v``, whose ``s`` axes lead ``x``'s
+    (``X * w[:, None]``); None otherwise.
+
+    >>> weighted([("X", ("a", "b")), ("w", ("a",))], ("a", "b"))
+    ('X', 'w', 1)
+    """
+    for (x, lx), (v, lv) in (picked, picked[::-1]):
+        if lv and len(lv) < len(lx) and lx == new and lx[:len(lv)] == lv:
+            return x, v, len(lv)
+    return None
+
+
+def leading_call(writer: CodeWriter, lead: tuple[str, str, int], ops: list) -> str:
+    """The helper's call for a product over the leading axes of both operands; an
+    operand written just before as rows scaled by a vector over those axes
+    (``X * w[:, None]``), read nowhere else, goes in unscaled with the vector beside:
+    the helper scales each block of rows, no n x d array (and ``X^T W X`` is seen
+    symmetric)."""
+    writer.needs_leading = True
+    a, b, s = lead
+    for name in (a, b) if a != b and all(v not in (a, b) for v, _ in ops) else ():
+        x, v, r, value = writer.rows.get(name, (None, None, 0, None))
+        if x is not None and r == s and writer.lines[-1] == f"{name} = {value}":
+            writer.lines.pop()
+            del writer.written[value]
+            return f"{writer.leading}({x if name == a else a}, {x if name == b else b}, {s}, {v})"
+    return f"{writer.leading}({a}, {b}, {s})"
 
 
 def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], pairs: Any,

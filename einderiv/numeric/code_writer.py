@@ -18,7 +18,8 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import dtype_lines, leading, matmul, reshaped, selected
+from .code_forms import (dtype_lines, leading, leading_call, matmul, reshaped, selected,
+                         weighted)
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -77,6 +78,7 @@ class CodeWriter:
         self.helper = self.fresh("_arrays")
         self.lax, self.leading = self.fresh("lax"), self.fresh("_leading")
         self.needs_leading = False
+        self.rows: dict[str, tuple] = {}  # a variable x * v (rows scaled): (x, v, axes, text)
         self.names = {"dtype": self.fresh("dtype"), "device": self.fresh("device")}
         self.counts: dict[str, int] = {}
         self.var: dict[int, str] = {}
@@ -317,6 +319,7 @@ class CodeWriter:
         dialect each pair's axes in the order a matrix product gives them (shared kept
         axes, then the first's, then the second's) and element-wise pairs as ``*``."""
         ops = [(self.var[s], labels) for s, labels in rest]
+        scaled = None
         for n, pair in enumerate(path):
             picked = [ops[j] for j in sorted(pair)]  # in the order of the product
             for j in sorted(pair, reverse=True):
@@ -334,18 +337,21 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
+                scaled = weighted(picked, new) if self.d.leading and not last else None
             elif self.d.matmul and len(picked) == 2 and matmul(picked, new):
                 call = matmul(picked, new) or ""
             elif self.d.leading and len(picked) == 2 and leading(picked, new):
-                self.needs_leading = True
-                call = f"{self.leading}({', '.join(map(str, leading(picked, new) or ()))})"
+                call = leading_call(self, leading(picked, new) or ("", "", 0), ops)
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
                     f'("{spec}", {", ".join(v for v, _ in picked)})'
             if last:
                 return call, new
+            if scaled and call not in self.written:  # its rows scaled: for leading_call
+                self.rows[self.bind(call)] = (*scaled, call)
             ops.append((self.bind(call), new))
+            scaled = None
         raise AssertionError("an empty path")  # pragma: no cover
 
     def step_func(self, k: int, step: Func) -> None:
@@ -611,7 +617,7 @@ class CodeWriter:
         helpers = []  # module level: no argument of the function shadows what they use
         if self.needs_leading:
             imports.append(self.d.leading_import.format(lax=self.lax))
-            helpers = [f"def {self.leading}(a, b, s):  # summed over the s leading axes of both"]
+            helpers = [f"def {self.leading}(a, b, s, w=None):  # over the s leading axes of both"]
             helpers += ["    " + s.format(xp=xp, lax=self.lax) if s else "" for s in self.d.leading]
             helpers += ["", ""]
         return "\n".join(imports + ["", ""] + helpers + head +

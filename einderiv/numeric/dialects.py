@@ -37,9 +37,10 @@ class Dialect:
     # transpose as a flag, where torch.einsum permutes and copies; not on JAX, where
     # jnp.einsum is one dot_general and XLA on CPU copied ``X.T`` of ``X.T @ v``)
     matmul: bool = False
-    # the body of a helper ``(a, b, s)`` for a product summed over the ``s`` leading axes
-    # of both operands (``X^T W X``: code_forms.leading), its result a's other axes then
-    # b's, and the import it needs ({lax}); empty: the dialect's einsum
+    # the body of a helper ``(a, b, s, w=None)`` for a product summed over the ``s``
+    # leading axes of both operands, the rows of ``a`` scaled by ``w`` (over those axes:
+    # ``X^T W X``; code_forms.leading), its result a's other axes then b's, and the
+    # import it needs ({lax}); empty: the dialect's einsum
     leading: tuple[str, ...] = ()
     leading_import: str = ""
     # the scalar factors and sign of a product on an operand that an element-wise step
@@ -77,29 +78,38 @@ _JAX_LEADING = (
     "    m *= d",
     "for d in fb:",
     "    p *= d",
+    "sym, h = a is b and m >= 128, m // 2  # a^T diag(w) a: symmetric",
     "if m < 16 or p < 16 or n * m * p < 65536:",
+    "    a = a if w is None else a * w.reshape(w.shape + (1,) * (a.ndim - s))",
     "    return {xp}.tensordot(a, b, (tuple(range(s)), tuple(range(s))))",
-    "sym, h = a is b and m >= 128, m // 2  # a^T a: symmetric",
     "a, b = a.reshape(n, m), b.reshape(n, p)",
+    "w = None if w is None else w.reshape(n, 1)",
     "",
-    "def rows(a, b):  # a^T b, a^T written out; symmetric: 3 of its 4 blocks",
-    "    t = {lax}.optimization_barrier(a.T)",
+    "def rows(a, b, w):  # a^T b, a^T written out; symmetric: 3 of its 4 blocks",
+    "    t = {lax}.optimization_barrier((a if w is None else a * w).T)",
     "    if not sym:",
     "        return t @ b",
     "    u, v = t[:h] @ b[:, :h], t[:h] @ b[:, h:]",
     "    return {xp}.block([[u, v], [v.T, t[h:] @ b[:, h:]]])",
     "",
+    "def block(x, i, c):",
+    "    return None if x is None else {lax}.dynamic_slice_in_dim(x, i * c, c)",
+    "",
     "def cpu(a, b):  # k blocks of up to 512 rows, or of about 2 MiB of a where more",
     "    k = -(-n // max(512, 2097152 // (m * a.dtype.itemsize)))",
     "    c = n // k",
     "    if k == 1:",
-    "        return rows(a, b)",
-    "    h = {lax}.fori_loop(0, k, lambda i, h: h + rows({lax}.dynamic_slice_in_dim(a, i * c, c),",
-    "                                                   {lax}.dynamic_slice_in_dim(b, i * c, c)),",
-    "                        {xp}.zeros((m, p), {xp}.result_type(a, b)))",
-    "    return h + a[k * c:].T @ b[k * c:] if k * c < n else h",
+    "        return rows(a, b, w)",
+    "    h = {lax}.fori_loop(0, k, lambda i, h: h + rows(block(a, i, c), block(b, i, c),",
+    "                                                   block(w, i, c)),",
+    "                        {xp}.zeros((m, p), {xp}.result_type(a, b, *([] if w is None else [w]))))",
+    "    r = a[k * c:] if w is None else a[k * c:] * w[k * c:]",
+    "    return h + r.T @ b[k * c:] if k * c < n else h",
     "",
-    "return {lax}.platform_dependent(a, b, cpu=cpu, default=lambda a, b: a.T @ b).reshape(fa + fb)")
+    "def other(a, b):",
+    "    return (a if w is None else a * w).T @ b",
+    "",
+    "return {lax}.platform_dependent(a, b, cpu=cpu, default=other).reshape(fa + fb)")
 
 DIALECTS: dict[str, Dialect] = {
     "numpy": Dialect(
