@@ -306,15 +306,21 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   then `ynn_fusion`): 0.44 ms at 1000 x 100; but at 10000 x 500 a transpose of all of
   the 40 MB operand cost 24-50 ms (a fresh buffer each call, a strided copy), so it runs
   in blocks of up to 512 rows in one `fori_loop` (blocks of 400-500 rows measured best
-  at 2000-10000 rows, 666-1000 rows 15-30% slower): 78 ms at 10000 x 500, 57 ms at
-  2000 x 1000, 0.51 s at 4000 x 2000 in trials of the product alone. The rule is the jax dialect's, for any product
-  summed over the leading axes of both operands (code_forms.leading, the helper in
-  numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a
+  at 2000-10000 rows, 666-1000 rows 15-30% slower): 78 ms at 10000 x 500 in a trial of
+  the product alone. Two more steps, measured the same way: the vector `w` of
+  `X^T diag(w) X` goes into the helper beside `X` (each block of rows scaled as it is
+  transposed: no n x d array `X w` written before the loop, which cost C3 20-25 ms at
+  10000 x 500), and a product of an operand with itself (`X^T X`, `X^T diag(w) X`)
+  computes 3 of its 4 blocks, the fourth the transpose of one (XLA has no symmetric
+  product: 15-19% less time at 2000 x 1000 and 10000 x 500; none at 100 columns, where
+  it is not split); `sqrt(w)` on both sides (one operand twice) needs w >= 0, not
+  general. The rule is the jax dialect's, for any product summed
+  over the leading axes of both operands (code_forms.leading and .weighted, the helper
+  in numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a
   transposed operand as a flag), and only where both kept sides have >= 16 entries
   and the product >= 2^16 terms (below that the copy costs more: summed x kept x kept
   20 x 20 x 20 1.2x slower, 1000 x 100 x 4 1.1x). C9's network gradient and Hessian
-  take it too. What is left at 10000 x 500 for C3: the element-wise `X * w` is one
-  full n x d array before the loop (C1's Hessian 72-84 ms, C3's 93-98 ms).
+  take it too.
 - **Hessians with a Kronecker delta (C9, C10)**: `where` on compared index ranges,
   fused by XLA (was a scatter: a serial loop no fusion crosses).
 - **Common subexpressions across a sign (C3, C13)**: the writer reuses any value

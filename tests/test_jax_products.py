@@ -150,3 +150,25 @@ def test_a_scalar_is_not_folded_onto_an_operand_that_is_a_factor_twice():
     want = 2 * np.einsum("hb,kb,pb,qb->hkpq", D, D, X, X)
     np.testing.assert_allclose(np.transpose(np.asarray(got), [g.free.index(i) for i in "hkpq"]),
                                want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text, spec", [
+    ("w[a]*X[a,b]*X[a,c]", "a,ab,ac->bc"),
+    ("w[a]*w[a]*X[a,b]*X[a,c]", "a,a,ab,ac->bc"),
+    ("w[a]*X[a,b]*Z[a,c]", "a,ab,ac->bc"),
+    ("w[a]*Z[a,c]*X[a,b]", "a,ac,ab->cb"),
+])
+def test_rows_scaled_inside_the_helper_equal_the_closed_form(text, spec):
+    """A vector over the summed axis goes into the helper beside the operands (scaled per
+    block of rows): once, squared, with two different operands, in either order; 300 rows
+    of 40 columns (the helper's path), against numpy's einsum of the same factors."""
+    e = einderiv.parse(text)
+    w, X, Z = RNG.random(300), RNG.normal(size=(300, 40)), RNG.normal(size=(300, 40))
+    values = {"w": w, "X": X, "Z": Z}
+    names = re.findall(r"([wXZ])\[", text)
+    assert "_leading(" in e.to_python(backend="jax", shapes={k: v.shape for k, v in values.items()})
+    got = np.asarray(e.compile(backend="jax")(**{k: jnp.asarray(v) for k, v in values.items()}))
+    want = np.einsum(spec, *(values[n] for n in names))
+    out = spec.split("->")[1]
+    np.testing.assert_allclose(np.transpose(got, [e.free.index(i) for i in out]), want,
+                               rtol=1e-11, atol=1e-11)
