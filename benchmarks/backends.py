@@ -283,11 +283,11 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   (same two `dot`s otherwise). The writer now puts a product's scalar factors and sign
   on its smallest operand made element-wise (`t4 = 2.0 * t3 * t2`, fused by XLA into
   the loop that makes `t2`): C1 at 1000 x 100 went from 22.9 to 21.0 us, JAX's 21.0.
-  What is left: the smallest calls pay the keyword entry, 0.2-0.4 us of 8-22 us (C1,
-  C2 at 100, C3 at 1000 x 100: 0.96-0.99x against the same program); C10's softmax is
-  max-shifted, one more reduction than JAX's gradient of the loss as written
+  What is left: the smallest calls pay the keyword entry, 0.2-0.5 us of 8-22 us (C1,
+  C2 at 100, C3 at 1000 x 100: 0.91-0.99x in two runs, against the same program); C10's
+  softmax is max-shifted, one more reduction than JAX's gradient of the loss as written
   (`log(sum(exp(z)))`, which overflows to nan for z > 709): two more XLA thunks, 8
-  against 6, 0.5-0.8 us of 10 us (0.92x). The large gradients (C1, C3 at 10000 x 500,
+  against 6, 0.4-0.8 us of 10 us (0.92-0.96x). The large gradients (C1, C3 at 10000 x 500,
   C2 at 1000, C6 at 500, C9) are the same HLO as JAX's, two memory-bound passes over X
   or one LU, and land within +-4% of 1.00x either way from run to run (C6 at 500:
   `inv(X).T` 11.8 ms, JAX's 12.1 ms in a trial of 7 rounds; 0.96x in the table).
