@@ -4,9 +4,16 @@ For every case of benchmarks/cases.py (``--quick``: small sizes), on one thread,
 
 - JAX: ``compile(backend="jax")`` (einderiv's plan exported as JAX code, run under
   ``jax.jit``), the exported code itself (``to_python(backend="jax", shapes=...)`` loaded
-  and jitted by hand), against ``jax.jit(jax.grad)`` / ``jax.jit(jax.hessian)`` /
-  ``jax.jit(jax.jacrev)`` of the same function;
-- torch: ``compile(backend="torch")``, the exported torch code called directly, against
+  and jitted by hand, called by keyword as einderiv is), against ``jax.jit(jax.grad)`` /
+  ``jax.jit(jax.hessian)`` / ``jax.jit(jax.jacrev)`` of the same function, called as JAX
+  code calls it (the variable, then a dict of the others); all three get the same
+  arrays and the same Python numbers (C1's ``n``). JAX runs with CPU dispatch
+  synchronous (``jax_cpu_enable_async_dispatch`` off): asynchronously a call of a few
+  microseconds hands its work to another thread and took 30 or 85 us by whether that
+  thread was awake (two modes, the same for every method; 40 samples of C1's gradient
+  at 1000 x 100), so the minimum of a few rounds picked a mode, not a method;
+- torch: ``compile(backend="torch")``, the exported torch code called directly (by
+  keyword), against
   ``torch.func.grad`` / ``hessian`` / ``jacrev`` (eager, as torch.func runs) and against
   ``torch.compile`` of the hand-written formula (written below, one per case);
 - for Hessians and Jacobians, the time to write the dense result (a new array of the
@@ -28,6 +35,7 @@ import one_thread  # noqa: F401
 import os
 
 import argparse  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
@@ -154,12 +162,12 @@ def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) ->
     auto = jax.jit(T(lambda w, o: case.loss(jnp, {**o, wrt: w})))
     compiled = expr.compile(backend="jax")
     shapes = {k: np.shape(v) for k, v in data.items()}
-    exported = jax.jit(_load(expr.to_python("f", backend="jax", shapes=shapes)))
-    params = [p for p in sorted(shapes) if p in exported.__wrapped__.__code__.co_varnames[
-        :exported.__wrapped__.__code__.co_argcount]]
+    source = _load(expr.to_python("f", backend="jax", shapes=shapes))
+    exported = jax.jit(source)
+    kw = {p: arrays[p] for p in inspect.signature(source).parameters}  # keyword-only
     out = {
         "einderiv": lambda: jax.block_until_ready(compiled(**arrays)),
-        "export": lambda: jax.block_until_ready(exported(*(arrays[p] for p in params))),
+        "export": lambda: jax.block_until_ready(exported(**kw)),
         "autodiff": lambda: jax.block_until_ready(auto(arrays[wrt], others)),
     }
     if case.kind != "grad":
@@ -181,10 +189,10 @@ def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
     compiled = expr.compile(backend="torch")
     shapes = {k: np.shape(v) for k, v in data.items()}
     exported = _load(expr.to_python("f", backend="torch", shapes=shapes))
-    params = exported.__code__.co_varnames[:exported.__code__.co_argcount]
+    kw = {p: tensors[p] for p in inspect.signature(exported).parameters}  # keyword-only
     out = {
         "einderiv": lambda: compiled(**tensors),
-        "export": lambda: exported(*(tensors[p] for p in params)),
+        "export": lambda: exported(**kw),
         "autodiff": lambda: auto(tensors[wrt], others),
     }
     hand = TORCH_HAND.get((case.id, case.kind))
@@ -251,59 +259,76 @@ def verdict(row: dict) -> tuple[str, str]:
 BEGIN, END = "<!-- backends.py: begin -->", "<!-- backends.py: end -->"
 
 FINDINGS = """\
-Where the time went (before the changes of issue 20; `python benchmarks/backends.py`
-and the jaxprs / optimized HLO of einderiv's jitted function against `jax.jit(jax.grad)`,
-`jax.make_jaxpr` and `.lower(...).compile().as_text()`):
+Where the time went (`python benchmarks/backends.py`, the jaxprs and optimized HLO of
+einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxpr`,
+`.lower(...).compile().as_text()`; one thread, float64):
 
-- **Gradients (C1, C2, C3, C6, C10)**: the HLO is the same program. For C1 and C3 both
-  compile to two `dot`s (`X theta`, then `X^T r` with `lhs_contracting_dims={0}`, no
-  transpose copied) and one fusion of the element-wise chain; the only difference is
-  the operand order of the second dot (result layout `[d,1]` against `[1,d]`), which
-  measured the same (1.94 ms against 1.94 ms at 10000 x 500). C6 is `inv(X).T` against
-  JAX's LU-based adjoint of `slogdet`, the same cost. The gaps of 0.72-0.98x in the
-  issue-5 report were per-call overhead and noise: `ExportedExpr.__call__` called the
-  jitted function by keyword with a Python float among the arguments, which costs JAX
-  about 10 us more than a positional call (C1 grad at 200 x 40: 35 us by keyword, 25 us
-  by position, 25 us for `jax.jit(jax.grad)`), plus shape tuples built per call.
-  The sigmoid was written `exp(-logaddexp(0, -x))`, whose JAX form is a
-  `custom_jvp` with `where`s for infinities; `1 / (1 + exp(-x))` is one fused loop.
-- **After**: the gradients are at parity with `jax.jit(jax.grad)`, as the same HLO
-  must be: the smallest cases are calls of 15-30 us where a few microseconds decide.
-  C1's gradient at 1000 x 100 stays about 3 us (0.87x) behind, the exported function
-  called directly too; its HLO applies the scalar `2/n` after the second `dot` (one
-  more small fusion, one more XLA thunk per call), where JAX folds it into the
-  residual's fusion. A trial that moved it there measured inside the noise.
-- **Hessians with a Kronecker delta (C9, C10)**: the delta was written
-  `zeros(...).at[i, i].set(v)`, an XLA `scatter`, which runs as a serial loop that no
-  fusion crosses, then added to the dense term. Now it is
-  `where(arange(n)[:, None] == arange(n)[None, :], v, 0)`, which XLA fuses with the
-  sum that reads it: one pass writing the result.
-- **Common subexpressions across a sign (C3, C13)**: the program keeps `-(y X theta)` and
-  `y X theta` apart (the sigmoid's argument and its mirror); XLA's CSE merges the two
-  dots, torch runs eagerly and computed `X theta` twice. The writer now reuses any
-  value already written (same text over the same never-reassigned variables).
-- **torch**: `torch.einsum` of two matrices permutes and copies before `bmm`; a
-  two-operand product of matrices and vectors is now written `a @ b` on transposed
-  views (BLAS takes the transpose as a flag): C9's gradient went from 0.61x to 1.2x of
-  `torch.func.grad`. Not on JAX: there `X.T @ v` made XLA on CPU copy `X.T` (C3's
-  gradient at 10000 x 500 fell to 0.13x in a trial run), while `jnp.einsum` is one
-  `dot_general` with the contracting dimensions given.
-- **torch, a delta beside a dense term (C10, C9 Hessians)**: zeros, an indexed
-  assignment, then a sum over the whole result: three passes. Now the dense terms are
-  summed first and the diagonal term is added in place (`H[i, i] += v`) into that new
-  array (or into the dense term itself where nothing else reads it).
-- **Not changed: the GEMM-bound Hessians (C1, C3, C13)**, `X^T diag(w) X`. einderiv and
-  `jax.hessian` both end in one `dot` of 2 n d^2 flops; numpy's plan halves that with
-  syrk (gram.py), but XLA has no symmetric product. A blocked variant (the lower
-  triangle of k x k column blocks, mirrored; jitted, measured in a quiet moment)
-  gained nothing at 10000 x 500 (78.7 ms plain, 77.4-82.4 ms with 2-6 blocks) and
-  1.3x at 2000 x 1000 (52.4 -> 39.7 ms) and 4000 x 2000 (425 -> 319 ms): XLA copies
-  the column slices, and 1.3x more would still leave C13 short of 2x. Not adopted; these
-  stay at 1.3-1.8x. (`jax.hessian`, forward over reverse, pushes the d x d identity of
-  tangents through `X theta`: a second product of the same size, `X I`, besides the
-  final one, so about 2x is the most that one product can gain over it.)
-- No GPU was lent to this task (the device tool's draw did not include it): every
-  number here is CPU.
+- **Measuring a JAX call of microseconds**: with JAX's default asynchronous CPU
+  dispatch a call hands its work to another thread; 40 interleaved samples of C1's
+  gradient at 1000 x 100 took 30 or 85-92 us by whether that thread was awake, for
+  every method alike (einderiv min 89.5 / median 92.0 us, `jax.jit(jax.grad)` min 30.4
+  / median 87.7 us in one run): the minimum over a few rounds picked a mode, which is
+  where the earlier 0.72-1.03x came from. This run sets
+  `jax_cpu_enable_async_dispatch` off: one mode (C1: 23.3 / 24.3 us against 20.8 /
+  21.6 us before the changes below).
+- **Gradients, per-call overhead, found by timing `compiled(**arrays)` against its own
+  jitted function called by position and `jax.jit(jax.grad)`, interleaved**: (1) the
+  entry built a shape key per call and went through two Python frames before jax.jit,
+  which keys shapes itself: 0.7-1.6 us. Now one `jax.jit` per compiled expression
+  whose body runs only while JAX traces (it picks the code written for the shapes), and
+  `f(**arrays)` passes the arrays by position: 400 ns of Python (65 ns for a
+  positional call of a no-op), 0.2-0.4 us over the bare jitted call in the tables
+  ("export" is that call by keyword). (2) The program: C1's HLO applied `2/n` after the
+  second `dot`, one more XLA thunk than JAX, whose `2/n` sits in the residual's fusion
+  (same two `dot`s otherwise). The writer now puts a product's scalar factors and sign
+  on its smallest operand made element-wise (`t4 = 2.0 * t3 * t2`, fused by XLA into
+  the loop that makes `t2`): C1 at 1000 x 100 went from 22.9 to 21.0 us, JAX's 21.0.
+  What is left: the smallest calls pay the keyword entry, 0.2-0.5 us of 8-22 us (C1,
+  C2 at 100, C3 at 1000 x 100: 0.91-0.99x in two runs, against the same program); C10's
+  softmax is max-shifted, one more reduction than JAX's gradient of the loss as written
+  (`log(sum(exp(z)))`, which overflows to nan for z > 709): two more XLA thunks, 8
+  against 6, 0.4-0.8 us of 10 us (0.92-0.96x). The large gradients (C1, C3 at 10000 x 500,
+  C2 at 1000, C6 at 500, C9) are the same HLO as JAX's, two memory-bound passes over X
+  or one LU, and land within +-4% of 1.00x either way from run to run (C6 at 500:
+  `inv(X).T` 11.8 ms, JAX's 12.1 ms in a trial of 7 rounds; 0.96x in the table).
+- **Hessians `X^T diag(w) X` (C1, C3, C13)**: einderiv's one product compiled to
+  `dot(X, Z), lhs_contracting_dims={0}, rhs_contracting_dims={0}`, a plain XLA `dot`
+  (Eigen), while `jax.hessian`'s first product (the identity of tangents through
+  `X theta`, `lhs_contracting_dims={1}`) became a `ynn_fusion` (YNNPACK) at twice
+  its speed: `X @ I` 0.35 ms against `X^T Z` 0.69 ms at 1000 x 100, 80 against 146 ms at
+  10000 x 500. XLA on CPU hands a product to YNNPACK only where the first operand is
+  summed over its last axis (xla/backends/cpu/ynn_support.cc, `lhs_canonical`), so
+  `jax.hessian` paid 0.5 + 1 of our product and we were 1.5x, not 2x. Writing it
+  `X.T @ (w X)`, `(X.T * w) @ X` or `lax.dot_general` with other dimension numbers
+  gives the same HLO (XLA folds the transposes into the dot; `precision=` changes
+  nothing in float64). What works: the first operand transposed behind
+  `lax.optimization_barrier` (HLO: `transpose_copy_fusion`, the scaling fused into it,
+  then `ynn_fusion`): 0.44 ms at 1000 x 100; but at 10000 x 500 a transpose of all of
+  the 40 MB operand cost 24-50 ms (a fresh buffer each call, a strided copy), so it runs
+  in blocks of up to 512 rows in one `fori_loop` (blocks of 400-500 rows measured best
+  at 2000-10000 rows, 666-1000 rows 15-30% slower): 78 ms at 10000 x 500 in a trial of
+  the product alone. Two more steps, measured the same way: the vector `w` of
+  `X^T diag(w) X` goes into the helper beside `X` (each block of rows scaled as it is
+  transposed: no n x d array `X w` written before the loop, which cost C3 20-25 ms at
+  10000 x 500), and a product of an operand with itself (`X^T X`, `X^T diag(w) X`)
+  computes 3 of its 4 blocks, the fourth the transpose of one (XLA has no symmetric
+  product: 15-19% less time at 2000 x 1000 and 10000 x 500; none at 100 columns, where
+  it is not split); `sqrt(w)` on both sides (one operand twice) needs w >= 0, not
+  general. The rule is the jax dialect's, for any product summed
+  over the leading axes of both operands (code_forms.leading and .weighted, the helper
+  in numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a
+  transposed operand as a flag), and only where both kept sides have >= 16 entries
+  and the product >= 2^16 terms (below that the copy costs more: summed x kept x kept
+  20 x 20 x 20 1.2x slower, 1000 x 100 x 4 1.1x). C9's network gradient and Hessian
+  take it too.
+- **Hessians with a Kronecker delta (C9, C10)**: `where` on compared index ranges,
+  fused by XLA (was a scatter: a serial loop no fusion crosses).
+- **Common subexpressions across a sign (C3, C13)**: the writer reuses any value
+  already written (`X theta` once; torch computed it twice).
+- **torch**: two-operand products of matrices and vectors as `a @ b` on transposed
+  views (C9's gradient 0.61x -> 1.2x of `torch.func.grad`); a delta beside a dense
+  term added in place into the dense sum (C10, C9 Hessians).
+- No GPU was lent to this task: every number here is CPU.
 """
 
 
@@ -427,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     if "jax" in args.libs:
         import jax
         jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_cpu_enable_async_dispatch", False)  # see the docstring
         versions["jax"] = jax.__version__
     if "torch" in args.libs:
         import torch

@@ -1,15 +1,20 @@
 """Text of the array expressions that the code writer (:mod:`einderiv.numeric.code_writer`)
 writes in more than one place or for one library: a matrix product on transposed views,
-a diagonal selected by compared index ranges, the reshape of an index range.
+a product summed over the leading axes of both operands, a diagonal selected by compared
+index ranges, the reshape of an index range, the dtype (and device) of new constants.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.ir import Index
 
-__all__ = ["matmul", "selected", "reshaped"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .code_writer import CodeWriter
+
+__all__ = ["matmul", "leading", "weighted", "leading_call", "selected", "reshaped",
+           "dtype_lines"]
 
 
 def reshaped(ax: int, rank: int) -> str:
@@ -45,6 +50,63 @@ def matmul(picked: list, new: tuple[Index, ...]) -> str | None:
     return f"({a} @ {b})"  # a coefficient multiplies the product, not a factor
 
 
+def leading(picked: list, new: tuple[Index, ...]) -> tuple[str, str, int] | None:
+    """``(a, b, s)`` where two operands ``(variable, labels)`` are summed over ``s`` axes
+    that lead both, in the same order, each keeping axes of its own and none shared, the
+    result's axes ``new`` those of ``a`` then those of ``b`` (operands swapped where
+    that gives ``new``): ``X^T W X`` as ``X[a,b] Z[a,c] -> [b,c]``, a product that XLA on
+    CPU runs at half speed (its fast GEMM wants the first operand's summed axes last);
+    None otherwise.
+
+    >>> leading([("X", ("a", "b")), ("Z", ("a", "c"))], ("c", "b"))
+    ('Z', 'X', 1)
+    >>> leading([("X", ("a", "b")), ("r", ("a",))], ("b",)) is None  # a matrix-vector product
+    True
+    """
+    (x, lx), (y, ly) = picked
+    s = 0
+    while s < min(len(lx), len(ly)) and lx[s] == ly[s] and lx[s] not in new:
+        s += 1
+    fx, fy = lx[s:], ly[s:]
+    if not s or not fx or not fy or len(set(lx)) != len(lx) or len(set(ly)) != len(ly) or \
+            set(fx) & set(fy):
+        return None
+    if fx + fy == new:
+        return x, y, s
+    return (y, x, s) if fy + fx == new else None
+
+
+def weighted(picked: list, new: tuple[Index, ...]) -> tuple[str, str, int] | None:
+    """``(x, v, s)`` where the element-wise product of two operands ``(variable, labels)``
+    is ``x`` (axes ``new``) with its rows scaled by ``v``, whose ``s`` axes lead ``x``'s
+    (``X * w[:, None]``); None otherwise.
+
+    >>> weighted([("X", ("a", "b")), ("w", ("a",))], ("a", "b"))
+    ('X', 'w', 1)
+    """
+    for (x, lx), (v, lv) in (picked, picked[::-1]):
+        if lv and len(lv) < len(lx) and lx == new and lx[:len(lv)] == lv:
+            return x, v, len(lv)
+    return None
+
+
+def leading_call(writer: CodeWriter, lead: tuple[str, str, int], ops: list) -> str:
+    """The helper's call for a product over the leading axes of both operands; an
+    operand written just before as rows scaled by a vector over those axes
+    (``X * w[:, None]``), read nowhere else, goes in unscaled with the vector beside:
+    the helper scales each block of rows, no n x d array (and ``X^T W X`` is seen
+    symmetric)."""
+    writer.needs_leading = True
+    a, b, s = lead
+    for name in (a, b) if a != b and all(v not in (a, b) for v, _ in ops) else ():
+        x, v, r, value = writer.rows.get(name, (None, None, 0, None))
+        if x is not None and r == s and writer.lines[-1] == f"{name} = {value}":
+            writer.lines.pop()
+            del writer.written[value]
+            return f"{writer.leading}({x if name == a else a}, {x if name == b else b}, {s}, {v})"
+    return f"{writer.leading}({a}, {b}, {s})"
+
+
 def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], pairs: Any,
              root: Any) -> tuple[str, str]:
     """``x`` (axes ``rest``) on the diagonals ``keep == gone`` of an array with axes
@@ -60,3 +122,21 @@ def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], p
                   f"{reshaped(out.index(label), len(out))}" for label in (keep, gone)]
         tests.append(f"({ranges[0]} == {ranges[1]})")
     return " & ".join(tests), xp + ".where({mask}, {x}, 0.0)"
+
+
+def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str]) -> list[str]:
+    """The lines setting ``names["dtype"]`` (and on torch ``names["device"]``) for the
+    constants of an exported function: the inputs' common dtype (and device)."""
+    dtype, device = names["dtype"], names["device"]
+    if backend == "torch":
+        if not inputs:
+            return [f"{dtype}, {device} = {xp}.float64, {xp}.device(\"cpu\")"]
+        common = f"{inputs[0]}.dtype"
+        for n in inputs[1:]:
+            common = f"{xp}.promote_types({common}, {n}.dtype)"
+        arrays = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
+        return [f"{dtype} = {common}",  # constants: the inputs' dtype and device
+                f"{device} = max(({arrays}), key=lambda a: a.ndim).device"]
+    if not inputs:
+        return [f"{dtype} = {xp}.result_type(float)"]
+    return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]

@@ -18,7 +18,8 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import matmul, reshaped, selected
+from .code_forms import (dtype_lines, leading, leading_call, matmul, reshaped, selected,
+                         weighted)
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -75,6 +76,9 @@ class CodeWriter:
         self.oe = self.fresh("oe")
         self.math = self.fresh("math")
         self.helper = self.fresh("_arrays")
+        self.lax, self.leading = self.fresh("lax"), self.fresh("_leading")
+        self.needs_leading = False
+        self.rows: dict[str, tuple] = {}  # a variable x * v (rows scaled): (x, v, axes, text)
         self.names = {"dtype": self.fresh("dtype"), "device": self.fresh("device")}
         self.counts: dict[str, int] = {}
         self.var: dict[int, str] = {}
@@ -238,7 +242,10 @@ class CodeWriter:
             alias = view = not factors and not sign  # the variable itself
         else:
             strategy = path_strategy("auto", [labels for _, labels in operands])
+            folded = self.fold(rest, sign, factors) if self.d.fold and len(rest) > 1 else None
             value, actual = self.contraction(rest, out, strategy, free)
+            if folded:  # the scalars went into an operand
+                self.var[folded[0]], sign, factors = folded[1], "", []
             alias = not factors and not sign and len(rest) == 1
             if factors:  # (a single-operand einsum may be a view of its operand)
                 value = " * ".join(factors) + " * " + value
@@ -247,6 +254,22 @@ class CodeWriter:
             alias = self.alias[rest[0][0]]
         self.assign(k, sign + value, alias=alias, view=view)
         self.settle(k, out, actual)
+
+    def fold(self, rest: list, sign: str, factors: list[str]) -> tuple[int, str] | None:
+        """The scalar factors (and sign) of a product moved onto its smallest operand that
+        an element-wise step makes, where XLA fuses them into the loop that makes it (on
+        the product they are a pass of their own: C1's gradient 23 -> 21 us): that
+        operand's slot and variable, which stands for the scaled one until put back."""
+        slots = [s for s, _ in rest]  # one that is a factor once (t * t: not twice)
+        sizes = [(math.prod(sh) if (sh := self.int_shape(s)) else math.inf, self.rank[s] or 0,
+                  s) for s in slots if isinstance(self.steps[s], (Add, Func, Pow, Scale))
+                 and slots.count(s) == 1]
+        if not (sign or factors) or not sizes:
+            return None
+        slot = min(sizes)[2]  # the fewest elements (the fewest axes: sizes unknown)
+        original, self.var[slot] = self.var[slot], self.bind(
+            sign + " * ".join(factors + [self.var[slot]]))
+        return slot, original
 
     def contraction(self, rest: list, out: tuple[Index, ...], strategy: Any,
                     free: bool = False) -> tuple[str, tuple[Index, ...]]:
@@ -268,6 +291,8 @@ class CodeWriter:
         if path is None and known and len(rest) > 1:
             path = [tuple(c) for c in
                     oe.contract_path(spec, *shapes, shapes=True, optimize=strategy)[0]]
+        elif path is None and len(rest) == 2 and self.d.leading:  # the one path of two
+            path = [(0, 1)]
         args = ", ".join(self.var[s] for s, _ in rest)
         searched = f', optimize="{strategy}"' if len(rest) > 1 else ""
         given = f", optimize={path!r}" if path else searched
@@ -294,6 +319,7 @@ class CodeWriter:
         dialect each pair's axes in the order a matrix product gives them (shared kept
         axes, then the first's, then the second's) and element-wise pairs as ``*``."""
         ops = [(self.var[s], labels) for s, labels in rest]
+        scaled = None
         for n, pair in enumerate(path):
             picked = [ops[j] for j in sorted(pair)]  # in the order of the product
             for j in sorted(pair, reverse=True):
@@ -311,15 +337,21 @@ class CodeWriter:
                     len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
                 (x, _), (y, _) = picked
                 call = f"{self.aligned(x, lx, new)} * {self.aligned(y, ly, new)}"
+                scaled = weighted(picked, new) if self.d.leading and not last else None
             elif self.d.matmul and len(picked) == 2 and matmul(picked, new):
                 call = matmul(picked, new) or ""
+            elif self.d.leading and len(picked) == 2 and leading(picked, new):
+                call = leading_call(self, leading(picked, new) or ("", "", 0), ops)
             else:  # a contraction of two, or a sum over axes of one
                 spec, _ = _spec(picked, new)
                 call = self.d.einsum.format(xp=self.xp) + \
                     f'("{spec}", {", ".join(v for v, _ in picked)})'
             if last:
                 return call, new
+            if scaled and call not in self.written:  # its rows scaled: for leading_call
+                self.rows[self.bind(call)] = (*scaled, call)
             ops.append((self.bind(call), new))
+            scaled = None
         raise AssertionError("an empty path")  # pragma: no cover
 
     def step_func(self, k: int, step: Func) -> None:
@@ -571,7 +603,7 @@ class CodeWriter:
             targets = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
             body.append(f"{targets} = {self.helper}({', '.join(inputs)})")
         if self.needs_dtype:
-            body += self.dtype_lines(inputs)
+            body += dtype_lines(self.backend, xp, self.names, inputs)
         body += self.lines
         body.append(f"return {result}")
         module = self.d.module.format(xp=xp)
@@ -582,24 +614,14 @@ class CodeWriter:
                            f"import math as {self.math}")
         if self.needs_oe:
             imports.append(f"import opt_einsum as {self.oe}")
-        return "\n".join(imports + ["", ""] + head + ["    " + s if s else "" for s in body]) \
-            + "\n"
-
-    def dtype_lines(self, inputs: list[str]) -> list[str]:
-        xp, dtype, device = self.xp, self.names["dtype"], self.names["device"]
-        if self.backend == "torch":
-            if not inputs:
-                return [f"{dtype}, {device} = {xp}.float64, {xp}.device(\"cpu\")"]
-            common = f"{inputs[0]}.dtype"
-            for n in inputs[1:]:
-                common = f"{xp}.promote_types({common}, {n}.dtype)"
-            arrays = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
-            return [f"{dtype} = {common}",  # constants: the inputs' dtype and device
-                    f"{device} = max(({arrays}), key=lambda a: a.ndim).device"]
-        if not inputs:
-            return [f"{dtype} = {xp}.result_type(float)"]
-        return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
-
+        helpers = []  # module level: no argument of the function shadows what they use
+        if self.needs_leading:
+            imports.append(self.d.leading_import.format(lax=self.lax))
+            helpers = [f"def {self.leading}(a, b, s, w=None):  # over the s leading axes of both"]
+            helpers += ["    " + s.format(xp=xp, lax=self.lax) if s else "" for s in self.d.leading]
+            helpers += ["", ""]
+        return "\n".join(imports + ["", ""] + helpers + head +
+                         ["    " + s if s else "" for s in body]) + "\n"
 
 #: Each kind's writer: ``writer(code_writer, k, step)`` writes step ``k``.
 WRITERS: dict[type[Step], Any] = {

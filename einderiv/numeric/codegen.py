@@ -16,6 +16,11 @@ what ``compile`` does:
   a diagonal of zeros (an einsum view on numpy, an indexed assignment on torch), or
   on jax selected by ``jnp.where`` on compared index ranges (XLA fuses a select with
   what reads it; a scatter it does not);
+* on jax, a product summed over the leading axes of both operands (``X^T W X``) calls a
+  helper written beside the function, which on CPU transposes the first operand in
+  cache-sized row blocks before the product (XLA's fast CPU product takes only a first
+  operand summed over its last axes), and a product's scalar factors multiply its
+  smallest operand made element-wise (fused into that loop by XLA, not a pass after);
 * a value written twice (the same text of the same variables) is computed once;
 * more than 52 index letters in one contraction (numpy's and torch's limit): that
   line calls ``opt_einsum.contract``, which maps the labels for the backend.
@@ -24,7 +29,8 @@ The function takes the expression's variables as keyword-only arguments, in the
 order the expression shows them; its result has numpy's promotion of the arrays'
 dtypes, Python numbers weak (NEP 50), integer and boolean arrays made floats (as
 compile does); it never modifies its inputs, and imports
-only its array library (and opt_einsum where needed), never einderiv.
+only its array library (jax.numpy and jax.lax on jax; opt_einsum where needed), never
+einderiv.
 
 The writer is :mod:`einderiv.numeric.code_writer` (one method per step kind), the
 spellings of each library :mod:`einderiv.numeric.dialects`, the sizes in the
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,15 +121,33 @@ class ExportedExpr:
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
         # checked on each call (core.structures)
         self._structures = {k: v for e in writer.exprs for k, v in structures_in(e).items()}
-        # a call with known shapes: one generated function, positional arguments
-        self._call = self._general if self._structures else \
-            fast_entry([p for p, _ in self._params], self._fns, self._general)
+        names = [p for p, _ in self._params]
+        # jax: one jitted function for all shapes, whose body runs only while JAX traces
+        # a new signature: there it picks the code written for the shapes (_traced), and
+        # jax.jit's own cache finds each call's compiled program, no key built here
+        self._jitted: Any = None
+        if backend == "jax":
+            import jax
+            self._jitted = jax.jit(self._traced)
+        self._get = itemgetter(*names) if len(names) > 1 else \
+            (lambda arrays: (arrays[names[0]],)) if names else (lambda arrays: ())
+        self._direct = self._jitted is not None and not self._structures
+        # torch, a call with known shapes: one generated function, positional arguments
+        self._call = self._general if self._structures or self._jitted is not None else \
+            fast_entry(names, self._fns, self._general)
 
     def __repr__(self) -> str:
         text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
         return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
+        if self._direct:  # the arrays by position to jax.jit: this call costs ~0.35 us
+            # more than a positional call of the jitted function (benchmarks/backends.py)
+            try:
+                args = self._get(arrays)
+            except KeyError:
+                return self._general(arrays)
+            return self._jitted(*args)
         return self._call(arrays)
 
     def _general(self, arrays: Mapping[str, Any]) -> Any:
@@ -131,37 +156,48 @@ class ExportedExpr:
         if any(p not in arrays for p, _ in self._params):
             raise missing_error(self._variables, [p for p, _ in self._params], arrays)
         check_values(self._structures, arrays)
+        if self._jitted is not None:
+            return self._jitted(*(arrays[p] for p, _ in self._params))
         shapes = tuple(tuple(np.shape(arrays[p])) for p, _ in self._params)
         fn = self._fns.get(shapes)
         if fn is None:
             fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
         return fn(*(arrays[p] for p, _ in self._params))
 
+    def _traced(self, *args: Any) -> Any:
+        """jax: the body of the jitted function, run while JAX traces (the arguments are
+        tracers, their shapes known): the code written for these shapes."""
+        shapes = tuple(tuple(a.shape if hasattr(a, "shape") else _jnp_shape(a)) for a in args)
+        fn = self._fns.get(shapes)
+        if fn is None:
+            fn = self._fns[shapes] = self._load(dict(zip((p for p, _ in self._params), shapes)))
+        return fn(*args)
+
     def _load(self, shapes: Mapping[str, tuple]) -> Any:
         """The function written for these input shapes (ShapeError where they do not fit),
-        taking the arguments by position (jitted on JAX)."""
+        taking the arguments by position (jax: called inside the jitted ``_traced``)."""
         source = _writer(self.expr, "f", self.backend, shapes).source()
-        # the exported function takes keywords only; calls here go by position (a
-        # keyword call of a jitted function costs JAX ~10 us more: benchmarks/backends.py)
+        # the exported function takes keywords only; calls here go by position
         names = [py for _, py in self._params]
         source += (f"\n\ndef positional({', '.join(names)}):\n"
                    f"    return f({', '.join(f'{n}={n}' for n in names)})\n")
         namespace: dict[str, Any] = {}
         exec(compile(source, "<einderiv export>", "exec"), namespace)  # noqa: S102
-        fn = namespace["positional"]
-        if self.backend == "jax":
-            import jax
-            fn = jax.jit(fn)
-        return fn
+        return namespace["positional"]
+
+
+def _jnp_shape(a: Any) -> tuple:
+    """The shape of a nested list (of tracers, inside jax.jit) as jax.numpy reads it."""
+    import jax.numpy as jnp
+    return tuple(jnp.asarray(a).shape)
 
 
 def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
     """``call(arrays)``: the function loaded for the arrays' shapes (``fns``, keyed by
     the shapes in the order of ``names``), called with the arrays by position, or
     ``general(arrays)`` where a name is missing, an argument has no shape (a Python
-    number counts as shape ``()``), or the shapes are new. A keyword call of a jitted
-    function with a Python number among its arguments costs JAX about 10 us more than
-    this (benchmarks/backends.py)."""
+    number counts as shape ``()``), or the shapes are new (torch; jax's entry is
+    ``ExportedExpr.__call__``, jax.jit keying the shapes)."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:

@@ -37,6 +37,15 @@ class Dialect:
     # transpose as a flag, where torch.einsum permutes and copies; not on JAX, where
     # jnp.einsum is one dot_general and XLA on CPU copied ``X.T`` of ``X.T @ v``)
     matmul: bool = False
+    # the body of a helper ``(a, b, s, w=None)`` for a product summed over the ``s``
+    # leading axes of both operands, the rows of ``a`` scaled by ``w`` (over those axes:
+    # ``X^T W X``; code_forms.leading), its result a's other axes then b's, and the
+    # import it needs ({lax}); empty: the dialect's einsum
+    leading: tuple[str, ...] = ()
+    leading_import: str = ""
+    # the scalar factors and sign of a product on an operand that an element-wise step
+    # makes (XLA fuses them into its loop), not on the product (a pass of its own)
+    fold: bool = False
 
 
 #: Python numbers, weak in the promotion (NEP 50): they take the arrays' dtype.
@@ -49,6 +58,58 @@ _NUMPY_PROMOTE = (
     'dtype = {xp}.dtype({xp}.float64) if dtype.kind in "biuO" else dtype',
     "return [{xp}.asarray(a, dtype) if type(a) in numbers or a.dtype.kind in \"biu\" else a",
     "        for a in arrays]")
+
+#: XLA's fast product on CPU (YNNPACK; xla/backends/cpu/ynn_support.cc) takes only a
+#: first operand whose summed axis is its last: ``X^T Z`` over the rows of both ran at
+#: half its speed (benchmarks/backends.py). There ``a`` is transposed first, behind a
+#: barrier (XLA folds a bare transpose back into the product), in blocks of rows that
+#: stay in cache (one loop: a transpose of all of a large ``a`` cost as much as it
+#: saved; blocks of 400-500 rows measured best at 2000-10000 rows of 500-2000 columns,
+#: 666-1000 rows 15-30% slower); ``a^T a`` (a symmetric result) computes 3 of its 4
+#: blocks (15-19% less time at 2000 x 1000 and 10000 x 500); small products (where the
+#: copy costs more) and other platforms (a transposed operand is a flag to cuBLAS) keep
+#: the plain product.
+_JAX_LEADING = (
+    "fa, fb = a.shape[s:], b.shape[s:]",
+    "n = m = p = 1",
+    "for d in a.shape[:s]:",
+    "    n *= d",
+    "for d in fa:",
+    "    m *= d",
+    "for d in fb:",
+    "    p *= d",
+    "sym, h = a is b and m >= 128, m // 2  # a^T diag(w) a: symmetric",
+    "if m < 16 or p < 16 or n * m * p < 65536:",
+    "    a = a if w is None else a * w.reshape(w.shape + (1,) * (a.ndim - s))",
+    "    return {xp}.tensordot(a, b, (tuple(range(s)), tuple(range(s))))",
+    "a, b = a.reshape(n, m), b.reshape(n, p)",
+    "w = None if w is None else w.reshape(n, 1)",
+    "",
+    "def rows(a, b, w):  # a^T b, a^T written out; symmetric: 3 of its 4 blocks",
+    "    t = {lax}.optimization_barrier((a if w is None else a * w).T)",
+    "    if not sym:",
+    "        return t @ b",
+    "    u, v = t[:h] @ b[:, :h], t[:h] @ b[:, h:]",
+    "    return {xp}.block([[u, v], [v.T, t[h:] @ b[:, h:]]])",
+    "",
+    "def block(x, i, c):",
+    "    return None if x is None else {lax}.dynamic_slice_in_dim(x, i * c, c)",
+    "",
+    "def cpu(a, b):  # k blocks of up to 512 rows, or of about 2 MiB of a where more",
+    "    k = -(-n // max(512, 2097152 // (m * a.dtype.itemsize)))",
+    "    c = n // k",
+    "    if k == 1:",
+    "        return rows(a, b, w)",
+    "    h = {lax}.fori_loop(0, k, lambda i, h: h + rows(block(a, i, c), block(b, i, c),",
+    "                                                   block(w, i, c)),",
+    "                        {xp}.zeros((m, p), {xp}.result_type(a, b, *([] if w is None else [w]))))",
+    "    r = a[k * c:] if w is None else a[k * c:] * w[k * c:]",
+    "    return h + r.T @ b[k * c:] if k * c < n else h",
+    "",
+    "def other(a, b):",
+    "    return (a if w is None else a * w).T @ b",
+    "",
+    "return {lax}.platform_dependent(a, b, cpu=cpu, default=other).reshape(fa + fb)")
 
 DIALECTS: dict[str, Dialect] = {
     "numpy": Dialect(
@@ -69,7 +130,8 @@ DIALECTS: dict[str, Dialect] = {
          "    dtype = {xp}.result_type(float)",
          "return [a if type(a) not in numbers and a.dtype == dtype else {xp}.asarray(a, dtype)",
          "        for a in arrays]"),
-        natural=True),
+        natural=True, leading=_JAX_LEADING, leading_import="import jax.lax as {lax}",
+        fold=True),
     "torch": Dialect(
         "import torch as {xp}", "torch", "{xp}.einsum", "pairwise", "",
         "dtype={dtype}, device={device}", "{xp}.tensor({c}, dtype={dtype}, device={device})",
