@@ -16,15 +16,15 @@ of backpropagation, :mod:`einderiv.symbolic.backprop`) print as the text's do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import itertools
 
 from .canonical import canonical_key
-from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, children, rename,
+from .ir import (Delta, Expr, Index, Product, SizeHint, Tensor, children, rename,
                  with_children)
 from .named import (Named, body_of, definitions_in, has_names, materialize, names_table, opaque,
-                    use_labels)
+                    rewrite, use_labels)
 from .scopes import outer_origins
 
 __all__ = ["Definition", "Program", "fold", "in_names", "names_text", "unwrapped",
@@ -199,25 +199,14 @@ def inline(e: Expr) -> Expr:
             return outer_origins(b).get(b.free[h[1]]) if h[1] < len(b.free) else None
         return h
 
-    done: dict[int, tuple[Expr, Expr]] = {}
+    def written_out(x: Expr) -> Expr | None:
+        if not isinstance(x, Named):
+            return None
+        b = body(x)
+        return rename(b, dict(zip(b.free, use_labels(x))))
 
     def go(x: Expr) -> Expr:
-        found = done.get(id(x))
-        if found is not None:
-            return found[1]
-        if isinstance(x, Named):
-            b = body(x)
-            new: Expr = rename(b, dict(zip(b.free, use_labels(x))))
-        elif isinstance(x, Delta):
-            new = replace(x, size=hint(x.size)) if x.size != hint(x.size) else x
-        else:
-            kids = children(x)
-            new_kids = [go(k) for k in kids]
-            new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
-            if isinstance(new, Sum) and any(hint(h) != h for _, h in new.hints):
-                new = Sum(new.terms, new.out, tuple((i, hint(h)) for i, h in new.hints))
-        done[id(x)] = (x, new)
-        return new
+        return rewrite(x, written_out, hint)
 
     for n in definitions_in(e):  # bodies first, so that hints can name them
         body(n)

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from .ir import (Delta, Expr, Index, Product, Tensor, _rename_product, cached, children,
-                 fresh_names, register_node, remember, rename, with_children)
+from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, _rename_product, cached,
+                 children, fresh_names, register_node, remember, rename, with_children)
 
 __all__ = ["Named", "use", "own_labels", "body_of", "use_labels", "has_names", "opaque",
-           "definitions_in", "materialize", "names_table"]
+           "definitions_in", "materialize", "names_table", "rewrite", "top_tensors"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,23 +78,29 @@ def has_names(e: Expr) -> bool:
     return found
 
 
-def _top(e: Expr, fn: Callable[[Named], Expr]) -> Expr:
-    """``e`` with each use of a definition outside every body replaced by ``fn(use)``;
-    shared subexpressions stay shared."""
+def rewrite(e: Expr, replacement: Callable[[Expr], Expr | None],
+            hint: Callable[[SizeHint], SizeHint] | None = None) -> Expr:
+    """``e`` rebuilt bottom-up: a node that ``replacement`` maps (not None) is replaced,
+    its children not visited; the size hints of deltas and sums are mapped by ``hint``.
+    A shared node is visited once, and a node that nothing changes is kept (with what
+    is memoised on it)."""
     done: dict[int, tuple[Expr, Expr]] = {}
 
     def go(x: Expr) -> Expr:
-        if isinstance(x, Named):
-            return fn(x)
-        if not has_names(x):
-            return x
         found = done.get(id(x))
         if found is not None:
             return found[1]
-        kids = children(x)
-        new_kids = [go(k) for k in kids]
-        new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
-        done[id(x)] = (x, new)
+        new = replacement(x)
+        if new is None and isinstance(x, Delta):
+            new = x if hint is None or hint(x.size) == x.size else replace(x, size=hint(x.size))
+        elif new is None:
+            kids = children(x)
+            new_kids = [go(k) for k in kids]
+            new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
+            if hint is not None and isinstance(new, Sum) and \
+                    any(hint(h) != h for _, h in new.hints):
+                new = Sum(new.terms, new.out, tuple((i, hint(h)) for i, h in new.hints))
+        done[id(x)] = (x, new)  # x kept alive, so that its id is not reused
         return new
 
     return go(e)
@@ -103,32 +109,20 @@ def _top(e: Expr, fn: Callable[[Named], Expr]) -> Expr:
 def opaque(e: Expr) -> Expr:
     """``e`` with each use of a definition read as a tensor of its name (``A[i,n]``):
     what to simplify, differentiate and print in the names."""
-    return _top(e, lambda n: Tensor(n.name, use_labels(n)))
+    return rewrite(e, lambda x: Tensor(x.name, use_labels(x)) if isinstance(x, Named)
+                   else None if has_names(x) else x)
 
 
 def materialize(e: Expr, table: Mapping[str, Named]) -> Expr:
     """The inverse of :func:`opaque`: each tensor named in ``table`` (a use of each
     definition, by name) becomes a use of that definition with the tensor's labels."""
-    if not table:
-        return e
-    done: dict[int, tuple[Expr, Expr]] = {}
-
-    def go(x: Expr) -> Expr:
+    def replacement(x: Expr) -> Expr | None:
         if isinstance(x, Tensor):
             n = table.get(x.name)
             return x if n is None else use(n.name, body_of(n), x.indices, n.shown)
-        if isinstance(x, Named):
-            return x
-        found = done.get(id(x))
-        if found is not None:
-            return found[1]
-        kids = children(x)
-        new_kids = [go(k) for k in kids]
-        new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
-        done[id(x)] = (x, new)
-        return new
+        return x if isinstance(x, Named) else None
 
-    return go(e)
+    return rewrite(e, replacement) if table else e
 
 
 def _uses(e: Expr) -> Iterator[Named]:
@@ -155,11 +149,12 @@ def names_table(e: Expr) -> dict[str, Named] | None:
         other = table.setdefault(n.name, n)
         if body_of(other) is not body_of(n) and body_of(other) != body_of(n):
             return None
-    variables = {t.name for t in _top_tensors(e)}
+    variables = {t.name for t in top_tensors(e)}
     return None if variables & set(table) else table
 
 
-def _top_tensors(e: Expr) -> Iterator[Tensor]:
+def top_tensors(e: Expr) -> Iterator[Tensor]:
+    """The tensors of ``e`` outside the bodies of definitions (each node once)."""
     seen: set[int] = set()
     stack = [e]
     while stack:

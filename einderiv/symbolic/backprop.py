@@ -18,13 +18,13 @@ By a defined name (the notes' dL/dZ) the result is that name's adjoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from fractions import Fraction
 
-from ..core.ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, children,
-                       fresh_names, remember, rename, with_children)
+from ..core.ir import (Expr, Index, Product, SizeHint, Sum, Tensor, children, fresh_names,
+                       remember, rename)
 from ..core.definitions import Refolder
-from ..core.named import Named, body_of, definitions_in, opaque, own_labels, use
+from ..core.named import (Named, body_of, definitions_in, opaque, own_labels, rewrite,
+                          top_tensors, use)
 from ..core.scopes import rebind
 from .diff import derivative, variable_rule
 from .terms import node_count
@@ -95,7 +95,7 @@ def ranks(e: Expr) -> dict[str, int]:
     """The rank of each variable and defined name ``e`` uses (each body read once)."""
     found = {n.name: len(n.shown) for n in definitions_in(e)}
     for x in pieces(e):
-        found.update((t.name, len(t.indices)) for t in _tensors(x) if t.name not in found)
+        found.update((t.name, len(t.indices)) for t in top_tensors(x) if t.name not in found)
     return found
 
 
@@ -132,18 +132,20 @@ def _assemble(result: Expr, adjoints: Mapping[str, Expr], tokens: Mapping[str, s
     use, each used more often a definition of its own (the adjoint of ``wrt``, where
     it is a name, is ``result`` itself)."""
     by_token = {tokens[name]: name for name in adjoints}
-    count: dict[str, int] = {}
-    for x in (result, *(a for name, a in adjoints.items() if name != wrt)):
-        for t in _tensors(x):
-            if t.name in by_token:
-                count[t.name] = count.get(t.name, 0) + 1
+    count: dict[str, int] = {}  # the uses of each adjoint, as the expressions print
+    stack = [result, *(a for name, a in adjoints.items() if name != wrt)]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Tensor) and x.name in by_token:
+            count[x.name] = count.get(x.name, 0) + 1
+        stack.extend(children(x))
     done: dict[str, Expr] = {}  # token -> the adjoint with the names put back
     shared: dict[str, Named] = {}  # token -> a use of the adjoint's own definition
 
     def adjoint(token: str) -> Expr:
         found = done.get(token)
         if found is None:
-            found = done[token] = _substitute(adjoints[by_token[token]], resolve, hint)
+            found = done[token] = rewrite(adjoints[by_token[token]], replacement, hint)
         return found
 
     def resolve(t: Tensor) -> Expr | None:
@@ -179,47 +181,10 @@ def _assemble(result: Expr, adjoints: Mapping[str, Expr], tokens: Mapping[str, s
             return (name, h[1]) if h[1] < len(uses[name].shown) else None
         return h
 
-    return _substitute(result, resolve, hint)
-
-
-def _tensors(e: Expr) -> list[Tensor]:
-    found, stack, seen = [], [e], set()
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, Tensor):
-            found.append(x)
-        elif not isinstance(x, Named):
-            stack.extend(children(x))
-    return found
-
-
-def _substitute(e: Expr, resolve: Callable[[Tensor], Expr | None],
-                hint: Callable[[SizeHint], SizeHint]) -> Expr:
-    """``e`` with each tensor that ``resolve`` maps replaced, and each size hint
-    mapped by ``hint`` (a hint may name an adjoint that is no tensor any more)."""
-    done: dict[int, tuple[Expr, Expr]] = {}
-
-    def go(x: Expr) -> Expr:
-        found = done.get(id(x))
-        if found is not None:
-            return found[1]
+    def replacement(x: Expr) -> Expr | None:
         if isinstance(x, Tensor):
             replaced = resolve(x)
-            new: Expr = x if replaced is None else replaced
-        elif isinstance(x, Named):
-            new = x
-        elif isinstance(x, Delta):
-            new = x if hint(x.size) == x.size else replace(x, size=hint(x.size))
-        else:
-            kids = children(x)
-            new_kids = [go(k) for k in kids]
-            new = x if all(a is b for a, b in zip(new_kids, kids)) else with_children(x, new_kids)
-            if isinstance(new, Sum) and any(hint(h) != h for _, h in new.hints):
-                new = Sum(new.terms, new.out, tuple((i, hint(h)) for i, h in new.hints))
-        done[id(x)] = (x, new)
-        return new
+            return x if replaced is None else replaced
+        return x if isinstance(x, Named) else None
 
-    return go(e)
+    return rewrite(result, replacement, hint)
