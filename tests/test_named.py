@@ -163,3 +163,17 @@ def test_inputs_are_not_changed():
     einderiv.evaluate_named(residual(3), **a)
     for k in a:
         np.testing.assert_array_equal(a[k], copies[k])
+
+
+def test_the_plan_computes_each_definition_once_under_its_name():
+    a = _residual_arrays(2)
+    g = einderiv.diff(residual(2), "W1")
+    source = g.to_python("grad")
+    body = source[source.index("    X, W1, W2 = "):]
+    for name in ("A1", "A2", "dA2"):  # the definitions, and the derivative's own
+        assert body.count(f"    {name} = ") == 1, name
+    assert body.count("np.tanh(") == 2  # one per layer, shared by the value and dA
+    namespace: dict = {}
+    exec(source, namespace)
+    assert_close_to_fd(namespace["grad"](**a), central_diff(lambda b: _residual_loss(b, 2),
+                                                            a, "W1"))

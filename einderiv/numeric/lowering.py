@@ -23,10 +23,10 @@ from fractions import Fraction
 from typing import Any
 
 from ..core.canonical import canonical_key, sort_key
-from ..core.definitions import inline, unwrapped
-from ..core.named import definitions_in, use_labels
+from ..core.definitions import inline
+from ..core.named import body_of, definitions_in, names_table, opaque
 from ..core.ir import (Delta, Det, Expr, Func, Index, Inv, LogDet, Pow, Product, Sum, Tensor,
-                       children, const_value, factor_indices, rename)
+                       cached, children, const_value, factor_indices, remember, rename)
 from ..core.printing import to_text
 from ..core.scopes import outer_origins
 from ..errors import EinderivError
@@ -39,10 +39,9 @@ __all__ = ["Lowering", "lower", "lower_many", "to_float"]
 def lower(e: Expr) -> Program:
     """The program computing ``e``, its result's axes in the order of ``e.free``."""
     lowering = Lowering()
-    slot, labels = lowering.value(inline(e))  # each body once: the plan shares equal values
+    slot, labels = lowering.value(lowering.named(e))
     lowering.program.output = lowering.align(slot, labels, e.free)
     lowering.program.output_labels = e.free
-    _name_definitions(lowering, e)
     return lowering.program
 
 
@@ -53,31 +52,13 @@ def lower_many(exprs: Sequence[Expr]) -> Program:
     lowering = Lowering()
     outputs = []
     for e in exprs:
-        slot, labels = lowering.value(inline(e))
+        slot, labels = lowering.value(lowering.named(e))
         outputs.append(lowering.align(slot, labels, e.free))
     lowering.program.outputs = tuple(outputs)
     lowering.program.outputs_labels = tuple(e.free for e in exprs)
     lowering.program.output = outputs[-1]
     lowering.program.output_labels = exprs[-1].free
     return lowering.program
-
-
-def _name_definitions(lowering: Lowering, e: Expr) -> None:
-    """Record which slot computes which definition of ``e`` (``Z[i,n] = ...``), for the
-    names of exported code: ``Z``, or ``Z_T`` where the slot holds it transposed."""
-    for n in definitions_in(e):
-        body = unwrapped(inline(n))
-        if not _context_free(body):
-            continue
-        key, canonical = _axis_blind_key(body)
-        found = lowering.memo.get(key)
-        if found is None or found[0] in lowering.program.named:
-            continue
-        labels = tuple(canonical[c] for c in found[1])
-        if labels == use_labels(n):
-            lowering.program.named[found[0]] = n.name
-        elif labels == use_labels(n)[::-1]:
-            lowering.program.named[found[0]] = f"{n.name}_T"
 
 
 class Lowering:
@@ -89,15 +70,39 @@ class Lowering:
         # key -> (slot, the slot's axes as positions in the key's canonical axis order)
         self.memo: dict[tuple, tuple[int, tuple[int, ...]]] = {}
         self.context: list[dict] = []  # size hints of enclosing sums, innermost last
+        self.names: dict[str, int] = {}  # definition -> its slot, axes in its own order
+        self.bodies: dict[str, Expr] = {}  # definition -> its body
 
     def emit(self, step: Step) -> int:
         self.program.steps.append(step)
         return len(self.program.steps) - 1
 
     def input(self, name: str) -> int:
+        if name in self.names:  # a definition, computed already
+            return self.names[name]
         if name not in self.program.inputs:
             self.program.inputs[name] = self.emit(op.Input(name))
         return self.program.inputs[name]
+
+    def named(self, e: Expr) -> Expr:
+        """``e`` with each use of a definition read as a tensor of its name (an input
+        to the rest), each definition computed first, once, its axes in its own order,
+        its slot named after it (exported code: ``Z = ...``). Where a name would be read
+        two ways (another body of that name already here), ``e`` written out."""
+        table = names_table(e)
+        uses = definitions_in(e) if table is not None else []
+        if table is None or any(n.name in self.bodies and self.bodies[n.name] is not
+                                body_of(n) and self.bodies[n.name] != body_of(n) for n in uses):
+            return inline(e)
+        for n in uses:
+            if n.name in self.names:
+                continue
+            body = opaque(body_of(n))
+            slot, labels = self.value(body)
+            slot = self.align(slot, labels, body.free)
+            self.names[n.name], self.bodies[n.name] = slot, body_of(n)
+            self.program.named.setdefault(slot, n.name)
+        return opaque(e)
 
     # ------------------------------------------------------------------ dispatch
     def value(self, e: Expr) -> tuple[int, tuple[Index, ...]]:
@@ -364,6 +369,8 @@ class Lowering:
                 continue
             for lab in labels:  # a delta is square: either index gives the size
                 ref = axis_of(g, lab)
+                if isinstance(ref, InputAxis) and ref.name in self.names:
+                    return SlotAxis(self.names[ref.name], ref.axis)
                 if ref is not None:
                     return ref
         if delta is not None:
@@ -384,6 +391,8 @@ class Lowering:
 
     def hint_ref(self, hint: Any) -> SizeRef | None:
         """The size a size hint gives: an axis of a variable, a number, or None."""
+        if isinstance(hint, tuple) and hint[0] in self.names:  # an axis of a definition
+            return SlotAxis(self.names[hint[0]], hint[1])
         if isinstance(hint, tuple):
             self.input_hint(hint[0])
             return InputAxis(hint[0], hint[1])
@@ -510,6 +519,9 @@ def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:
     axes (``W1[f,c] X[c,b] -> [b,f]`` and ``-> [f,b]`` share one slot), and ``e``'s
     free labels in the canonical axis order that key stands for: the order whose
     positional naming gives the smallest key (all orders tried up to 4 axes)."""
+    found = cached(e, "axis_blind_key")
+    if found is not None:
+        return found
     free = e.free
     orders = itertools.permutations(free) if len(free) <= 4 else [free]
     best: tuple | None = None
@@ -518,6 +530,7 @@ def _axis_blind_key(e: Expr) -> tuple[tuple, tuple[Index, ...]]:
         if best is None or sort_key(key) < sort_key(best[0]):
             best = (key, order)
     assert best is not None
+    remember(e, "axis_blind_key", best)
     return best
 
 
