@@ -177,3 +177,26 @@ def test_the_plan_computes_each_definition_once_under_its_name():
     exec(source, namespace)
     assert_close_to_fd(namespace["grad"](**a), central_diff(lambda b: _residual_loss(b, 2),
                                                             a, "W1"))
+
+
+def test_a_deep_residual_network_through_every_entry_point():
+    """Depth 30: written out, the loss would hold 2**30 copies of X; every entry point
+    reads each body once (each of these took exponential time when one pass did not)."""
+    depth = 30
+    text = residual(depth)
+    a = _residual_arrays(depth, seed=5)
+    a = {k: v / 2 if k.startswith("W") else v for k, v in a.items()}  # tame 30 layers
+    g = einderiv.diff(text, "W30")
+    assert_close_to_fd(g.evaluate(**a), central_diff(lambda b: _residual_loss(b, depth), a,
+                                                     "W30"))
+    assert einderiv.check(text, "W30", a).ok
+    u = np.random.default_rng(1).normal(size=(4, 4))
+    np.testing.assert_allclose(einderiv.jvp(text, "W30", "U").evaluate(**a, U=u),
+                               np.sum(g.evaluate(**a) * u), rtol=1e-10)
+    marked = einderiv.parse(text, assume={"W1": "symmetric"})
+    assert any(isinstance(n, Named) for n in walk(marked))  # the names kept
+    g1 = einderiv.diff(text, "W1")  # through all 30 layers, dA2..dA30 shared
+    assert_close_to_fd(g1.evaluate(**a), central_diff(lambda b: _residual_loss(b, depth), a,
+                                                      "W1"))
+    assert "dA2[i,n] = " in str(g1) and "dA30 = " in str(g1.to_matrix())
+    assert einderiv.parse(text, shapes={k: v.shape for k, v in a.items()}).free == ()

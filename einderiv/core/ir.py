@@ -464,8 +464,7 @@ _REBUILD: dict[type, Callable[[Any, Any], Expr]] = {
 
 
 def register_node(kind: type, *, children: Callable[[Any], tuple[Expr, ...]],
-                  rebuild: Callable[[Any, Any], Expr],
-                  rename: Callable[[Any, Mapping[Index, Index]], Expr]) -> None:
+                  rebuild: Callable[[Any, Any], Expr], rename: Callable[..., Expr]) -> None:
     """Add a node type of another module (:mod:`einderiv.core.named`) to the tables."""
     _CHILDREN[kind], _REBUILD[kind], RENAME_RULES[kind] = children, rebuild, rename
 
@@ -544,11 +543,12 @@ def factor_indices(f: Expr) -> tuple[Index, ...]:
 
 
 def open_scope(e: Expr) -> Iterator[Expr]:
-    """The nodes of ``e`` outside the closed scopes of inv/det/logdet arguments
-    (the ``Inv``/``Det``/``LogDet`` nodes themselves included), parents first."""
-    stack = [e]
+    """The nodes of ``e`` outside inv/det/logdet arguments (those nodes included), each once."""
+    stack, seen = [e], set()
     while stack:
-        node = stack.pop()
+        if id(node := stack.pop()) in seen:
+            continue
+        seen.add(id(node))
         yield node
         if not isinstance(node, (Inv, Det, LogDet)):
             stack.extend(reversed(children(node)))

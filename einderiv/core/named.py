@@ -47,7 +47,7 @@ def use(name: str, body: Expr, labels: tuple[Index, ...], shown: tuple[Index, ..
     if set(labels) & set(params):  # a label of the body itself: give the body fresh ones
         body = rename(body, fresh_names(params))
         params = body.free
-    deltas = tuple(Delta(p, i, (name, axis)) for axis, (p, i) in enumerate(zip(params, labels)))
+    deltas = tuple(Delta(p, i) for p, i in zip(params, labels))  # sizes: the body's
     return Named(Fraction(1), (body, *deltas), tuple(dict.fromkeys(labels)), name,
                  shown or params)
 
@@ -193,10 +193,13 @@ def definitions_in(e: Expr) -> list[Named]:
 
 
 def _rebuild(e: Named, new: tuple[Expr, ...] | list[Expr]) -> Expr:
-    """The same use if nothing changed; else a plain product (a changed body is no
-    longer the definition the name stands for)."""
+    """The same use if nothing changed; a use of the new body where only the body
+    changed, keeping its labels (a variable in it marked symmetric: every use rebuilt
+    by one pass shares the new body); else a plain product."""
     if all(a is b for a, b in zip(new, e.factors)):
         return e
+    if all(a is b for a, b in zip(new[1:], e.factors[1:])) and new[0].free == e.factors[0].free:
+        return replace(e, factors=tuple(new))
     return Product(e.coeff, tuple(new), e.out)
 
 

@@ -58,6 +58,8 @@ def _free_deltas(e: Expr, free: frozenset[Index]) -> Iterator[Delta]:
     stack: list[tuple[Expr, frozenset[Index]]] = [(e, free)]
     while stack:
         n, here = stack.pop()
+        if not here:  # nothing free all the way up: no delta below can tie it
+            continue
         if isinstance(n, Delta):
             if n.i in here and n.j in here:
                 yield n
