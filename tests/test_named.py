@@ -200,3 +200,30 @@ def test_a_deep_residual_network_through_every_entry_point():
                                                       "W1"))
     assert "dA2[i,n] = " in str(g1) and "dA30 = " in str(g1.to_matrix())
     assert einderiv.parse(text, shapes={k: v.shape for k, v in a.items()}).free == ()
+
+
+def test_jacobian_through_shared_adjoints():
+    """A vector output (one loss per sample n): the adjoints carry f's index too, and
+    their own indices avoid it (dC[i,j,n], not dC[i,n,n])."""
+    text = """
+    A[i,n] = tanh(W[i,j]*X[j,n])
+    B[i,n] = A[i,n] + tanh(U[i,j]*A[j,n])
+    C[i,n] = B[i,n] + tanh(U[i,j]*B[j,n])
+    C[i,n]*C[i,n] -> [n]
+    """
+    rng = np.random.default_rng(6)
+    a = {"W": rng.normal(size=(4, 3)), "X": rng.normal(size=(3, 5)),
+         "U": rng.normal(size=(4, 4)) / 2}
+
+    def per_sample(b):
+        A = np.tanh(b["W"] @ b["X"])
+        B = A + np.tanh(b["U"] @ A)
+        C = B + np.tanh(b["U"] @ B)
+        return np.sum(C * C, axis=0)
+
+    for wrt in ("W", "U", "X"):
+        g = einderiv.diff(text, wrt)
+        assert_close_to_fd(g.evaluate(**a), central_diff(per_sample, a, wrt))
+        np.testing.assert_allclose(einderiv.parse(str(g)).evaluate(**a), g.evaluate(**a),
+                                   rtol=1e-12)
+    assert "dC[i,j,n] = " in str(einderiv.diff(text, "W"))

@@ -68,7 +68,7 @@ def backprop(e: Expr, wrt: str, new: tuple[Index, ...], log: list[str] | None = 
         labels = tuple(fresh_names(n.shown)[i] for i in n.shown)
         raw = _pullback(n.name, labels, top, local, users, tokens, rules, refold)
         # simplified in the left-hand side's labels, so that its summed ones read apart
-        shown = n.shown if not set(n.shown) & set(out) else labels
+        shown = _readable(n.shown, out)
         simplified = simplify(rename(raw, dict(zip(labels, shown))), shown + out)
         adjoints[n.name] = rename(simplified, dict(zip(shown, labels)))
         if n.name == wrt:
@@ -97,6 +97,14 @@ def ranks(e: Expr) -> dict[str, int]:
     for x in pieces(e):
         found.update((t.name, len(t.indices)) for t in top_tensors(x) if t.name not in found)
     return found
+
+
+def _readable(labels: tuple[Index, ...], out: tuple[Index, ...]) -> tuple[Index, ...]:
+    """``labels`` (a left-hand side's), each one that ``out`` (f's free indices) also
+    has replaced by an unused letter: the adjoint's indices are the name's, then f's."""
+    taken = set(labels) | set(out)
+    spare = (c for c in "ijklmnpqrstuvwxyzabcdefgh" if c not in taken)
+    return tuple(next(spare) if i in out else i for i in labels)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -161,9 +169,7 @@ def _assemble(result: Expr, adjoints: Mapping[str, Expr], tokens: Mapping[str, s
         own = shared.get(t.name)
         if own is None:
             name = by_token[t.name]
-            shown = tuple(uses[name].shown) + out
-            if len(set(shown)) < len(shown):
-                shown = value.free
+            shown = _readable(uses[name].shown, out) + out
             # simplified in the left-hand side's labels, so that its summed ones read apart
             value = simplify(rename(value, dict(zip(value.free, shown))), shown)
             params = dict(zip(shown, own_labels(t.name, len(shown))))
