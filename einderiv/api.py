@@ -9,9 +9,9 @@ from typing import overload
 
 from .core.ir import (DerivativeOf, Expr, Index, Product, Sum, Tensor,
                       cached, iter_tensors, remember, visible_indices)
-from .core.definitions import inline
+from .core.definitions import inline, variable_hint
 from .core.layouts import DENOMINATOR, check_layout, derivative_axes
-from .core.named import has_names, opaque
+from .core.named import definitions_in, has_names, opaque
 from .core.scopes import outer_origins, rebind
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
@@ -215,8 +215,9 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
         new = _readable_fresh(rank, avoid)
     origins = outer_origins(top)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    if name in shape_map:
-        origins.update({n: (name, axis) for axis, n in enumerate(new)})
+    if named:  # an axis of a definition is the variable axis it comes from
+        table = {n.name: n for n in definitions_in(e)}
+        origins = {i: variable_hint(h, table) for i, h in origins.items()}
     raw = backprop(e, name, new, log) if named else derivative(rebind(e), name, new, log)
     kind = normalize_assume(assume).get(name) or next(
         (k for x in (pieces(e) if named else [e]) for n, k in structures_in(x).items()

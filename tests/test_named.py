@@ -227,3 +227,45 @@ def test_jacobian_through_shared_adjoints():
         np.testing.assert_allclose(einderiv.parse(str(g)).evaluate(**a), g.evaluate(**a),
                                    rtol=1e-12)
     assert "dC[i,j,n] = " in str(einderiv.diff(text, "W"))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 4)])  # square: the wrong axis order fits
+def test_a_transposed_use_keeps_its_axes_in_the_derivative(shape):
+    """``A[a,b] = tanh(Z[b,a])``: the tanh rule's ``1 - tanh(Z[c,d])**2`` is ``1 - A[d,c]**2``
+    (found by the fuzzer: it was written ``A[c,d]``, an error for a 3 x 4 ``W`` and a
+    silently wrong value for a square one)."""
+    text = """
+    Z[a,b] = W[a,b]*V[c]*X[c]
+    A[a,b] = tanh(Z[b,a])
+    sum[x,y](A[x,y]*T[x,y])
+    """
+    rng = np.random.default_rng(8)
+    a = {"W": rng.normal(size=shape), "V": rng.normal(size=5), "X": rng.normal(size=5) / 3,
+         "T": rng.normal(size=shape[::-1])}
+
+    def loss(b):
+        Z = b["W"] * (b["V"] @ b["X"])
+        return np.asarray(np.sum(np.tanh(Z.T) * b["T"]))
+
+    g = einderiv.diff(text, "W")
+    assert_close_to_fd(g.evaluate(**a), central_diff(loss, a, "W"))
+    assert_close_to_fd(einderiv.diff(text, "Z").evaluate(**a),
+                       (1 - np.tanh(a["W"] * (a["V"] @ a["X"])) ** 2) * a["T"].T)
+
+
+@pytest.mark.parametrize("text, wrt, want", [
+    ("Z[a,b] = W[a,b]\nsum[a](sum[b](Z[a,b]))", "W", lambda W: np.ones_like(W)),
+    ("Z[a,b] = W[b,c]*W[a,c]\nsum[b](Z[a,b]) -> [a]", "Z",
+     lambda W: np.einsum("ca,d->cda", np.eye(3), np.ones(3))),
+])
+def test_sizes_of_a_name_gone_from_the_derivative_come_from_the_variables(text, wrt, want):
+    """A derivative that no longer uses a name, or is by one, sizes its axes from the
+    variables (found by the fuzzer: evaluation and exported code asked for an array 'Z')."""
+    W = np.random.default_rng(2).normal(size=(3, 4))
+    g = einderiv.diff(text, wrt)
+    np.testing.assert_allclose(g.evaluate(W=W), want(W))
+    source = g.to_python("grad")
+    assert "def grad(*, W):" in source
+    namespace: dict = {}
+    exec(source, namespace)
+    np.testing.assert_allclose(namespace["grad"](W=W), want(W))

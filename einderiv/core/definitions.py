@@ -15,7 +15,7 @@ of backpropagation, :mod:`einderiv.symbolic.backprop`) print as the text's do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import itertools
@@ -23,12 +23,13 @@ import itertools
 from .canonical import canonical_key
 from .ir import (Delta, Expr, Index, Product, SizeHint, Tensor, children, rename,
                  with_children)
-from .named import (Named, body_of, definitions_in, has_names, materialize, names_table, opaque,
-                    rewrite, use_labels)
+from .named import (Named, body_of, definitions_in, has_names, names_table, opaque, rewrite,
+                    use, use_labels)
 from .scopes import outer_origins
 
 __all__ = ["Definition", "Program", "fold", "in_names", "names_text", "unwrapped",
-           "used_definitions", "definition_of", "inline", "through_names", "Refolder"]
+           "used_definitions", "definition_of", "inline", "through_names", "Refolder",
+           "materialize", "variable_hint"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,10 @@ class Refolder:
     def __init__(self, uses: list[Named]):
         self.table: dict[tuple, str] = {}
         for n in uses:
-            body = unwrapped(opaque(body_of(n)))
-            if not isinstance(body, (Tensor, Delta)):
-                self.table.setdefault(self._key(body, body.free), n.name)
+            body = opaque(body_of(n))
+            bare = unwrapped(body)  # its axes in its own order (tanh(Z[b,a]) has (b, a))
+            if not isinstance(bare, (Tensor, Delta)):
+                self.table.setdefault(self._key(bare, body.free), n.name)  # the name's order
 
     @staticmethod
     def _key(x: Expr, order: tuple[Index, ...]) -> tuple:
@@ -211,6 +213,32 @@ def inline(e: Expr) -> Expr:
     for n in definitions_in(e):  # bodies first, so that hints can name them
         body(n)
     return go(e)
+
+
+def materialize(e: Expr, table: Mapping[str, Named]) -> Expr:
+    """The inverse of :func:`~einderiv.core.named.opaque`: each tensor named in
+    ``table`` (a use of each definition, by name) becomes a use of that definition with
+    the tensor's labels; a size hint naming an axis of one names the variable axis it
+    comes from (:func:`variable_hint`: the definition may be gone from the result)."""
+    def replacement(x: Expr) -> Expr | None:
+        if isinstance(x, Tensor):
+            n = table.get(x.name)
+            return x if n is None else use(n.name, body_of(n), x.indices, n.shown)
+        return x if isinstance(x, Named) else None
+
+    return rewrite(e, replacement, lambda h: variable_hint(h, table)) if table else e
+
+
+def variable_hint(h: SizeHint, table: Mapping[str, Named]) -> SizeHint:
+    """A size hint ``(name, axis)`` naming an axis of a definition in ``table``: the
+    hint of that axis in its body (a variable's axis, a number, or None), through
+    definitions of definitions; any other hint as it is."""
+    seen: set[tuple] = set()
+    while isinstance(h, tuple) and h and h[0] in table and h not in seen:
+        seen.add(h)
+        body = body_of(table[h[0]])
+        h = outer_origins(body).get(body.free[h[1]]) if h[1] < len(body.free) else None
+    return h
 
 
 def through_names(e: Expr, fn: Callable[[Expr], Expr]) -> Expr:

@@ -21,7 +21,7 @@ from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, _rename_pro
                  children, fresh_names, register_node, remember, rename, with_children)
 
 __all__ = ["Named", "use", "own_labels", "body_of", "use_labels", "has_names", "opaque",
-           "definitions_in", "materialize", "names_table", "rewrite", "top_tensors"]
+           "definitions_in", "names_table", "rewrite", "top_tensors"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -111,18 +111,6 @@ def opaque(e: Expr) -> Expr:
     what to simplify, differentiate and print in the names."""
     return rewrite(e, lambda x: Tensor(x.name, use_labels(x)) if isinstance(x, Named)
                    else None if has_names(x) else x)
-
-
-def materialize(e: Expr, table: Mapping[str, Named]) -> Expr:
-    """The inverse of :func:`opaque`: each tensor named in ``table`` (a use of each
-    definition, by name) becomes a use of that definition with the tensor's labels."""
-    def replacement(x: Expr) -> Expr | None:
-        if isinstance(x, Tensor):
-            n = table.get(x.name)
-            return x if n is None else use(n.name, body_of(n), x.indices, n.shown)
-        return x if isinstance(x, Named) else None
-
-    return rewrite(e, replacement) if table else e
 
 
 def _uses(e: Expr) -> Iterator[Named]:

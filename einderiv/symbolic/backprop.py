@@ -22,7 +22,7 @@ from fractions import Fraction
 
 from ..core.ir import (Expr, Index, Product, SizeHint, Sum, Tensor, children, fresh_names,
                        remember, rename)
-from ..core.definitions import Refolder
+from ..core.definitions import Refolder, variable_hint
 from ..core.named import (Named, body_of, definitions_in, opaque, own_labels, rewrite,
                           top_tensors, use)
 from ..core.scopes import rebind
@@ -181,11 +181,12 @@ def _assemble(result: Expr, adjoints: Mapping[str, Expr], tokens: Mapping[str, s
         return use(own.name, body_of(own), t.indices, own.shown)
 
     def hint(h: SizeHint) -> SizeHint:
-        """An axis of an adjoint is an axis of its name, or of ``f``."""
+        """An axis of an adjoint is an axis of its name, or of ``f``; an axis of a name
+        is the variable axis it comes from (the name may be gone from the result)."""
         if isinstance(h, tuple) and h and h[0] in by_token:
             name = by_token[h[0]]
-            return (name, h[1]) if h[1] < len(uses[name].shown) else None
-        return h
+            h = (name, h[1]) if h[1] < len(uses[name].shown) else None
+        return variable_hint(h, uses)
 
     def replacement(x: Expr) -> Expr | None:
         if isinstance(x, Tensor):

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
-from ..core.definitions import Definition, Program
+from ..core.definitions import Definition, Program, materialize
 from ..core.ir import Expr, Index, cached, remember, rename
-from ..core.named import Named, materialize, own_labels, use
+from ..core.named import Named, own_labels, use
 from ..errors import (DefinitionWarning, EinderivError, IndexMismatchError, ParseError, warn,
                       format_caret)
 from . import syntax as S
