@@ -11,7 +11,7 @@ from .core.ir import (DerivativeOf, Expr, Index, Product, Sum, Tensor,
                       cached, iter_tensors, remember, visible_indices)
 from .core.definitions import inline, variable_hint
 from .core.layouts import DENOMINATOR, check_layout, derivative_axes
-from .core.named import definitions_in, has_names, opaque
+from .core.named import body_of, definitions_in, has_names, opaque
 from .core.scopes import outer_origins, rebind
 from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
@@ -215,8 +215,12 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
         new = _readable_fresh(rank, avoid)
     origins = outer_origins(top)
     origins.update({n: (name, axis) for axis, n in enumerate(new)})
-    if named:  # an axis of a definition is the variable axis it comes from
-        table = {n.name: n for n in definitions_in(e)}
+    # an axis of a definition is the variable axis it comes from (also where the
+    # definition is gone from e: sum[b](A[b])*0 + s by A)
+    table: dict[str, Expr] = {d.name: d.body for d in getattr(e.definitions, "definitions", ())}
+    if named:
+        table.update((n.name, body_of(n)) for n in definitions_in(e))
+    if table:
         origins = {i: variable_hint(h, table) for i, h in origins.items()}
     raw = backprop(e, name, new, log) if named else derivative(rebind(e), name, new, log)
     kind = normalize_assume(assume).get(name) or next(
@@ -232,7 +236,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     # The layouts differ only in the order of the free indices (an axis permutation).
     result = _simplify(raw, derivative_axes(new, e.free, layout))
     if isinstance(result, Sum):
-        hints = dict(result.hints)
+        hints = {i: variable_hint(h, table) for i, h in result.hints}
         for i in result.out:
             if hints.get(i) is None and i in origins:
                 hints[i] = origins[i]

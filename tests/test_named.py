@@ -257,6 +257,8 @@ def test_a_transposed_use_keeps_its_axes_in_the_derivative(shape):
     ("Z[a,b] = W[a,b]\nsum[a](sum[b](Z[a,b]))", "W", lambda W: np.ones_like(W)),
     ("Z[a,b] = W[b,c]*W[a,c]\nsum[b](Z[a,b]) -> [a]", "Z",
      lambda W: np.einsum("ca,d->cda", np.eye(3), np.ones(3))),
+    ("Z[a] = sum[b](W[a,b]*W[a,b]); sum[b](Z[b])*0 + sum[a,b](W[a,b])", "Z",
+     lambda W: np.zeros(3)),  # Z gone from the expression: its size from W
 ])
 def test_sizes_of_a_name_gone_from_the_derivative_come_from_the_variables(text, wrt, want):
     """A derivative that no longer uses a name, or is by one, sizes its axes from the
@@ -269,3 +271,26 @@ def test_sizes_of_a_name_gone_from_the_derivative_come_from_the_variables(text, 
     namespace: dict = {}
     exec(source, namespace)
     np.testing.assert_allclose(namespace["grad"](W=W), want(W))
+
+
+def test_a_diagonal_use_of_a_definition_as_weights():
+    """``H[a,a]`` beside ``D[a,b]*D[a,c]``: a weighted Gram product whose weights are a
+    diagonal (found by the fuzzer: numpy's broadcast_to raised ValueError; the same
+    for an input ``M[a,a]``)."""
+    rng = np.random.default_rng(4)
+    D, C, M = rng.normal(size=(5, 3)) / 2, rng.normal(size=(3, 3)) / 2, rng.normal(size=(5, 5))
+    g = einderiv.diff("H[a,b] = exp(D[a,c]*D[b,d]*C[c,d]); H[a,a]", "C")
+    assert_close_to_fd(g.evaluate(D=D, C=C), central_diff(
+        lambda b: np.asarray(np.trace(np.exp(b["D"] @ b["C"] @ b["D"].T))), {"D": D, "C": C}, "C"))
+    np.testing.assert_allclose(einderiv.parse("D[a,b]*D[a,c]*M[a,a]").evaluate(D=D, M=M),
+                               D.T @ np.diag(np.diag(M)) @ D, rtol=1e-12)
+
+
+def test_a_column_sum_is_not_read_as_a_row_sum():
+    """``A[a] = sum[b](Y[a,b])`` beside ``sum[b](Y[b,a])`` (found by the fuzzer: the
+    derivative wrote the column sum as A)."""
+    rng = np.random.default_rng(3)
+    X, Y, s = rng.normal(size=(4, 4)), rng.normal(size=(4, 4)), 0.7
+    g = einderiv.diff("A[a] = sum[b](Y[a,b]); s*sum[b](X[b,a] + Y[b,a]) + A[a] -> [a]", "s")
+    np.testing.assert_allclose(g.evaluate(X=X, Y=Y, s=s), (X + Y).sum(axis=0), rtol=1e-12)
+    assert "A[" not in str(g)

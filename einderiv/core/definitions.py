@@ -106,7 +106,7 @@ class Refolder:
     @staticmethod
     def _key(x: Expr, order: tuple[Index, ...]) -> tuple:
         return (type(x).__name__, len(order),
-                canonical_key(x, {i: f"#{k}" for k, i in enumerate(order)}))
+                canonical_key(x, {i: f"@{k}" for k, i in enumerate(order)}))  # "#": summed
 
     def __call__(self, e: Expr) -> Expr:
         if not self.table:
@@ -229,14 +229,15 @@ def materialize(e: Expr, table: Mapping[str, Named]) -> Expr:
     return rewrite(e, replacement, lambda h: variable_hint(h, table)) if table else e
 
 
-def variable_hint(h: SizeHint, table: Mapping[str, Named]) -> SizeHint:
-    """A size hint ``(name, axis)`` naming an axis of a definition in ``table``: the
-    hint of that axis in its body (a variable's axis, a number, or None), through
-    definitions of definitions; any other hint as it is."""
+def variable_hint(h: SizeHint, table: Mapping[str, Named | Expr]) -> SizeHint:
+    """A size hint ``(name, axis)`` naming an axis of a definition in ``table`` (a use
+    of it, or its body): the hint of that axis in its body (a variable's axis, a number,
+    or None), through definitions of definitions; any other hint as it is."""
     seen: set[tuple] = set()
     while isinstance(h, tuple) and h and h[0] in table and h not in seen:
         seen.add(h)
-        body = body_of(table[h[0]])
+        found = table[h[0]]
+        body = body_of(found) if isinstance(found, Named) else found
         h = outer_origins(body).get(body.free[h[1]]) if h[1] < len(body.free) else None
     return h
 

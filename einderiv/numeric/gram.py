@@ -118,6 +118,8 @@ def symmetric_plan(operands: tuple, out: tuple[Index, ...], sizes: Mapping[Index
     summed = {i for _, labels in operands for i in labels} - free
     if not summed:
         return None  # an outer product (p p^T): np.multiply.outer, not a product over nothing
+    if any(len(set(labels)) < len(labels) for _, labels in operands):
+        return None  # a diagonal (M[a,a]): the einsum takes it
     scalars = [k for k, (_, labels) in enumerate(operands) if not labels]
     weights = [k for k, (_, labels) in enumerate(operands) if labels and set(labels) <= summed]
     by_slot: dict[int, list[int]] = {}
