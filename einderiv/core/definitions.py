@@ -196,10 +196,7 @@ def inline(e: Expr) -> Expr:
         return found
 
     def hint(h: SizeHint) -> SizeHint:
-        if isinstance(h, tuple) and h and h[0] in names:
-            b = names[h[0]]
-            return outer_origins(b).get(b.free[h[1]]) if h[1] < len(b.free) else None
-        return h
+        return variable_hint(h, names)
 
     def written_out(x: Expr) -> Expr | None:
         if not isinstance(x, Named):
