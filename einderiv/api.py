@@ -17,7 +17,7 @@ from .core.shapes import check_shapes, normalize_shapes
 from .core.structures import apply_assumptions, normalize_assume, structures_in
 from .errors import EinderivError, IndexMismatchError, ParseError, did_you_mean, guard_recursion
 from .symbolic import definitions, syntax
-from .symbolic.backprop import backprop, pieces
+from .symbolic.backprop import backprop
 from .symbolic.backprop import ranks as name_ranks
 from .symbolic.diff import derivative
 from .symbolic.simplify import multiplied_out
@@ -162,8 +162,7 @@ def parse_with_ranks(expr: Expr | str, shape_map: Mapping[str, tuple],
         return expr, {}
     written = parse(expr, shape_map, simplify=False, assume=assume)
     return (definitions.with_program(_simplify(written), written.definitions),
-            name_ranks(written) if has_names(written) else
-            {t.name: len(t.indices) for t in iter_tensors(written)})
+            name_ranks(written))
 
 
 def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
@@ -186,8 +185,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     # Through definitions: backpropagation on the names, each body once (symbolic.backprop)
     named = has_names(e)
     top = opaque(e) if named else e  # the text around the bodies
-    ranks = {**(ranks or {}), **(name_ranks(e) if named else
-                                 {t.name: len(t.indices) for t in iter_tensors(e)})}
+    ranks = {**(ranks or {}), **name_ranks(e)}
     if name in ranks:
         rank = ranks[name]
     elif name in shape_map:
@@ -223,9 +221,7 @@ def differentiate(e: Expr, wrt: str, shape_map: Mapping[str, tuple],
     if table:
         origins = {i: variable_hint(h, table) for i, h in origins.items()}
     raw = backprop(e, name, new, log) if named else derivative(rebind(e), name, new, log)
-    kind = normalize_assume(assume).get(name) or next(
-        (k for x in (pieces(e) if named else [e]) for n, k in structures_in(x).items()
-         if n == name), None)
+    kind = normalize_assume(assume).get(name) or structures_in(e).get(name)
     if kind is not None:
         if rank != 2:
             raise EinderivError(f"{name!r} is assumed {kind}, which needs a square matrix, "

@@ -21,7 +21,7 @@ from .ir import (Delta, Expr, Index, Product, SizeHint, Sum, Tensor, _rename_pro
                  children, fresh_names, register_node, remember, rename, with_children)
 
 __all__ = ["Named", "use", "own_labels", "body_of", "use_labels", "has_names", "opaque",
-           "definitions_in", "names_table", "rewrite", "top_tensors"]
+           "definitions_in", "names_table", "rewrite"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -137,11 +137,11 @@ def names_table(e: Expr) -> dict[str, Named] | None:
         other = table.setdefault(n.name, n)
         if body_of(other) is not body_of(n) and body_of(other) != body_of(n):
             return None
-    variables = {t.name for t in top_tensors(e)}
+    variables = {t.name for t in _top_tensors(e)}
     return None if variables & set(table) else table
 
 
-def top_tensors(e: Expr) -> Iterator[Tensor]:
+def _top_tensors(e: Expr) -> Iterator[Tensor]:
     """The tensors of ``e`` outside the bodies of definitions (each node once)."""
     seen: set[int] = set()
     stack = [e]

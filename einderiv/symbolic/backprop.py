@@ -21,16 +21,16 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 
 from ..core.ir import (Expr, Index, Product, SizeHint, Sum, Tensor, children, fresh_names,
-                       remember, rename)
+                       iter_tensors, remember, rename)
 from ..core.definitions import Refolder, variable_hint
 from ..core.named import (Named, body_of, definitions_in, opaque, own_labels, rewrite,
-                          top_tensors, use)
+                          use)
 from ..core.scopes import rebind
 from .diff import derivative, variable_rule
 from .terms import node_count
 from .simplify import simplify
 
-__all__ = ["backprop", "pieces", "ranks", "INLINE_NODES"]
+__all__ = ["backprop", "ranks", "INLINE_NODES"]
 
 #: An adjoint used once is written into its use if it has at most this many nodes
 #: (the two-layer network's, as the notes print it); a longer one is a definition
@@ -86,16 +86,10 @@ def backprop(e: Expr, wrt: str, new: tuple[Index, ...], log: list[str] | None = 
     return rename(_assemble(result, adjoints, tokens, uses, out, wrt), dict(zip(inner, new)))
 
 
-def pieces(e: Expr) -> list[Expr]:
-    """``e`` and each body it uses, each with the names read as tensors."""
-    return [opaque(x) for x in (e, *(body_of(n) for n in definitions_in(e)))]
-
-
 def ranks(e: Expr) -> dict[str, int]:
-    """The rank of each variable and defined name ``e`` uses (each body read once)."""
-    found = {n.name: len(n.shown) for n in definitions_in(e)}
-    for x in pieces(e):
-        found.update((t.name, len(t.indices)) for t in top_tensors(x) if t.name not in found)
+    """The rank of each variable and defined name ``e`` uses (a shared body walked once)."""
+    found = {t.name: len(t.indices) for t in iter_tensors(e)}
+    found.update((n.name, len(n.shown)) for n in definitions_in(e))
     return found
 
 
