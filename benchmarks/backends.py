@@ -6,8 +6,11 @@ For every case of benchmarks/cases.py (``--quick``: small sizes), on one thread,
   ``jax.jit``), the exported code itself (``to_python(backend="jax", shapes=...)`` loaded
   and jitted by hand, called by keyword as einderiv is), against ``jax.jit(jax.grad)`` /
   ``jax.jit(jax.hessian)`` / ``jax.jit(jax.jacrev)`` of the same function, called as JAX
-  code calls it (the variable, then a dict of the others); all three get the same
-  arrays and the same Python numbers (C1's ``n``). JAX runs with CPU dispatch
+  code calls it (the variable, then a dict of the others); all get the same arrays
+  and the same Python numbers (C1's ``n``). Two controls: "program", the exported code
+  jitted with its arguments by position (what the ``f(**arrays)`` entry adds), and
+  "autodiff again", a second ``jax.jit`` of the autodiff function (A/A: the run's
+  noise, which a ratio within it cannot beat). JAX runs with CPU dispatch
   synchronous (``jax_cpu_enable_async_dispatch`` off): asynchronously a call of a few
   microseconds hands its work to another thread and took 30 or 85 us by whether that
   thread was awake (two modes, the same for every method; 40 samples of C1's gradient
@@ -160,15 +163,22 @@ def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) ->
     others = {k: v for k, v in arrays.items() if k != wrt}
     T = {"grad": jax.grad, "hessian": jax.hessian, "jacobian": jax.jacrev}[case.kind]
     auto = jax.jit(T(lambda w, o: case.loss(jnp, {**o, wrt: w})))
+    again = jax.jit(T(lambda w, o: case.loss(jnp, {**o, wrt: w})))  # A/A: the run's noise
     compiled = expr.compile(backend="jax")
     shapes = {k: np.shape(v) for k, v in data.items()}
     source = _load(expr.to_python("f", backend="jax", shapes=shapes))
     exported = jax.jit(source)
     kw = {p: arrays[p] for p in inspect.signature(source).parameters}  # keyword-only
+    # the same program by position: jax.jit's own call, no keyword entry before it
+    names = list(kw)
+    program = jax.jit(lambda *a: source(**dict(zip(names, a))))
+    args = tuple(kw.values())
     out = {
         "einderiv": lambda: jax.block_until_ready(compiled(**arrays)),
+        "program": lambda: jax.block_until_ready(program(*args)),
         "export": lambda: jax.block_until_ready(exported(**kw)),
         "autodiff": lambda: jax.block_until_ready(auto(arrays[wrt], others)),
+        "autodiff again": lambda: jax.block_until_ready(again(arrays[wrt], others)),
     }
     if case.kind != "grad":
         dense = jax.jit(lambda c: jnp.full(ref.shape, c))  # writes only: no read
@@ -213,7 +223,7 @@ def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
 
 def check(name: str, result: Any, ref: np.ndarray, case: Case, w: np.ndarray) -> None:
     got = result.detach().numpy() if hasattr(result, "detach") else np.asarray(result)
-    if name == "autodiff":
+    if name.startswith("autodiff"):
         got = to_denominator(got, case, w)
     if name != "dense" and not np.allclose(got, ref, rtol=case.rtol, atol=1e-8 * np.abs(ref).max()):
         raise AssertionError(f"{case.label}: {name} differs from the reference")
@@ -283,14 +293,47 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   (same two `dot`s otherwise). The writer now puts a product's scalar factors and sign
   on its smallest operand made element-wise (`t4 = 2.0 * t3 * t2`, fused by XLA into
   the loop that makes `t2`): C1 at 1000 x 100 went from 22.9 to 21.0 us, JAX's 21.0.
-  What is left: the smallest calls pay the keyword entry, 0.2-0.5 us of 8-22 us (C1,
-  C2 at 100, C3 at 1000 x 100: 0.91-0.99x in two runs, against the same program); C10's
-  softmax is max-shifted, one more reduction than JAX's gradient of the loss as written
-  (`log(sum(exp(z)))`, which overflows to nan for z > 709): two more XLA thunks, 8
-  against 6, 0.4-0.8 us of 10 us (0.92-0.96x). The large gradients (C1, C3 at 10000 x 500,
-  C2 at 1000, C6 at 500, C9) are the same HLO as JAX's, two memory-bound passes over X
-  or one LU, and land within +-4% of 1.00x either way from run to run (C6 at 500:
-  `inv(X).T` 11.8 ms, JAX's 12.1 ms in a trial of 7 rounds; 0.96x in the table).
+  (The numbers in this bullet and in the Hessian bullets below, unless marked, are
+  from the machine of the earlier runs, an AMD EPYC of the same cache sizes whose
+  generation was not recorded; the tables above are from a Zen 4 one (family 25 model
+  17, AVX-512), where the times moved, most ratios less.)
+- **Python numbers** (C1's `n`): `jax.jit` turns a Python number argument into a
+  device scalar on every call, 1.5-3 us here (`x * n` jitted: 6.0 us with `n` a Python
+  float, 4.5 us with a JAX scalar), as much as a small gradient's
+  arithmetic. The entry now hands it the weak scalar `jax.jit` would make, made once
+  per value (`numeric.codegen.WeakNumbers`: keyed by type, value and x64; signed
+  zeros, NaN and numbers met while JAX traces pass as they are; at most 64 kept). C1
+  at 1000 x 100: 28.9 against 30.3 us, the "program" column (the same code by position,
+  the number converted by jax.jit) 29.6 us; with `n` given as a JAX scalar to both,
+  einderiv and `jax.jit(jax.grad)` are the same program at 27.9 and 27.2 us.
+- **The keyword entry, what is left of the small gradients**: "program" is einderiv's
+  jitted code called by position, "einderiv" the same through `f(**arrays)`. The
+  program is as fast as JAX's or faster (C2 at 100: 8.0-8.2 against 8.3-8.5 us; C3 at
+  1000 x 100: 26.9-27.3 against 27.7-28.1 us; 40-80-round trials), and the entry costs
+  0.5-1.4 us more: CPython builds the keyword dict and goes through the instance's
+  `__call__` (~430 ns of Python for four names against a no-op), the generated
+  positional entry behind it ~140 ns. Tried: a generated keyword-only `__call__` per
+  instance (250 ns: parity with `jax.jit(jax.grad)`, a class per compiled expression,
+  not taken) and the exported function jitted with keywords (JAX flattens them: the
+  "export" column, same as autodiff). So C2 at 100 and C3 at 1000 x 100 land at
+  0.94-1.02x from run to run: the calls are 8-30 us and JAX's own dispatch is 6 us of
+  them. C10 is the one gradient behind by its program: the softmax is max-shifted,
+  one more reduction than JAX's gradient of the loss as written (`log(sum(exp(z)))`,
+  which overflows to nan for z > 709; einderiv's does not): 8 XLA thunks against 6,
+  ~1 us of 10-12 us (0.83-0.93x). Kept: a silent nan is the worse bug. The large
+  gradients (C1, C3 at 10000 x 500, C2 at 1000, C6 at 500, C9) are the same HLO as
+  JAX's, two memory-bound passes over X or one LU, and land within the run's A/A band
+  (the autodiff against a second jit of itself, in the table) of 1.00x.
+- **A gradient that reads X once** (the next step, not built): the logistic gradient's
+  chain `X theta` -> element-wise -> `r^T X` in blocks of rows inside one `fori_loop`,
+  X read once while each block is in cache (`python benchmarks/row_blocks.py`,
+  hand-written JAX): on the Zen 4 machine 1.9-3.2x the two-pass program at 38-76 MiB
+  of X on one thread, 1.1-1.5x with XLA's two threads, 1.0x below the last-level
+  cache (32 MiB); on the earlier machine 1.2-3.5x on one thread above the cache but
+  0.66-0.95x with two threads at 10000 x 500 and 5000 x 1000, and 0.6-0.8x below it.
+  Worth building into the jax dialect (a region of row-wise steps between two products
+  over the same rows, written as a blocked helper like `_leading`), gated on the size
+  and checked on the thread count.
 - **Hessians `X^T diag(w) X` (C1, C3, C13)**: einderiv's one product compiled to
   `dot(X, Z), lhs_contracting_dims={0}, rhs_contracting_dims={0}`, a plain XLA `dot`
   (Eigen), while `jax.hessian`'s first product (the identity of tangents through
@@ -314,7 +357,17 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   computes 3 of its 4 blocks, the fourth the transpose of one (XLA has no symmetric
   product: 15-19% less time at 2000 x 1000 and 10000 x 500; none at 100 columns, where
   it is not split); `sqrt(w)` on both sides (one operand twice) needs w >= 0, not
-  general. The rule is the jax dialect's, for any product summed
+  general. On the Zen 4 machine the plain product is as fast as the transposed one
+  at 1000 x 100 (XLA's `dot` there: 0.49 against 0.47 ms) and the split into 3 of 4
+  blocks pays from 64 columns (1000 x 64, 100, 200: 10-15% less time; 100 columns
+  gained nothing on the earlier machine): it now starts at 64 columns. C1's and C3's
+  Hessians at 1000 x 100 stay the thinnest margin: the product is compute-bound there
+  (2 x 10^7 flops, ~45 GFLOP/s: one core's peak), `jax.hessian` does twice its flops
+  and einderiv 3/4 of them, and the time of either program moves 20-40% between runs
+  and processes (C1: 0.43-0.60 ms against 0.87-0.92 ms, 1.47-2.12x in four runs; minor
+  page faults per call came and went with the allocator's state for every method
+  alike). 4 x 4 blocks and a recursive split gained nothing at 100 columns. The rule is
+  the jax dialect's, for any product summed
   over the leading axes of both operands (code_forms.leading and .weighted, the helper
   in numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a
   transposed operand as a flag), and only where both kept sides have >= 16 entries
@@ -355,6 +408,11 @@ def targets(rows: list[dict]) -> list[str]:
                     for r in bad)
             if dense:
                 note += "; dense-bound: " + ", ".join(dense)
+            aa = sorted(r["best_s"]["autodiff"] / r["best_s"]["autodiff again"]
+                        for r in sel if "autodiff again" in r["best_s"])
+            if bad and aa:
+                note += (f"; this run's A/A (autodiff against a second jit of itself) "
+                         f"{aa[0]:.2f}-{aa[-1]:.2f}")
             out.append(f"| {lib}: {text} | {'**no**' if bad else 'yes'} | {note} |")
     comp = [r for r in rows if "torch.compile" in r["best_s"]]
     if comp:
@@ -382,21 +440,31 @@ def markdown(rows: list[dict], meta: dict) -> str:
         sel = [r for r in rows if r["lib"] == lib]
         if not sel:
             continue
+        jax_cols = lib == "jax"  # the program by position and the A/A control
         extra = " | torch.compile(hand) | ratio" if lib == "torch" else ""
         out += [f"### {lib}: einderiv against {auto}", "",
                 "speed-up = autodiff time / einderiv time (higher is better); export = the "
                 "`to_python` code called directly; dense = writing an array of the result's shape "
-                "once (a fill).", "",
-                f"| case | einderiv | export | autodiff | speed-up | export/einderiv | dense"
-                f"{extra} | target | holds |",
+                "once (a fill)." + (
+                    " program = the same exported code jitted with its arguments by position "
+                    "(jax.jit's own call, no keyword entry before it; Python numbers converted "
+                    "by jax.jit on each call); A/A = autodiff time / the time of a second "
+                    "`jax.jit` of the same autodiff function: the run's noise (1.00 where the "
+                    "machine is steady)." if jax_cols else ""), "",
+                "| case | einderiv" + (" | program" if jax_cols else "") + " | export | autodiff "
+                "| speed-up" + (" | program speed-up | A/A" if jax_cols else "")
+                + f" | export/einderiv | dense{extra} | target | holds |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---:" + (" | ---: | ---:" if extra else "")
-                + " | --- | --- |"]
+                + (" | ---: | ---: | ---:" if jax_cols else "") + " | --- | --- |"]
         for r in sel:
             b = r["best_s"]
             need, holds = verdict(r)
-            cells = [r["case"], fmt(b["einderiv"]), fmt(b["export"]), fmt(b["autodiff"]),
-                     f"{b['autodiff'] / b['einderiv']:.2f}x", f"{b['export'] / b['einderiv']:.2f}",
-                     fmt(b["dense"]) if "dense" in b else "-"]
+            cells = [r["case"], fmt(b["einderiv"])]
+            cells += [fmt(b["program"])] if jax_cols else []
+            cells += [fmt(b["export"]), fmt(b["autodiff"]), f"{b['autodiff'] / b['einderiv']:.2f}x"]
+            cells += [f"{b['autodiff'] / b['program']:.2f}x",
+                      f"{b['autodiff'] / b['autodiff again']:.2f}"] if jax_cols else []
+            cells += [f"{b['export'] / b['einderiv']:.2f}", fmt(b["dense"]) if "dense" in b else "-"]
             if extra:
                 tc = b.get("torch.compile")
                 cells += [fmt(tc) if tc else "n/a",

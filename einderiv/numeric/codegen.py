@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -129,25 +128,20 @@ class ExportedExpr:
         if backend == "jax":
             import jax
             self._jitted = jax.jit(self._traced)
-        self._get = itemgetter(*names) if len(names) > 1 else \
-            (lambda arrays: (arrays[names[0]],)) if names else (lambda arrays: ())
-        self._direct = self._jitted is not None and not self._structures
-        # torch, a call with known shapes: one generated function, positional arguments
-        self._call = self._general if self._structures or self._jitted is not None else \
-            fast_entry(names, self._fns, self._general)
+        # one generated function, the arrays by position: on jax straight to jax.jit
+        # (Python numbers as cached weak scalars), on torch to the function loaded for
+        # the shapes; structured variables are checked on each call (the general way)
+        self._call: Any = self._general
+        if not self._structures and self._jitted is not None:
+            self._call = jax_entry(names, self._jitted, self._general, WeakNumbers())
+        elif not self._structures:
+            self._call = fast_entry(names, self._fns, self._general)
 
     def __repr__(self) -> str:
         text = tuple(map(str, self.expr)) if isinstance(self.expr, tuple) else str(self.expr)
         return f"ExportedExpr({text!r}, backend={self.backend!r})"
 
     def __call__(self, **arrays: Any) -> Any:
-        if self._direct:  # the arrays by position to jax.jit: this call costs ~0.35 us
-            # more than a positional call of the jitted function (benchmarks/backends.py)
-            try:
-                args = self._get(arrays)
-            except KeyError:
-                return self._general(arrays)
-            return self._jitted(*args)
         return self._call(arrays)
 
     def _general(self, arrays: Mapping[str, Any]) -> Any:
@@ -192,23 +186,84 @@ def _jnp_shape(a: Any) -> tuple:
     return tuple(jnp.asarray(a).shape)
 
 
-def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
-    """``call(arrays)``: the function loaded for the arrays' shapes (``fns``, keyed by
-    the shapes in the order of ``names``), called with the arrays by position, or
-    ``general(arrays)`` where a name is missing, an argument has no shape (a Python
-    number counts as shape ``()``), or the shapes are new (torch; jax's entry is
-    ``ExportedExpr.__call__``, jax.jit keying the shapes)."""
+def _entry(names: list[str], body: list[str], namespace: dict[str, Any]) -> Any:
+    """``call(arrays)`` generated: the arrays of ``names`` taken as ``a0, a1, ...`` (a
+    missing name goes to ``general(arrays)``), then ``body``."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
-        lines += ["        key = (" + "".join(
-            f"() if type({p}) in NUMBERS else {p}.shape, " for p in params) + ")",
-            "    except (KeyError, AttributeError):", "        return general(arrays)"]
-    else:
-        lines.append("    key = ()")
-    lines += ["    fn = fns.get(key)", "    if fn is None:", "        return general(arrays)",
-              f"    return fn({', '.join(params)})"]
-    namespace: dict[str, Any] = {"fns": fns, "general": general, "NUMBERS": (float, int)}
-    exec(compile("\n".join(lines) + "\n", "<einderiv entry>", "exec"), namespace)  # noqa: S102
+        lines += ["    except KeyError:", "        return general(arrays)"]
+    exec(compile("\n".join(lines + body) + "\n", "<einderiv entry>", "exec"),  # noqa: S102
+         namespace)
     return namespace["call"]
+
+
+def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
+    """``call(arrays)``: the function loaded for the arrays' shapes (``fns``, keyed by
+    the shapes in the order of ``names``), called with the arrays by position, or
+    ``general(arrays)`` where a name is missing, an argument has no shape (a Python
+    number counts as shape ``()``), or the shapes are new (torch)."""
+    params = [f"a{k}" for k in range(len(names))]
+    body = ["    try:", "        key = (" + "".join(
+        f"() if type({p}) in NUMBERS else {p}.shape, " for p in params) + ")",
+        "    except AttributeError:", "        return general(arrays)",
+        "    fn = fns.get(key)", "    if fn is None:", "        return general(arrays)",
+        f"    return fn({', '.join(params)})"]
+    return _entry(names, body, {"fns": fns, "general": general, "NUMBERS": (float, int)})
+
+
+def jax_entry(names: list[str], jitted: Any, general: Any, numbers: WeakNumbers) -> Any:
+    """``call(arrays)``: ``jitted`` (one ``jax.jit``, which keys the shapes itself) with
+    the arrays by position, each Python number replaced by ``numbers(value)``; a missing
+    name goes to ``general(arrays)``. Its Python work is ~0.15 us, behind the ~0.4 us of
+    ``ExportedExpr.__call__`` taking the keywords (benchmarks/backends.py: "program", the
+    code jitted and called by position, against "einderiv")."""
+    params = [f"a{k}" for k in range(len(names))]
+    body = [line for p in params
+            for line in (f"    if type({p}) in NUMBERS:", f"        {p} = numbers({p})")]
+    body.append(f"    return jitted({', '.join(params)})")
+    return _entry(names, body, {"jitted": jitted, "general": general, "numbers": numbers,
+                                "NUMBERS": WeakNumbers.TYPES})
+
+
+class WeakNumbers:
+    """Python numbers as the weakly typed JAX scalars ``jax.jit`` makes of them, made
+    once per value and reused. ``jax.jit`` converts a Python number argument on every
+    call (1.5-3 us on a 2-core EPYC, as much as a small gradient's arithmetic); a
+    research script passes the same ``n`` or learning rate each step. The scalar has
+    the number's abstract value (dtype, weak type: the same compiled program, the same
+    promotion); the key holds the type (``1 == 1.0 == True``) and ``jax_enable_x64``
+    (the scalar's precision). Not cached: signed zeros and NaN (``-0.0 == 0.0``, equal
+    keys for different numbers; ``nan != nan``), complex numbers (signed zero parts),
+    and a number met while JAX traces (``jnp.asarray`` gives a tracer there): those go
+    to JAX as they are. At most :attr:`SIZE` values are kept (a schedule of learning
+    rates does not grow it without bound)."""
+
+    TYPES = frozenset((float, int, bool))
+    SIZE = 64
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        self._config: Any = jax.config  # its options are attributes mypy does not know
+        self._asarray, self._tracer = jnp.asarray, jax.core.Tracer
+        self._made: dict[tuple, Any] = {}
+
+    def __call__(self, value: float | int | bool) -> Any:
+        key = (type(value), value, self._config.jax_enable_x64)
+        made = self._made.get(key)
+        if made is not None:
+            return made
+        if value != value or (type(value) is float and value == 0.0):
+            return value
+        try:
+            made = self._asarray(value)
+        except (OverflowError, TypeError):  # jax.jit reports it, as for any argument
+            return value
+        if isinstance(made, self._tracer):
+            return value
+        if len(self._made) >= self.SIZE:
+            self._made.clear()
+        self._made[key] = made
+        return made

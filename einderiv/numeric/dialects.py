@@ -65,8 +65,10 @@ _NUMPY_PROMOTE = (
 #: barrier (XLA folds a bare transpose back into the product), in blocks of rows that
 #: stay in cache (one loop: a transpose of all of a large ``a`` cost as much as it
 #: saved; blocks of 400-500 rows measured best at 2000-10000 rows of 500-2000 columns,
-#: 666-1000 rows 15-30% slower); ``a^T a`` (a symmetric result) computes 3 of its 4
-#: blocks (15-19% less time at 2000 x 1000 and 10000 x 500); small products (where the
+#: 666-1000 rows 15-30% slower); ``a^T a`` (a symmetric result) of >= 64 columns
+#: computes 3 of its 4 blocks (15-19% less time at 2000 x 1000 and 10000 x 500; on a
+#: Zen 4 core 10-15% at 1000 x 64, 100 and 200, where on an earlier EPYC 100 columns
+#: gained nothing; 4 x 4 blocks gained another 0-10%, not taken); small products (where the
 #: copy costs more) and other platforms (a transposed operand is a flag to cuBLAS) keep
 #: the plain product.
 _JAX_LEADING = (
@@ -78,7 +80,7 @@ _JAX_LEADING = (
     "    m *= d",
     "for d in fb:",
     "    p *= d",
-    "sym, h = a is b and m >= 128, m // 2  # a^T diag(w) a: symmetric",
+    "sym, h = a is b and m >= 64, m // 2  # a^T diag(w) a: symmetric",
     "if m < 16 or p < 16 or n * m * p < 65536:",
     "    a = a if w is None else a * w.reshape(w.shape + (1,) * (a.ndim - s))",
     "    return {xp}.tensordot(a, b, (tuple(range(s)), tuple(range(s))))",
