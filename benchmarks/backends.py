@@ -286,9 +286,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   entry built a shape key per call and went through two Python frames before jax.jit,
   which keys shapes itself: 0.7-1.6 us. Now one `jax.jit` per compiled expression
   whose body runs only while JAX traces (it picks the code written for the shapes), and
-  `f(**arrays)` passes the arrays by position: 400 ns of Python (65 ns for a
-  positional call of a no-op), 0.2-0.4 us over the bare jitted call in the tables
-  ("export" is that call by keyword). (2) The program: C1's HLO applied `2/n` after the
+  `f(**arrays)` passes the arrays by position (what that still costs: "the keyword
+  entry" below). (2) The program: C1's HLO applied `2/n` after the
   second `dot`, one more XLA thunk than JAX, whose `2/n` sits in the residual's fusion
   (same two `dot`s otherwise). The writer now puts a product's scalar factors and sign
   on its smallest operand made element-wise (`t4 = 2.0 * t3 * t2`, fused by XLA into
@@ -316,8 +315,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   instance (250 ns: parity with `jax.jit(jax.grad)`, a class per compiled expression,
   not taken) and the exported function jitted with keywords (JAX flattens them: the
   "export" column, same as autodiff). So C2 at 100 and C3 at 1000 x 100 land at
-  0.94-1.02x from run to run: the calls are 8-30 us and JAX's own dispatch is 6 us of
-  them. C10 is the one gradient behind by its program: the softmax is max-shifted,
+  0.94-1.02x from run to run: the calls are 8-30 us, and JAX's own dispatch of a
+  jitted call is ~4.5 us of them here. C10 is the one gradient behind by its program: the softmax is max-shifted,
   one more reduction than JAX's gradient of the loss as written (`log(sum(exp(z)))`,
   which overflows to nan for z > 709; einderiv's does not): 8 XLA thunks against 6,
   ~1 us of 10-12 us (0.83-0.93x). Kept: a silent nan is the worse bug. The large
