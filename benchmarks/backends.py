@@ -287,8 +287,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   which keys shapes itself: 0.7-1.6 us. Now one `jax.jit` per compiled expression
   whose body runs only while JAX traces (it picks the code written for the shapes), and
   `f(**arrays)` passes the arrays by position (what that still costs: "the keyword
-  entry" below). (2) The program: C1's HLO applied `2/n` after the
-  second `dot`, one more XLA thunk than JAX, whose `2/n` sits in the residual's fusion
+  entry" below). (2) The program: C1's HLO applied `2/n` after the second `dot`, one
+  more XLA thunk than JAX, whose `2/n` sits in the residual's fusion
   (same two `dot`s otherwise). The writer now puts a product's scalar factors and sign
   on its smallest operand made element-wise (`t4 = 2.0 * t3 * t2`, fused by XLA into
   the loop that makes `t2`): C1 at 1000 x 100 went from 22.9 to 21.0 us, JAX's 21.0.
@@ -316,10 +316,13 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   not taken) and the exported function jitted with keywords (JAX flattens them: the
   "export" column, same as autodiff). So C2 at 100 and C3 at 1000 x 100 land at
   0.94-1.02x from run to run: the calls are 8-30 us, and JAX's own dispatch of a
-  jitted call is ~4.5 us of them here. C10 is the one gradient behind by its program: the softmax is max-shifted,
-  one more reduction than JAX's gradient of the loss as written (`log(sum(exp(z)))`,
+  jitted call is ~4.5 us of them here. C10 is the one gradient behind by its program:
+  the softmax is max-shifted, one more reduction than JAX's gradient of the loss as
+  written (`log(sum(exp(z)))`,
   which overflows to nan for z > 709; einderiv's does not): 8 XLA thunks against 6,
-  ~1 us of 10-12 us (0.83-0.93x). Kept: a silent nan is the worse bug. The large
+  ~1 us of 10-12 us (0.83-0.93x); merging `sum(y)` into the sum of `exp` or into the
+  max (one variadic reduce), or a stacked sum, gave 9.6-9.9 us against JAX's 9.25 us.
+  Kept: a silent nan is the worse bug. The large
   gradients (C1, C3 at 10000 x 500, C2 at 1000, C6 at 500, C9) are the same HLO as
   JAX's, two memory-bound passes over X or one LU, and land within the run's A/A band
   (the autodiff against a second jit of itself, in the table) of 1.00x.
