@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import einderiv
 
@@ -181,6 +183,37 @@ def test_a_cached_number_keeps_its_sign_its_precision_and_stays_out_of_traces():
     for s in (3.0, 0.1):  # after the trace: concrete values, no leaked tracer
         np.testing.assert_allclose(np.asarray(f(x=jnp.asarray(x), s=s)), 2 * x / s,
                                    rtol=1e-15)
+
+
+SCALED = einderiv.diff("x[i]*x[i]/s", "x").compile(backend="jax")  # one cache for all
+
+
+@settings(deadline=None, derandomize=True, database=None, max_examples=150)
+@given(st.lists(st.tuples(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                                    st.integers(-2**40, 2**40), st.booleans(),
+                                    st.sampled_from([0.0, -0.0, 0.1, 1.0, 1, True])),
+                          st.booleans()), min_size=1, max_size=6))
+def test_any_sequence_of_python_numbers_gives_what_jit_gives_them(calls):
+    """Python numbers through one compiled function, x64 on and off in any order (the
+    cache outlives each call): every result is bit-identical to jax.jit's own on the
+    number itself, and equals 2 x / s (numpy, in the same precision) where finite."""
+    x = np.array([1.0, -2.0, 3.0, 0.5])
+    for value, x64 in calls:
+        with jax.enable_x64(x64), np.errstate(all="ignore"):
+            dtype = np.float64 if x64 else np.float32
+            xs = jnp.asarray(x.astype(dtype))
+            if type(value) is int and not x64 and abs(value) >= 2**31:
+                with pytest.raises(OverflowError, match="overflow"):  # jax.jit's error
+                    SCALED(x=xs, s=value)
+                with pytest.raises(OverflowError, match="overflow"):
+                    SCALED._jitted(xs, value)
+                continue
+            got = np.asarray(SCALED(x=xs, s=value))
+            plain = np.asarray(SCALED._jitted(xs, value))  # jax.jit converting it itself
+            assert got.dtype == plain.dtype == dtype
+            np.testing.assert_array_equal(got, plain)
+            want = 2 * x.astype(dtype) / dtype(value)
+            np.testing.assert_allclose(got, want, rtol=1e-6 if dtype is np.float32 else 1e-15)
 
 
 def test_a_scalar_is_not_folded_onto_an_operand_that_is_a_factor_twice():
