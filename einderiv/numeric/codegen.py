@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import importlib.util
 import keyword
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -186,15 +186,16 @@ def _jnp_shape(a: Any) -> tuple:
     return tuple(jnp.asarray(a).shape)
 
 
-def _entry(names: list[str], body: list[str], namespace: dict[str, Any]) -> Any:
+def _entry(names: list[str], body: Callable[[list[str]], list[str]],
+           namespace: dict[str, Any]) -> Any:
     """``call(arrays)`` generated: the arrays of ``names`` taken as ``a0, a1, ...`` (a
-    missing name goes to ``general(arrays)``), then ``body``."""
+    missing name goes to ``general(arrays)``), then the lines ``body(["a0", ...])``."""
     params = [f"a{k}" for k in range(len(names))]
     lines = ["def call(arrays):"]
     if params:
         lines += ["    try:"] + [f"        {p} = arrays[{n!r}]" for n, p in zip(names, params)]
         lines += ["    except KeyError:", "        return general(arrays)"]
-    exec(compile("\n".join(lines + body) + "\n", "<einderiv entry>", "exec"),  # noqa: S102
+    exec(compile("\n".join(lines + body(params)) + "\n", "<einderiv entry>", "exec"),  # noqa: S102
          namespace)
     return namespace["call"]
 
@@ -204,12 +205,12 @@ def fast_entry(names: list[str], fns: Mapping[tuple, Any], general: Any) -> Any:
     the shapes in the order of ``names``), called with the arrays by position, or
     ``general(arrays)`` where a name is missing, an argument has no shape (a Python
     number counts as shape ``()``), or the shapes are new (torch)."""
-    params = [f"a{k}" for k in range(len(names))]
-    body = ["    try:", "        key = (" + "".join(
-        f"() if type({p}) in NUMBERS else {p}.shape, " for p in params) + ")",
-        "    except AttributeError:", "        return general(arrays)",
-        "    fn = fns.get(key)", "    if fn is None:", "        return general(arrays)",
-        f"    return fn({', '.join(params)})"]
+    def body(params: list[str]) -> list[str]:
+        return ["    try:", "        key = (" + "".join(
+            f"() if type({p}) in NUMBERS else {p}.shape, " for p in params) + ")",
+            "    except AttributeError:", "        return general(arrays)",
+            "    fn = fns.get(key)", "    if fn is None:", "        return general(arrays)",
+            f"    return fn({', '.join(params)})"]
     return _entry(names, body, {"fns": fns, "general": general, "NUMBERS": (float, int)})
 
 
@@ -219,10 +220,10 @@ def jax_entry(names: list[str], jitted: Any, general: Any, numbers: WeakNumbers)
     name goes to ``general(arrays)``. Its Python work is ~0.15 us, behind the ~0.4 us of
     ``ExportedExpr.__call__`` taking the keywords (benchmarks/backends.py: "program", the
     code jitted and called by position, against "einderiv")."""
-    params = [f"a{k}" for k in range(len(names))]
-    body = [line for p in params
-            for line in (f"    if type({p}) in NUMBERS:", f"        {p} = numbers({p})")]
-    body.append(f"    return jitted({', '.join(params)})")
+    def body(params: list[str]) -> list[str]:
+        return [line for p in params
+                for line in (f"    if type({p}) in NUMBERS:", f"        {p} = numbers({p})")
+                ] + [f"    return jitted({', '.join(params)})"]
     return _entry(names, body, {"jitted": jitted, "general": general, "numbers": numbers,
                                 "NUMBERS": WeakNumbers.TYPES})
 
@@ -235,10 +236,11 @@ class WeakNumbers:
     the number's abstract value (dtype, weak type: the same compiled program, the same
     promotion); the key holds the type (``1 == 1.0 == True``) and ``jax_enable_x64``
     (the scalar's precision). Not cached: signed zeros and NaN (``-0.0 == 0.0``, equal
-    keys for different numbers; ``nan != nan``), complex numbers (signed zero parts),
-    and a number met while JAX traces (``jnp.asarray`` gives a tracer there): those go
-    to JAX as they are. At most :attr:`SIZE` values are kept (a schedule of learning
-    rates does not grow it without bound)."""
+    keys for different numbers; ``nan != nan``), complex numbers (signed zero parts;
+    not in :attr:`TYPES`, the entry passes them on), and a number met while JAX traces
+    (``jnp.asarray`` gives a tracer there): those go to JAX as they are. At most
+    :attr:`SIZE` values are kept (a schedule of learning rates does not grow it without
+    bound)."""
 
     TYPES = frozenset((float, int, bool))
     SIZE = 64
