@@ -6,15 +6,17 @@ index ranges, the reshape of an index range, the dtype (and device) of new const
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from ..core.ir import Index
+from .program import Add, Einsum, Func, Operand, Pow, Scale
 
 if TYPE_CHECKING:  # pragma: no cover
     from .code_writer import CodeWriter
 
 __all__ = ["matmul", "leading", "weighted", "leading_call", "selected", "reshaped",
-           "dtype_lines"]
+           "dtype_lines", "folded_scalars", "multiplied_out"]
 
 
 def reshaped(ax: int, rank: int) -> str:
@@ -140,3 +142,38 @@ def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str])
     if not inputs:
         return [f"{dtype} = {xp}.result_type(float)"]
     return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
+
+
+def multiplied_out(w: CodeWriter, step: Einsum, terms: list[tuple[float, tuple[Operand, ...]]],
+                   free: bool) -> tuple[str, tuple[Index, ...], bool, bool]:
+    """Product ``step`` with its sum factor multiplied out (the terms of
+    :func:`einderiv.numeric.rewrites.distributions`: ``M V - U (V^T V)``, never the
+    residual ``M - U V^T``): the sum of the terms' products, each in the axis order of
+    the first (``free``: as its contraction gives them); as ``CodeWriter.product``."""
+    parts: list[str] = []
+    actual = step.out
+    for j, (coeff, operands) in enumerate(terms):
+        value, got, alias, view = w.product(Einsum(coeff, operands, actual), free and j == 0)
+        actual = got
+        parts.append(value if j == 0 else
+                     f" - {value[1:]}" if value.startswith("-") else f" + {value}")
+    if len(parts) > 1:
+        alias = view = False
+    return "".join(parts), actual, alias, view
+
+
+def folded_scalars(w: CodeWriter, rest: list, sign: str, factors: list[str]
+                   ) -> tuple[int, str] | None:
+    """The scalar factors (and sign) of a product moved onto its smallest operand that
+    an element-wise step makes, where XLA fuses them into the loop that makes it (on
+    the product they are a pass of their own: C1's gradient 23 -> 21 us): that
+    operand's slot and variable, which stands for the scaled one until put back."""
+    slots = [s for s, _ in rest]  # one that is a factor once (t * t: not twice)
+    sizes = [(math.prod(sh) if (sh := w.int_shape(s)) else math.inf, w.rank[s] or 0, s)
+             for s in slots if isinstance(w.steps[s], (Add, Func, Pow, Scale))
+             and slots.count(s) == 1]
+    if not (sign or factors) or not sizes:
+        return None
+    slot = min(sizes)[2]  # the fewest elements (the fewest axes: sizes unknown)
+    original, w.var[slot] = w.var[slot], w.bind(sign + " * ".join(factors + [w.var[slot]]))
+    return slot, original

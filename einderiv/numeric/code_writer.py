@@ -18,11 +18,12 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import (dtype_lines, leading, leading_call, matmul, reshaped, selected,
-                         weighted)
+from .code_forms import (dtype_lines, folded_scalars, leading, leading_call, matmul,
+                         multiplied_out, reshaped, selected, weighted)
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
+from .rewrites import Distribution
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
                       LogSumExp, Ones, Pow, PowSlot, Program, Scale, SizeRef, Softmax, Solve, Step,
                       Transpose, UnknownSize, Zeros, unknown_size_message)
@@ -55,9 +56,13 @@ class CodeWriter:
     in the dialect of ``backend``: each step by its kind's writer in :data:`WRITERS`."""
 
     def __init__(self, expr: Expr | tuple[Expr, ...], program: Program, backend: str,
-                 dialect: Dialect, shapes: Mapping[str, tuple], name: str):
+                 dialect: Dialect, shapes: Mapping[str, tuple], name: str,
+                 multiplied: Mapping[int, Distribution] | None = None):
         self.expr, self.program, self.backend, self.d, self.shapes, self.name = \
             expr, program, backend, dialect, shapes, name
+        # products whose sum factor is multiplied out, and the steps that makes unneeded
+        self.multiplied = dict(multiplied or {})
+        self.unneeded = {d for found in self.multiplied.values() for d in found.dead}
         self.steps = program.steps
         # keyword-only parameters: the variables in the order the expression shows
         # them, then the arrays only a size is read from
@@ -227,13 +232,24 @@ class CodeWriter:
         self.var[k], self.alias[k], self.view[k] = self.py[name], True, False
 
     def step_einsum(self, k: int, step: Einsum) -> None:
+        if k in self.multiplied:  # its sum factor multiplied out (rewrites.distributions)
+            value, actual, alias, view = multiplied_out(self, step, self.multiplied[k].terms,
+                                                        self.free_order(k))
+        else:
+            value, actual, alias, view = self.product(step, self.free_order(k))
+        self.assign(k, value, alias=alias, view=view)
+        self.settle(k, step.out, actual)
+
+    def product(self, step: Einsum, free: bool) -> tuple[str, tuple[Index, ...], bool, bool]:
+        """The value of a product, the order of its axes (``free``: as the contraction
+        gives them), and whether it is an input's variable (alias) or a view of one."""
         coeff, operands, out = step.coeff, step.operands, step.out
         scalars = [self.var[s] for s, labels in operands if not labels]
         rest = [(s, self.labels(s, labels)) for s, labels in operands if labels]
         factors = ([_num(coeff)] if coeff not in (1.0, -1.0) else []) + scalars
         sign = "-" if coeff == -1.0 else ""
         alias = view = False
-        free, actual = self.free_order(k), out
+        actual = out
         if not rest:
             value = " * ".join(factors or ["1.0"])
         elif len(rest) == 1 and (rest[0][1] == out or free and len(rest[0][1]) == len(out)
@@ -242,7 +258,7 @@ class CodeWriter:
             alias = view = not factors and not sign  # the variable itself
         else:
             strategy = path_strategy("auto", [labels for _, labels in operands])
-            folded = self.fold(rest, sign, factors) if self.d.fold and len(rest) > 1 else None
+            folded = folded_scalars(self, rest, sign, factors) if self.d.fold and len(rest) > 1 else None
             value, actual = self.contraction(rest, out, strategy, free)
             if folded:  # the scalars went into an operand
                 self.var[folded[0]], sign, factors = folded[1], "", []
@@ -252,24 +268,7 @@ class CodeWriter:
         if alias:
             view = view and self.view[rest[0][0]]
             alias = self.alias[rest[0][0]]
-        self.assign(k, sign + value, alias=alias, view=view)
-        self.settle(k, out, actual)
-
-    def fold(self, rest: list, sign: str, factors: list[str]) -> tuple[int, str] | None:
-        """The scalar factors (and sign) of a product moved onto its smallest operand that
-        an element-wise step makes, where XLA fuses them into the loop that makes it (on
-        the product they are a pass of their own: C1's gradient 23 -> 21 us): that
-        operand's slot and variable, which stands for the scaled one until put back."""
-        slots = [s for s, _ in rest]  # one that is a factor once (t * t: not twice)
-        sizes = [(math.prod(sh) if (sh := self.int_shape(s)) else math.inf, self.rank[s] or 0,
-                  s) for s in slots if isinstance(self.steps[s], (Add, Func, Pow, Scale))
-                 and slots.count(s) == 1]
-        if not (sign or factors) or not sizes:
-            return None
-        slot = min(sizes)[2]  # the fewest elements (the fewest axes: sizes unknown)
-        original, self.var[slot] = self.var[slot], self.bind(
-            sign + " * ".join(factors + [self.var[slot]]))
-        return slot, original
+        return sign + value, actual, alias, view
 
     def contraction(self, rest: list, out: tuple[Index, ...], strategy: Any,
                     free: bool = False) -> tuple[str, tuple[Index, ...]]:
@@ -580,7 +579,8 @@ class CodeWriter:
     # ------------------------------------------------------------------ assembly
     def source(self) -> str:
         for k, step in enumerate(self.steps):
-            WRITERS[type(step)](self, k, step)
+            if k not in self.unneeded:
+                WRITERS[type(step)](self, k, step)
         results = []
         for j, out in enumerate(self.program.results):
             result = self.canonical(out)

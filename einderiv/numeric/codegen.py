@@ -55,6 +55,7 @@ from .dialects import DIALECTS
 from .inputs import expressions, missing_error
 from .lowering import lower, lower_many
 from .planning import known_shapes, plan_shapes
+from .rewrites import distributions
 
 __all__ = ["BACKENDS", "to_python", "ExportedExpr"]
 
@@ -93,9 +94,12 @@ def _writer(expr: Expr | Sequence[Expr], name: str, backend: str,
     # Shapes that do not fit are refused as compile refuses them; the memory limit is
     # the running machine's business, not the exporter's.
     known = known_shapes(expr, program, shapes)
-    if known is not None:
-        plan_shapes(expr, program, known, optimize="auto", backend="numpy", memory_limit=2**62)
-    return CodeWriter(expr, program, backend, dialect, shapes, name)
+    multiplied = None
+    if known is not None:  # the sizes fixed: products multiplied out where compile does
+        sized = plan_shapes(expr, program, known, optimize="auto", backend="numpy",
+                            memory_limit=2**62)
+        multiplied = distributions(program, sized.shapes, sized.costs, set(), "auto", "numpy")
+    return CodeWriter(expr, program, backend, dialect, shapes, name, multiplied)
 
 
 class ExportedExpr:

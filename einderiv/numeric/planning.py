@@ -29,7 +29,8 @@ from ..errors import EvaluationError, LimitError, ShapeError
 from .contraction import plan_einsum
 from .execution import Bound, bind_add, bind_step, skipped
 from .program import KINDS, Add, Einsum, Embed, Program, ShapeContext, Step
-from .rewrites import absorbed_diagonals, bind_in_place, distributions, in_place_steps, releases
+from .rewrites import (absorbed_diagonals, bind_distribution, bind_in_place, distributions,
+                       in_place_steps, releases)
 from .straightline import straight_line
 
 __all__ = ["PlanInfo", "Plan", "Shapes", "ShapeOnly", "PLANNERS", "plan_shapes", "make_plan",
@@ -215,13 +216,13 @@ def make_plan(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[s
         # the term is added onto a diagonal, not over the whole sum
         flops += math.prod(shapes[embed.inner]) - math.prod(shapes[add_at])
     if numpy:
-        for at, (run, dead, saved) in distributions(program, shapes, sized.costs, set(absorbed),
-                                                    optimize, backend).items():
-            flops -= saved
-            bound[at] = run
-            taken_over[at] = dead
-            rewritten.update((at, *dead))
-            for slot in dead:
+        for at, found in distributions(program, shapes, sized.costs, set(absorbed), optimize,
+                                       backend).items():
+            flops -= found.saved
+            bound[at] = bind_distribution(found)
+            taken_over[at] = found.dead
+            rewritten.update((at, *found.dead))
+            for slot in found.dead:
                 bound[slot] = skipped
         for at, into in in_place_steps(program, shapes, rewritten).items():
             bound[at] = bind_in_place(steps[at], shapes, at, into)

@@ -24,7 +24,8 @@ from .execution import Bound, bind_add, run_step
 from .program import Add, Einsum, Embed, Func, Operand, Pow, Program, Scale, Softmax, Step
 
 __all__ = ["count_readers", "releases", "plan_owned", "in_place_steps", "bind_in_place",
-           "absorbed_diagonals", "sum_of_products", "distributions", "IN_PLACE", "OWNS_VALUE",
+           "absorbed_diagonals", "sum_of_products", "distributions", "Distribution",
+           "bind_distribution", "IN_PLACE", "OWNS_VALUE",
            "IN_PLACE_MIN_SIZE"]
 
 
@@ -219,17 +220,32 @@ def sum_of_products(terms: list[tuple[float, list[int], Callable[..., Any]]]) ->
     return run
 
 
+class Distribution(NamedTuple):
+    """A product multiplied out (see :func:`distributions`): its ``terms``
+    (coefficient and operands each), each term's contraction as
+    :func:`~einderiv.numeric.contraction.plan_einsum` plans it (``planned``), the steps
+    it makes unnecessary (``dead``: the sum and the terms' own products) and the FLOPs
+    that saves."""
+    terms: list[tuple[float, tuple[Operand, ...]]]
+    planned: list[Any]
+    dead: list[int]
+    saved: int
+
+
 def distributions(program: Program, shapes: list, costs: list[int], absorbed: set[int],
-                  optimize: str, backend: str) -> dict[int, tuple[Bound, list[int], int]]:
+                  optimize: str, backend: str) -> dict[int, Distribution]:
     """Products with a sum factor that are cheaper multiplied out, for these shapes:
     ``V[a,f] (M[e,a] - U[e,b] V[a,b])`` never forms the m x n residual when
     ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
-    by opt_einsum's FLOP counts). Maps the product's slot to its new closure, the
-    steps it makes unnecessary (the sum and the terms' own products) and the FLOPs
-    that saves. ``costs``: each step's FLOPs as planned."""
+    by opt_einsum's FLOP counts). Maps the product's slot to its terms
+    (:class:`Distribution`); numpy's plan runs them as :func:`sum_of_products`, exported
+    code writes them out. Rounding: the residual ``M - U V^T`` already carries an error
+    of the order of ``eps |U| |V|`` per entry, which its product with ``V`` scales as it
+    scales ``M V``'s own; so both forms err by ``O(eps (|M| + |U| |V^T|) |V|)``.
+    ``costs``: each step's FLOPs as planned."""
     steps = program.steps
     readers = count_readers(program)
-    chosen: dict[int, tuple[Bound, list[int], int]] = {}
+    chosen: dict[int, Distribution] = {}
     taken: set[int] = set()
     for k, step in enumerate(steps):
         if not isinstance(step, Einsum):
@@ -249,13 +265,17 @@ def distributions(program: Program, shapes: list, costs: list[int], absorbed: se
             new_cost = sum(p[2] for p in planned) + math.prod(shapes[k]) * (len(terms) - 1)
             old_cost = costs[k] + sum(costs[d] for d in dead)
             if new_cost < 0.7 * old_cost:
-                chosen[k] = (sum_of_products([(c, [s for s, _ in ops], p[1])
-                                              for (c, ops), p in zip(terms, planned)]), dead,
-                             old_cost - new_cost)
+                chosen[k] = Distribution(terms, planned, dead, old_cost - new_cost)
                 taken.update(dead)
                 taken.add(k)
             break
     return chosen
+
+
+def bind_distribution(found: Distribution) -> Bound:
+    """numpy: the closure running a product multiplied out (:func:`distributions`)."""
+    return sum_of_products([(c, [s for s, _ in ops], p[1])
+                            for (c, ops), p in zip(found.terms, found.planned)])
 
 
 def _distributed(program: Program, k: int, j: int, readers: list[int]
