@@ -348,6 +348,46 @@ def test_exported_low_rank_gradient_is_multiplied_out_as_compile_does(backend):
     assert _largest_array_made(backend, fn, arrays) >= m * n
 
 
+#: Products with a sum factor, and the value written by hand in numpy (sizes m, n, r).
+SUM_FACTORS = [
+    ("V[a,f]*(M[e,a] - U[e,b]*V[a,b])", lambda v: (v["M"] - v["U"] @ v["V"].T) @ v["V"]),
+    ("x[i]*(M[i,j] + 3*U[i,k]*V[j,k] - N[i,j])*y[j]",
+     lambda v: v["x"] @ (v["M"] + 3 * v["U"] @ v["V"].T - v["N"]) @ v["y"]),
+    ("-2*(M[i,j] - U[i,k]*V[j,k])*V[j,l]*W[l,q] -> [q,i]",
+     lambda v: -2 * ((v["M"] - v["U"] @ v["V"].T) @ v["V"] @ v["W"]).T),
+    ("U[i,k]*(U[i,l]*V[j,l] + M[i,j]*s) -> [k,j]",
+     lambda v: v["U"].T @ (v["U"] @ v["V"].T + v["s"] * v["M"])),
+]
+
+
+def _sum_factor_case(text: str, by_hand, backend: str, m: int, n: int, r: int, seed: int):
+    rng = np.random.default_rng(seed)
+    sizes = {"M": (m, n), "N": (m, n), "U": (m, r), "V": (n, r), "x": (m,), "y": (n,),
+             "W": (r, 3), "s": ()}
+    shapes = {k: sh for k, sh in sizes.items() if re.search(rf"\b{k}\b", text)}
+    values = {k: rng.normal(size=sh) if sh else 1.5 for k, sh in shapes.items()}
+    src = einderiv.parse(text).to_python("grad", backend=backend, shapes=shapes)
+    got = _run_foreign(backend, src, values) if backend in FOREIGN else _call(_load(src), values)
+    np.testing.assert_allclose(got, by_hand(values), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum"])
+@pytest.mark.parametrize("text, by_hand", SUM_FACTORS, ids=[t for t, _ in SUM_FACTORS])
+@settings(deadline=None, derandomize=True, database=None, max_examples=25)
+@given(m=st.integers(1, 40), n=st.integers(1, 40), r=st.integers(1, 6), seed=st.integers(0, 99))
+def test_products_with_a_sum_factor_export_as_their_sizes_say(backend, text, by_hand, m, n, r,
+                                                              seed):
+    # multiplied out or not (the sizes decide), the value is the expression's
+    _sum_factor_case(text, by_hand, backend, m, n, r, seed)
+
+
+@pytest.mark.parametrize("backend", FOREIGN)
+@pytest.mark.parametrize("text, by_hand", SUM_FACTORS, ids=[t for t, _ in SUM_FACTORS])
+def test_foreign_products_with_a_sum_factor(backend, text, by_hand):
+    for m, n, r in ((30, 20, 2), (4, 3, 5)):  # multiplied out; not
+        _sum_factor_case(text, by_hand, backend, m, n, r, seed=m)
+
+
 def test_more_than_52_index_letters_fall_back_to_opt_einsum():
     k, d = 60, 2
     text = "*".join(["x[i0]"] + [f"A{m}[i{m - 1},i{m}]" for m in range(1, k + 1)] + [f"x[i{k}]"])
