@@ -315,7 +315,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   instance (250 ns: parity with `jax.jit(jax.grad)`, a class per compiled expression,
   not taken) and the exported function jitted with keywords (JAX flattens them: the
   "export" column, same as autodiff). So C2 at 100 and C3 at 1000 x 100 land at
-  0.94-1.02x from run to run: the calls are 8-30 us, and JAX's own dispatch of a
+  0.94-1.02x from run to run (C2 at 100 once 0.74x, in a run whose A/A for that case
+  was 0.85): the calls are 8-30 us, and JAX's own dispatch of a
   jitted call is ~4.5 us of them here. C10 is the one gradient behind by its program:
   the softmax is max-shifted, one more reduction than JAX's gradient of the loss as
   written (`log(sum(exp(z)))`,
@@ -325,7 +326,12 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   Kept: a silent nan is the worse bug. The large
   gradients (C1, C3 at 10000 x 500, C2 at 1000, C6 at 500, C9) are the same HLO as
   JAX's, two memory-bound passes over X or one LU, and land within the run's A/A band
-  (the autodiff against a second jit of itself, in the table) of 1.00x.
+  (the autodiff against a second jit of itself, in the table) of 1.00x, or outside it
+  where the machine's memory bandwidth moves within a run: C3 at 10000 x 500 0.85x
+  in one run, C1 at 10000 x 500 0.83x in another; 30 interleaved rounds of C1's then
+  gave medians of 5.55 ms (einderiv), 5.74 (program), 5.37 (export), 5.07 and
+  5.26 ms (autodiff, twice) and minima of 4.17-4.32 ms: the same program, the
+  machine moving by 30%.
 - **A gradient that reads X once** (the next step, not built): the logistic gradient's
   chain `X theta` -> element-wise -> `r^T X` in blocks of rows inside one `fori_loop`,
   X read once while each block is in cache (`python benchmarks/row_blocks.py`,
@@ -366,7 +372,7 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   Hessians at 1000 x 100 stay the thinnest margin: the product is compute-bound there
   (2 x 10^7 flops, ~45 GFLOP/s: one core's peak), `jax.hessian` does twice its flops
   and einderiv 3/4 of them, and the time of either program moves 20-40% between runs
-  and processes (C1: 0.43-0.60 ms against 0.87-0.92 ms, 1.47-2.12x in four runs; minor
+  and processes (C1: 0.43-0.63 ms against 0.87-1.16 ms, 1.47-2.12x in six runs; minor
   page faults per call came and went with the allocator's state for every method
   alike). 4 x 4 blocks and a recursive split gained nothing at 100 columns. The rule is
   the jax dialect's, for any product summed
@@ -380,6 +386,19 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   fused by XLA (was a scatter: a serial loop no fusion crosses).
 - **Common subexpressions across a sign (C3, C13)**: the writer reuses any value
   already written (`X theta` once; torch computed it twice).
+- **A product with a sum factor (C8, the low-rank fit)**: the gradient as derived is
+  `-2 (M - U V^T) V`, and `jax.grad` of the loss computes it so: two products of
+  2 m n r flops around the m x n residual. On numpy, `compile` multiplied it out where
+  opt_einsum's FLOP counts say that saves 30% or more (`rewrites.distributions`:
+  `2 (U (V^T V) - M V)`, 2 m n r flops and no m x n array), but the exported code, which
+  `compile(backend="jax" | "torch")` runs, wrote the product as derived: 0.98x of
+  `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
+  formula. The writer now takes the same decision from the same sizes (known to it
+  when `to_python` gets integer shapes, always under `compile`): on JAX 2.43 against
+  4.68 ms (1.92x; it was 4.65 against 4.54 ms), on torch 3.80 ms against torch.func's
+  11.2 ms and torch.compile's 3.80 ms (it was 7.81 ms: 0.55x of torch.compile). Both
+  forms round alike: the residual already carries an error of the order of
+  `eps |U| |V|` per entry.
 - **torch**: two-operand products of matrices and vectors as `a @ b` on transposed
   views (C9's gradient 0.61x -> 1.2x of `torch.func.grad`); a delta beside a dense
   term added in place into the dense sum (C10, C9 Hessians).

@@ -211,7 +211,11 @@ class Checker:
             self.compare(where + ".compile", expected, r[0], labels_exp, labels_eng, rtol, atol)
         elif r is not None:
             self.add("REFUSAL", where + ".compile", _msg(r))
-        ok, r = self.call(where + ".to_python", expr.to_python, "oracle_fn")
+        # with the arrays' sizes (as compile(backend="jax") writes it: contraction paths,
+        # products multiplied out where cheaper) for half the texts, without for the rest
+        sized = zlib.crc32(self.text.encode()) % 2 == 0
+        shapes = {k: np.shape(v) for k, v in arrays.items()} if sized else None
+        ok, r = self.call(where + ".to_python", expr.to_python, "oracle_fn", shapes=shapes)
         if ok:
             src = r[0]
             ns: dict = {}
