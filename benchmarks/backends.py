@@ -372,9 +372,15 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   Hessians at 1000 x 100 stay the thinnest margin: the product is compute-bound there
   (2 x 10^7 flops, ~45 GFLOP/s: one core's peak), `jax.hessian` does twice its flops
   and einderiv 3/4 of them, and the time of either program moves 20-40% between runs
-  and processes (C1: 0.43-0.63 ms against 0.87-1.16 ms, 1.47-2.12x in six runs; minor
-  page faults per call came and went with the allocator's state for every method
-  alike). 4 x 4 blocks and a recursive split gained nothing at 100 columns. The rule is
+  and processes (C1: 0.43-0.63 ms against 0.87-1.16 ms, 1.47-2.12x in six runs). Part
+  of that spread was ours: a narrow operand went through in one block of up to 2 MiB
+  (all of X at 1000 x 100, 800 KB transposed), which took ~100 minor page faults a call
+  in some states of glibc's allocator (`getrusage` around 200 calls: 0.81-0.83 ms, 0.53
+  ms in a state without them), `jax.hessian` none. Blocks are now of up to 512 rows
+  whatever the width (two of 500 rows at 1000 x 100: no faults in the same process,
+  0.50-0.53 ms; 10000 x 100 10% faster than in blocks of 2500 rows, 1000 x 64, 200 and
+  3000 x 300 the same or 2-5% faster; wide operands had 512-row blocks already). 4 x 4
+  blocks and a recursive split gained nothing at 100 columns. The rule is
   the jax dialect's, for any product summed
   over the leading axes of both operands (code_forms.leading and .weighted, the helper
   in numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a

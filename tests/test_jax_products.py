@@ -38,8 +38,8 @@ def _logistic(n, d, dtype=np.float64):
 
 
 def test_logistic_hessian_in_row_blocks_equals_the_closed_form():
-    """1103 rows of 520 columns: three blocks of 367 rows and a remainder of 2 (float64),
-    two blocks of 551 and a remainder of 1 (float32: twice the rows in 2 MiB)."""
+    """1103 rows of 520 columns: three blocks of 367 rows and a remainder of 2, in float64
+    and float32."""
     H = einderiv.diff(einderiv.diff(LOGISTIC, "theta"), "theta")
     f = H.compile(backend="jax")
     for dtype, rtol in ((np.float64, 1e-10), (np.float32, 2e-4)):
@@ -50,15 +50,16 @@ def test_logistic_hessian_in_row_blocks_equals_the_closed_form():
         np.testing.assert_allclose(np.asarray(got), want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
-@pytest.mark.parametrize("columns", [520, 65])  # in row blocks; one block, split 32 + 33
-def test_symmetric_gram_in_row_blocks_equals_the_closed_form(columns):
+# in row blocks (3 x 367 + 2); the same, split 32 + 33; one block of rows
+@pytest.mark.parametrize("rows, columns", [(1103, 520), (1103, 65), (407, 65)])
+def test_symmetric_gram_in_row_blocks_equals_the_closed_form(rows, columns):
     """X^T X (the least-squares Hessian 2/n X^T X, one operand on both sides): three of the
     four blocks computed in each block of rows, the fourth the transpose of one (exactly),
     and equal to the closed form."""
     H = einderiv.diff(einderiv.diff(LSQ, "theta"), "theta").compile(backend="jax")
-    X = RNG.normal(size=(1103, columns))
-    got = np.asarray(H(X=jnp.asarray(X), n=1103))
-    want = 2 / 1103 * X.T @ X
+    X = RNG.normal(size=(rows, columns))
+    got = np.asarray(H(X=jnp.asarray(X), n=rows))
+    want = 2 / rows * X.T @ X
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
     h = columns // 2
     assert np.array_equal(got[h:, :h], got[:h, h:].T)

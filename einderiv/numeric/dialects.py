@@ -65,7 +65,10 @@ _NUMPY_PROMOTE = (
 #: barrier (XLA folds a bare transpose back into the product), in blocks of rows that
 #: stay in cache (one loop: a transpose of all of a large ``a`` cost as much as it
 #: saved; blocks of 400-500 rows measured best at 2000-10000 rows of 500-2000 columns,
-#: 666-1000 rows 15-30% slower); ``a^T a`` (a symmetric result) of >= 64 columns
+#: 666-1000 rows 15-30% slower; narrow ones too: at 1000 x 100 one transposed block of
+#: 800 KB took ~100 page faults a call in some states of the allocator, 0.53 against
+#: 0.83 ms, two blocks none, and 10000 x 100 ran 10% faster in blocks of 500 rows than
+#: of 2500); ``a^T a`` (a symmetric result) of >= 64 columns
 #: computes 3 of its 4 blocks (15-19% less time at 2000 x 1000 and 10000 x 500; on a
 #: Zen 4 core 10-15% at 1000 x 64, 100 and 200, where on an earlier EPYC 100 columns
 #: gained nothing; 4 x 4 blocks gained another 0-10%, not taken); small products (where the
@@ -97,8 +100,8 @@ _JAX_LEADING = (
     "def block(x, i, c):",
     "    return None if x is None else {lax}.dynamic_slice_in_dim(x, i * c, c)",
     "",
-    "def cpu(a, b):  # k blocks of up to 512 rows, or of about 2 MiB of a where more",
-    "    k = -(-n // max(512, 2097152 // (m * a.dtype.itemsize)))",
+    "def cpu(a, b):  # k blocks of up to 512 rows",
+    "    k = -(-n // 512)",
     "    c = n // k",
     "    if k == 1:",
     "        return rows(a, b, w)",
