@@ -379,8 +379,11 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   ms in a state without them), `jax.hessian` none. Blocks are now of up to 512 rows
   whatever the width (two of 500 rows at 1000 x 100: no faults in the same process,
   0.50-0.53 ms; 10000 x 100 10% faster than in blocks of 2500 rows, 1000 x 64, 200 and
-  3000 x 300 the same or 2-5% faster; wide operands had 512-row blocks already). 4 x 4
-  blocks and a recursive split gained nothing at 100 columns. The rule is
+  3000 x 300 the same or 2-5% faster; wide operands had 512-row blocks already). With
+  them C1's Hessian at 1000 x 100 took 0.42 and 0.41 ms against 0.88 and 0.89 ms in
+  the two runs above (2.09x, 2.16x), C3's 2.09x and 2.03x: every Hessian at 2x or
+  more in both. 4 x 4 blocks and a recursive split gained nothing at 100 columns. The
+  rule is
   the jax dialect's, for any product summed
   over the leading axes of both operands (code_forms.leading and .weighted, the helper
   in numeric/dialects.py), on CPU only (`lax.platform_dependent`; cuBLAS takes a
@@ -400,11 +403,13 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   `compile(backend="jax" | "torch")` runs, wrote the product as derived: 0.98x of
   `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
   formula. The writer now takes the same decision from the same sizes (known to it
-  when `to_python` gets integer shapes, always under `compile`): on JAX 2.43 against
-  4.68 ms (1.92x; it was 4.65 against 4.54 ms), on torch 3.80 ms against torch.func's
-  11.2 ms and torch.compile's 3.80 ms (it was 7.81 ms: 0.55x of torch.compile). Both
-  forms round alike: the residual already carries an error of the order of
-  `eps |U| |V|` per entry.
+  when `to_python` gets integer shapes, always under `compile`): on JAX 2.57 against
+  4.61 ms in the table above (1.79x; 1.92x and 1.91x in two other runs; it was 4.65
+  against 4.54 ms), on torch 4.46 ms against torch.func's 10.8 ms and torch.compile's
+  4.44 ms (3.80 and 3.80 ms in another run; it was 7.81 ms: 0.55x of torch.compile). It
+  costs accuracy near an exact fit, as the normal equations do: both forms' error
+  relative to the gradient grows as `eps |M| / |M - U V^T|`, multiplied out 10-30x
+  that of the form as derived (`python benchmarks/multiplied_out.py`; docs/codegen.md).
 - **torch**: two-operand products of matrices and vectors as `a @ b` on transposed
   views (C9's gradient 0.61x -> 1.2x of `torch.func.grad`); a delta beside a dense
   term added in place into the dense sum (C10, C9 Hessians).

@@ -23,10 +23,10 @@ from .code_forms import (dtype_lines, folded_scalars, leading, leading_call, mat
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
-from .rewrites import Distribution
 from .program import (Add, Broadcast, Const, Det, Einsum, Embed, Eye, Func, Input, Inv, LogDet,
                       LogSumExp, Ones, Pow, PowSlot, Program, Scale, SizeRef, Softmax, Solve, Step,
                       Transpose, UnknownSize, Zeros, unknown_size_message)
+from .rewrites import Distribution
 
 __all__ = ["CodeWriter", "WRITERS", "MAX_LETTERS"]
 
@@ -258,7 +258,8 @@ class CodeWriter:
             alias = view = not factors and not sign  # the variable itself
         else:
             strategy = path_strategy("auto", [labels for _, labels in operands])
-            folded = folded_scalars(self, rest, sign, factors) if self.d.fold and len(rest) > 1 else None
+            folded = (folded_scalars(self, rest, sign, factors)
+                      if self.d.fold and len(rest) > 1 else None)
             value, actual = self.contraction(rest, out, strategy, free)
             if folded:  # the scalars went into an operand
                 self.var[folded[0]], sign, factors = folded[1], "", []

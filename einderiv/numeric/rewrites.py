@@ -239,10 +239,12 @@ def distributions(program: Program, shapes: list, costs: list[int], absorbed: se
     ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
     by opt_einsum's FLOP counts). Maps the product's slot to its terms
     (:class:`Distribution`); numpy's plan runs them as :func:`sum_of_products`, exported
-    code writes them out. Rounding: the residual ``M - U V^T`` already carries an error
-    of the order of ``eps |U| |V|`` per entry, which its product with ``V`` scales as it
-    scales ``M V``'s own; so both forms err by ``O(eps (|M| + |U| |V^T|) |V|)``.
-    ``costs``: each step's FLOPs as planned."""
+    code writes them out. Rounding: near an exact fit ``M - U V^T`` is a difference of
+    nearly equal numbers either way, and both forms' error relative to the gradient
+    grows as ``eps |M| / |M - U V^T|``; multiplied out, the long sum over ``j`` runs on
+    the large terms, and the error is 10-30x that of the form as derived (the trade of
+    the normal equations; benchmarks/multiplied_out.py). ``costs``: each step's FLOPs
+    as planned."""
     steps = program.steps
     readers = count_readers(program)
     chosen: dict[int, Distribution] = {}

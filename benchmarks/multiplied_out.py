@@ -1,0 +1,51 @@
+"""What multiplying a product out costs in rounding: the low-rank fit's gradient.
+
+``d/dU ||M - U V^T||^2 = -2 (M - U V^T) V`` as derived; where ``r`` is well below ``m``
+and ``n``, einderiv's plans (``compile`` on numpy, exported code given integer shapes,
+so ``compile(backend="jax" | "torch")``) compute ``2 (U (V^T V) - M V)``: half the FLOPs,
+no m x n residual (``numeric.rewrites.distributions``). The long sum over ``j`` then runs
+over ``M`` and ``U V^T``, which nearly cancel near an exact fit, instead of over their
+small difference, so its error relative to the gradient grows as ``|M| / |M - U V^T|``:
+the trade the Gram form of the normal equations and of alternating least squares makes.
+
+For fits whose residual is a given fraction of ``M``, this prints the relative error
+(Frobenius norm) of both forms against the derived form in extended precision
+(``np.longdouble``; for float32 inputs, the float64 derived form), worst of 3 draws.
+
+    python benchmarks/multiplied_out.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def errors(m: int, n: int, r: int, residual: float, dtype: type, rng) -> tuple[float, float]:
+    U = rng.normal(size=(m, r)) / np.sqrt(r)
+    V = rng.normal(size=(n, r)) / np.sqrt(r)
+    M = U @ V.T + residual * rng.normal(size=(m, n))
+    U, V, M = (a.astype(dtype) for a in (U, V, M))
+    wide = np.longdouble if dtype == np.float64 else np.float64
+    Uw, Vw, Mw = (a.astype(wide) for a in (U, V, M))
+    exact = (Mw - Uw @ Vw.T) @ Vw
+    derived = (M - U @ V.T) @ V
+    multiplied = M @ V - U @ (V.T @ V)
+    size = np.linalg.norm(exact)
+    return (float(np.linalg.norm(derived - exact) / size),
+            float(np.linalg.norm(multiplied - exact) / size))
+
+
+def main() -> None:
+    rng = np.random.default_rng(1)
+    print("| dtype | m x n x r | residual / M | derived | multiplied out |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for dtype, residuals in ((np.float64, (1e-2, 1e-6, 1e-10)), (np.float32, (1e-1, 1e-2, 1e-3))):
+        for m, n, r in ((200, 150, 5), (1000, 1000, 50)):
+            for residual in residuals:
+                worst = np.max([errors(m, n, r, residual, dtype, rng) for _ in range(3)], axis=0)
+                print(f"| {np.dtype(dtype).name} | {m} x {n} x {r} | {residual:.0e} | "
+                      f"{worst[0]:.1e} | {worst[1]:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
