@@ -323,7 +323,11 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   which overflows to nan for z > 709; einderiv's does not): 8 XLA thunks against 6,
   ~1 us of 10-12 us (0.83-0.93x); merging `sum(y)` into the sum of `exp` or into the
   max (one variadic reduce), or a stacked sum, gave 9.6-9.9 us against JAX's 9.25 us.
-  Kept: a silent nan is the worse bug. The large
+  Kept: a silent nan is the worse bug. Against JAX's gradient of the loss written
+  stably, einderiv's is at parity: `jax.nn.logsumexp` 10.44-10.52 us,
+  `jax.nn.log_softmax` 9.78-9.87 us, einderiv 10.53-10.59 us with its keyword entry,
+  the form as written 8.09-8.13 us (minima of 40 interleaved rounds, two processes;
+  the same 8 XLA thunks as log_softmax's). The large
   gradients (C1, C3 at 10000 x 500, C2 at 1000, C6 at 500, C9) are the same HLO as
   JAX's, two memory-bound passes over X or one LU, and land within the run's A/A band
   (the autodiff against a second jit of itself, in the table) of 1.00x, or outside it
