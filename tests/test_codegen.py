@@ -326,7 +326,7 @@ def _largest_array_made(backend: str, fn, arrays: dict) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", *FOREIGN])
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", *SLOW_FOREIGN])
 def test_exported_low_rank_gradient_is_multiplied_out_as_compile_does(backend):
     # d/dU ||M - U V^T||^2 = -2 (M - U V^T) V. With the sizes given, the code is that of
     # compile's plan: for r << m, n it writes 2 (U (V^T V) - M V), half the FLOPs, and
@@ -381,7 +381,7 @@ def test_products_with_a_sum_factor_export_as_their_sizes_say(backend, text, by_
     _sum_factor_case(text, by_hand, backend, m, n, r, seed)
 
 
-@pytest.mark.parametrize("backend", FOREIGN)
+@pytest.mark.parametrize("backend", SLOW_FOREIGN)
 @pytest.mark.parametrize("text, by_hand", SUM_FACTORS, ids=[t for t, _ in SUM_FACTORS])
 def test_foreign_products_with_a_sum_factor(backend, text, by_hand):
     for m, n, r in ((30, 20, 2), (4, 3, 5)):  # multiplied out; not
