@@ -5,10 +5,10 @@ kind's planner in :data:`PLANNERS` (the kind's shape rule and FLOP count from
 :mod:`einderiv.numeric.program`; each product planned by
 :func:`einderiv.numeric.contraction.plan_einsum`), and checks the result and every
 intermediate against the memory limit, so a 8 TB Hessian raises
-:class:`~einderiv.errors.LimitError` instead of swapping. :func:`make_plan` then, on
-numpy, applies the rewrites of :mod:`einderiv.numeric.rewrites` (diagonals added in
-place, products multiplied out where opt_einsum counts that cheaper, element-wise steps
-in place), binds each step to a closure (:mod:`einderiv.numeric.execution`), decides
+:class:`~einderiv.errors.LimitError` instead of swapping. :func:`make_plan` then
+applies the rewrites of :mod:`einderiv.numeric.rewrites` (products multiplied out where
+opt_einsum counts that cheaper; on numpy also diagonals added in place and element-wise
+steps in place), binds each step to a closure (:mod:`einderiv.numeric.execution`), decides
 the early releases and writes the straight-line function
 (:mod:`einderiv.numeric.straightline`).
 """
@@ -215,15 +215,16 @@ def make_plan(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[s
         taken_over[add_at] = [embed_at]
         # the term is added onto a diagonal, not over the whole sum
         flops += math.prod(shapes[embed.inner]) - math.prod(shapes[add_at])
+    # products multiplied out where cheaper: on numpy and on dask (lazily, chunk by chunk)
+    for at, found in distributions(program, shapes, sized.costs, set(absorbed), optimize,
+                                   backend).items():
+        flops -= found.saved
+        bound[at] = bind_distribution(found)
+        taken_over[at] = found.dead
+        rewritten.update((at, *found.dead))
+        for slot in found.dead:
+            bound[slot] = skipped
     if numpy:
-        for at, found in distributions(program, shapes, sized.costs, set(absorbed), optimize,
-                                       backend).items():
-            flops -= found.saved
-            bound[at] = bind_distribution(found)
-            taken_over[at] = found.dead
-            rewritten.update((at, *found.dead))
-            for slot in found.dead:
-                bound[slot] = skipped
         for at, into in in_place_steps(program, shapes, rewritten).items():
             bound[at] = bind_in_place(steps[at], shapes, at, into)
     # Letting go of each array after its last use costs a little per step: worth it

@@ -1,9 +1,10 @@
-"""Rewrites of a planned program for numpy that save memory and passes, per shape
-signature: a sum with one term on a diagonal adds it onto the rest in place
+"""Rewrites of a planned program that save memory and passes, per shape signature: a
+sum with one term on a diagonal adds it onto the rest in place
 (:func:`absorbed_diagonals`: the softmax Hessian ``diag(p) - p p^T``), element-wise
 steps write into an operand nobody else reads (:func:`in_place_steps`), products with a
 sum factor are multiplied out where that is cheaper (:func:`distributions`), and each
-intermediate can be let go of after its last use (:func:`releases`).
+intermediate can be let go of after its last use (:func:`releases`). All on numpy;
+the products multiplied out on dask and in exported code too.
 
 Which kinds may write in place, into which operand, is the table :data:`IN_PLACE`;
 which kinds' values are arrays of the plan's own, :data:`OWNS_VALUE`.
@@ -238,7 +239,7 @@ def distributions(program: Program, shapes: list, costs: list[int], absorbed: se
     ``V[a,f] (M[e,a] - U[e,b] V[a,b])`` never forms the m x n residual when
     ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
     by opt_einsum's FLOP counts). Maps the product's slot to its terms
-    (:class:`Distribution`); numpy's plan runs them as :func:`sum_of_products`, exported
+    (:class:`Distribution`); numpy's and dask's plans run them as :func:`sum_of_products`, exported
     code writes them out. Rounding: near an exact fit ``M - U V^T`` is a difference of
     nearly equal numbers either way, and both forms' error relative to the gradient
     grows as ``eps |M| / |M - U V^T|``; multiplied out, the long sum over ``j`` runs on
@@ -275,7 +276,8 @@ def distributions(program: Program, shapes: list, costs: list[int], absorbed: se
 
 
 def bind_distribution(found: Distribution) -> Bound:
-    """numpy: the closure running a product multiplied out (:func:`distributions`)."""
+    """The closure running a product multiplied out (:func:`distributions`) on numpy
+    or dask arrays."""
     return sum_of_products([(c, [s for s, _ in ops], p[1])
                             for (c, ops), p in zip(found.terms, found.planned)])
 
