@@ -8,8 +8,8 @@ intermediate against the memory limit, so a 8 TB Hessian raises
 :class:`~einderiv.errors.LimitError` instead of swapping. :func:`make_plan` then
 applies the rewrites of :mod:`einderiv.numeric.rewrites` (products multiplied out where
 opt_einsum counts that cheaper; on numpy also diagonals added in place and element-wise
-steps in place), binds each step to a closure (:mod:`einderiv.numeric.execution`), decides
-the early releases and writes the straight-line function
+steps in place), binds each step to a closure (:mod:`einderiv.numeric.execution`),
+decides the early releases and writes the straight-line function
 (:mod:`einderiv.numeric.straightline`).
 """
 

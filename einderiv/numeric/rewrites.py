@@ -239,13 +239,13 @@ def distributions(program: Program, shapes: list, costs: list[int], absorbed: se
     ``V[a,f] (M[e,a] - U[e,b] V[a,b])`` never forms the m x n residual when
     ``M V - U (V^T V)`` costs less (the low-rank fit; 001_*-style algebra, chosen
     by opt_einsum's FLOP counts). Maps the product's slot to its terms
-    (:class:`Distribution`); numpy's and dask's plans run them as :func:`sum_of_products`, exported
-    code writes them out. Rounding: near an exact fit ``M - U V^T`` is a difference of
-    nearly equal numbers either way, and both forms' error relative to the gradient
-    grows as ``eps |M| / |M - U V^T|``; multiplied out, the long sum over ``j`` runs on
-    the large terms, and the error is 10-30x that of the form as derived (the trade of
-    the normal equations; benchmarks/multiplied_out.py). ``costs``: each step's FLOPs
-    as planned."""
+    (:class:`Distribution`); numpy's and dask's plans run them as
+    :func:`sum_of_products`, exported code writes them out. Rounding: near an exact fit
+    ``M - U V^T`` is a difference of nearly equal numbers either way, and both forms'
+    error relative to the gradient grows as ``eps |M| / |M - U V^T|``; multiplied out,
+    the long sum over ``j`` runs on the large terms, and the error is 10-30x that of the
+    form as derived (the trade of the normal equations; benchmarks/multiplied_out.py).
+    ``costs``: each step's FLOPs as planned."""
     steps = program.steps
     readers = count_readers(program)
     chosen: dict[int, Distribution] = {}
