@@ -408,7 +408,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
   formula. The writer now takes the same decision from the same sizes (known to it
   when `to_python` gets integer shapes, always under `compile`): on JAX 2.57 against
-  4.61 ms in the table above (1.79x; 1.92x and 1.91x in two other runs; it was 4.65
+  4.61 ms in the table above (1.79x; 1.76x in the second run, 1.91-1.92x in two
+  earlier runs; it was 4.65
   against 4.54 ms), on torch 4.46 ms against torch.func's 10.8 ms and torch.compile's
   4.44 ms (3.80 and 3.80 ms in another run; it was 7.81 ms: 0.55x of torch.compile). It
   costs accuracy near an exact fit, as the normal equations do: both forms' error
