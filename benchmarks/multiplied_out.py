@@ -9,11 +9,12 @@ small difference, so its error relative to the gradient grows as ``|M| / |M - U 
 the trade the Gram form of the normal equations and of alternating least squares makes.
 
 For fits whose residual is a given fraction of ``M``, this prints the relative error
-(Frobenius norm) of both forms against the derived form in extended precision
-(``np.longdouble``; for float32 inputs, the float64 derived form), worst of 3 draws.
-With ``--dask`` it times instead einderiv's gradient on dask (4000 x 4000 x 50 in
-chunks of 1000 x 1000, threaded scheduler, best of 5) planned with and without
-multiplying out (needs the ``dask`` extra).
+(Frobenius norm) of einderiv's compiled gradient, ``compile(multiply_out=False)`` (as
+derived) and ``compile()`` (multiplied out at these sizes), against the derived form
+in extended precision (``np.longdouble``; for float32 inputs, float64), worst of 3
+draws. With ``--dask`` it times instead einderiv's gradient on dask (4000 x 4000 x 50
+in chunks of 1000 x 1000, threaded scheduler, best of 5) compiled both ways (needs the
+``dask`` extra).
 
     python benchmarks/multiplied_out.py
     python benchmarks/multiplied_out.py --dask
@@ -26,6 +27,11 @@ import time
 
 import numpy as np
 
+import einderiv
+
+GRAD = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+AS_DERIVED, MULTIPLIED = GRAD.compile(multiply_out=False), GRAD.compile()
+
 
 def errors(m: int, n: int, r: int, residual: float, dtype: type, rng) -> tuple[float, float]:
     U = rng.normal(size=(m, r)) / np.sqrt(r)
@@ -34,9 +40,10 @@ def errors(m: int, n: int, r: int, residual: float, dtype: type, rng) -> tuple[f
     U, V, M = (a.astype(dtype) for a in (U, V, M))
     wide = np.longdouble if dtype == np.float64 else np.float64
     Uw, Vw, Mw = (a.astype(wide) for a in (U, V, M))
-    exact = (Mw - Uw @ Vw.T) @ Vw
-    derived = (M - U @ V.T) @ V
-    multiplied = M @ V - U @ (V.T @ V)
+    exact = -2 * (Mw - Uw @ Vw.T) @ Vw
+    derived = AS_DERIVED(M=M, U=U, V=V)
+    multiplied = MULTIPLIED(M=M, U=U, V=V)
+    assert derived.dtype == multiplied.dtype == dtype
     size = np.linalg.norm(exact)
     return (float(np.linalg.norm(derived - exact) / size),
             float(np.linalg.norm(multiplied - exact) / size))
@@ -56,10 +63,6 @@ def main() -> None:
 
 def dask_times() -> None:
     import dask.array as da
-
-    import einderiv
-    import einderiv.numeric.planning as planning
-    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
     rng = np.random.default_rng(0)
     m, n, r = 4000, 4000, 50
     M, U, V = rng.normal(size=(m, n)), rng.normal(size=(m, r)), rng.normal(size=(n, r))
@@ -75,13 +78,8 @@ def dask_times() -> None:
             times.append(time.perf_counter() - t0)
         np.testing.assert_allclose(got, want, rtol=1e-8)
         return min(times)
-    multiplied = best(g.compile(backend="dask"))
-    chosen = planning.distributions
-    planning.distributions = lambda *args, **kw: {}  # plans made from here on: as derived
-    try:
-        derived = best(g.compile(backend="dask"))
-    finally:
-        planning.distributions = chosen
+    multiplied = best(GRAD.compile(backend="dask"))
+    derived = best(GRAD.compile(backend="dask", multiply_out=False))
     print(f"dask, {m} x {n} x {r} in chunks of 1000 x 1000: as derived {derived * 1e3:.0f} ms, "
           f"multiplied out {multiplied * 1e3:.0f} ms ({derived / multiplied:.2f}x)")
 

@@ -319,7 +319,19 @@ def _largest_array_made(backend: str, fn, arrays: dict) -> int:
         import jax
         with jax.enable_x64(True):
             jaxpr = jax.make_jaxpr(lambda **kw: fn(**kw))(**arrays)
-        return max(int(np.prod(v.aval.shape)) for eqn in jaxpr.eqns for v in eqn.outvars)
+
+        def inner(params: dict):  # the jaxprs of a nested jit (compile's), a loop's body
+            for value in params.values():
+                for p in value if isinstance(value, (tuple, list)) else (value,):
+                    p = getattr(p, "jaxpr", p)  # a ClosedJaxpr's
+                    if hasattr(p, "eqns"):
+                        yield p
+
+        def made(jaxpr) -> list[int]:
+            return [n for eqn in jaxpr.eqns for n in (
+                [int(np.prod(v.aval.shape)) for v in eqn.outvars] +
+                [n for sub in inner(eqn.params) for n in made(sub)])]
+        return max(made(jaxpr.jaxpr))
     sizes = [0]
     if backend == "torch":
         import torch
@@ -368,6 +380,30 @@ def test_exported_low_rank_gradient_is_multiplied_out_as_compile_does(backend):
     # without sizes the code cannot know which is cheaper: the residual, as written
     fn = _load(g.to_python("grad", backend=backend))
     assert _largest_array_made(backend, fn, arrays) >= m * n
+
+
+@pytest.mark.parametrize("backend", ["numpy", "opt_einsum", *SLOW_FOREIGN])
+def test_multiply_out_false_keeps_the_product_as_derived(backend):
+    # multiply_out=False (near an exact fit, the derived form rounds 10-30x better):
+    # -2 (M - U V^T) V as derived, the m x n residual made, where the sizes (r << m, n)
+    # would have it multiplied out; in the export and, on jax and torch, in compile
+    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+    m, n, r = 400, 300, 2
+    arrays = {"M": RNG.normal(size=(m, n)), "U": RNG.normal(size=(m, r)),
+              "V": RNG.normal(size=(n, r))}
+    want = -2 * (arrays["M"] - arrays["U"] @ arrays["V"].T) @ arrays["V"]
+    shapes = {k: v.shape for k, v in arrays.items()}
+    src = g.to_python("grad", backend=backend, shapes=shapes, multiply_out=False)
+    assert src != g.to_python("grad", backend=backend, shapes=shapes)
+    got = _run_foreign(backend, src, arrays) if backend in FOREIGN else _load(src)(**arrays)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert _largest_array_made(backend, _load(src), arrays) >= m * n
+    if backend in FOREIGN:  # compile runs the export: the option reaches it, named or
+        for multiply_out in (False, True):  # by the arrays' library ("auto")
+            for named in (backend, "auto"):
+                f = g.compile(backend=named, multiply_out=multiply_out)
+                largest = _largest_array_made(backend, f, arrays)
+                assert (largest >= m * n) if not multiply_out else (largest < m * n / 4)
 
 
 #: Products with a sum factor, and the value written by hand in numpy (sizes m, n, r).

@@ -306,6 +306,35 @@ def test_low_rank_residual_is_multiplied_out_when_cheaper(release, monkeypatch):
     assert all(runners[k] is not skipped for k in residual)
 
 
+@pytest.mark.parametrize("backend", ["auto", "dask"])
+def test_multiply_out_false_keeps_the_low_rank_residual(backend):
+    # compile(multiply_out=False): -2 (M - U V^T) V as derived (near an exact fit it
+    # rounds 10-30x better), the residual made however cheap multiplying out would be
+    import dask.array as da
+    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+    m, n, r = 40, 30, 2
+    arrays = {"M": RNG.normal(size=(m, n)), "U": RNG.normal(size=(m, r)),
+              "V": RNG.normal(size=(n, r))}
+    want = -2 * (arrays["M"] - arrays["U"] @ arrays["V"].T) @ arrays["V"]
+    if backend == "dask":
+        arrays = {k: da.from_array(v, chunks=10) for k, v in arrays.items()}
+    f = g.compile(backend=backend, multiply_out=False)
+    got = f(**arrays)
+    np.testing.assert_allclose(got.compute() if backend == "dask" else got, want, rtol=1e-10)
+    runners = f.plan_for(**arrays).bound
+    residual = [k for k, s in enumerate(f.program.steps) if s.kind == "add"]
+    assert residual and all(runners[k] is not skipped for k in residual)
+    assert f.flops(**arrays) > 4 * m * n * r  # U V^T and (M - U V^T) V
+    # the default multiplies it out at these sizes (the test above)
+    default = g.compile(backend=backend).plan_for(**arrays).bound
+    assert all(default[k] is skipped for k in residual)
+    for wrong in ("no", 0, None):  # not a bool: refused, never read as its truth
+        with pytest.raises(einderiv.EinderivError, match="multiply_out must be True or False"):
+            g.compile(backend=backend, multiply_out=wrong)
+        with pytest.raises(einderiv.EinderivError, match="multiply_out must be True or False"):
+            g.to_python(multiply_out=wrong)
+
+
 def test_dask_multiplies_the_low_rank_residual_out_too():
     # on dask the product is multiplied out as on numpy, chunk by chunk: half the FLOPs
     # of -2 (M - U V^T) V, no m x n residual (the out-of-core low-rank fit)

@@ -169,11 +169,11 @@ class Expr:
         return _face().compile_expr(self, shapes=shapes, backend=backend, **options)
 
     def to_python(self, name: str = "grad", backend: str = "numpy",
-                  shapes: Mapping[str, Any] | None = None) -> str:
+                  shapes: Mapping[str, Any] | None = None, *, multiply_out: bool = True) -> str:
         """The source of a standalone function ``name(*, <variables as shown>)`` computing
-        the expression from the plan of :meth:`compile` (see
-        :mod:`einderiv.numeric.codegen`; ``backend``: ``"numpy"``, ``"opt_einsum"``,
-        ``"jax"`` or ``"torch"``; integer ``shapes`` fix each contraction's path).
+        the expression from the plan of :meth:`compile` (:mod:`einderiv.numeric.codegen`;
+        ``backend``: ``"numpy"``, ``"opt_einsum"``, ``"jax"`` or ``"torch"``; integer
+        ``shapes`` fix each contraction's path; ``multiply_out`` as in :meth:`compile`).
 
         >>> import numpy as np, einderiv
         >>> src = einderiv.diff("x[i]*A[i,j]*x[j]", "x").to_python("grad")
@@ -185,7 +185,7 @@ class Expr:
         >>> bool(np.allclose(namespace["grad"](A=A, x=x), (A + A.T) @ x))
         True
         """
-        return _face().to_python(self, name=name, backend=backend, shapes=shapes)
+        return _face().to_python(self, name, backend, shapes, multiply_out=multiply_out)
 
     def to_matrix(self, **options: Any) -> MatrixExpr:
         """The expression in matrix notation, in the layout :func:`einderiv.diff`

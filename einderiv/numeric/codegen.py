@@ -52,7 +52,7 @@ from ..core.structures import check_values, structures_in
 from ..errors import EinderivError
 from .code_writer import CodeWriter
 from .dialects import DIALECTS
-from .inputs import expressions, missing_error
+from .inputs import check_flag, expressions, missing_error
 from .lowering import lower, lower_many
 from .planning import known_shapes, plan_shapes
 from .rewrites import distributions
@@ -69,19 +69,22 @@ BACKENDS: dict[str, str] = {
 
 
 def to_python(expr: Expr | Sequence[Expr], name: str = "grad", backend: str = "numpy",
-              shapes: Mapping[str, Any] | None = None) -> str:
+              shapes: Mapping[str, Any] | None = None, *, multiply_out: bool = True) -> str:
     """The source of a function ``name(*, <variables as the expression shows them>)``
     computing ``expr``; of a list of expressions (``einderiv.diff(loss, ["W", "b"])``),
     one function returning a tuple, their common subexpressions computed once.
 
     ``backend`` is a key of :data:`BACKENDS`. ``shapes`` (name -> tuple of sizes, as
     compile takes) is optional: sizes show in the docstring, and where every input has
-    integer sizes, each contraction gets the path compile would use for them."""
-    return _writer(expr, name, backend, shapes).source()
+    integer sizes, each contraction gets the path compile would use for them, and a
+    product with a sum factor is multiplied out where compile multiplies it out
+    (``multiply_out=False``: never; see :func:`einderiv.compile_expr`)."""
+    check_flag("multiply_out", multiply_out)
+    return _writer(expr, name, backend, shapes, multiply_out).source()
 
 
 def _writer(expr: Expr | Sequence[Expr], name: str, backend: str,
-            shapes: Mapping[str, Any] | None) -> CodeWriter:
+            shapes: Mapping[str, Any] | None, multiply_out: bool = True) -> CodeWriter:
     dialect = DIALECTS.get(backend)
     if dialect is None:
         valid = ", ".join(f"{k!r} ({v})" for k, v in BACKENDS.items())
@@ -95,7 +98,7 @@ def _writer(expr: Expr | Sequence[Expr], name: str, backend: str,
     # the running machine's business, not the exporter's.
     known = known_shapes(expr, program, shapes)
     multiplied = None
-    if known is not None:  # the sizes fixed: products multiplied out where compile does
+    if known is not None and multiply_out:  # the sizes fixed: as compile does
         sized = plan_shapes(expr, program, known, optimize="auto", backend="numpy",
                             memory_limit=2**62)
         multiplied = distributions(program, sized.shapes, sized.costs, set(), "auto", "numpy")
@@ -110,15 +113,17 @@ class ExportedExpr:
     their contraction gives); ``Expr.compile(backend="jax")`` runs it under
     ``jax.jit`` (XLA compiles it once per shape), ``backend="torch"`` eagerly. The
     library must be installed. ``source``: the code for any shape. No memory check is
-    made: the library reports an allocation that fails."""
+    made: the library reports an allocation that fails. ``multiply_out``: as
+    :func:`einderiv.compile_expr` takes it."""
 
     def __init__(self, expr: Expr | tuple[Expr, ...], backend: str,
-                 shapes: Mapping[str, Any] | None = None):
+                 shapes: Mapping[str, Any] | None = None, multiply_out: bool = True):
         if importlib.util.find_spec(backend) is None:
             raise EinderivError(f"backend {backend!r} needs {backend} installed "
                                 f"(pip install {backend})")
-        writer = _writer(expr, "f", backend, shapes)
+        writer = _writer(expr, "f", backend, shapes, multiply_out)
         self.expr, self.backend, self.source = expr, backend, writer.source()
+        self.multiply_out = multiply_out
         self._params = [(p, writer.py[p]) for p in writer.params]
         self._variables = writer.variables
         self._fns: dict[tuple, Any] = {}  # per input shapes: the loaded function
@@ -174,7 +179,7 @@ class ExportedExpr:
     def _load(self, shapes: Mapping[str, tuple]) -> Any:
         """The function written for these input shapes (ShapeError where they do not fit),
         taking the arguments by position (jax: called inside the jitted ``_traced``)."""
-        source = _writer(self.expr, "f", self.backend, shapes).source()
+        source = _writer(self.expr, "f", self.backend, shapes, self.multiply_out).source()
         # the exported function takes keywords only; calls here go by position
         names = [py for _, py in self._params]
         source += (f"\n\ndef positional({', '.join(names)}):\n"

@@ -20,7 +20,7 @@ from ..core.ir import Expr, iter_tensors
 from ..errors import EinderivError, EvaluationError, did_you_mean
 
 __all__ = ["expressions", "LIBRARIES", "library_of", "infer_backend", "foreign_arrays",
-           "wrong_backend", "ordered_variables", "missing_error"]
+           "wrong_backend", "ordered_variables", "missing_error", "check_flag"]
 
 #: The backend of an array, by the top-level module of its type.
 LIBRARIES: dict[str, str] = {"dask": "dask", "jax": "jax", "jaxlib": "jax", "torch": "torch"}
@@ -115,3 +115,10 @@ def expressions(expr: Expr | Sequence[Expr]) -> Expr | tuple[Expr, ...]:
         return tuple(expr)
     raise EinderivError(f"expected an expression or a non-empty list of expressions, "
                         f"got {type(expr).__name__} {expr!r:.80}")
+
+
+def check_flag(name: str, value: Any) -> None:
+    """:class:`~einderiv.errors.EinderivError` where an on/off option is not a bool (a
+    string such as ``"no"`` would read as true)."""
+    if not isinstance(value, bool):
+        raise EinderivError(f"{name} must be True or False, got {value!r}")

@@ -195,8 +195,10 @@ def plan_shapes(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping
 
 
 def make_plan(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[str, Any], *, optimize: str,
-              backend: str, memory_limit: int, needs_dtype: bool) -> Plan:
-    """The plan of ``program`` for inputs of these shapes (see :func:`plan_shapes`)."""
+              backend: str, memory_limit: int, needs_dtype: bool,
+              multiply_out: bool = True) -> Plan:
+    """The plan of ``program`` for inputs of these shapes (see :func:`plan_shapes`);
+    ``multiply_out=False``: every product as derived (no :func:`distributions`)."""
     sized = plan_shapes(expr, program, inputs, optimize=optimize, backend=backend,
                         memory_limit=memory_limit)
     shapes, flops, steps = sized.shapes, sized.flops, program.steps
@@ -216,8 +218,9 @@ def make_plan(expr: Expr | tuple[Expr, ...], program: Program, inputs: Mapping[s
         # the term is added onto a diagonal, not over the whole sum
         flops += math.prod(shapes[embed.inner]) - math.prod(shapes[add_at])
     # products multiplied out where cheaper: on numpy and on dask (lazily, chunk by chunk)
-    for at, found in distributions(program, shapes, sized.costs, set(absorbed), optimize,
-                                   backend).items():
+    multiplied = distributions(program, shapes, sized.costs, set(absorbed), optimize,
+                               backend) if multiply_out else {}
+    for at, found in multiplied.items():
         flops -= found.saved
         bound[at] = bind_distribution(found)
         taken_over[at] = found.dead
