@@ -28,20 +28,30 @@ many calls as fill ``--sample-ms``; the time is the minimum over the rounds (on 
 shared machine the minimum is the least disturbed sample). Ratios only.
 
 Run ``python benchmarks/backends.py`` (``--quick``, ``--cases C1,C3``, ``--rounds N``,
-``--skip torch.compile``); writes benchmarks/results/backends.json and .md, and a full
-run its section of docs/benchmarks.md (``--render FILE.json`` writes it again from a
-saved run).
+``--skip torch.compile``); writes benchmarks/results/backends.json and .md (the json
+after each row: a run cut short keeps its rows), and a full run its section of
+docs/benchmarks.md (``--render FILE.json`` writes it again from a saved run).
+
+``--device gpu``: the same cases with the arrays on the first GPU that JAX and torch
+see (JAX_PLATFORMS=cuda; torch timed with ``torch.cuda.synchronize`` after each call),
+the card's name recorded, a row that fails recorded with its error and the run going
+on; a GPU run's report is its own section of docs/benchmarks.md. ``benchmarks/gpu.sh``
+is that run as one call of a lent GPU machine (issue 20).
 """
 
-# One thread everywhere, set before numpy or a framework loads (as run.py).
-import one_thread  # noqa: F401
 import os
+import sys
+
+# The arrays' device, chosen before JAX loads (one_thread keeps a JAX_PLATFORMS set here).
+if sys.argv[sys.argv.index("--device") + 1:][:1] == ["gpu"] if "--device" in sys.argv else False:
+    os.environ.setdefault("JAX_PLATFORMS", "cuda")
+# One thread everywhere, set before numpy or a framework loads (as run.py).
+import one_thread  # noqa: F401,E402
 
 import argparse  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -155,10 +165,13 @@ def _load(source: str) -> Any:
     return namespace["f"]
 
 
-def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) -> dict:
+def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
+                device: str) -> dict:
     import jax
     import jax.numpy as jnp
-    arrays = {k: (jnp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+    on = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+    arrays = {k: (jax.device_put(v, on) if isinstance(v, np.ndarray) else v)
+              for k, v in data.items()}
     wrt = case.wrt
     others = {k: v for k, v in arrays.items() if k != wrt}
     T = {"grad": jax.grad, "hessian": jax.hessian, "jacobian": jax.jacrev}[case.kind]
@@ -181,17 +194,18 @@ def jax_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray) ->
         "autodiff again": lambda: jax.block_until_ready(again(arrays[wrt], others)),
     }
     if case.kind != "grad":
-        dense = jax.jit(lambda c: jnp.full(ref.shape, c))  # writes only: no read
+        dense = jax.jit(lambda c: jnp.full(ref.shape, c, device=on))  # writes only
         out["dense"] = lambda: jax.block_until_ready(dense(2.0))
     return out
 
 
 def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
-                  use_compile: bool, notes: list[str]) -> dict:
+                  use_compile: bool, notes: list[str], device: str) -> dict:
     import torch
     import torch.func as tf
-    tensors = {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
-               for k, v in data.items()}
+    on = torch.device("cuda" if device == "gpu" else "cpu")
+    tensors = {k: (torch.from_numpy(np.ascontiguousarray(v)).to(on) if isinstance(v, np.ndarray)
+                   else v) for k, v in data.items()}
     wrt = case.wrt
     others = {k: v for k, v in tensors.items() if k != wrt}
     T = {"grad": tf.grad, "hessian": tf.hessian, "jacobian": tf.jacrev}[case.kind]
@@ -217,12 +231,20 @@ def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
         except Exception as exc:  # inductor needs a C++ compiler; record a failure
             notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:120]}")
     if case.kind != "grad":
-        out["dense"] = lambda: torch.full(ref.shape, 2.0, dtype=torch.float64)
+        out["dense"] = lambda: torch.full(ref.shape, 2.0, dtype=torch.float64, device=on)
+    if on.type == "cuda":  # a call's time is its kernels' time: wait for them
+        def synced(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def call() -> Any:
+                result = fn()
+                torch.cuda.synchronize()
+                return result
+            return call
+        out = {name: synced(fn) for name, fn in out.items()}
     return out
 
 
 def check(name: str, result: Any, ref: np.ndarray, case: Case, w: np.ndarray) -> None:
-    got = result.detach().numpy() if hasattr(result, "detach") else np.asarray(result)
+    got = result.detach().cpu().numpy() if hasattr(result, "detach") else np.asarray(result)
     if name.startswith("autodiff"):
         got = to_denominator(got, case, w)
     if name != "dense" and not np.allclose(got, ref, rtol=case.rtol, atol=1e-8 * np.abs(ref).max()):
@@ -234,13 +256,19 @@ def measure(case: Case, lib: str, args) -> dict:
     ref = np.asarray(case.reference(data))
     expr = derive(case)
     notes: list[str] = []
-    runners = jax_runners(case, data, expr, ref) if lib == "jax" else \
-        torch_runners(case, data, expr, ref, "torch.compile" not in args.skip, notes)
-    for name, fn in runners.items():
-        check(name, fn(), ref, case, data[case.wrt])
+    runners = jax_runners(case, data, expr, ref, args.device) if lib == "jax" else \
+        torch_runners(case, data, expr, ref, "torch.compile" not in args.skip, notes, args.device)
     times: dict[str, list[float]] = {name: [] for name in runners}
-    names = list(runners)
-    for r in range(args.rounds):
+    for name, fn in runners.items():
+        check(name, fn(), ref, case, data[case.wrt])  # the first call: JAX compiles
+        t0 = time.perf_counter()
+        fn()
+        one = time.perf_counter() - t0
+        if one > args.max_call_s:  # that call's time, not rounds of it
+            times[name].append(one)
+            notes.append(f"{name}: over {args.max_call_s:g} s a call, timed once")
+    names = [name for name in runners if not times[name]]
+    for r in range(args.rounds if names else 0):
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(sample(runners[name], args.sample_ms / 1000))
     best = {name: min(ts) for name, ts in times.items()}
@@ -343,9 +371,13 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   of X on one thread, 1.1-1.5x with XLA's two threads, 1.0x below the last-level
   cache (32 MiB); on the earlier machine 1.2-3.5x on one thread above the cache but
   0.66-0.95x with two threads at 10000 x 500 and 5000 x 1000, and 0.6-0.8x below it.
-  Worth building into the jax dialect (a region of row-wise steps between two products
-  over the same rows, written as a blocked helper like `_leading`), gated on the size
-  and checked on the thread count.
+  Rerun on this Zen 4 machine (`--sizes 1000x100,4000x500,10000x500,50000x100`):
+  one thread 1.48x at 10000 x 500, 3.2x at 50000 x 100, but 0.64x at 4000 x 500
+  (15 MiB, in the last-level cache); XLA's two threads 0.75x at 10000 x 500, 1.37x
+  at 50000 x 100; two streams of blocks as a batch axis (one batched product per step,
+  for the two threads) 0.71x at 10000 x 500. Not built: the gain depends on the thread
+  count and on X against the cache, so a gate would be tuned to this benchmark's
+  one-thread protocol while a user's JAX runs XLA's threads, where 10000 x 500 loses.
 - **Hessians `X^T diag(w) X` (C1, C3, C13)**: einderiv's one product compiled to
   `dot(X, Z), lhs_contracting_dims={0}, rhs_contracting_dims={0}`, a plain XLA `dot`
   (Eigen), while `jax.hessian`'s first product (the identity of tangents through
@@ -418,12 +450,42 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
 - **torch**: two-operand products of matrices and vectors as `a @ b` on transposed
   views (C9's gradient 0.61x -> 1.2x of `torch.func.grad`); a delta beside a dense
   term added in place into the dense sum (C10, C9 Hessians).
-- No GPU was lent to this task: every number here is CPU.
+- **What the keyword entry costs is CPython's** (C2 at 100, `timeit`, the call without
+  `block_until_ready`): the jitted program by position 6.32 us, a plain function taking
+  the keywords and calling it 6.40-6.55 us, an instance whose class has a generated
+  keyword-only `__call__` 6.91 us, einderiv's `f(**arrays)` 7.03-7.35 us. Calling an
+  instance goes through its type's `__call__` slot, which on CPython 3.11 packs the
+  keywords into a dict and unpacks them again (no vectorcall): ~0.5 us that no
+  `__call__` written in Python avoids, and `compile` returns an object (plans, source,
+  `flops`), not a function.
+- **C10's stable softmax, measured apart** (d = 1000, one thread, 40 interleaved
+  rounds, minima): JAX's gradient of the loss as written 8.6-8.8 us, einderiv's program
+  10.2-10.5 us (0.84x). XLA splits each reduction of 1000 entries into a
+  `reduce-window` of 32 and a `reduce` (two thunks), and its max runs slower than its
+  sum (6.57 against 6.03 us alone). Written as halving folds (`maximum` / `+` of the two
+  halves while more than 32 entries remain, then one reduce), the max, the softmax's
+  sum and `sum(y)` gave 8.66 us (1.02x): not built, since folds are slower beyond
+  ~10^4 entries or along one axis of a matrix (0.49x at 10^5, 0.65x for (64, 1000)
+  along 1000), and with the keyword entry it still lands at ~0.95x.
+- No GPU was lent to this task: every number here is CPU. The GPU run is prepared as
+  one call of a lent machine (`bash benchmarks/gpu.sh`: `--device gpu`, the card's
+  name recorded, a failing row recorded and the run going on, the rows saved as they
+  come); its report will be a section of its own below.
+"""
+
+
+GPU_NOTE = """\
+- The cases and sizes of the CPU section, float64, the arrays put on the GPU before
+  timing; a torch call is timed up to `torch.cuda.synchronize()`, a JAX one to
+  `block_until_ready`. torch.compile is left out of the prepared run
+  (`benchmarks/gpu.sh`): compiling 22 formulas with Triton does not fit a lent
+  machine's 15 minutes with the rest.
 """
 
 
 def targets(rows: list[dict]) -> list[str]:
     """The targets of issue 20, judged on this run."""
+    rows = [r for r in rows if "best_s" in r]
     out = ["| target | holds | measured |", "| --- | --- | --- |"]
     for lib, auto in (("jax", "jax.jit(jax.grad)"), ("torch", "torch.func.grad")):
         for kinds, text in ((("grad", "jacobian"), f"every gradient (and Jacobian) at least "
@@ -468,8 +530,12 @@ def targets(rows: list[dict]) -> list[str]:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    gpu = meta.get("device") == "gpu"
+    failed = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "best_s" in r]
     out = [f"Run: `{meta['command']}` at {meta['when']} ({meta['seconds']:.0f} s; "
-           f"{meta['rounds']} rounds, min of samples of ~{meta['sample_ms']} ms; one thread; "
+           f"{meta['rounds']} rounds, min of samples of ~{meta['sample_ms']} ms; "
+           f"{'arrays on the GPU, one host thread' if gpu else 'one thread'}; "
            f"float64; load average at start {meta['load']}).", "",
            f"Versions: {meta['versions']}. GPU: {meta['gpu']}.", ""]
     for lib, auto in (("jax", "jax.jit(jax.grad / hessian / jacrev)"),
@@ -508,17 +574,29 @@ def markdown(rows: list[dict], meta: dict) -> str:
                           f"{tc / b['einderiv']:.2f}x" if tc else "-"]
             out.append("| " + " | ".join(cells + [need, holds]) + " |")
         out.append("")
-    out += ["### Targets of issue 20", ""] + targets(rows) + ["", "### Findings", "", FINDINGS]
+    once = [f"- {r['lib']} {r['case']}: {note}" for r in rows for note in r["notes"]
+            if "timed once" in note]
+    if once:
+        out += ["### Timed by one call (slower than `--max-call-s` a call)", ""] + once + [""]
+    if failed:
+        out += ["### Rows that failed", ""] + [f"- {r['lib']} {r['case']}: `{r['error']}`"
+                                              for r in failed] + [""]
+    out += ["### Targets of issue 20", ""] + targets(rows)
+    out += ["", "### Findings", "", GPU_NOTE if gpu else FINDINGS]
     return "\n".join(out)
 
 
-def write_docs(md: str, docs: Path) -> None:
-    """Put ``md`` into ``docs`` between the markers (replacing an earlier block, or at
-    the end); run.py keeps the block when it rewrites the file."""
+def write_docs(md: str, docs: Path, device: str = "cpu") -> None:
+    """Put ``md`` into ``docs`` between the markers of its device (replacing an earlier
+    block, or at the end); run.py keeps the blocks when it rewrites the file."""
     text = docs.read_text() if docs.exists() else ""
-    block = f"{BEGIN}\n## JAX and torch backends against their own autodiff (issue 20)\n\n{md}\n{END}\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END) + 1:]
+    begin, end, title = BEGIN, END, "JAX and torch backends against their own autodiff"
+    if device == "gpu":
+        begin, end = (m.replace("backends.py", "backends.py --device gpu") for m in (BEGIN, END))
+        title += " on a GPU"
+    block = f"{begin}\n## {title} (issue 20)\n\n{md}\n{end}\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end) + 1:]
     else:
         text = text.rstrip("\n") + "\n\n" + block
     docs.write_text(text)
@@ -532,7 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--sample-ms", type=float, default=20.0)
     p.add_argument("--skip", default="", help="torch.compile: leave it out")
+    p.add_argument("--max-call-s", type=float, default=5.0,
+                   help="a method whose first call takes longer is timed once more, not "
+                        "in every round (torch.func.hessian at 4000 x 2000: ~55 s a call)")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                   help="where the arrays live (gpu: the first one JAX and torch see)")
     p.add_argument("--render", default="", help="a backends.json: write its report again "
                    "(docs/benchmarks.md too), measuring nothing")
     p.add_argument("--also", default="", help="with --render: another run's backends.json, "
@@ -547,46 +630,69 @@ def main(argv: list[str] | None = None) -> int:
                             f"(`{other['meta']['command']}` at {other['meta']['when']}, load "
                             f"average {other['meta']['load']})\n\n" +
                             "\n".join(targets(other["rows"])) + "\n\n### Findings")
-        write_docs(md, HERE.parent / "docs" / "benchmarks.md")
+        write_docs(md, HERE.parent / "docs" / "benchmarks.md", saved["meta"].get("device", "cpu"))
         print(md)
         return 0
     args.skip = set(filter(None, args.skip.split(",")))
     ids = set(filter(None, args.cases.split(",")))
     selected = [c for c in cases(args.quick) if not ids or c.id in ids]
-    versions = {}
+    versions, cards = {}, []
     if "jax" in args.libs:
         import jax
         jax.config.update("jax_enable_x64", True)
         jax.config.update("jax_cpu_enable_async_dispatch", False)  # see the docstring
         versions["jax"] = jax.__version__
+        if args.device == "gpu":
+            try:
+                cards.append(f"JAX: {jax.devices('gpu')[0].device_kind}")
+            except Exception as exc:  # JAX_PLATFORMS=cuda without a GPU: an assertion
+                raise SystemExit(f"--device gpu: JAX sees no GPU ({type(exc).__name__}: "
+                                 f"{exc}); run it on a lent GPU machine (benchmarks/gpu.sh)") from None
     if "torch" in args.libs:
         import torch
         torch.set_num_threads(1)
         versions["torch"] = torch.__version__
+        if args.device == "gpu":
+            if not torch.cuda.is_available():
+                raise SystemExit("--device gpu: torch sees no GPU (torch.cuda.is_available() "
+                                 "is False); run it on a lent GPU machine (benchmarks/gpu.sh)")
+            cards.append(f"torch: {torch.cuda.get_device_name(0)}")
     t0 = time.time()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    rows = []
-    for lib in args.libs.split(","):
-        for case in selected:
-            row = measure(case, lib, args)
-            b = row["best_s"]
-            print(f"{lib:6s} {case.label:30s} " + "  ".join(f"{k} {fmt(v)}" for k, v in b.items())
-                  + f"  speed-up {b['autodiff'] / b['einderiv']:.2f}x", flush=True)
-            rows.append(row)
     meta = {"command": "python benchmarks/backends.py " + " ".join(argv or sys.argv[1:]),
-            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - t0,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0.0,
             "rounds": args.rounds, "sample_ms": args.sample_ms, "load": load,
             "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) +
             f", einderiv {einderiv.__version__}, Python {platform.python_version()}",
-            "gpu": "none on this machine (CPU only)"}
-    md = markdown(rows, meta)
-    print(md)
+            "device": args.device,
+            "gpu": "; ".join(cards) if cards else "none on this machine (CPU only)"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for case in selected:  # both libraries per case: a run cut short has pairs
+        for lib in args.libs.split(","):
+            try:
+                row = measure(case, lib, args)
+            except Exception as exc:  # on a lent GPU: record it, measure the rest
+                if args.device != "gpu":
+                    raise
+                row = {"case": case.label, "kind": case.kind, "lib": lib,
+                       "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                print(f"{lib:6s} {case.label:30s} failed: {row['error']}", flush=True)
+            else:
+                b = row["best_s"]
+                print(f"{lib:6s} {case.label:30s} " + "  ".join(f"{k} {fmt(v)}"
+                                                                for k, v in b.items())
+                      + f"  speed-up {b['autodiff'] / b['einderiv']:.2f}x", flush=True)
+            rows.append(row)
+            meta["seconds"] = time.time() - t0  # the rows so far, kept if the run is cut
+            (out / "backends.json").write_text(json.dumps({"meta": meta, "rows": rows},
+                                                          indent=1))
+    md = markdown(rows, meta)
+    print(md)
     (out / "backends.md").write_text(md + "\n")
-    (out / "backends.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     if out.resolve() == (HERE / "results").resolve() and not args.quick and not ids:
-        write_docs(md, HERE.parent / "docs" / "benchmarks.md")  # a full run: the report
+        write_docs(md, HERE.parent / "docs" / "benchmarks.md", args.device)  # the report
     return 0
 
 

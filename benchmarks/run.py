@@ -1167,7 +1167,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() == (HERE / "results").resolve() and not a.quick and not a.cases:
         docs = HERE.parent / "docs" / "benchmarks.md"  # docs/ keeps the latest full report
         old = docs.read_text() if docs.exists() else ""
-        keep = old[old.find("<!-- backends.py: begin -->"):] if "<!-- backends.py" in old else ""
+        at = old.find("<!-- backends.py")  # backends.py's sections (CPU, GPU) follow
+        keep = old[at:] if at >= 0 else ""
         docs.write_text(markdown(report) + ("\n" + keep if keep else ""))  # backends.py's part
         log(f"wrote {docs}")
     return 0
