@@ -43,7 +43,8 @@ import os
 import sys
 
 # The arrays' device, chosen before JAX loads (one_thread keeps a JAX_PLATFORMS set here).
-if sys.argv[sys.argv.index("--device") + 1:][:1] == ["gpu"] if "--device" in sys.argv else False:
+_argv = " ".join(sys.argv[1:]) + " "
+if "--device gpu " in _argv or "--device=gpu " in _argv:
     os.environ.setdefault("JAX_PLATFORMS", "cuda")
 # One thread everywhere, set before numpy or a framework loads (as run.py).
 import one_thread  # noqa: F401,E402
