@@ -424,9 +424,12 @@ def _sum_factor_case(text: str, by_hand, backend: str, m: int, n: int, r: int, s
              "W": (r, 3), "s": ()}
     shapes = {k: sh for k, sh in sizes.items() if re.search(rf"\b{k}\b", text)}
     values = {k: rng.normal(size=sh) if sh else 1.5 for k, sh in shapes.items()}
-    src = einderiv.parse(text).to_python("grad", backend=backend, shapes=shapes)
-    got = _run_foreign(backend, src, values) if backend in FOREIGN else _call(_load(src), values)
-    np.testing.assert_allclose(got, by_hand(values), rtol=1e-9, atol=1e-9)
+    for multiply_out in (True, False):  # as the sizes say; as derived
+        src = einderiv.parse(text).to_python("grad", backend=backend, shapes=shapes,
+                                             multiply_out=multiply_out)
+        got = _run_foreign(backend, src, values) if backend in FOREIGN else \
+            _call(_load(src), values)
+        np.testing.assert_allclose(got, by_hand(values), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "opt_einsum"])
