@@ -3,10 +3,13 @@ Hessian of the suite (tests/cases.py), compiled for each backend, equals the cas
 closed form (written in numpy from the notes, never by einderiv) and the numpy
 backend's value. dask is in the test extra and CI installs jax (.ci/run); torch runs
 where it is installed (``importorskip``). Small sizes, CPU; timings are in
-benchmarks/backends.py and benchmarks/outofcore.py, never here."""
+benchmarks/backends.py and benchmarks/outofcore.py, never here. On a machine with a GPU
+(benchmarks/gpu.sh) JAX puts the arrays on it by default, and ``EINDERIV_TORCH_DEVICE=cuda``
+moves the identities' torch tensors there; nothing here needs one."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -45,8 +48,9 @@ def _jax(values):
 
 def _torch(values):
     torch = pytest.importorskip("torch")
-    return {k: torch.from_numpy(np.array(v)) for k, v in values.items()}, \
-        lambda out: out.numpy()
+    device = os.environ.get("EINDERIV_TORCH_DEVICE", "cpu")
+    return {k: torch.from_numpy(np.array(v)).to(device) for k, v in values.items()}, \
+        lambda out: out.cpu().numpy()
 
 
 CONVERT = {"dask": _dask, "jax": _jax, "torch": _torch}
