@@ -141,3 +141,15 @@ def grouped_chain(k: int, rng: np.random.Generator) -> tuple[str, dict, np.ndarr
         expected *= u @ v @ w
     arrays["y"] = rng.normal(size=5)
     return text, arrays, expected * arrays["y"]
+
+
+#: The low-rank fit ||M - U V^T||^2 (its gradient by U is a product with a sum factor).
+LOW_RANK = "(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])"
+
+
+def low_rank_fit(m: int, n: int, r: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """Random ``M`` (m x n), ``U`` (m x r), ``V`` (n x r), and the gradient of
+    :data:`LOW_RANK` by U written in numpy, ``-2 (M - U V^T) V``."""
+    arrays = {"M": rng.normal(size=(m, n)), "U": rng.normal(size=(m, r)),
+              "V": rng.normal(size=(n, r))}
+    return arrays, -2 * (arrays["M"] - arrays["U"] @ arrays["V"].T) @ arrays["V"]

@@ -27,7 +27,7 @@ import einderiv
 from einderiv.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import HESSIANS, IDENTITIES
+from cases import HESSIANS, IDENTITIES, LOW_RANK, low_rank_fit
 from fd import central_diff
 from strategies import SHAPES, expressions, make_values
 
@@ -387,11 +387,9 @@ def test_multiply_out_false_keeps_the_product_as_derived(backend):
     # multiply_out=False (near an exact fit, the derived form rounds 10-30x better):
     # -2 (M - U V^T) V as derived, the m x n residual made, where the sizes (r << m, n)
     # would have it multiplied out; in the export and, on jax and torch, in compile
-    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+    g = einderiv.diff(LOW_RANK, "U")
     m, n, r = 400, 300, 2
-    arrays = {"M": RNG.normal(size=(m, n)), "U": RNG.normal(size=(m, r)),
-              "V": RNG.normal(size=(n, r))}
-    want = -2 * (arrays["M"] - arrays["U"] @ arrays["V"].T) @ arrays["V"]
+    arrays, want = low_rank_fit(m, n, r, RNG)
     shapes = {k: v.shape for k, v in arrays.items()}
     src = g.to_python("grad", backend=backend, shapes=shapes, multiply_out=False)
     assert src != g.to_python("grad", backend=backend, shapes=shapes)

@@ -12,7 +12,7 @@ import einderiv
 from einderiv.numeric.execution import skipped
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import HESSIANS, IDENTITIES, grouped_chain  # noqa: E402
+from cases import HESSIANS, IDENTITIES, LOW_RANK, grouped_chain, low_rank_fit  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -311,11 +311,9 @@ def test_multiply_out_false_keeps_the_low_rank_residual(backend):
     # compile(multiply_out=False): -2 (M - U V^T) V as derived (near an exact fit it
     # rounds 10-30x better), the residual made however cheap multiplying out would be
     import dask.array as da
-    g = einderiv.diff("(M[i,j] - U[i,k]*V[j,k])*(M[i,j] - U[i,l]*V[j,l])", "U")
+    g = einderiv.diff(LOW_RANK, "U")
     m, n, r = 40, 30, 2
-    arrays = {"M": RNG.normal(size=(m, n)), "U": RNG.normal(size=(m, r)),
-              "V": RNG.normal(size=(n, r))}
-    want = -2 * (arrays["M"] - arrays["U"] @ arrays["V"].T) @ arrays["V"]
+    arrays, want = low_rank_fit(m, n, r, RNG)
     if backend == "dask":
         arrays = {k: da.from_array(v, chunks=10) for k, v in arrays.items()}
     f = g.compile(backend=backend, multiply_out=False)
