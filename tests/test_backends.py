@@ -69,6 +69,33 @@ def test_backend_equals_numpy_and_the_closed_form(case, backend):
     np.testing.assert_allclose(got, d.compile()(**values), rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
+def test_torch_code_keeps_to_the_tensors_device(case):
+    """No tensor the torch code makes lands on another device than the inputs': on torch's
+    ``meta`` device (shapes only, no data), where mixing in a CPU tensor that is not a
+    0-d scalar is an error, as it is on a GPU. A stand-in for a GPU in every CI run."""
+    torch = pytest.importorskip("torch")
+    d = _derivative(case)
+    values = case.arrays(RNG)
+    tensors = {k: torch.from_numpy(np.array(v)).to("meta") if np.ndim(v) else v
+               for k, v in values.items()}
+    got = d.compile(backend="torch")(**tensors)
+    assert got.device.type == "meta" and tuple(got.shape) == np.shape(case.closed_form(values))
+
+
+@pytest.mark.parametrize("text, wrt, shapes", [
+    ("x[i]*x[i]", "x", {"x": (4,)}),                                  # 2 delta: a new diagonal
+    ("-y[i]*(z[i] - log(sum[j](exp(z[j]))))", "z", {"z": (5,), "y": (5,)}),   # diag + outer
+    ("sum[a](log(1 + exp(-y[a]*X[a,b]*w[b])))", "w", {"X": (4, 3), "y": (4,), "w": (3,)}),
+])
+def test_torch_hessians_with_deltas_keep_to_the_tensors_device(text, wrt, shapes):
+    torch = pytest.importorskip("torch")
+    h = einderiv.diff(einderiv.diff(text, wrt), wrt)
+    tensors = {k: torch.ones(v, dtype=torch.float64, device="meta") for k, v in shapes.items()}
+    got = h.compile(backend="torch")(**tensors)
+    assert got.device.type == "meta" and tuple(got.shape) == shapes[wrt] * 2
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", ALL, ids=lambda c: c.name)
 def test_torch_and_numpy_leave_their_inputs_bit_identical(case, dtype):
