@@ -1,7 +1,8 @@
 """Text of the array expressions that the code writer (:mod:`einderiv.numeric.code_writer`)
-writes in more than one place or for one library: a matrix product on transposed views,
-a product summed over the leading axes of both operands, a diagonal selected by compared
-index ranges, the reshape of an index range, the dtype (and device) of new constants.
+writes in more than one place or for one library: products one pair at a time, a matrix
+product on transposed views, a product summed over the leading axes of both operands,
+a diagonal selected by compared index ranges, the reshape of an index range, the
+conversion of the inputs, the dtype (and device) of new constants.
 """
 
 from __future__ import annotations
@@ -9,14 +10,95 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import opt_einsum as oe
+
 from ..core.ir import Index
 from .program import Add, Einsum, Func, Operand, Pow, Scale
 
 if TYPE_CHECKING:  # pragma: no cover
     from .code_writer import CodeWriter
+    from .dialects import Dialect
 
-__all__ = ["matmul", "leading", "weighted", "leading_call", "selected", "reshaped",
-           "dtype_lines", "folded_scalars", "multiplied_out"]
+__all__ = ["subscripts", "pairwise", "presummed", "matmul", "leading", "weighted", "leading_call",
+           "selected", "reshaped", "dtype_lines", "conversion", "folded_scalars",
+           "multiplied_out"]
+
+
+def subscripts(operands: list, out: tuple[Index, ...]) -> tuple[str, int]:
+    """The einsum subscripts of ``(anything, labels)`` operands, letters by first use
+    (as compile assigns them), and the number of distinct letters."""
+    letters: dict[Index, str] = {}
+    for labels in [lab for _, lab in operands] + [out]:
+        for i in labels:
+            letters.setdefault(i, oe.get_symbol(len(letters)))
+    words = ["".join(letters[i] for i in labels) for labels in [lab for _, lab in operands]]
+    return ",".join(words) + "->" + "".join(letters[i] for i in out), len(letters)
+
+
+def pairwise(w: CodeWriter, rest: list, out: tuple[Index, ...], path: list,
+             free: bool = False) -> tuple[str, tuple[Index, ...]]:
+    """The product of ``rest`` one pair at a time along ``path``; on a natural dialect
+    each pair's axes in the order a matrix product gives them (shared kept axes, then
+    the first's, then the second's) and element-wise pairs as ``*``; where the dialect
+    sums first (torch), an axis that only one operand of a pair has and nothing keeps
+    is summed out of it before the pair meets (``y[a] t[b] -> [b]``: ``y.sum() * t``)."""
+    ops = [(w.var[s], labels) for s, labels in rest]
+    scaled = None
+    for n, pair in enumerate(path):
+        picked = [ops[j] for j in sorted(pair)]  # in the order of the product
+        for j in sorted(pair, reverse=True):
+            ops.pop(j)
+        last = n == len(path) - 1
+        keep = set(out) | (set() if last else {i for _, labels in ops for i in labels})
+        if w.d.presum:
+            picked = [presummed(w.d.presum, x, lx, {i for _, other in picked[:k] + picked[k + 1:]
+                                                    for i in other} | keep)
+                      for k, (x, lx) in enumerate(picked)]
+        lx, ly = picked[0][1], picked[-1][1] if len(picked) == 2 else ()
+        new = tuple(i for i in dict.fromkeys(lx) if i in ly and i in keep) + \
+            tuple(i for i in dict.fromkeys(lx + ly) if i in keep and not (i in lx and i in ly))
+        if not w.d.natural:
+            new = tuple(dict.fromkeys(i for i in lx + ly if i in keep))
+        if last and not free:
+            new = out
+        if w.d.presum and len(picked) == 1 and sorted(lx) == sorted(new) and \
+                len(set(lx)) == len(lx):  # summed out above: at most a transpose left
+            call = w.aligned(picked[0][0], lx, new)
+        elif w.d.natural and len(picked) == 2 and set(new) == set(lx) | set(ly) and \
+                len(set(lx)) == len(lx) and len(set(ly)) == len(ly):
+            (x, _), (y, _) = picked
+            call = f"{w.aligned(x, lx, new)} * {w.aligned(y, ly, new)}"
+            scaled = weighted(picked, new) if w.d.leading and not last else None
+        elif w.d.matmul and len(picked) == 2 and matmul(picked, new):
+            call = matmul(picked, new) or ""
+        elif w.d.leading and len(picked) == 2 and leading(picked, new):
+            call = leading_call(w, leading(picked, new) or ("", "", 0), ops)
+        else:  # a contraction of two, or a sum over axes of one
+            text, _ = subscripts(picked, new)
+            call = w.d.einsum.format(xp=w.xp) + f'("{text}", {", ".join(v for v, _ in picked)})'
+        if last:
+            return call, new
+        if scaled and call not in w.written:  # its rows scaled: for leading_call
+            w.rows[w.bind(call)] = (*scaled, call)
+        ops.append((w.bind(call), new))
+        scaled = None
+    raise AssertionError("an empty path")  # pragma: no cover
+
+
+def presummed(form: str, x: str, labels: tuple[Index, ...], needed: set[Index]
+              ) -> tuple[str, tuple[Index, ...]]:
+    """``x`` (axes ``labels``) summed over the axes that ``needed`` lacks (no other operand
+    of its product has them, the result does not keep them), written with ``form`` (the
+    dialect's sum over ``{dims}`` of ``{x}``), and the axes left; ``x`` itself where
+    there are none or an index repeats (a diagonal).
+
+    >>> presummed("{x}.sum(dim={dims})", "y", ("a", "b"), {"b"})
+    ('y.sum(dim=(0,))', ('b',))
+    """
+    gone = tuple(j for j, i in enumerate(labels) if i not in needed)
+    if not gone or len(set(labels)) != len(labels):
+        return x, labels
+    return form.format(x=x, dims=gone), tuple(i for i in labels if i in needed)
 
 
 def reshaped(ax: int, rank: int) -> str:
@@ -142,6 +224,26 @@ def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str])
     if not inputs:
         return [f"{dtype} = {xp}.result_type(float)"]
     return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
+
+
+def conversion(d: Dialect, xp: str, helper: str, inputs: list[str]) -> list[str]:
+    """The lines converting the inputs of an exported function: a helper ``(*arrays)``
+    giving them numpy's promotion (Python numbers weak), called unless every input is
+    already what it would return (the dialect's ``ready`` test: on torch, where the
+    helper's calls cost 6-7 us of a 10 us gradient)."""
+    if not inputs:
+        return []
+    lines = [f"def {helper}(*arrays):  # numpy's promotion, Python numbers weak"]
+    lines += ["    " + s.format(xp=xp) for s in d.promote] + [""]
+    targets = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
+    call = f"{targets} = {helper}({', '.join(inputs)})"
+    if not d.ready:
+        return lines + [call]
+    first, other = d.ready  # the first input's test, each other's
+    tests = [first.format(xp=xp, a=inputs[0])] + [other.format(xp=xp, a=a, first=inputs[0])
+                                                  for a in inputs[1:]]
+    return lines + [f"if not ({chr(10).join([tests[0]] + ['            and ' + t for t in tests[1:]])}):",
+                    "    " + call]
 
 
 def multiplied_out(w: CodeWriter, step: Einsum, terms: list[tuple[float, tuple[Operand, ...]]],

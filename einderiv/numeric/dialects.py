@@ -28,6 +28,13 @@ class Dialect:
                                 # promotion of them all, Python numbers weak (NEP 50)
     lse: str = ""               # a library log-sum-exp over {axes}, or "" (by hand)
     softmax: str = ""           # a library softmax over {axes}, or "" (by hand)
+    softmax_axis: str = ""      # ... over one axis {axis}, where the library has its own
+    # the inputs need no conversion: a test of the first input {a}, and of each other {a}
+    # against the first {first} (the conversion helper would return them as they are)
+    ready: tuple[str, ...] = ()
+    # the sum over axes {dims} of {x}, taken out of a product's operand before the product
+    # (an axis only it has, which nothing keeps), or "": torch.einsum costs ~9 us a call
+    presum: str = ""
     place: str = ""             # a value moved to the inputs' device before a broadcast
     # intermediates in the axis order their contraction gives them (no transposes to
     # the plan's canonical order, which costs a copy where views are not free), and
@@ -155,5 +162,9 @@ DIALECTS: dict[str, Dialect] = {
          "        for a in arrays]"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
+        softmax_axis="{xp}.softmax({u}, dim={axis})",
+        ready=("type({a}) is {xp}.Tensor and ({a}.is_floating_point() or {a}.is_complex())",
+               "type({a}) is {xp}.Tensor and {a}.dtype == {first}.dtype"),
+        presum="{x}.sum(dim={dims})",
         place="{x}.to({device})", natural=True, matmul=True),  # numbers: CPU tensors
 }
