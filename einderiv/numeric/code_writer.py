@@ -280,8 +280,8 @@ class CodeWriter:
         if path is None and known and len(rest) > 1:
             path = [tuple(c) for c in
                     oe.contract_path(spec, *shapes, shapes=True, optimize=strategy)[0]]
-        elif path is None and len(rest) == 2 and self.d.leading:  # the one path of two
-            path = [(0, 1)]
+        elif path is None and len(rest) == 2 and (self.d.leading or self.d.presum):
+            path = [(0, 1)]  # the one path of two
         args = ", ".join(self.var[s] for s, _ in rest)
         searched = f', optimize="{strategy}"' if len(rest) > 1 else ""
         given = f", optimize={path!r}" if path else searched
@@ -290,6 +290,8 @@ class CodeWriter:
             where = "" if self.backend == "numpy" else f', backend="{self.backend}"'
             return f'{self.oe}.contract("{spec}", {args}{given}{where})', out
         call = self.d.einsum.format(xp=self.xp, oe=self.oe) + f'("{spec}", {args}'
+        if len(rest) == 1 and self.d.presum:  # a sum over axes of one: its own call
+            return pairwise(self, rest, out, [(0,)], free)
         if len(rest) == 1:
             return call + ")", out
         if path and (self.d.natural or self.d.path == "pairwise" and len(rest) > 2):
