@@ -259,3 +259,18 @@ def test_jax_keeps_the_dtype(name, dtype):
         assert got.dtype == EXPECTED[dtype], got.dtype
         np.testing.assert_allclose(np.asarray(got).astype(np.complex128), _closed(name, values),
                                    rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("convert", [np.ma.masked_array, np.asmatrix], ids=["masked", "matrix"])
+def test_ndarray_subclasses_are_read_as_numpy_asarray_reads_them(convert):
+    # documented: anything numpy.asarray accepts. A masked array reached the Gram
+    # product (A @ A.T inside, numpy's masked @ fails for a non-square A) as a masked
+    # array and let a ValueError out (benchmarks/fuzz.py --mode mixed --seed 50)
+    A = np.random.default_rng(50).normal(size=(3, 4))
+    want = np.linalg.slogdet(A @ A.T + np.eye(3))[1]
+    e = einderiv.parse("logdet(A[i,k]*A[j,k] + delta[i,j])")
+    for run in (e.evaluate, e.compile()):
+        got = run(A=convert(A))
+        assert type(got) is np.ndarray
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -59,10 +59,13 @@ def promote_numpy(values: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs as numpy arrays: lists and numbers converted, integer and boolean
     arrays and Python numbers cast to the :func:`common_dtype` of all of them
     (:class:`~einderiv.errors.EvaluationError` for anything not numeric). Floating
-    and complex arrays are passed on unchanged (numpy promotes them as it computes)."""
+    and complex arrays are passed on unchanged (numpy promotes them as it computes);
+    a subclass (a masked array, ``np.matrix``) becomes the plain array
+    ``numpy.asarray`` gives, as documented (its ``@`` and ``*`` differ: a masked
+    (3, 4) matrix times its transpose failed inside the Gram product)."""
     out: dict[str, Any] = {}
     for name, value in values.items():
-        if is_weak(value) or isinstance(value, np.ndarray):
+        if is_weak(value) or type(value) is np.ndarray:
             out[name] = value
             continue
         try:
