@@ -188,9 +188,26 @@ def test_shape_conflict_is_a_shape_error(text, shapes, pattern) -> None:
         einderiv.parse(text, shapes=shapes)
 
 
+@pytest.mark.parametrize("text", [
+    "x[i] + y[i]", "y[i] + x[i]", "x[i] - y[i]", "x[i] + 2*y[i]", "2*y[i] + x[i]",
+    "x[i] + y[i]*s", "x[i] + exp(y[i])", "x[i] + 0*y[i]", "x[i] + y[i] -> [i]",
+    "(x[i] + 2*y[i]) -> [i]", "z[j]*(x[i] + s*y[i])"])
+@pytest.mark.parametrize("simplify", [True, False])
+def test_a_size_conflict_between_terms_is_found_whichever_term_comes_first(text, simplify):
+    # the terms of a sum share their free indices: x (3) and y (5) cannot both be
+    # i-indexed; a term that is a product (2*y[i]) once got its own cell for i when it
+    # was checked before the bare tensor, and the conflict passed
+    # (benchmarks/oracle_fuzz.py --seed 46, shrunk)
+    with pytest.raises(ShapeError, match=r"index 'i' has size (3|5) .* but size (3|5)"):
+        einderiv.parse(text, shapes={"x": (3,), "y": (5,), "s": (), "z": (2,)},
+                       simplify=simplify)
+
+
 def test_shape_conflict_in_diff_is_a_shape_error() -> None:
     with pytest.raises(ShapeError, match="'j'"):
         einderiv.diff("X[i,j]*y[j]", "y", shapes={"X": (4, 3), "y": (4,)})
+    with pytest.raises(ShapeError, match="'i'"):
+        einderiv.diff("x[i] + 2*y[i]", "x", shapes={"x": (3,), "y": (5,)})
     e = einderiv.parse("X[i,j]*y[j]")
     with pytest.raises(ShapeError, match="'X'"):
         einderiv.diff(e, "y", shapes={"X": (4,)})

@@ -144,6 +144,8 @@ class _ScopeSizes:
                 deltas.extend((Delta(p, i), inner[p], self.cell(here, i))
                               for p, i in zip(body.free, use_labels(n)) if p in inner)
             elif isinstance(n, Product):
+                for idx in n.free:  # the scope's own indices: one cell, whichever term
+                    self.cell(here, idx)  # of a sum is checked first (x[i] + 2*y[i])
                 inner = dict(here)
                 for idx in sorted(bound_indices(n)):
                     inner[idx] = _Cell()
