@@ -226,18 +226,20 @@ def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str])
     return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]
 
 
-def conversion(d: Dialect, xp: str, helper: str, inputs: list[str]) -> list[str]:
+def conversion(d: Dialect, xp: str, helper: str, inputs: list[str], test: bool = True
+               ) -> list[str]:
     """The lines converting the inputs of an exported function: a helper ``(*arrays)``
     giving them numpy's promotion (Python numbers weak), called unless every input is
-    already what it would return (the dialect's ``ready`` test: on torch, where the
-    helper's calls cost 6-7 us of a 10 us gradient)."""
+    already what it would return (with ``test``, the dialect's ``ready`` test: on torch,
+    where the helper's calls cost 6-7 us of a 10 us gradient; not where an input is a
+    scalar, most often a Python number the helper converts anyway)."""
     if not inputs:
         return []
     lines = [f"def {helper}(*arrays):  # numpy's promotion, Python numbers weak"]
     lines += ["    " + s.format(xp=xp) for s in d.promote] + [""]
     targets = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
     call = f"{targets} = {helper}({', '.join(inputs)})"
-    if not d.ready:
+    if not d.ready or not test:
         return lines + [call]
     first, other = d.ready  # the first input's test, each other's
     tests = [first.format(xp=xp, a=inputs[0])] + [other.format(xp=xp, a=a, first=inputs[0])

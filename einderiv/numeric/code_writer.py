@@ -548,7 +548,9 @@ class CodeWriter:
         params = ", ".join(self.py[p] for p in self.params)
         head = [f"def {self.name}({'*, ' + params if params else ''}):"]
         body = docstring(self)
-        body += conversion(self.d, xp, self.helper, inputs)
+        scalars = any(isinstance(st, Input) and not self.rank[k]  # numbers, most likely:
+                      for k, st in enumerate(self.steps))  # the helper's to convert
+        body += conversion(self.d, xp, self.helper, inputs, not scalars)
         if self.needs_dtype:
             body += dtype_lines(self.backend, xp, self.names, inputs)
         body += self.lines
