@@ -244,8 +244,8 @@ def conversion(d: Dialect, xp: str, helper: str, inputs: list[str], test: bool =
     first, other = d.ready  # the first input's test, each other's
     tests = [first.format(xp=xp, a=inputs[0])] + [other.format(xp=xp, a=a, first=inputs[0])
                                                   for a in inputs[1:]]
-    return lines + [f"if not ({chr(10).join([tests[0]] + ['            and ' + t for t in tests[1:]])}):",
-                    "    " + call]
+    joined = "\n            and ".join(tests)  # one test a line, under the first
+    return lines + [f"if not ({joined}):", "    " + call]
 
 
 def multiplied_out(w: CodeWriter, step: Einsum, terms: list[tuple[float, tuple[Operand, ...]]],
