@@ -16,7 +16,8 @@ denominator layout.  Against it, for the expression and for ``diff`` by one or t
 its variables (and a second derivative for a fraction of inputs):
 
 * ``Expr.free`` (the free-index order rule), ``evaluate``, ``compile()(...)``, the
-  function of ``to_python()`` (exec'd, keyword arguments), and where ``to_matrix``
+  function of ``to_python()`` (exec'd, keyword arguments; ``--export torch``: the torch
+  code, on torch tensors), and where ``to_matrix``
   succeeds, ``MatrixExpr.evaluate`` and ``parse_matrix(str(m)).evaluate``;
 * every input array bit-identical after every call;
 * every ``evaluate`` timed (> --slow seconds is a finding).
@@ -219,7 +220,9 @@ class Checker:
         # products multiplied out where cheaper) for half the texts, without for the rest
         sized = zlib.crc32(self.text.encode()) % 2 == 0
         shapes = {k: np.shape(v) for k, v in arrays.items()} if sized else None
-        ok, r = self.call(where + ".to_python", expr.to_python, "oracle_fn", shapes=shapes)
+        export = os.environ.get("ORACLE_FUZZ_EXPORT", "numpy")  # --export: the workers' too
+        ok, r = self.call(where + ".to_python", expr.to_python, "oracle_fn", backend=export,
+                          shapes=shapes)
         if ok:
             src = r[0]
             ns: dict = {}
@@ -238,9 +241,15 @@ class Checker:
                 if missing:
                     self.add("CRASH", where + ".to_python", f"unknown arguments {missing}")
                 else:
-                    ok, r = self.call(where + ".to_python()", fn, **{p: arrays[p] for p in params})
+                    given = {p: arrays[p] for p in params}
+                    if export == "torch":
+                        import torch
+                        given = {p: torch.from_numpy(np.array(v)) if np.ndim(v) else v
+                                 for p, v in given.items()}
+                    ok, r = self.call(where + ".to_python()", fn, **given)
                     if ok:
-                        self.compare(where + ".to_python", expected, r[0], labels_exp, labels_eng, rtol, atol)
+                        got = r[0].numpy() if export == "torch" else r[0]
+                        self.compare(where + ".to_python", expected, got, labels_exp, labels_eng, rtol, atol)
         elif r is not None:
             self.add("REFUSAL", where + ".to_python", _msg(r))
         if matrix and len(labels_eng) <= 2:
@@ -1483,11 +1492,14 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=None, help="generator depth (default random 1-4)")
     ap.add_argument("--out", default=None, help="append the report to this file")
     ap.add_argument("--selftest", action="store_true", help="check the oracle against numpy by hand")
+    ap.add_argument("--export", choices=["numpy", "torch"], default="numpy",
+                    help="the backend of the to_python code checked (torch: tensors in)")
     ap.add_argument("--deriv", choices=["fd", "jax"], default="fd",
                     help="derivative reference: central differences of the oracle on numpy (fast, "
                          "default) or jax.jacfwd of the oracle (exact, slower)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    os.environ["ORACLE_FUZZ_EXPORT"] = args.export  # read where the workers check
     if args.selftest:
         return selftest()
 
