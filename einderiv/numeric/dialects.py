@@ -162,7 +162,8 @@ DIALECTS: dict[str, Dialect] = {
          "        for a in arrays]"),
         lse="{xp}.logsumexp({u}, dim={axes})",
         softmax="{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True))",
-        softmax_axis="{xp}.softmax({u}, dim={axis})",
+        softmax_axis="({xp}.softmax({u}, dim={axis}) if not {u}.is_complex() else "  # no complex
+                     "{xp}.exp({u} - {xp}.logsumexp({u}, dim={axes}, keepdim=True)))",   # kernel
         ready=("type({a}) is {xp}.Tensor and ({a}.is_floating_point() or {a}.is_complex())",
                "type({a}) is {xp}.Tensor and {a}.dtype == {first}.dtype"),
         presum="{x}.sum(dim={dims})",
