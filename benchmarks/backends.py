@@ -440,18 +440,18 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   `compile(backend="jax" | "torch")` runs, wrote the product as derived: 0.98x of
   `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
   formula. The writer now takes the same decision from the same sizes (known to it
-  when `to_python` gets integer shapes, always under `compile`): on JAX 2.57 against
-  4.61 ms in the table above (1.79x; 1.76x in the second run, 1.91-1.92x in two
-  earlier runs; it was 4.65
-  against 4.54 ms), on torch 4.46 ms against torch.func's 10.8 ms and torch.compile's
-  4.44 ms (3.80 and 3.80 ms in another run; it was 7.81 ms: 0.55x of torch.compile). It
+  when `to_python` gets integer shapes, always under `compile`): on JAX 2.72 against
+  4.97 ms in the table above (1.82x; 1.83x in the second run, 1.76-1.92x in four
+  earlier runs; it was 4.65 against 4.54 ms), on torch 5.35 ms against torch.func's
+  16.4 ms and torch.compile's 5.49 ms (4.46 against 4.44 and 3.80 against 3.80 ms in
+  earlier runs; it was 7.81 ms: 0.55x of torch.compile). It
   costs accuracy near an exact fit, as the normal equations do: both forms' error
   relative to the gradient grows as `eps |M| / |M - U V^T|`, multiplied out 10-30x
   that of the form as derived (`python benchmarks/multiplied_out.py`; docs/codegen.md).
 - **torch**: two-operand products of matrices and vectors as `a @ b` on transposed
   views (C9's gradient 0.61x -> 1.2x of `torch.func.grad`); a delta beside a dense
   term added in place into the dense sum (C10, C9 Hessians).
-- **torch, calls of microseconds** (after the table above was measured): eager torch
+- **torch, calls of microseconds**: eager torch
   pays ~9 us for a `torch.einsum` call however small, 9-13 us for
   `exp(u - logsumexp(u))` against 2.5 us for `torch.softmax`, and 6-7 us for the
   input conversion helper. The torch code now sums an axis that only one factor of a
@@ -463,8 +463,9 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   (4.1x; 4.4-5.3x at d = 200), C2's gradient at 100 18.7 -> 11.7 us (1.6x), C5's
   Jacobian 1.41x, C9's and C10's Hessians 1.37x and 1.40x; the calls of milliseconds
   run the same code but for the conversion test (0.89-1.09x, the machine's noise).
-  C10's gradient was 0.65x of torch.compile of the hand-written formula in the table
-  (37.4 against 24.1 us); 15.7 against 25.9 us after (`--libs torch --cases C10`).
+  In the table above C10's gradient runs in 9.6 us against torch.compile's 27.8 us of
+  the hand-written formula (the previous run's table: 37.4 against 24.1 us, 0.65x),
+  C2's at 100 in 9.6 against 31.4 us (15.0 against 30.7 us).
 - **What the keyword entry costs is CPython's** (C2 at 100, `timeit`, the call without
   `block_until_ready`): the jitted program by position 6.32 us, a plain function taking
   the keywords and calling it 6.40-6.55 us, an instance whose class has a generated
