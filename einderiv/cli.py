@@ -1,5 +1,5 @@
 """Command line: ``einderiv diff "EXPR" --wrt NAME [--shape X=4,3] [--order 2] [--latex]
-[--layout numerator]``.
+[--layout numerator] [--emit python [--backend jax] [--no-multiply-out]]``.
 
 The first line names the layout (``--layout``: denominator, the default, or
 numerator; docs/layout.md).
@@ -45,6 +45,7 @@ from .core.structures import apply_assumptions
 from .console import EXIT_BROKEN_PIPE, console, quiet_stdout
 from .errors import EinderivError, did_you_mean
 from .matrix.nodes import MatrixExpr
+from .numeric.codegen import BACKENDS as CODE_BACKENDS
 from .matrix.syntax import parse_matrix
 from .tools.inspect import structure
 from .tools.plot import plot
@@ -164,6 +165,16 @@ _DIFF_CONFLICTS: tuple[tuple[Callable[[argparse.Namespace], object], str], ...] 
      "LaTeX alone, --emit latex)"),
     (lambda a: a.name and a.emit != "python",
      "--name names the function of --emit python; without --emit python there is none"),
+    (lambda a: a.backend and a.emit != "python",
+     "--backend chooses the array library of --emit python's code; without --emit "
+     "python there is none"),
+    (lambda a: a.no_multiply_out and a.emit != "python",
+     "--no-multiply-out shapes the code of --emit python; without --emit python there "
+     "is none"),
+    (lambda a: a.no_multiply_out and not a.shape,
+     "--no-multiply-out keeps products with a sum factor as derived where integer "
+     "--shape sizes would have them multiplied out; without --shape nothing is "
+     "multiplied out: drop it"),
     (lambda a: a.expr is None and a.wrt,
      "--wrt needs an expression: without one diff runs the built-in example (by theta)"),
     (lambda a: a.expr is None and a.matrix,
@@ -327,7 +338,8 @@ def _emit(args: argparse.Namespace, e: Expr, result: Expr, label: str,
     name = args.name or ("grad" if args.order == 1 and not e.free else
                          "jacobian" if args.order == 1 else
                          "hessian" if args.order == 2 and not e.free else "derivative")
-    print(result.to_python(name=name, shapes=shapes), end="")
+    print(result.to_python(name=name, backend=args.backend or "numpy", shapes=shapes,
+                           multiply_out=not args.no_multiply_out), end="")
     return 0
 
 
@@ -445,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = _subparser(sub, "diff", _DIFF_EXAMPLES, help="differentiate an index expression", usage=(
         "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
         "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
-        "                     [--name FN] [--steps] [--matrix] [expr]"))
+        "                     [--name FN] [--backend LIB] [--no-multiply-out] [--steps]\n"
+        "                     [--matrix] [expr]"))
     d.add_argument("expr", nargs="?", help="the expression; - reads it from standard input, "
                                            "@FILE from FILE; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
@@ -463,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(paths fixed by integer --shape sizes); latex, index and matrix forms")
     d.add_argument("--name", metavar="FN", help="name of the --emit python function "
                                                 "(default: grad, jacobian or hessian)")
+    d.add_argument("--backend", choices=tuple(CODE_BACKENDS), metavar="LIB",
+                   help="the array library of --emit python's code: "
+                        + ", ".join(CODE_BACKENDS) + " (default numpy)")
+    d.add_argument("--no-multiply-out", action="store_true",
+                   help="--emit python with integer --shape sizes: keep a product with a "
+                        "sum factor as derived (U (V^T V) - M V stays (U V^T - M) V; "
+                        "better rounding near an exact fit, more FLOPs)")
     d.add_argument("--steps", action="store_true",
                    help="show the derivation step by step (with --latex: an align* block)")
     d.add_argument("--matrix", action="store_true",

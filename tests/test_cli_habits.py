@@ -215,6 +215,12 @@ def test_names_the_expression_does_not_use(capsys, argv, message):
     (["diff", QUAD, "--wrt", "x", "--emit", "python", "--latex"], "drop --latex"),
     (["diff", QUAD, "--wrt", "x", "--name", "g"], "--name names the function"),
     (["diff", QUAD, "--wrt", "x", "--emit", "latex", "--name", "g"], "--name names"),
+    (["diff", QUAD, "--wrt", "x", "--backend", "jax"], "--backend chooses"),
+    (["diff", QUAD, "--wrt", "x", "--emit", "latex", "--backend", "jax"], "--backend chooses"),
+    (["diff", QUAD, "--wrt", "x", "--shape", "A=3,3", "--no-multiply-out"],
+     "--no-multiply-out shapes"),
+    (["diff", QUAD, "--wrt", "x", "--emit", "python", "--no-multiply-out"],
+     "without --shape nothing is multiplied out"),
     (["diff", "--wrt", "x"], "--wrt needs an expression"),
     (["diff", "--matrix"], "--matrix reads"),
     (["inspect", "W[j,i]*A[j]", "--wrt", "W", "--slices"], "--slices chooses"),
@@ -231,6 +237,8 @@ def test_flags_that_would_be_ignored_are_errors(capsys, argv, message):
     ["diff", QUAD, "--wrt", "x", "--emit", "latex", "--latex"],
     ["diff", QUAD, "--wrt", "x", "--emit", "python", "--name", "g", "--shape", "A=3,3"],
     ["diff", "--order", "2", "--emit", "python"],
+    ["diff", QUAD, "--wrt", "x", "--emit", "python", "--backend", "opt_einsum",
+     "--shape", "A=3,3", "--no-multiply-out"],
 ])
 def test_flags_that_work_together(capsys, argv):
     code, out, err = _run(capsys, argv)

@@ -717,6 +717,31 @@ def test_cli_emit_python_matches_finite_differences(capsys):
     np.testing.assert_allclose(_load(out)(X=X, theta=th, y=y), fd, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("backend", ["opt_einsum", *SLOW_FOREIGN])
+def test_cli_emit_python_backend_writes_that_librarys_code(capsys, backend):
+    # --backend: the code of to_python(backend=...), run on that library's arrays
+    out = _emit(capsys, ["diff", LINREG, "--wrt", "theta", "--emit", "python",
+                         "--backend", backend])
+    assert out == einderiv.diff(LINREG, "theta").to_python("grad", backend=backend)
+    v = _linreg(3)
+    got = _run_foreign(backend, out, v) if backend in FOREIGN else _load(out)(**v)
+    np.testing.assert_allclose(got, 2 / v["n"] * v["X"].T @ (v["X"] @ v["theta"] - v["Y"]))
+
+
+def test_cli_no_multiply_out_keeps_the_residual(capsys):
+    # with integer sizes (r << m, n) the code multiplies -2 (M - U V^T) V out, never
+    # making the m x n residual; --no-multiply-out keeps it as derived
+    m, n, r = 400, 300, 2
+    arrays, want = low_rank_fit(m, n, r, RNG)
+    shape = [f"--shape={k}={','.join(map(str, v.shape))}" for k, v in arrays.items()]
+    argv = ["diff", LOW_RANK, "--wrt", "U", *shape, "--emit", "python"]
+    for flags, residual in (([], False), (["--no-multiply-out"], True)):
+        fn = _load(_emit(capsys, argv + flags))
+        np.testing.assert_allclose(fn(**arrays), want, rtol=1e-10)
+        largest = _largest_array_made("numpy", fn, arrays)
+        assert (largest >= m * n) if residual else (largest < m * n / 4)
+
+
 def test_cli_emit_latex_prints_index_and_matrix_forms(capsys):
     out = _emit(capsys, ["diff", LINREG, "--wrt", "theta", "--emit", "latex"])
     assert out.splitlines() == [
