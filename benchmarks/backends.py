@@ -231,6 +231,18 @@ def torch_runners(case: Case, data: dict, expr: einderiv.Expr, ref: np.ndarray,
                          f"{time.perf_counter() - t0:.1f} s")
         except Exception as exc:  # inductor needs a C++ compiler; record a failure
             notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:120]}")
+    if use_compile:  # einderiv's own code under torch.compile: one graph once the first
+        compiled(**tensors)  # call has written the code for these shapes
+        traced = torch.compile(compiled, dynamic=False)
+        t0 = time.perf_counter()
+        try:
+            traced(**tensors)
+            out["torch.compile(einderiv)"] = lambda: traced(**tensors)
+            notes.append(f"torch.compile of einderiv's compiled function: compiled in "
+                         f"{time.perf_counter() - t0:.1f} s")
+        except Exception as exc:
+            notes.append(f"torch.compile(einderiv) failed: {type(exc).__name__}: "
+                         f"{str(exc)[:120]}")
     if case.kind != "grad":
         out["dense"] = lambda: torch.full(ref.shape, 2.0, dtype=torch.float64, device=on)
     if on.type == "cuda":  # a call's time is its kernels' time: wait for them
@@ -537,6 +549,15 @@ def targets(rows: list[dict]) -> list[str]:
                    f"{len(comp) - len(behind)} of {len(comp)} at least as fast | median "
                    f"{ratios[len(ratios) // 2]:.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}x; "
                    f"behind: {', '.join(behind) or 'none'} |")
+    both = [r for r in comp if "torch.compile(einderiv)" in r["best_s"]]
+    if both:
+        ratios = sorted(r["best_s"]["torch.compile"] / r["best_s"]["torch.compile(einderiv)"]
+                        for r in both)
+        within = sum(1 for x in ratios if x >= 0.9)
+        out.append(f"| torch: einderiv's compiled function under torch.compile against "
+                   f"torch.compile of the hand-written formula | {within} of {len(both)} within "
+                   f"0.9x or faster | median {ratios[len(ratios) // 2]:.2f}x, range "
+                   f"{ratios[0]:.2f}-{ratios[-1]:.2f}x |")
     ex = sorted(r["best_s"]["export"] / r["best_s"]["einderiv"] for r in rows)
     if ex:
         out.append(f"| exported code (`to_python`) runs at the backend's speed | "
@@ -560,7 +581,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if not sel:
             continue
         jax_cols = lib == "jax"  # the program by position and the A/A control
-        extra = " | torch.compile(hand) | ratio" if lib == "torch" else ""
+        extra = " | torch.compile(hand) | ratio | torch.compile(einderiv) | ratio" \
+            if lib == "torch" else ""
         out += [f"### {lib}: einderiv against {auto}", "",
                 "speed-up = autodiff time / einderiv time (higher is better); export = the "
                 "`to_python` code called directly; dense = writing an array of the result's shape "
@@ -573,7 +595,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 "| case | einderiv" + (" | program" if jax_cols else "") + " | export | autodiff "
                 "| speed-up" + (" | program speed-up | A/A" if jax_cols else "")
                 + f" | export/einderiv | dense{extra} | target | holds |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---:" + (" | ---: | ---:" if extra else "")
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---:"
+                + (" | ---: | ---: | ---: | ---:" if extra else "")
                 + (" | ---: | ---: | ---:" if jax_cols else "") + " | --- | --- |"]
         for r in sel:
             b = r["best_s"]
@@ -585,9 +608,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
                       f"{b['autodiff'] / b['autodiff again']:.2f}"] if jax_cols else []
             cells += [f"{b['export'] / b['einderiv']:.2f}", fmt(b["dense"]) if "dense" in b else "-"]
             if extra:
-                tc = b.get("torch.compile")
+                tc, te = b.get("torch.compile"), b.get("torch.compile(einderiv)")
                 cells += [fmt(tc) if tc else "n/a",
-                          f"{tc / b['einderiv']:.2f}x" if tc else "-"]
+                          f"{tc / b['einderiv']:.2f}x" if tc else "-",
+                          fmt(te) if te else "n/a",
+                          f"{tc / te:.2f}x" if tc and te else "-"]
             out.append("| " + " | ".join(cells + [need, holds]) + " |")
         out.append("")
     once = [f"- {r['lib']} {r['case']}: {note}" for r in rows for note in r["notes"]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dialects import Dialect
 
 __all__ = ["subscripts", "pairwise", "presummed", "matmul", "leading", "weighted", "leading_call",
-           "selected", "reshaped", "dtype_lines", "conversion", "folded_scalars",
+           "diagonal_view", "selected", "reshaped", "dtype_lines", "conversion", "folded_scalars",
            "multiplied_out"]
 
 
@@ -106,6 +106,28 @@ def reshaped(ax: int, rank: int) -> str:
     if rank <= 1:
         return ""
     return ".reshape(" + ", ".join("-1" if j == ax else "1" for j in range(rank)) + ")"
+
+
+def diagonal_view(x: str, axes: list[int]) -> str:
+    """A torch view of ``x`` on its diagonal: dimension ``d`` of ``x`` runs along axis
+    ``axes[d]`` of the view (dimensions with the same axis are one, each axis at least
+    one dimension), made with ``.diagonal`` (each call merges two dimensions into a last
+    one) and a ``.permute`` to the view's axis order.
+
+    >>> diagonal_view("t", [2, 1, 2, 0])   # t[c, b, c, a] as v[a, b, c]
+    't.diagonal(0, 0, 2).permute((1, 0, 2))'
+    >>> diagonal_view("t", [0, 0, 0])      # t[a, a, a] as v[a]
+    't.diagonal(0, 0, 1).diagonal(0, 0, 1)'
+    """
+    text, now = x, list(axes)
+    for ax in dict.fromkeys(axes):
+        while now.count(ax) > 1:
+            first = now.index(ax)
+            second = now.index(ax, first + 1)
+            text += f".diagonal(0, {first}, {second})"
+            now = [a for j, a in enumerate(now) if j not in (first, second)] + [ax]
+    perm = tuple(now.index(ax) for ax in range(len(now)))
+    return text + (f".permute({perm})" if perm != tuple(range(len(now))) else "")
 
 
 def matmul(picked: list, new: tuple[Index, ...]) -> str | None:
@@ -208,9 +230,12 @@ def selected(xp: str, x: str, rest: tuple[Index, ...], out: tuple[Index, ...], p
     return " & ".join(tests), xp + ".where({mask}, {x}, 0.0)"
 
 
-def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str]) -> list[str]:
+def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str],
+                ranks: list[int]) -> list[str]:
     """The lines setting ``names["dtype"]`` (and on torch ``names["device"]``) for the
-    constants of an exported function: the inputs' common dtype (and device)."""
+    constants of an exported function: the inputs' common dtype (and device: that of
+    the first input of the highest rank, ``ranks`` theirs; a 0-d tensor may be on the
+    CPU beside tensors on a GPU, as torch allows)."""
     dtype, device = names["dtype"], names["device"]
     if backend == "torch":
         if not inputs:
@@ -218,9 +243,9 @@ def dtype_lines(backend: str, xp: str, names: dict[str, str], inputs: list[str])
         common = f"{inputs[0]}.dtype"
         for n in inputs[1:]:
             common = f"{xp}.promote_types({common}, {n}.dtype)"
-        arrays = ", ".join(inputs) + ("," if len(inputs) == 1 else "")
+        widest = inputs[ranks.index(max(ranks))]
         return [f"{dtype} = {common}",  # constants: the inputs' dtype and device
-                f"{device} = max(({arrays}), key=lambda a: a.ndim).device"]
+                f"{device} = {widest}.device"]
     if not inputs:
         return [f"{dtype} = {xp}.result_type(float)"]
     return [f"{dtype} = {xp}.result_type({', '.join(inputs)})  # constants: the inputs' dtype"]

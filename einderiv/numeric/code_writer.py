@@ -18,8 +18,8 @@ from ..core.ir import Expr, Index, iter_tensors
 from ..errors import EinderivError
 from .axis_sizes import AxisSizes, program_ranks
 from .code_doc import docstring
-from .code_forms import (conversion, dtype_lines, folded_scalars, multiplied_out, pairwise,
-                         reshaped, selected, subscripts)
+from .code_forms import (conversion, diagonal_view, dtype_lines, folded_scalars, multiplied_out,
+                         pairwise, reshaped, selected, subscripts)
 from .dialects import Dialect
 from .inputs import ordered_variables
 from .paths import connected_order, path_strategy
@@ -478,16 +478,11 @@ class CodeWriter:
         for slot, labels, sign in late:
             x, rest, out, root = self.deferred[slot]
             self.line(f"{name} = {name}.to({self.xp}.promote_types({name}.dtype, {x}.dtype))")
-            # the diagonal as a strided view of the sum (an axis of x steps over each axis
-            # of the sum it stands for): no index arrays, no gather and scatter (C9's
-            # Hessian: 177 -> 144 us a call against advanced indexing)
-            axes = [rest.index(root(out[labels.index(lab)])) for lab in actual]
-            stride = self.temp("s")
-            self.line(f"{stride} = {name}.stride()")
-            steps = [" + ".join(f"{stride}[{d}]" for d, ax in enumerate(axes) if ax == r)
-                     for r in range(len(rest))]
-            view = (f"{name}.as_strided({x}.shape, ({', '.join(steps)}"
-                    f"{',' if len(steps) == 1 else ''}), {name}.storage_offset())")
+            # the diagonal as a view of the sum (no index arrays, no gather and scatter:
+            # C9's Hessian 181 -> 144 us a call against advanced indexing), made with
+            # .diagonal, which torch.compile traces (as_strided and .stride() it does not)
+            view = diagonal_view(name, [rest.index(root(out[labels.index(lab)]))
+                                        for lab in actual])
             self.line(f"{view}.{'add_' if sign == 1.0 else 'sub_'}({x})  # the diagonal term")
 
     def step_broadcast(self, k: int, step: Broadcast) -> None:
@@ -560,7 +555,10 @@ class CodeWriter:
                       for k, st in enumerate(self.steps))  # the helper's to convert
         body += conversion(self.d, xp, self.helper, inputs, not scalars)
         if self.needs_dtype:
-            body += dtype_lines(self.backend, xp, self.names, inputs)
+            ranks = {st.name: self.rank[k] or 0 for k, st in enumerate(self.steps)
+                     if isinstance(st, Input)}
+            body += dtype_lines(self.backend, xp, self.names, inputs,
+                                [ranks.get(n, 0) for n in self.program.inputs])
         body += self.lines
         body.append(f"return {result}")
         module = self.d.module.format(xp=xp)
