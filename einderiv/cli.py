@@ -45,8 +45,8 @@ from .core.structures import apply_assumptions
 from .console import EXIT_BROKEN_PIPE, console, quiet_stdout
 from .errors import EinderivError, did_you_mean
 from .matrix.nodes import MatrixExpr
-from .numeric.codegen import BACKENDS as CODE_BACKENDS
 from .matrix.syntax import parse_matrix
+from .numeric.codegen import BACKENDS as CODE_BACKENDS
 from .tools.inspect import structure
 from .tools.plot import plot
 from .tools.steps import derive_steps
