@@ -455,10 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     # The usage line written out: argparse's own would take 4 lines with all the options
     # (a usage error must stay a short message); -h lists them.
     d = _subparser(sub, "diff", _DIFF_EXAMPLES, help="differentiate an index expression", usage=(
-        "%(prog)s [-h] [--wrt WRT] [--shape NAME=SIZES] [--order {1,2,3,4}]\n"
-        "                     [--layout L] [--assume S=KIND] [--latex] [--emit FORM]\n"
-        "                     [--name FN] [--backend LIB] [--no-multiply-out] [--steps]\n"
-        "                     [--matrix] [expr]"))
+        "%(prog)s [-h] [--wrt WRT] [--shape X=SIZES] [--order N] [--layout L]\n"
+        "                     [--assume S=KIND] [--latex] [--steps] [--matrix] [expr]\n"
+        "                     [--emit FORM] [--name FN] [--backend B] [--no-multiply-out]"))
     d.add_argument("expr", nargs="?", help="the expression; - reads it from standard input, "
                                            "@FILE from FILE; omitted: the linear-regression demo")
     d.add_argument("--wrt", help="variable, optionally with index names: theta or theta[d]")
@@ -476,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(paths fixed by integer --shape sizes); latex, index and matrix forms")
     d.add_argument("--name", metavar="FN", help="name of the --emit python function "
                                                 "(default: grad, jacobian or hessian)")
-    d.add_argument("--backend", choices=tuple(CODE_BACKENDS), metavar="LIB",
+    d.add_argument("--backend", choices=tuple(CODE_BACKENDS), metavar="B",
                    help="the array library of --emit python's code: "
                         + ", ".join(CODE_BACKENDS) + " (default numpy)")
     d.add_argument("--no-multiply-out", action="store_true",

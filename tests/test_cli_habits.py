@@ -209,6 +209,21 @@ def test_names_the_expression_does_not_use(capsys, argv, message):
     assert message in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["diff", "--order", "9", "x"], ["diff", "--bogus"], ["diff", "--backend", "tf"],
+    ["inspect"], ["demo", "--order", "7"], ["serve", "--port", "x"], ["--bogus"],
+])
+def test_a_usage_error_is_a_short_message(capsys, argv):
+    """argparse prints the usage line with a usage error: each subcommand's fits in
+    three lines of 80 columns, and the error itself in a fourth line."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert exc.value.code == 2 and out == "" and "error:" in lines[-1]
+    assert len(lines) <= 4 and all(len(line) <= 80 for line in lines[:-1]), err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["diff", QUAD, "--wrt", "x", "--steps", "--emit", "python"], "--steps prints"),
     (["diff", QUAD, "--wrt", "x", "--steps", "--emit", "latex"], "--steps prints"),
