@@ -452,11 +452,10 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   `compile(backend="jax" | "torch")` runs, wrote the product as derived: 0.98x of
   `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
   formula. The writer now takes the same decision from the same sizes (known to it
-  when `to_python` gets integer shapes, always under `compile`): on JAX 2.72 against
-  4.97 ms in the table above (1.82x; 1.83x in the second run, 1.76-1.92x in four
-  earlier runs; it was 4.65 against 4.54 ms), on torch 5.35 ms against torch.func's
-  16.4 ms and torch.compile's 5.49 ms (4.46 against 4.44 and 3.80 against 3.80 ms in
-  earlier runs; it was 7.81 ms: 0.55x of torch.compile). It
+  when `to_python` gets integer shapes, always under `compile`): on JAX 1.78x in the
+  table above (1.76-1.92x in six earlier runs; it was 4.65 against 4.54 ms), on torch
+  4.0x torch.func's time and 1.05x torch.compile's in the table above (1.03x and
+  parity in three earlier runs; it was 7.81 ms: 0.55x of torch.compile). It
   costs accuracy near an exact fit, as the normal equations do: both forms' error
   relative to the gradient grows as `eps |M| / |M - U V^T|`, multiplied out 10-30x
   that of the form as derived (`python benchmarks/multiplied_out.py`; docs/codegen.md).
@@ -475,9 +474,32 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   (4.1x; 4.4-5.3x at d = 200), C2's gradient at 100 18.7 -> 11.7 us (1.6x), C5's
   Jacobian 1.41x, C9's and C10's Hessians 1.37x and 1.40x; the calls of milliseconds
   run the same code but for the conversion test (0.89-1.09x, the machine's noise).
-  In the table above C10's gradient runs in 9.6 us against torch.compile's 27.8 us of
-  the hand-written formula (the previous run's table: 37.4 against 24.1 us, 0.65x),
-  C2's at 100 in 9.6 against 31.4 us (15.0 against 30.7 us).
+  In the run after that change C10's gradient ran in 9.6 us against torch.compile's
+  27.8 us of the hand-written formula (the run before: 37.4 against 24.1 us, 0.65x),
+  C2's at 100 in 9.6 against 31.4 us (15.0 against 30.7 us); in the table above 2.5x
+  and 3.1x torch.compile's speed.
+- **torch, a diagonal beside a dense term (C9, C10 Hessians)**: added through a view
+  of the sum made with `.diagonal(...)` (and a `.permute`) and `add_`, no longer by
+  advanced indexing with `arange` index tensors (a gather and a scatter): the exported
+  code before and after (`python benchmarks/export_ab.py --before cbc173e`): C9's
+  Hessian 183.9 -> 143.6 us (1.28x), C10's 120.1 -> 101.1 us (1.19x); the JAX code
+  is byte-identical.
+- **torch.compile of einderiv's own code** (the "torch.compile(einderiv)" column:
+  `torch.compile(expr.compile(backend="torch"))` after its first call): one graph, no
+  graph break (before, the device of the constants was found with `max(..., key=)`,
+  which broke the graph, and a trial `as_strided` view of the diagonal did too; tested
+  with `torch._dynamo.explain` for every identity and Hessian of the test suite).
+  Against torch.compile of the hand-written formula it lands at median 1.00x, from
+  0.54x to 1.75x: inductor compiles equivalent formulas differently (C2's gradient at
+  1000: einderiv's `A.T @ x + A @ x` 357 us under torch.compile, 183 us eagerly, the
+  hand-written `A @ x + x @ A` 192 us). Eager einderiv is faster than either on calls
+  of microseconds (C2 at 100, C10: 6.8-7.0 us against 17-22 us, inductor's guards and
+  wrapper). Where torch.compile's hand-written gradient is ahead of eager einderiv (C1,
+  C3 at 10000 x 500, 0.82-0.88x), it is the matrix-vector product `X @ theta`: this
+  torch's MKL takes 2.1-2.2 ms for it at 10000 x 500 on the AMD EPYC (dgemv, 19 GB/s),
+  inductor's own loop 1.0 ms (`torch.mv`, `X @ theta[:, None]`, `theta @ X.T` and
+  `torch.einsum` are all MKL's 2.2-2.4 ms); under torch.compile einderiv's C1 gradient
+  takes the same 2.95 ms.
 - **What the keyword entry costs is CPython's** (C2 at 100, `timeit`, the call without
   `block_until_ready`): the jitted program by position 6.32 us, a plain function taking
   the keywords and calling it 6.40-6.55 us, an instance whose class has a generated
