@@ -539,7 +539,33 @@ def _cli_args(rng: random.Random, text: str, wrt: Any) -> list[str]:
         args += ["--order", "2"]
     if rng.random() < 0.2:
         args.append("--latex")
-    return args
+    key = f"{text}|{wrt}|{args}".encode("utf-8", "surrogatepass")  # texts with surrogates
+    return args + _later_flags(random.Random(key), text)
+
+
+def _later_flags(rng: random.Random, text: str) -> list[str]:
+    """diff's flags added after the generator above was fixed (--emit and what goes
+    with it, --layout, --steps, --matrix, --assume), drawn from their own generator so
+    that the inputs of a seed stay those the fuzzer has always made."""
+    out: list[str] = []
+    if rng.random() < 0.15:
+        out += ["--emit", rng.choice(["python", "python", "latex", "pdf"])]
+    if rng.random() < 0.1:
+        out += ["--backend", rng.choice(["numpy", "opt_einsum", "jax", "torch", "tf"])]
+    if rng.random() < 0.05:
+        out.append("--no-multiply-out")
+    if rng.random() < 0.05:
+        out += ["--name", rng.choice(["g", "grad_2", "2g", "class", "θ"])]
+    if rng.random() < 0.08:
+        out += ["--layout", rng.choice(["numerator", "denominator", "mixed"])]
+    if rng.random() < 0.05:
+        out.append("--steps")
+    if rng.random() < 0.04:
+        out.append("--matrix")
+    if rng.random() < 0.05:
+        name = rng.choice(_names_in(text) or ["S"])
+        out += ["--assume", f"{name}={rng.choice(['symmetric', 'diagonal', 'spd'])}"]
+    return out
 
 
 def make_input(seed: int, k: int, mode: str = "mixed", math_fraction: float = 0.05) -> Input:
