@@ -141,6 +141,8 @@ def matmul(picked: list, new: tuple[Index, ...]) -> str | None:
 
     >>> matmul([("X", ("a", "b")), ("r", ("a",))], ("b",))
     '(r @ X)'
+    >>> matmul([("r", ("a",)), ("X", ("b", "a"))], ("b",))
+    '(X @ r)'
     >>> matmul([("X", ("a", "b")), ("V", ("c", "b"))], ("c", "a"))
     '(V @ X.T)'
     """
