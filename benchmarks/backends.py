@@ -452,10 +452,10 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   `compile(backend="jax" | "torch")` runs, wrote the product as derived: 0.98x of
   `jax.jit(jax.grad)` in the earlier run, 0.55x of torch.compile of the hand-written
   formula. The writer now takes the same decision from the same sizes (known to it
-  when `to_python` gets integer shapes, always under `compile`): on JAX 1.78x in the
-  table above (1.76-1.92x in six earlier runs; it was 4.65 against 4.54 ms), on torch
-  4.0x torch.func's time and 1.05x torch.compile's in the table above (1.03x and
-  parity in three earlier runs; it was 7.81 ms: 0.55x of torch.compile). It
+  when `to_python` gets integer shapes, always under `compile`): on JAX 1.70x in the
+  table above (1.66-1.92x in seven other runs; it was 4.65 against 4.54 ms), on torch
+  2.8x torch.func's time and 1.03x torch.compile's in the table above (1.03-1.05x and
+  parity in four other runs; it was 7.81 ms: 0.55x of torch.compile). It
   costs accuracy near an exact fit, as the normal equations do: both forms' error
   relative to the gradient grows as `eps |M| / |M - U V^T|`, multiplied out 10-30x
   that of the form as derived (`python benchmarks/multiplied_out.py`; docs/codegen.md).
@@ -476,8 +476,8 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   run the same code but for the conversion test (0.89-1.09x, the machine's noise).
   In the run after that change C10's gradient ran in 9.6 us against torch.compile's
   27.8 us of the hand-written formula (the run before: 37.4 against 24.1 us, 0.65x),
-  C2's at 100 in 9.6 against 31.4 us (15.0 against 30.7 us); in the table above 2.5x
-  and 3.1x torch.compile's speed.
+  C2's at 100 in 9.6 against 31.4 us (15.0 against 30.7 us); in the table above 2.7x
+  and 3.0x torch.compile's speed.
 - **torch, a diagonal beside a dense term (C9, C10 Hessians)**: added through a view
   of the sum made with `.diagonal(...)` (and a `.permute`) and `add_`, no longer by
   advanced indexing with `arange` index tensors (a gather and a scatter): the exported
@@ -489,17 +489,20 @@ einderiv's jitted function against `jax.jit(jax.grad / hessian)`: `jax.make_jaxp
   graph break (before, the device of the constants was found with `max(..., key=)`,
   which broke the graph, and a trial `as_strided` view of the diagonal did too; tested
   with `torch._dynamo.explain` for every identity and Hessian of the test suite).
-  Against torch.compile of the hand-written formula it lands at median 1.00x, from
-  0.54x to 1.75x: inductor compiles equivalent formulas differently (C2's gradient at
-  1000: einderiv's `A.T @ x + A @ x` 357 us under torch.compile, 183 us eagerly, the
-  hand-written `A @ x + x @ A` 192 us). Eager einderiv is faster than either on calls
-  of microseconds (C2 at 100, C10: 6.8-7.0 us against 17-22 us, inductor's guards and
-  wrapper). Where torch.compile's hand-written gradient is ahead of eager einderiv (C1,
-  C3 at 10000 x 500, 0.82-0.88x), it is the matrix-vector product `X @ theta`: this
-  torch's MKL takes 2.1-2.2 ms for it at 10000 x 500 on the AMD EPYC (dgemv, 19 GB/s),
-  inductor's own loop 1.0 ms (`torch.mv`, `X @ theta[:, None]`, `theta @ X.T` and
-  `torch.einsum` are all MKL's 2.2-2.4 ms); under torch.compile einderiv's C1 gradient
-  takes the same 2.95 ms.
+  Against torch.compile of the hand-written formula it lands at median 0.99x, from
+  0.70x to 2.00x: inductor compiles equivalent formulas differently. It wrote `M.T @ v`
+  as a loop of its own, 2x slower at 1000 x 1000 than the product it keeps for
+  `v @ M` (C2's gradient at 1000: 357 us under torch.compile against 183 us eagerly);
+  the torch code now writes a matrix-vector product as `v @ M` or `M @ v`, never
+  with `M.T` (the same MKL call eagerly: 1351 against 1360 us at 10000 x 500), and
+  C2's gradient takes 188 us under torch.compile. Eager einderiv is faster than either
+  on calls of microseconds (C2 at 100, C10: 6.9-7.0 us against 18-22 us, inductor's
+  guards and wrapper). Where torch.compile's hand-written gradient is ahead of eager
+  einderiv (C1, C3 at 10000 x 500, 0.79-0.80x), it is the matrix-vector product
+  `X @ theta`: this torch's MKL takes 2.1-2.2 ms for it at 10000 x 500 on the AMD
+  EPYC (dgemv, 19 GB/s), inductor's own loop 1.0 ms (`torch.mv`, `X @ theta[:, None]`,
+  `theta @ X.T` and `torch.einsum` are all MKL's 2.2-2.4 ms); under torch.compile
+  einderiv's C1 gradient takes 2.51 ms, 1.15x the hand-written formula's.
 - **What the keyword entry costs is CPython's** (C2 at 100, `timeit`, the call without
   `block_until_ready`): the jitted program by position 6.32 us, a plain function taking
   the keywords and calling it 6.40-6.55 us, an instance whose class has a generated
